@@ -1,0 +1,34 @@
+//! sea-orm entities of promsync, one module per table (DESIGN §7).
+//!
+//! Relations are expressed as explicit queries in the importer and API rather than derived
+//! joins: every query there is scoped by account first, which keeps tenancy visible.
+
+pub mod accounts;
+pub mod categories;
+pub mod clients;
+pub mod employees;
+pub mod inbound_events;
+pub mod order_items;
+pub mod order_statuses;
+pub mod orders;
+pub mod outbound_sync_log;
+pub mod outbox;
+pub mod products;
+pub mod shops;
+pub mod status_mappings;
+
+pub mod prelude {
+    pub use super::accounts::Entity as Account;
+    pub use super::categories::Entity as Category;
+    pub use super::clients::Entity as Client;
+    pub use super::employees::Entity as Employee;
+    pub use super::inbound_events::Entity as InboundEvent;
+    pub use super::order_items::Entity as OrderItem;
+    pub use super::order_statuses::Entity as OrderStatus;
+    pub use super::orders::Entity as Order;
+    pub use super::outbound_sync_log::Entity as OutboundSyncEntry;
+    pub use super::outbox::Entity as OutboxRow;
+    pub use super::products::Entity as Product;
+    pub use super::shops::Entity as Shop;
+    pub use super::status_mappings::Entity as StatusMapping;
+}

@@ -1,0 +1,26 @@
+//! Order lines: product, quantity and price, and whether the goods were written off.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "order_items")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub order_id: i64,
+    pub product_id: i64,
+    pub position: i32,
+    pub name: String,
+    pub sku: Option<String>,
+    #[sea_orm(column_type = "Decimal(Some((18, 3)))")]
+    pub quantity: Decimal,
+    #[sea_orm(column_type = "Decimal(Some((18, 2)))")]
+    pub price: Decimal,
+    pub written_off: bool,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,35 @@
+//! A connected Prom shop: API credentials, webhook secrets, import settings, poll state.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "shops")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub prom_url: String,
+    pub prom_token: String,
+    pub webhook_secret: String,
+    pub previous_webhook_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTimeUtc>,
+    pub language: String,
+    pub match_products_by: String,
+    pub client_matching: String,
+    pub enabled: bool,
+    pub poll_enabled: bool,
+    pub poll_interval_s: i32,
+    pub poll_watermark: Option<DateTimeUtc>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTimeUtc>,
+    pub token_rejected_at: Option<DateTimeUtc>,
+    pub order_url_template: Option<String>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,454 @@
+//! Load generator for the webhook ingress (`POST /webhooks/prom/{shop_id}`).
+//!
+//! Sends `--count` distinct, correctly signed Standard Webhooks messages over
+//! `--concurrency` concurrent connections. Each body is `{"order": {...}}` built from a
+//! Prom order fixture, with its `id` set to one of `--orders` distinct order ids, a fresh,
+//! strictly increasing `date_modified`, and exactly three product lines.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --url http://127.0.0.1:8080 --shop-id 1 \
+//!     --secret whsec_... --count 20000 --concurrency 64 --orders 1000
+//! ```
+//!
+//! Prints sent, accepted (202), other statuses by code, transport errors, elapsed,
+//! requests/s and latency percentiles, then one machine-readable line starting with
+//! `loadgen-json: `. Exits non-zero only on setup errors (bad secret, unreadable fixture,
+//! bad URL); request failures are counted, not fatal.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Parser;
+use futures::stream::{self, StreamExt};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Fixture paths tried, in order, when `--fixture` is not given (repo root, then the
+/// shared folder of the workplace). If none exists a built-in template is used.
+const FIXTURE_CANDIDATES: &[&str] = &[
+    "../shared/fixtures/prom/order-pending-cash-on-delivery.json",
+    "shared/fixtures/prom/order-pending-cash-on-delivery.json",
+    "/work/shared/fixtures/prom/order-pending-cash-on-delivery.json",
+];
+
+/// Three order lines: (price in UAH, quantity). Order total = 244*1 + 130*2 + 99*1 = 603.
+const LINES: [(u64, f64); 3] = [(244, 1.0), (130, 2.0), (99, 1.0)];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "Signed webhook load generator for the promsync ingress"
+)]
+struct Args {
+    /// Base URL of the promsync HTTP server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Shop id (path segment of /webhooks/prom/{shop_id}).
+    #[arg(long)]
+    shop_id: String,
+    /// Shop webhook secret, `whsec_<base64 key>`.
+    #[arg(long)]
+    secret: String,
+    /// Number of requests to send.
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    /// Concurrent requests in flight (and connections).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Number of distinct Prom order ids the requests are spread over.
+    #[arg(long, default_value_t = 1000)]
+    orders: u64,
+    /// First order id; ids are `order_base + i % orders`.
+    #[arg(long, default_value_t = 900_000_000)]
+    order_base: u64,
+    /// Prom order fixture (`{"order": {...}}` or a bare order object).
+    #[arg(long)]
+    fixture: Option<PathBuf>,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_s: u64,
+}
+
+struct Shared {
+    endpoint: String,
+    key: Vec<u8>,
+    template: Value,
+    args_orders: u64,
+    order_base: u64,
+    /// `date_modified` base; each message adds a strictly increasing microsecond offset.
+    base_time: DateTime<Utc>,
+    seq: AtomicU64,
+}
+
+/// Outcome of one request: HTTP status (or transport error kind) and latency.
+struct Sample {
+    status: Result<u16, &'static str>,
+    latency: Duration,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match setup(&args) {
+        Ok(shared) => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("loadgen: cannot start runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(run(&args, Arc::new(shared))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: setup error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn setup(args: &Args) -> Result<Shared, String> {
+    if args.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
+    if args.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    if args.orders == 0 {
+        return Err("--orders must be at least 1".into());
+    }
+    let raw_key = args.secret.strip_prefix("whsec_").unwrap_or(&args.secret);
+    let key = B64
+        .decode(raw_key.trim())
+        .map_err(|e| format!("secret is not whsec_<base64>: {e}"))?;
+    if key.is_empty() {
+        return Err("secret key is empty".into());
+    }
+    let base = reqwest::Url::parse(&args.url).map_err(|e| format!("bad --url: {e}"))?;
+    let endpoint = base
+        .join(&format!("/webhooks/prom/{}", args.shop_id))
+        .map_err(|e| format!("bad --url: {e}"))?
+        .to_string();
+    let template = load_template(args.fixture.as_deref())?;
+    Ok(Shared {
+        endpoint,
+        key,
+        template,
+        args_orders: args.orders,
+        order_base: args.order_base,
+        base_time: Utc::now(),
+        seq: AtomicU64::new(0),
+    })
+}
+
+fn load_template(path: Option<&std::path::Path>) -> Result<Value, String> {
+    let text = match path {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read fixture {}: {e}", p.display()))?,
+        ),
+        None => FIXTURE_CANDIDATES
+            .iter()
+            .find_map(|c| std::fs::read_to_string(c).ok()),
+    };
+    let doc: Value = match text {
+        Some(t) => serde_json::from_str(&t).map_err(|e| format!("fixture is not JSON: {e}"))?,
+        None => builtin_fixture(),
+    };
+    let order = match doc.get("order") {
+        Some(o) => o.clone(),
+        None => doc,
+    };
+    if !order.is_object() {
+        return Err("fixture has no order object".into());
+    }
+    let products = order.get("products").and_then(Value::as_array);
+    if products.is_none_or(|p| p.is_empty()) {
+        return Err("fixture order has no products".into());
+    }
+    Ok(order)
+}
+
+/// A trimmed copy of the cash-on-delivery fixture, used when no fixture file is found.
+fn builtin_fixture() -> Value {
+    json!({"order": {
+        "id": 338390710,
+        "date_created": "2025-04-07T06:46:42.728888+00:00",
+        "date_modified": "2025-04-07T06:46:43.570150+00:00",
+        "client_first_name": "Олена",
+        "client_second_name": "",
+        "client_last_name": "Коваленко",
+        "client_id": 289664789,
+        "client": {"first_name": "Олена", "last_name": "Коваленко", "second_name": "",
+                   "phone": "+380000000000", "id": 289664789},
+        "email": null,
+        "phone": "+380000000000",
+        "delivery_cost": 0,
+        "payment_option": {"id": 10827897, "name": "Наложенный платеж"},
+        "payment_data": null,
+        "price": "244 грн",
+        "full_price": "244 грн",
+        "client_notes": "",
+        "products": [{
+            "id": 2555951114u64,
+            "external_id": "",
+            "name": "Набор в коробке 5 пар высокие мужские Носки Nike/найк - Tie-Dye цветные Подарочный тай дай",
+            "name_multilang": {
+                "ru": "Набор в коробке 5 пар высокие мужские Носки Nike/найк - Tie-Dye цветные Подарочный тай дай",
+                "uk": "Набір у коробці 5 пар високі чоловічі шкарпетки Nike/найк — Tie-Dye кольорові Подарунковий тай дай"
+            },
+            "sku": "B45N2",
+            "price": "244 грн",
+            "quantity": 1.0,
+            "measure_unit": "шт.",
+            "total_price": "244 грн"
+        }],
+        "status": "pending",
+        "status_name": "Новый",
+        "source": "portal",
+        "cancellation": null
+    }})
+}
+
+/// Three product lines derived from the template's first product.
+fn build_products(template: &Value) -> Value {
+    let base = template["products"][0].clone();
+    let base_id = base
+        .get("id")
+        .and_then(Value::as_u64)
+        .unwrap_or(2_555_951_114);
+    let base_sku = base
+        .get("sku")
+        .and_then(Value::as_str)
+        .unwrap_or("SKU")
+        .to_string();
+    let base_name = base
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("Product")
+        .to_string();
+    let lines: Vec<Value> = LINES
+        .iter()
+        .enumerate()
+        .map(|(k, &(price, qty))| {
+            let mut p = base.clone();
+            let n = k + 1;
+            p["id"] = json!(base_id + k as u64);
+            p["sku"] = json!(format!("{base_sku}-{n}"));
+            p["name"] = json!(format!("{base_name} #{n}"));
+            if let Some(ml) = p.get_mut("name_multilang").and_then(Value::as_object_mut) {
+                for v in ml.values_mut() {
+                    if let Some(s) = v.as_str() {
+                        *v = json!(format!("{s} #{n}"));
+                    }
+                }
+            }
+            p["price"] = json!(format!("{price} грн"));
+            p["quantity"] = json!(qty);
+            p["total_price"] = json!(format!("{} грн", (price as f64 * qty) as u64));
+            p
+        })
+        .collect();
+    Value::Array(lines)
+}
+
+fn order_total() -> u64 {
+    LINES.iter().map(|&(p, q)| (p as f64 * q) as u64).sum()
+}
+
+fn sign(key: &[u8], id: &str, ts: i64, body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(ts.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+fn build_message(shared: &Shared, products: &Value, i: u64) -> (String, i64, Vec<u8>) {
+    let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
+    let modified = shared.base_time + chrono::Duration::microseconds(seq as i64 + 1);
+    let mut order = shared.template.clone();
+    order["id"] = json!(shared.order_base + i % shared.args_orders);
+    order["date_modified"] = json!(modified
+        .to_rfc3339_opts(SecondsFormat::Micros, false)
+        .replace('Z', "+00:00"));
+    order["products"] = products.clone();
+    let total = format!("{} грн", order_total());
+    order["price"] = json!(total);
+    if order.get("full_price").is_some() {
+        order["full_price"] = json!(total);
+    }
+    let body = serde_json::to_vec(&json!({ "order": order })).expect("JSON serializes");
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    (id, Utc::now().timestamp(), body)
+}
+
+async fn send_one(client: &reqwest::Client, shared: &Shared, products: &Value, i: u64) -> Sample {
+    let (id, ts, body) = build_message(shared, products, i);
+    let signature = sign(&shared.key, &id, ts, &body);
+    let started = Instant::now();
+    let res = client
+        .post(&shared.endpoint)
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    let status = match res {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            // Read the body so the connection goes back to the pool.
+            let _ = resp.bytes().await;
+            Ok(code)
+        }
+        Err(e) if e.is_timeout() => Err("timeout"),
+        Err(e) if e.is_connect() => Err("connect"),
+        Err(_) => Err("transport"),
+    };
+    Sample {
+        status,
+        latency: started.elapsed(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    let idx = rank.clamp(1, sorted.len()) - 1;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(args.timeout_s))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+    let products = Arc::new(build_products(&shared.template));
+
+    eprintln!(
+        "loadgen: {} requests, concurrency {}, {} distinct orders -> {}",
+        args.count, args.concurrency, args.orders, shared.endpoint
+    );
+    let started = Instant::now();
+    let samples: Vec<Sample> = stream::iter(0..args.count)
+        .map(|i| {
+            let client = client.clone();
+            let shared = Arc::clone(&shared);
+            let products = Arc::clone(&products);
+            // Spawn so request building, signing and I/O use every runtime worker.
+            tokio::spawn(async move { send_one(&client, &shared, &products, i).await })
+        })
+        .buffer_unordered(args.concurrency)
+        .filter_map(|r| async move { r.ok() })
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+
+    let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
+    let mut accepted = 0u64;
+    let mut latencies: Vec<Duration> = Vec::with_capacity(samples.len());
+    for s in &samples {
+        match s.status {
+            Ok(202) => accepted += 1,
+            Ok(code) => *by_code.entry(code.to_string()).or_default() += 1,
+            Err(kind) => *by_code.entry(format!("error:{kind}")).or_default() += 1,
+        }
+        latencies.push(s.latency);
+    }
+    latencies.sort_unstable();
+    let sent = samples.len() as u64;
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let rps = sent as f64 / secs;
+    let accepted_rps = accepted as f64 / secs;
+    let (p50, p90, p99, max) = (
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 90.0),
+        percentile(&latencies, 99.0),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    );
+
+    println!("sent:        {sent}");
+    println!("accepted:    {accepted} (202)");
+    if by_code.is_empty() {
+        println!("other:       none");
+    } else {
+        for (code, n) in &by_code {
+            println!("other {code:>5}: {n}");
+        }
+    }
+    println!("elapsed:     {secs:.3} s");
+    println!("requests/s:  {rps:.1} (accepted/s {accepted_rps:.1})");
+    println!("latency ms:  p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}");
+    let summary = json!({
+        "sent": sent,
+        "accepted": accepted,
+        "other": by_code,
+        "elapsed_s": secs,
+        "rps": rps,
+        "accepted_rps": accepted_rps,
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "max_ms": max,
+        "concurrency": args.concurrency,
+        "orders": args.orders,
+    });
+    println!("loadgen-json: {summary}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_standard_webhooks_example() {
+        // Example from the Standard Webhooks spec / svix docs.
+        let key = B64
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .expect("valid base64");
+        let body = br#"{"test": 2432232314}"#;
+        let sig = sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn three_lines_and_total() {
+        let t = builtin_fixture()["order"].clone();
+        let p = build_products(&t);
+        let p = p.as_array().expect("array");
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[1]["quantity"], json!(2.0));
+        assert_eq!(p[1]["price"], json!("130 грн"));
+        assert_ne!(p[0]["sku"], p[1]["sku"]);
+        assert_eq!(order_total(), 603);
+    }
+}

@@ -1,0 +1,17 @@
+//! Database migrations for promsync, portable between PostgreSQL and SQLite.
+//!
+//! Migrations are append-only: once one has landed it is never edited; schema changes
+//! arrive as a new migration listed after it.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_initial::Migration)]
+    }
+}

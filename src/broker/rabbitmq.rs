@@ -1,0 +1,545 @@
+//! RabbitMQ backend (lapin): topology declared idempotently by every role, publisher
+//! confirms with `mandatory` on every publish, manual acks, and a connection supervised by
+//! us — on loss we reconnect with backoff, redeclare, reapply QoS and resubscribe.
+//!
+//! Retries are delayed by per-delay TTL queues that dead-letter back into the inbound
+//! exchange under the re-feed routing key (3.10 has no delayed-message plugin). The import
+//! queue is a quorum queue whose delivery limit dead-letters a message that keeps killing
+//! its consumer, so a poison message cannot loop forever.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::{
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
+        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        QueueDeclareOptions, QueueDeleteOptions,
+    },
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{
+    retry_delay, Broker, BrokerError, Disposition, InboundHandler, InboundMessage, Topology,
+};
+use crate::config::Settings;
+
+const ATTEMPTS_HEADER: &str = "x-promsync-attempts";
+const ERROR_HEADER: &str = "x-promsync-last-error";
+/// Deliveries of one message after which RabbitMQ itself dead-letters it: only reached
+/// when consumers crash mid-message, since handled failures count attempts themselves.
+const QUORUM_DELIVERY_LIMIT: i64 = 20;
+/// How long the replay log keeps notifications.
+const LOG_MAX_AGE: &str = "7D";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// While the broker is down, publishers try to reconnect at most this often, so a burst
+/// of requests fails fast with 503 instead of queueing on connection attempts.
+const RECONNECT_THROTTLE: Duration = Duration::from_millis(500);
+
+pub struct RabbitBroker {
+    url: String,
+    topology: Topology,
+    retry_delays: Vec<Duration>,
+    max_attempts: u32,
+    confirm_timeout: Duration,
+    publisher: Mutex<PublisherState>,
+}
+
+#[derive(Default)]
+struct PublisherState {
+    link: Option<(Connection, Channel)>,
+    last_attempt: Option<Instant>,
+}
+
+impl RabbitBroker {
+    pub fn new(url: &str, settings: &Settings) -> Self {
+        Self {
+            url: url.to_owned(),
+            topology: Topology::new(&settings.broker_namespace),
+            retry_delays: settings
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            max_attempts: settings.import_max_attempts,
+            confirm_timeout: settings.confirm_timeout(),
+            publisher: Mutex::new(PublisherState::default()),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    async fn connect(&self, role: &str) -> Result<Connection, BrokerError> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("promsync-{role}-{}", std::process::id()).into());
+        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, properties))
+            .await
+            .map_err(|_| BrokerError::Unavailable("connect timed out".into()))?
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    /// A confirm-mode channel on a connection with the topology declared.
+    async fn open_publisher(&self, role: &str) -> Result<(Connection, Channel), BrokerError> {
+        let connection = self.connect(role).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        declare_topology(&channel, &self.topology, &self.retry_delays)
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("declaring topology: {e}")))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        Ok((connection, channel))
+    }
+
+    /// The shared publishing channel, reconnecting if it was lost. The lock is held only
+    /// to hand out a clone, so many publishes stay in flight on one channel.
+    async fn publish_channel(&self) -> Result<Channel, BrokerError> {
+        let mut state = self.publisher.lock().await;
+        if let Some((connection, channel)) = &state.link {
+            if connection.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+            state.link = None;
+        }
+        if let Some(last) = state.last_attempt {
+            if last.elapsed() < RECONNECT_THROTTLE {
+                return Err(BrokerError::Unavailable("reconnecting".into()));
+            }
+        }
+        state.last_attempt = Some(Instant::now());
+        let (connection, channel) = self.open_publisher("publish").await?;
+        tracing::info!("connected to RabbitMQ");
+        state.link = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn forget_publisher(&self) {
+        self.publisher.lock().await.link = None;
+    }
+
+    /// One consumer session: returns `Ok` on shutdown, `Err` when the connection is lost.
+    async fn consume_session(
+        &self,
+        concurrency: usize,
+        handler: &Arc<dyn InboundHandler>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let connection = self.connect("import").await?;
+        let consume = connection.create_channel().await?;
+        let publish = connection.create_channel().await?;
+        declare_topology(&consume, &self.topology, &self.retry_delays).await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let prefetch = u16::try_from(concurrency * 2).unwrap_or(u16::MAX);
+        consume
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!(
+            "promsync-import-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        );
+        let consumer = consume
+            .basic_consume(
+                self.topology.import_queue().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %self.topology.import_queue(), prefetch, "consuming");
+        let settler = Settler {
+            publish: &publish,
+            topology: &self.topology,
+            retry_delays: &self.retry_delays,
+            max_attempts: self.max_attempts,
+            confirm_timeout: self.confirm_timeout,
+        };
+        let settler = &settler;
+        consumer
+            .take_until(shutdown.cancelled())
+            .for_each_concurrent(concurrency, |delivery| async move {
+                match delivery {
+                    Ok(delivery) => settler.process(delivery, handler.as_ref()).await,
+                    Err(e) => tracing::warn!(error = %e, "consumer error"),
+                }
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            // In-flight messages are settled by now; close cleanly so nothing is redelivered.
+            let _ = connection.close(200, "shutdown".into()).await;
+            return Ok(());
+        }
+        anyhow::bail!("consumer stream ended (connection lost)")
+    }
+}
+
+struct Settler<'a> {
+    publish: &'a Channel,
+    topology: &'a Topology,
+    retry_delays: &'a [Duration],
+    max_attempts: u32,
+    confirm_timeout: Duration,
+}
+
+impl Settler<'_> {
+    async fn process(&self, delivery: Delivery, handler: &dyn InboundHandler) {
+        let attempt = header_u32(&delivery, ATTEMPTS_HEADER).unwrap_or(0) + 1;
+        let disposition = match serde_json::from_slice::<InboundMessage>(&delivery.data) {
+            Ok(message) => {
+                let span = tracing::info_span!(
+                    "inbound_message",
+                    event_id = %message.event_id,
+                    shop_id = %message.shop_id,
+                    order_id = message.order_id,
+                    source = %message.source,
+                    attempt,
+                );
+                handler.handle(message, attempt).instrument(span).await
+            }
+            Err(e) => Disposition::Dead {
+                reason: format!("undecodable message: {e}"),
+            },
+        };
+        let settled = match disposition {
+            Disposition::Done => Ok(()),
+            Disposition::Retry { reason, after } if attempt < self.max_attempts => {
+                let delay = retry_delay(self.retry_delays, attempt, after);
+                tracing::warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "will retry");
+                self.forward(
+                    &delivery,
+                    "",
+                    &self.topology.retry_queue(delay),
+                    attempt,
+                    &reason,
+                )
+                .await
+            }
+            Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
+                tracing::error!(%reason, attempt, "dead-lettered");
+                self.forward(
+                    &delivery,
+                    &self.topology.dead_exchange(),
+                    "",
+                    attempt,
+                    &reason,
+                )
+                .await
+            }
+        };
+        match settled {
+            Ok(()) => {
+                if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    // The message comes back on another delivery; the inbox makes that safe.
+                    tracing::warn!(error = %e, "ack failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not forward the message; requeueing it");
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// Re-publishes the delivered message (to a retry tier or the dead letters) with its
+    /// attempt count and last error, and waits for the confirm before the original is acked.
+    async fn forward(
+        &self,
+        delivery: &Delivery,
+        exchange: &str,
+        routing_key: &str,
+        attempt: u32,
+        reason: &str,
+    ) -> Result<(), BrokerError> {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongUInt(attempt));
+        let reason: String = reason.chars().take(1000).collect();
+        headers.insert(
+            ERROR_HEADER.into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+        let properties = delivery.properties.clone().with_headers(headers);
+        publish_confirmed(
+            self.publish,
+            exchange,
+            routing_key,
+            &delivery.data,
+            properties,
+            self.confirm_timeout,
+        )
+        .await
+    }
+}
+
+fn header_u32(delivery: &Delivery, name: &str) -> Option<u32> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongUInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+    confirm_timeout: Duration,
+) -> Result<(), BrokerError> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            payload,
+            properties,
+        )
+        .await
+        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+    match tokio::time::timeout(confirm_timeout, confirm).await {
+        Err(_) => Err(BrokerError::NotConfirmed("no confirm in time".into())),
+        Ok(Err(e)) => Err(BrokerError::Unavailable(e.to_string())),
+        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+        Ok(Ok(Confirmation::Ack(Some(_)))) => {
+            Err(BrokerError::NotConfirmed("returned as unroutable".into()))
+        }
+        Ok(Ok(Confirmation::Nack(_))) => Err(BrokerError::NotConfirmed("nacked".into())),
+        Ok(Ok(Confirmation::NotRequested)) => Err(BrokerError::NotConfirmed(
+            "channel not in confirm mode".into(),
+        )),
+    }
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.to_owned()))
+}
+
+/// Declares every exchange, queue and binding; safe to repeat from every role.
+pub async fn declare_topology(
+    channel: &Channel,
+    topology: &Topology,
+    retry_delays: &[Duration],
+) -> lapin::Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let exchange_options = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let inbound = topology.inbound_exchange();
+    let dead = topology.dead_exchange();
+    channel
+        .exchange_declare(
+            inbound.as_str().into(),
+            ExchangeKind::Direct,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            dead.as_str().into(),
+            ExchangeKind::Fanout,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            topology.dead_queue().into(),
+            durable,
+            table(&[("x-queue-type", text("quorum"))]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            topology.dead_queue().into(),
+            dead.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let import = topology.import_queue();
+    channel
+        .queue_declare(
+            import.as_str().into(),
+            durable,
+            table(&[
+                ("x-queue-type", text("quorum")),
+                (
+                    "x-delivery-limit",
+                    AMQPValue::LongLongInt(QUORUM_DELIVERY_LIMIT),
+                ),
+                ("x-dead-letter-exchange", text(&dead)),
+                ("x-dead-letter-strategy", text("at-least-once")),
+                ("x-overflow", text("reject-publish")),
+            ]),
+        )
+        .await?;
+    let log = topology.log_stream();
+    channel
+        .queue_declare(
+            log.as_str().into(),
+            durable,
+            table(&[
+                ("x-queue-type", text("stream")),
+                ("x-max-age", text(LOG_MAX_AGE)),
+            ]),
+        )
+        .await?;
+    for (queue, key) in [
+        (&import, Topology::NOTIFICATION),
+        (&import, Topology::REFEED),
+        (&log, Topology::NOTIFICATION),
+    ] {
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                inbound.as_str().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    for delay in retry_delays {
+        channel
+            .queue_declare(
+                topology.retry_queue(*delay).into(),
+                durable,
+                table(&[
+                    ("x-queue-type", text("classic")),
+                    (
+                        "x-message-ttl",
+                        AMQPValue::LongLongInt(delay.as_millis() as i64),
+                    ),
+                    ("x-dead-letter-exchange", text(&inbound)),
+                    ("x-dead-letter-routing-key", text(Topology::REFEED)),
+                ]),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Removes every queue and exchange of a namespace (tests and `deploy/` scripts clean up
+/// after themselves with it).
+pub async fn delete_topology(
+    url: &str,
+    topology: &Topology,
+    retry_delays: &[Duration],
+) -> lapin::Result<()> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    let mut queues = vec![
+        topology.import_queue(),
+        topology.log_stream(),
+        topology.dead_queue(),
+    ];
+    queues.extend(retry_delays.iter().map(|d| topology.retry_queue(*d)));
+    for queue in queues {
+        channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    for exchange in [topology.inbound_exchange(), topology.dead_exchange()] {
+        channel
+            .exchange_delete(exchange.into(), Default::default())
+            .await?;
+    }
+    let _ = connection.close(200, "bye".into()).await;
+    Ok(())
+}
+
+#[async_trait]
+impl Broker for RabbitBroker {
+    async fn publish_inbound(&self, message: &InboundMessage) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(message)
+            .map_err(|e| BrokerError::NotConfirmed(format!("encoding: {e}")))?;
+        let channel = self.publish_channel().await?;
+        let properties = BasicProperties::default()
+            .with_message_id(message.event_id.to_string().into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_timestamp(message.received_at.timestamp().max(0) as u64);
+        let result = publish_confirmed(
+            &channel,
+            &self.topology.inbound_exchange(),
+            Topology::NOTIFICATION,
+            &payload,
+            properties,
+            self.confirm_timeout,
+        )
+        .await;
+        if matches!(result, Err(BrokerError::Unavailable(_))) {
+            self.forget_publisher().await;
+        }
+        result
+    }
+
+    async fn check(&self) -> Result<(), BrokerError> {
+        self.publish_channel().await.map(|_| ())
+    }
+
+    async fn consume_inbound(
+        &self,
+        concurrency: usize,
+        handler: Arc<dyn InboundHandler>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            match self.consume_session(concurrency, &handler, &shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "import consumer lost its broker connection");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Typed settings: built-in defaults, then an optional TOML file, then `PROMSYNC_*`
+//! environment variables (env wins). Validated once at start so a bad value fails fast
+//! with the name of the field, instead of surfacing later as a confusing runtime error.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `postgres://…` in production; a SQLite file by default.
+    pub database_url: String,
+    /// `amqp://…` for RabbitMQ; unset means the embedded backend.
+    pub broker_url: Option<String>,
+    /// Prefix of every exchange and queue, so several deployments (or tests) share a broker.
+    pub broker_namespace: String,
+    pub listen: String,
+    pub log_format: LogFormat,
+    /// Largest accepted webhook body, in bytes.
+    pub webhook_body_limit: usize,
+    /// How far a webhook timestamp may be from now, in seconds (Standard Webhooks).
+    pub webhook_tolerance_s: u64,
+    /// Messages an importer process works on at once.
+    pub import_concurrency: usize,
+    /// Deliveries after which a message is dead-lettered instead of retried.
+    pub import_max_attempts: u32,
+    /// Delays of the retry tiers in milliseconds; attempt n waits tier min(n, last).
+    pub retry_delays_ms: Vec<u64>,
+    /// How long a publish waits for the broker's confirm before it counts as failed.
+    pub publish_confirm_timeout_ms: u64,
+    /// Timeout of one call to the Prom API.
+    pub prom_timeout_s: u64,
+    /// Database connection pool size per process.
+    pub database_max_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Loads defaults → `file` (if given) → `PROMSYNC_*` env, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, config::Environment::with_prefix("PROMSYNC"))
+    }
+
+    fn load_with(file: Option<&Path>, env: config::Environment) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .set_default("database_url", "sqlite://promsync.db?mode=rwc")?
+            .set_default("broker_namespace", "promsync")?
+            .set_default("listen", "127.0.0.1:8080")?
+            .set_default("log_format", "pretty")?
+            .set_default("webhook_body_limit", 256 * 1024)?
+            .set_default("webhook_tolerance_s", 300)?
+            .set_default("import_concurrency", 8)?
+            .set_default("import_max_attempts", 8)?
+            .set_default(
+                "retry_delays_ms",
+                vec![1_000, 5_000, 30_000, 120_000, 600_000],
+            )?
+            .set_default("publish_confirm_timeout_ms", 5_000)?
+            .set_default("prom_timeout_s", 15)?
+            .set_default("database_max_connections", 16)?;
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                env.prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("retry_delays_ms"),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+            || self.database_url.starts_with("sqlite:"))
+        {
+            return invalid("database_url", "must start with postgres:// or sqlite:");
+        }
+        if let Some(url) = &self.broker_url {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return invalid("broker_url", "must start with amqp:// or amqps://");
+            }
+        }
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid("listen", "must be an address such as 127.0.0.1:8080");
+        }
+        let ns = &self.broker_namespace;
+        if ns.is_empty()
+            || ns.len() > 64
+            || !ns
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            return invalid(
+                "broker_namespace",
+                "1-64 characters of letters, digits, '.', '-' or '_'",
+            );
+        }
+        if self.webhook_body_limit < 1024 {
+            return invalid("webhook_body_limit", "must be at least 1024 bytes");
+        }
+        if self.import_concurrency == 0 || self.import_concurrency > 1024 {
+            return invalid("import_concurrency", "must be between 1 and 1024");
+        }
+        if self.import_max_attempts == 0 {
+            return invalid("import_max_attempts", "must be at least 1");
+        }
+        if self.retry_delays_ms.is_empty() || self.retry_delays_ms.contains(&0) {
+            return invalid("retry_delays_ms", "needs at least one delay, each above 0");
+        }
+        if self.database_max_connections == 0 {
+            return invalid("database_max_connections", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        // Checked by `validate`.
+        self.listen.parse().expect("validated listen address")
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_confirm_timeout_ms)
+    }
+
+    pub fn prom_timeout(&self) -> Duration {
+        Duration::from_secs(self.prom_timeout_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load_with(
+            None,
+            config::Environment::with_prefix("PROMSYNC").source(Some(map)),
+        )
+    }
+
+    #[test]
+    fn defaults_describe_a_local_embedded_setup() {
+        let s = load(&[]).expect("defaults are valid");
+        assert!(s.is_sqlite());
+        assert_eq!(s.broker_url, None);
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.webhook_body_limit, 262_144);
+    }
+
+    #[test]
+    fn environment_variables_override_defaults() {
+        let s = load(&[
+            ("PROMSYNC_DATABASE_URL", "postgres://u@h/db"),
+            ("PROMSYNC_BROKER_URL", "amqp://g:g@h:5672/%2f"),
+            ("PROMSYNC_LISTEN", "0.0.0.0:9000"),
+            ("PROMSYNC_LOG_FORMAT", "json"),
+            ("PROMSYNC_RETRY_DELAYS_MS", "10,20"),
+        ])
+        .expect("valid");
+        assert_eq!(s.database_url, "postgres://u@h/db");
+        assert_eq!(s.broker_url.as_deref(), Some("amqp://g:g@h:5672/%2f"));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.retry_delays_ms, vec![10, 20]);
+    }
+
+    #[test]
+    fn a_bad_value_is_reported_with_the_field_name() {
+        let err = load(&[("PROMSYNC_LISTEN", "not-an-address")]).unwrap_err();
+        assert!(err.to_string().contains("`listen`"), "{err}");
+        let err = load(&[("PROMSYNC_BROKER_URL", "http://x")]).unwrap_err();
+        assert!(err.to_string().contains("`broker_url`"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! Small value types of RO App's side shared by the importer, the API and the CLI: status
+//! kinds, per-shop import settings and employee permissions. Each parses from its wire
+//! spelling so that an unknown value is rejected where it enters, not deep inside a role.
+
+use std::{fmt, str::FromStr};
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{value}` is not a valid {what}; expected one of: {expected}")]
+pub struct UnknownValue {
+    what: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// What an order status means to RO App; rules refer to kinds, shops name statuses.
+    StatusKind, "status kind" {
+        New => "new",
+        InProgress => "in_progress",
+        Done => "done",
+        Canceled => "canceled",
+    }
+);
+
+wire_enum!(
+    /// How an order line finds an existing product of the account (DESIGN rule 5).
+    MatchProductsBy, "match_products_by" {
+        Name => "name",
+        Sku => "sku",
+        PromId => "prom_id",
+    }
+);
+
+wire_enum!(
+    /// Whether a buyer always becomes a new contact or reuses one (DESIGN rule 7).
+    ClientMatching, "client_matching" {
+        AlwaysNew => "always_new",
+        PhoneOrEmail => "phone_or_email",
+    }
+);
+
+wire_enum!(
+    /// The language a shop's product names and descriptions are imported in.
+    Language, "language" {
+        Uk => "uk",
+        Ru => "ru",
+    }
+);
+
+wire_enum!(
+    /// Employee permissions (DESIGN rule 18).
+    Permission, "permission" {
+        GoodsWithoutWriteOff => "goods_without_write_off",
+        ManageIntegrations => "manage_integrations",
+    }
+);
+
+wire_enum!(
+    /// Where an inbound notification came from; recorded on the sync log.
+    Source, "source" {
+        Webhook => "webhook",
+        Poll => "poll",
+        Refresh => "refresh",
+        Replay => "replay",
+    }
+);
+
+wire_enum!(
+    /// What became of one inbound or outbound event (the sync log's `outcome`).
+    Outcome, "outcome" {
+        Processing => "processing",
+        Applied => "applied",
+        Duplicate => "duplicate",
+        Stale => "stale",
+        SkippedWrittenOff => "skipped_written_off",
+        Skipped => "skipped",
+        Rejected => "rejected",
+        Sent => "sent",
+        Deferred => "deferred",
+        Failed => "failed",
+    }
+);
+
+/// Brings a Ukrainian phone number to one spelling so `0501234567`, `+380501234567` and
+/// `38 (050) 123-45-67` compare equal; other numbers keep their digits.
+pub fn normalize_phone(raw: &str) -> Option<String> {
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    let normalized = match digits.len() {
+        0 => return None,
+        10 if digits.starts_with('0') => format!("38{digits}"),
+        11 if digits.starts_with("80") => format!("3{digits}"),
+        _ => digits,
+    };
+    Some(normalized)
+}
+
+/// Lower-cased, trimmed e-mail, or `None` for an empty one.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    (!email.is_empty()).then_some(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_spellings_round_trip() {
+        for kind in StatusKind::ALL {
+            assert_eq!(kind.as_str().parse::<StatusKind>().unwrap(), *kind);
+        }
+        assert_eq!(
+            "prom_id".parse::<MatchProductsBy>().unwrap(),
+            MatchProductsBy::PromId
+        );
+    }
+
+    #[test]
+    fn an_unknown_value_names_what_was_expected() {
+        let err = "article".parse::<MatchProductsBy>().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("match_products_by") && msg.contains("sku"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn ukrainian_phones_compare_equal_in_every_spelling() {
+        let want = Some("380501234567".to_owned());
+        assert_eq!(normalize_phone("0501234567"), want);
+        assert_eq!(normalize_phone("+380501234567"), want);
+        assert_eq!(normalize_phone("38 (050) 123-45-67"), want);
+        assert_eq!(normalize_phone("80501234567"), want);
+        assert_eq!(normalize_phone(""), None);
+    }
+
+    #[test]
+    fn emails_compare_case_insensitively() {
+        assert_eq!(normalize_email(" A@B.ua "), Some("a@b.ua".to_owned()));
+        assert_eq!(normalize_email("  "), None);
+    }
+}

@@ -1,0 +1,527 @@
+//! The import transaction (DESIGN rules 1, 3, 5–9): one Prom order version applied to
+//! RO App's books exactly once.
+//!
+//! Exactly-once comes from three things in one transaction: the inbox row (primary key =
+//! event id) inserted first, so a redelivered event stops there; a lock on the order's
+//! `(shop, Prom id)` so concurrent versions of one order serialize; and the stored
+//! `date_modified`, so an older version changes nothing. Products, categories and clients
+//! that may be created are locked by their match key in one global order (order →
+//! products → categories → clients, each sorted), so concurrent importers neither
+//! duplicate them nor deadlock. On SQLite the database lock serializes writers instead.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use entity::{categories, clients, inbound_events, order_items, orders, products};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    TryInsertResult,
+};
+use sha2::{Digest, Sha256};
+
+use super::{
+    plan::{ImportPlan, PlannedLine, ProductKey},
+    ShopContext,
+};
+use crate::{
+    broker::InboundMessage,
+    domain::{ClientMatching, Outcome},
+    prom::order::PromProduct,
+};
+
+/// The unit every imported product gets (DESIGN rule 5).
+const UNIT: &str = "pcs";
+
+/// What the transaction did, for the sync log, metrics and the caller's logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub order_id: Option<i64>,
+    pub detail: Option<String>,
+}
+
+/// Prom's product answers gathered before the transaction: `None` = Prom no longer has it.
+pub type FetchedProducts = HashMap<i64, Option<PromProduct>>;
+
+pub async fn find_product<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    key: &ProductKey,
+) -> Result<Option<products::Model>, DbErr> {
+    let query = products::Entity::find().filter(products::Column::AccountId.eq(account_id));
+    let query = match key {
+        ProductKey::PromId(id) => query.filter(products::Column::PromId.eq(*id)),
+        ProductKey::Sku(sku) => query.filter(products::Column::Sku.eq(sku.as_str())),
+        ProductKey::Name(name) => query.filter(products::Column::Name.eq(name.as_str())),
+    };
+    query.order_by_asc(products::Column::Id).one(db).await
+}
+
+/// A transaction-scoped lock named by `name` (PostgreSQL advisory lock; SQLite already
+/// serializes writers).
+async fn lock(txn: &DatabaseTransaction, name: &str) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [key.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Inserts the inbox row; `false` when this event was already recorded.
+async fn claim_event(
+    txn: &DatabaseTransaction,
+    ctx: &ShopContext,
+    msg: &InboundMessage,
+    outcome: Outcome,
+    order_id: Option<i64>,
+    detail: Option<String>,
+) -> Result<bool, DbErr> {
+    let row = inbound_events::ActiveModel {
+        id: Set(msg.event_id.to_string()),
+        shop_id: Set(ctx.shop_id),
+        order_id: Set(order_id),
+        external_order_id: Set(Some(msg.order_id.to_string())),
+        source: Set(msg.source.as_str().to_owned()),
+        outcome: Set(outcome.as_str().to_owned()),
+        detail: Set(detail),
+        received_at: Set(msg.received_at),
+        processed_at: Set(Utc::now()),
+    };
+    let result = inbound_events::Entity::insert(row)
+        .on_conflict_do_nothing_on([inbound_events::Column::Id])
+        .exec_without_returning(txn)
+        .await?;
+    Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
+}
+
+async fn settle_event(
+    txn: &DatabaseTransaction,
+    msg: &InboundMessage,
+    applied: &Applied,
+) -> Result<(), DbErr> {
+    inbound_events::ActiveModel {
+        id: Set(msg.event_id.to_string()),
+        outcome: Set(applied.outcome.as_str().to_owned()),
+        order_id: Set(applied.order_id),
+        detail: Set(applied.detail.clone()),
+        processed_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .update(txn)
+    .await?;
+    Ok(())
+}
+
+async fn order_id_of(
+    db: &impl ConnectionTrait,
+    ctx: &ShopContext,
+    external_id: &str,
+) -> Result<Option<i64>, DbErr> {
+    Ok(orders::Entity::find()
+        .filter(orders::Column::ShopId.eq(ctx.shop_id))
+        .filter(orders::Column::ExternalId.eq(external_id))
+        .one(db)
+        .await?
+        .map(|o| o.id))
+}
+
+/// Records an event that changes no order (rejected, skipped): visible on the sync log,
+/// linked to the order when it exists. `false` when the event was already recorded.
+pub async fn record_only(
+    db: &DatabaseConnection,
+    ctx: &ShopContext,
+    msg: &InboundMessage,
+    outcome: Outcome,
+    detail: String,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let order_id = order_id_of(&txn, ctx, &msg.order_id.to_string()).await?;
+    let fresh = claim_event(&txn, ctx, msg, outcome, order_id, Some(detail)).await?;
+    txn.commit().await?;
+    Ok(fresh)
+}
+
+/// Applies one order version. Returns `Outcome::Duplicate` without writing anything when
+/// the event was applied before.
+pub async fn apply(
+    db: &DatabaseConnection,
+    ctx: &ShopContext,
+    msg: &InboundMessage,
+    plan: &ImportPlan,
+    fetched: &FetchedProducts,
+) -> Result<Applied, DbErr> {
+    let txn = db.begin().await?;
+    if !claim_event(&txn, ctx, msg, Outcome::Processing, None, None).await? {
+        txn.rollback().await?;
+        return Ok(Applied {
+            outcome: Outcome::Duplicate,
+            order_id: None,
+            detail: Some("event already processed".into()),
+        });
+    }
+    lock(&txn, &format!("order:{}:{}", ctx.shop_id, plan.external_id)).await?;
+    let existing = orders::Entity::find()
+        .filter(orders::Column::ShopId.eq(ctx.shop_id))
+        .filter(orders::Column::ExternalId.eq(plan.external_id.as_str()))
+        .one(&txn)
+        .await?;
+    let applied = match existing {
+        Some(order) => update_order(&txn, ctx, plan, fetched, order).await?,
+        None => create_order(&txn, ctx, plan, fetched).await?,
+    };
+    settle_event(&txn, msg, &applied).await?;
+    txn.commit().await?;
+    Ok(applied)
+}
+
+async fn create_order(
+    txn: &DatabaseTransaction,
+    ctx: &ShopContext,
+    plan: &ImportPlan,
+    fetched: &FetchedProducts,
+) -> Result<Applied, DbErr> {
+    let product_ids = resolve_products(txn, ctx, &plan.lines, fetched).await?;
+    let client_id = resolve_client(txn, ctx, plan).await?;
+    let status_id = ctx
+        .inbound
+        .get(plan.status.as_str().as_ref())
+        .copied()
+        .unwrap_or(ctx.default_new_status);
+    let now = Utc::now();
+    let order = orders::ActiveModel {
+        account_id: Set(ctx.account_id),
+        number: Set(plan.external_id.clone()),
+        shop_id: Set(Some(ctx.shop_id)),
+        external_id: Set(Some(plan.external_id.clone())),
+        status_id: Set(status_id),
+        remote_status: Set(Some(plan.status.to_string())),
+        remote_created_at: Set(Some(plan.created_at)),
+        remote_modified_at: Set(Some(plan.modified_at)),
+        last_synced_at: Set(Some(now)),
+        last_refresh_at: Set(None),
+        client_id: Set(client_id),
+        total: Set(plan.total),
+        currency: Set(ctx.currency.code().to_owned()),
+        written_off_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    insert_items(txn, order.id, &plan.lines, &product_ids).await?;
+    Ok(Applied {
+        outcome: Outcome::Applied,
+        order_id: Some(order.id),
+        detail: Some(format!(
+            "created with {} item(s), Prom status {}",
+            plan.lines.len(),
+            plan.status
+        )),
+    })
+}
+
+async fn update_order(
+    txn: &DatabaseTransaction,
+    ctx: &ShopContext,
+    plan: &ImportPlan,
+    fetched: &FetchedProducts,
+    order: orders::Model,
+) -> Result<Applied, DbErr> {
+    let order_id = Some(order.id);
+    if let Some(stored) = order.remote_modified_at {
+        if plan.modified_at <= stored {
+            let (outcome, what) = if plan.modified_at == stored {
+                (Outcome::Duplicate, "this version is already applied")
+            } else {
+                (Outcome::Stale, "older than the stored version")
+            };
+            return Ok(Applied {
+                outcome,
+                order_id,
+                detail: Some(format!("{what} (date_modified {})", plan.modified_at)),
+            });
+        }
+    }
+    let mut changes = Vec::new();
+    let mut outcome = Outcome::Applied;
+    let prom_status = plan.status.to_string();
+    let mut update: orders::ActiveModel = order.clone().into();
+    // Rule 9: only a Prom status that differs from the last one seen is applied, so an
+    // echo of our own outbound change cannot bounce back.
+    if order.remote_status.as_deref() != Some(prom_status.as_str()) {
+        match ctx.inbound.get(prom_status.as_str()) {
+            Some(status_id) if *status_id != order.status_id => {
+                update.status_id = Set(*status_id);
+                changes.push(format!("status ← Prom {prom_status}"));
+            }
+            Some(_) => changes.push(format!("Prom status {prom_status}")),
+            None => changes.push(format!(
+                "Prom status {prom_status} is unmapped: status kept"
+            )),
+        }
+        update.remote_status = Set(Some(prom_status));
+    }
+    let items = order_items::Entity::find()
+        .filter(order_items::Column::OrderId.eq(order.id))
+        .order_by_asc(order_items::Column::Position)
+        .all(txn)
+        .await?;
+    if !same_lines(&items, &plan.lines) {
+        if order.written_off_at.is_some() {
+            // Rule 8: after write-off the goods are gone from stock; Prom's edits no
+            // longer apply to the lines.
+            outcome = Outcome::SkippedWrittenOff;
+            changes.push("line changes ignored: goods already written off".into());
+        } else {
+            let product_ids = resolve_products(txn, ctx, &plan.lines, fetched).await?;
+            order_items::Entity::delete_many()
+                .filter(order_items::Column::OrderId.eq(order.id))
+                .exec(txn)
+                .await?;
+            insert_items(txn, order.id, &plan.lines, &product_ids).await?;
+            update.total = Set(plan.total);
+            changes.push(format!("items replaced ({} line(s))", plan.lines.len()));
+        }
+    } else if order.written_off_at.is_none() && order.total != plan.total {
+        update.total = Set(plan.total);
+        changes.push("total updated".into());
+    }
+    let now = Utc::now();
+    update.remote_modified_at = Set(Some(plan.modified_at));
+    update.last_synced_at = Set(Some(now));
+    update.updated_at = Set(now);
+    update.update(txn).await?;
+    if changes.is_empty() {
+        changes.push("no visible change".into());
+    }
+    Ok(Applied {
+        outcome,
+        order_id,
+        detail: Some(changes.join("; ")),
+    })
+}
+
+fn same_lines(items: &[order_items::Model], lines: &[PlannedLine]) -> bool {
+    items.len() == lines.len()
+        && items.iter().zip(lines).all(|(item, line)| {
+            item.name == line.name
+                && item.sku == line.sku
+                && item.quantity == line.quantity
+                && item.price == line.price
+        })
+}
+
+async fn insert_items(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+    lines: &[PlannedLine],
+    product_ids: &BTreeMap<ProductKey, i64>,
+) -> Result<(), DbErr> {
+    let rows = lines.iter().enumerate().map(|(position, line)| {
+        order_items::ActiveModel {
+            order_id: Set(order_id),
+            product_id: Set(product_ids[&line.key]),
+            position: Set(position as i32),
+            name: Set(line.name.clone()),
+            sku: Set(line.sku.clone()),
+            quantity: Set(line.quantity),
+            price: Set(line.price),
+            // Rule 6: imported lines are added without write-off.
+            written_off: Set(false),
+            ..Default::default()
+        }
+    });
+    if !lines.is_empty() {
+        order_items::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Finds or creates the product of every line (rule 5), never duplicating one.
+async fn resolve_products(
+    txn: &DatabaseTransaction,
+    ctx: &ShopContext,
+    lines: &[PlannedLine],
+    fetched: &FetchedProducts,
+) -> Result<BTreeMap<ProductKey, i64>, DbErr> {
+    let keys: BTreeSet<&ProductKey> = lines.iter().map(|l| &l.key).collect();
+    let mut lock_names: Vec<String> = keys.iter().map(|k| k.lock_name(ctx.account_id)).collect();
+    lock_names.sort();
+    for name in &lock_names {
+        lock(txn, name).await?;
+    }
+    let mut ids = BTreeMap::new();
+    let mut missing = Vec::new();
+    for key in keys {
+        match find_product(txn, ctx.account_id, key).await? {
+            Some(product) => {
+                ids.insert(key.clone(), product.id);
+            }
+            None => missing.push(key),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(ids);
+    }
+    let line_of = |key: &ProductKey| lines.iter().find(|l| &l.key == key).expect("key of a line");
+    let prom_product = |line: &PlannedLine| {
+        line.prom_id
+            .and_then(|id| fetched.get(&id))
+            .and_then(Option::as_ref)
+    };
+    let language = ctx.language.as_str();
+    let category_names: BTreeSet<String> = missing
+        .iter()
+        .filter_map(|key| prom_product(line_of(key))?.category_name(language))
+        .map(str::to_owned)
+        .collect();
+    let category_ids = resolve_categories(txn, ctx.account_id, &category_names).await?;
+    for key in missing {
+        let line = line_of(key);
+        let product = prom_product(line);
+        let category_id = product
+            .and_then(|p| p.category_name(language))
+            .and_then(|name| category_ids.get(name).copied());
+        let created = products::ActiveModel {
+            account_id: Set(ctx.account_id),
+            name: Set(line.name.clone()),
+            sku: Set(line.sku.clone()),
+            prom_id: Set(line.prom_id),
+            description: Set(product
+                .and_then(|p| p.localized_description(language))
+                .map(str::to_owned)),
+            unit: Set(UNIT.to_owned()),
+            category_id: Set(category_id),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(txn)
+        .await?;
+        ids.insert(key.clone(), created.id);
+    }
+    Ok(ids)
+}
+
+async fn resolve_categories(
+    txn: &DatabaseTransaction,
+    account_id: i64,
+    names: &BTreeSet<String>,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let mut ids = HashMap::new();
+    for name in names {
+        lock(txn, &format!("category:{account_id}:{name}")).await?;
+    }
+    for name in names {
+        let existing = categories::Entity::find()
+            .filter(categories::Column::AccountId.eq(account_id))
+            .filter(categories::Column::Name.eq(name.as_str()))
+            .one(txn)
+            .await?;
+        let id = match existing {
+            Some(category) => category.id,
+            None => {
+                categories::ActiveModel {
+                    account_id: Set(account_id),
+                    name: Set(name.clone()),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?
+                .id
+            }
+        };
+        ids.insert(name.clone(), id);
+    }
+    Ok(ids)
+}
+
+/// The buyer's contact (rule 7): always a new one, or an existing one with the same
+/// normalized phone or e-mail when the shop asks for matching.
+async fn resolve_client(
+    txn: &DatabaseTransaction,
+    ctx: &ShopContext,
+    plan: &ImportPlan,
+) -> Result<Option<i64>, DbErr> {
+    let buyer = &plan.buyer;
+    if buyer.first_name.is_none()
+        && buyer.last_name.is_none()
+        && buyer.phone.is_none()
+        && buyer.email.is_none()
+    {
+        return Ok(None);
+    }
+    if ctx.client_matching == ClientMatching::PhoneOrEmail {
+        let mut names: Vec<String> = buyer
+            .phone_normalized
+            .iter()
+            .map(|p| format!("client:{}:phone:{p}", ctx.account_id))
+            .chain(
+                buyer
+                    .email
+                    .iter()
+                    .map(|e| format!("client:{}:email:{e}", ctx.account_id)),
+            )
+            .collect();
+        names.sort();
+        for name in &names {
+            lock(txn, name).await?;
+        }
+        let mut any = sea_orm::Condition::any();
+        if let Some(phone) = &buyer.phone_normalized {
+            any = any.add(clients::Column::PhoneNormalized.eq(phone.as_str()));
+        }
+        if let Some(email) = &buyer.email {
+            any = any.add(clients::Column::Email.eq(email.as_str()));
+        }
+        if !names.is_empty() {
+            let existing = clients::Entity::find()
+                .filter(clients::Column::AccountId.eq(ctx.account_id))
+                .filter(any)
+                .order_by_asc(clients::Column::Id)
+                .one(txn)
+                .await?;
+            if let Some(client) = existing {
+                return Ok(Some(client.id));
+            }
+        }
+    }
+    let client = clients::ActiveModel {
+        account_id: Set(ctx.account_id),
+        first_name: Set(buyer.first_name.clone()),
+        last_name: Set(buyer.last_name.clone()),
+        phone: Set(buyer.phone.clone()),
+        phone_normalized: Set(buyer.phone_normalized.clone()),
+        email: Set(buyer.email.clone()),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    Ok(Some(client.id))
+}
+
+/// The latest stored version of an order, if any (used before the transaction to skip
+/// Prom product fetches for versions that will be stale anyway).
+pub async fn stored_version(
+    db: &DatabaseConnection,
+    ctx: &ShopContext,
+    external_id: &str,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    Ok(orders::Entity::find()
+        .filter(orders::Column::ShopId.eq(ctx.shop_id))
+        .filter(orders::Column::ExternalId.eq(external_id))
+        .one(db)
+        .await?
+        .and_then(|o| o.remote_modified_at))
+}

@@ -1,0 +1,344 @@
+//! The importer: applies inbound notifications to RO App's books (DESIGN §1 rules 1–10).
+//!
+//! For each message: load the shop's context; take the order from the message or, for a
+//! thin notification, fetch it from Prom; plan it (parse, validate, reject as a whole);
+//! fetch from Prom the products that will be new; then apply everything in one
+//! transaction (`apply`). The broker acks only after that commit. Failures are sorted
+//! here: Prom or database trouble is transient (retry later), a token Prom refuses or an
+//! unknown shop is permanent (dead letter), a bad order is a business rejection (recorded
+//! on the sync log and acked).
+
+pub mod apply;
+pub mod plan;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use entity::{accounts, order_statuses, shops, status_mappings};
+use moka::future::Cache;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use secrecy::SecretString;
+
+use self::{
+    apply::{Applied, FetchedProducts},
+    plan::ProductKey,
+};
+use crate::{
+    broker::{Disposition, InboundHandler, InboundMessage},
+    domain::{ClientMatching, Language, MatchProductsBy, Outcome, StatusKind},
+    prom::{
+        client::{PromClient, PromCredentials, PromError},
+        money::Currency,
+        order::PromOrder,
+    },
+};
+
+/// Shop settings are re-read this often, so a changed mapping or token takes effect soon
+/// without a database round trip per message.
+const SHOP_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Conflicts between concurrent transactions (deadlock victim, unique race) are retried
+/// in place this many times before the message goes to a delayed retry.
+const TXN_ATTEMPTS: usize = 3;
+
+/// Everything about a shop the importer needs, loaded once per cache period.
+#[derive(Debug)]
+pub struct ShopContext {
+    pub shop_id: i64,
+    pub account_id: i64,
+    pub currency: Currency,
+    pub language: Language,
+    pub match_products_by: MatchProductsBy,
+    pub client_matching: ClientMatching,
+    pub credentials: PromCredentials,
+    /// Prom status → RO App status id.
+    pub inbound: HashMap<String, i64>,
+    /// The account's default status of kind `new`, for unmapped Prom statuses.
+    pub default_new_status: i64,
+}
+
+pub struct Importer {
+    db: DatabaseConnection,
+    prom: PromClient,
+    shops: Cache<i64, Arc<ShopContext>>,
+}
+
+/// Why loading a shop failed.
+#[derive(Debug, thiserror::Error)]
+enum ShopError {
+    #[error("shop {0} does not exist or is disabled")]
+    Unknown(i64),
+    #[error("shop {shop} is misconfigured: {reason}")]
+    Misconfigured { shop: i64, reason: String },
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl Importer {
+    pub fn new(db: DatabaseConnection, prom: PromClient) -> Self {
+        Self {
+            db,
+            prom,
+            shops: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(SHOP_CACHE_TTL)
+                .build(),
+        }
+    }
+
+    async fn shop(&self, shop_id: i64) -> Result<Arc<ShopContext>, Arc<ShopError>> {
+        self.shops
+            .try_get_with(shop_id, async move {
+                load_shop(&self.db, shop_id).await.map(Arc::new)
+            })
+            .await
+    }
+
+    /// The order document: carried by the message, or fetched from Prom for a thin one.
+    async fn order(
+        &self,
+        ctx: &ShopContext,
+        msg: &InboundMessage,
+    ) -> Result<Result<PromOrder, String>, PromError> {
+        match &msg.order {
+            Some(raw) => Ok(serde_json::from_str::<PromOrder>(raw.get())
+                .map_err(|e| format!("malformed Prom order: {e}"))),
+            None => match self.prom.get_order(&ctx.credentials, msg.order_id).await {
+                Ok(order) => Ok(Ok(order)),
+                Err(PromError::NotFound) => Ok(Err("order not found on Prom".into())),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Prom's data for every product this order may have to create.
+    async fn fetch_new_products(
+        &self,
+        ctx: &ShopContext,
+        lines: &[plan::PlannedLine],
+    ) -> anyhow::Result<Result<FetchedProducts, PromError>> {
+        let mut fetched = FetchedProducts::new();
+        let mut seen: Vec<&ProductKey> = Vec::new();
+        for line in lines {
+            if seen.contains(&&line.key) {
+                continue;
+            }
+            seen.push(&line.key);
+            let Some(prom_id) = line.prom_id else {
+                continue;
+            };
+            if apply::find_product(&self.db, ctx.account_id, &line.key)
+                .await
+                .context("looking up a product")?
+                .is_some()
+            {
+                continue;
+            }
+            match self.prom.get_product(&ctx.credentials, prom_id).await {
+                Ok(product) => {
+                    fetched.insert(prom_id, product);
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(fetched))
+    }
+
+    async fn record(
+        &self,
+        ctx: &ShopContext,
+        msg: &InboundMessage,
+        outcome: Outcome,
+        detail: String,
+    ) -> Disposition {
+        match apply::record_only(&self.db, ctx, msg, outcome, detail.clone()).await {
+            Ok(_) => {
+                tracing::info!(outcome = %outcome, %detail, "recorded");
+                Disposition::Done
+            }
+            Err(e) => Disposition::Retry {
+                reason: format!("recording the sync log: {e}"),
+                after: None,
+            },
+        }
+    }
+
+    async fn import(&self, msg: InboundMessage) -> Disposition {
+        let ctx = match self.shop(msg.shop_id.get()).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                return match e.as_ref() {
+                    ShopError::Db(_) => Disposition::Retry {
+                        reason: e.to_string(),
+                        after: None,
+                    },
+                    _ => Disposition::Dead {
+                        reason: e.to_string(),
+                    },
+                }
+            }
+        };
+        let order = match self.order(&ctx, &msg).await {
+            Ok(Ok(order)) => order,
+            Ok(Err(reason)) => return self.record(&ctx, &msg, Outcome::Rejected, reason).await,
+            Err(e) => return prom_failure(e, "fetching the order"),
+        };
+        if order.id != msg.order_id {
+            let reason = format!(
+                "Prom answered order {} for order {}",
+                order.id, msg.order_id
+            );
+            return self.record(&ctx, &msg, Outcome::Rejected, reason).await;
+        }
+        let plan = match plan::plan(&order, ctx.currency, ctx.language, ctx.match_products_by) {
+            Ok(plan) => plan,
+            Err(rejection) => {
+                return self
+                    .record(&ctx, &msg, Outcome::Rejected, rejection.to_string())
+                    .await
+            }
+        };
+        if plan.is_draft() {
+            let detail = "draft orders are not imported".to_owned();
+            return self.record(&ctx, &msg, Outcome::Skipped, detail).await;
+        }
+        let fetched = match self.prepare_products(&ctx, &plan).await {
+            Ok(Ok(fetched)) => fetched,
+            Ok(Err(e)) => return prom_failure(e, "fetching a product"),
+            Err(e) => {
+                return Disposition::Retry {
+                    reason: format!("{e:#}"),
+                    after: None,
+                }
+            }
+        };
+        let mut last_error = None;
+        for _ in 0..TXN_ATTEMPTS {
+            match apply::apply(&self.db, &ctx, &msg, &plan, &fetched).await {
+                Ok(applied) => {
+                    log_applied(&applied);
+                    return Disposition::Done;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "import transaction failed; trying again");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Disposition::Retry {
+            reason: format!(
+                "import transaction: {}",
+                last_error.map(|e| e.to_string()).unwrap_or_default()
+            ),
+            after: None,
+        }
+    }
+
+    /// Fetches new products from Prom, unless the stored order is already at least this
+    /// version (then the transaction will change nothing and Prom need not be asked).
+    async fn prepare_products(
+        &self,
+        ctx: &ShopContext,
+        plan: &plan::ImportPlan,
+    ) -> anyhow::Result<Result<FetchedProducts, PromError>> {
+        let stored = apply::stored_version(&self.db, ctx, &plan.external_id)
+            .await
+            .context("reading the stored order version")?;
+        if stored.is_some_and(|v| v >= plan.modified_at) {
+            return Ok(Ok(FetchedProducts::new()));
+        }
+        self.fetch_new_products(ctx, &plan.lines).await
+    }
+}
+
+fn log_applied(applied: &Applied) {
+    tracing::info!(
+        outcome = %applied.outcome,
+        order = applied.order_id,
+        detail = applied.detail.as_deref().unwrap_or(""),
+        "imported"
+    );
+}
+
+fn prom_failure(e: PromError, doing: &str) -> Disposition {
+    if e.is_transient() {
+        Disposition::Retry {
+            after: e.retry_after(),
+            reason: format!("{doing}: {e}"),
+        }
+    } else {
+        Disposition::Dead {
+            reason: format!("{doing}: {e}"),
+        }
+    }
+}
+
+async fn load_shop(db: &DatabaseConnection, shop_id: i64) -> Result<ShopContext, ShopError> {
+    let shop = shops::Entity::find_by_id(shop_id)
+        .one(db)
+        .await?
+        .filter(|s| s.enabled)
+        .ok_or(ShopError::Unknown(shop_id))?;
+    let misconfigured = |reason: String| ShopError::Misconfigured {
+        shop: shop_id,
+        reason,
+    };
+    let account = accounts::Entity::find_by_id(shop.account_id)
+        .one(db)
+        .await?
+        .ok_or(ShopError::Unknown(shop_id))?;
+    let inbound = status_mappings::Entity::find()
+        .filter(status_mappings::Column::ShopId.eq(shop_id))
+        .filter(status_mappings::Column::Direction.eq("inbound"))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.prom_status, m.status_id))
+        .collect();
+    let default_new_status = order_statuses::Entity::find()
+        .filter(order_statuses::Column::AccountId.eq(account.id))
+        .filter(order_statuses::Column::Kind.eq(StatusKind::New.as_str()))
+        .order_by_asc(order_statuses::Column::Position)
+        .order_by_asc(order_statuses::Column::Id)
+        .one(db)
+        .await?
+        .ok_or_else(|| misconfigured("the account has no status of kind `new`".into()))?
+        .id;
+    Ok(ShopContext {
+        shop_id,
+        account_id: account.id,
+        currency: account
+            .currency
+            .parse()
+            .map_err(|e| misconfigured(format!("account currency: {e}")))?,
+        language: shop
+            .language
+            .parse()
+            .map_err(|e| misconfigured(format!("{e}")))?,
+        match_products_by: shop
+            .match_products_by
+            .parse()
+            .map_err(|e| misconfigured(format!("{e}")))?,
+        client_matching: shop
+            .client_matching
+            .parse()
+            .map_err(|e| misconfigured(format!("{e}")))?,
+        credentials: PromCredentials {
+            base_url: shop
+                .prom_url
+                .parse()
+                .map_err(|e| misconfigured(format!("prom_url: {e}")))?,
+            token: SecretString::from(shop.prom_token),
+            language: shop.language.clone(),
+        },
+        inbound,
+        default_new_status,
+    })
+}
+
+#[async_trait]
+impl InboundHandler for Importer {
+    async fn handle(&self, message: InboundMessage, _attempt: u32) -> Disposition {
+        self.import(message).await
+    }
+}

@@ -1,0 +1,298 @@
+//! Turning a Prom order document into what the importer writes (DESIGN rules 2, 4, 6, 10),
+//! with no database in sight: every price parsed to an exact decimal and checked against
+//! the account's currency, quantities kept as Prom sent them, names picked in the shop's
+//! language. Anything wrong rejects the whole order here, before a transaction starts, so
+//! nothing is ever half-imported.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::{
+    domain::{normalize_email, normalize_phone, Language, MatchProductsBy},
+    prom::{
+        money::{Currency, Money, MoneyError},
+        order::{PromOrder, PromOrderLine, PromStatus},
+    },
+};
+
+/// Why an order cannot be imported; recorded on the sync log as `rejected`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{field}: unparseable price `{raw}`")]
+    UnparseablePrice { field: String, raw: String },
+    #[error("{field}: unknown currency in `{raw}`")]
+    UnknownCurrency { field: String, raw: String },
+    #[error("{field}: price in {found}, but the account's currency is {expected}")]
+    CurrencyMismatch {
+        field: String,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buyer {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub phone_normalized: Option<String>,
+    pub email: Option<String>,
+}
+
+/// How a line finds its product, per the shop's `match_products_by`; a line lacking the
+/// configured attribute falls back to the next one that identifies a product.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProductKey {
+    PromId(i64),
+    Sku(String),
+    Name(String),
+}
+
+impl ProductKey {
+    /// A stable text form, used to name the lock that serializes creating this product.
+    pub fn lock_name(&self, account_id: i64) -> String {
+        match self {
+            ProductKey::PromId(id) => format!("product:{account_id}:prom_id:{id}"),
+            ProductKey::Sku(sku) => format!("product:{account_id}:sku:{sku}"),
+            ProductKey::Name(name) => format!("product:{account_id}:name:{name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLine {
+    pub key: ProductKey,
+    pub prom_id: Option<i64>,
+    pub sku: Option<String>,
+    pub name: String,
+    pub quantity: Decimal,
+    pub price: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportPlan {
+    pub external_id: String,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub status: PromStatus,
+    pub buyer: Buyer,
+    pub lines: Vec<PlannedLine>,
+    pub total: Decimal,
+}
+
+impl ImportPlan {
+    pub fn is_draft(&self) -> bool {
+        self.status == PromStatus::Draft
+    }
+}
+
+fn invalid(field: impl Into<String>, reason: impl ToString) -> Rejection {
+    Rejection::Invalid {
+        field: field.into(),
+        reason: reason.to_string(),
+    }
+}
+
+fn money_in(
+    field: &str,
+    value: &serde_json::Value,
+    currency: Currency,
+) -> Result<Decimal, Rejection> {
+    let raw = || match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let money = Money::from_json(value).map_err(|e| match e {
+        MoneyError::UnknownCurrency(_) => Rejection::UnknownCurrency {
+            field: field.to_owned(),
+            raw: raw(),
+        },
+        _ => Rejection::UnparseablePrice {
+            field: field.to_owned(),
+            raw: raw(),
+        },
+    })?;
+    match money.currency {
+        Some(found) if found != currency => Err(Rejection::CurrencyMismatch {
+            field: field.to_owned(),
+            found: found.code(),
+            expected: currency.code(),
+        }),
+        _ => Ok(money.amount),
+    }
+}
+
+fn non_blank(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn plan_line(
+    index: usize,
+    line: &PromOrderLine,
+    currency: Currency,
+    language: Language,
+    match_by: MatchProductsBy,
+) -> Result<PlannedLine, Rejection> {
+    let field = |name: &str| format!("products[{index}].{name}");
+    let name = non_blank(line.localized_name(language.as_str()))
+        .ok_or_else(|| invalid(field("name"), "missing"))?;
+    let sku = non_blank(line.sku());
+    let quantity = line
+        .quantity()
+        .map_err(|e| invalid(field("quantity"), e))?
+        .get();
+    let price = money_in(&field("price"), &line.price, currency)?;
+    let prom_id = line.id.filter(|id| *id > 0);
+    let by_name = ProductKey::Name(name.clone());
+    let by_sku = sku.clone().map(ProductKey::Sku);
+    let by_prom_id = prom_id.map(ProductKey::PromId);
+    let key = match match_by {
+        MatchProductsBy::Name => by_name,
+        MatchProductsBy::Sku => by_sku.unwrap_or(by_name),
+        MatchProductsBy::PromId => by_prom_id.or(by_sku).unwrap_or(by_name),
+    };
+    Ok(PlannedLine {
+        key,
+        prom_id,
+        sku,
+        name,
+        quantity,
+        price,
+    })
+}
+
+pub fn plan(
+    order: &PromOrder,
+    currency: Currency,
+    language: Language,
+    match_by: MatchProductsBy,
+) -> Result<ImportPlan, Rejection> {
+    let created_at = order.created_at().map_err(|e| invalid("date_created", e))?;
+    let modified_at = order
+        .modified_at()
+        .map_err(|e| invalid("date_modified", e))?;
+    let status = order.prom_status().map_err(|e| invalid("status", e))?;
+    let total = money_in("price", &order.price, currency)?;
+    let lines = order
+        .products
+        .iter()
+        .enumerate()
+        .map(|(i, line)| plan_line(i, line, currency, language, match_by))
+        .collect::<Result<Vec<_>, _>>()?;
+    let phone = non_blank(order.buyer_phone());
+    let email = order.buyer_email().and_then(normalize_email);
+    Ok(ImportPlan {
+        external_id: order.id.to_string(),
+        created_at,
+        modified_at,
+        status,
+        buyer: Buyer {
+            first_name: non_blank(order.buyer_first_name()),
+            last_name: non_blank(order.buyer_last_name()),
+            phone_normalized: phone.as_deref().and_then(normalize_phone),
+            phone,
+            email,
+        },
+        lines,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::prom::order::OrderEnvelope;
+
+    fn fixture() -> PromOrder {
+        let text =
+            include_str!("../../../shared/fixtures/prom/order-pending-cash-on-delivery.json");
+        serde_json::from_str::<OrderEnvelope>(text).unwrap().order
+    }
+
+    fn plan_uah(order: &PromOrder) -> Result<ImportPlan, Rejection> {
+        plan(order, Currency::UAH, Language::Uk, MatchProductsBy::Sku)
+    }
+
+    #[test]
+    fn the_real_order_plans_with_exact_money_and_the_ukrainian_name() {
+        let p = plan_uah(&fixture()).unwrap();
+        assert_eq!(p.external_id, "338390710");
+        assert_eq!(p.total, dec!(244));
+        assert_eq!(p.status, PromStatus::Pending);
+        assert_eq!(p.lines.len(), 1);
+        let line = &p.lines[0];
+        assert_eq!(line.key, ProductKey::Sku("B45N2".into()));
+        assert_eq!(line.quantity, dec!(1));
+        assert_eq!(line.price, dec!(244));
+        assert!(line.name.starts_with("Набір"), "{}", line.name);
+        assert_eq!(p.buyer.phone_normalized.as_deref(), Some("380000000000"));
+        assert_eq!(p.buyer.first_name.as_deref(), Some("Олена"));
+    }
+
+    #[test]
+    fn localized_prices_with_no_break_spaces_are_exact() {
+        let mut order = fixture();
+        order.price = serde_json::json!("1\u{a0}234,50 грн");
+        order.products[0].price = serde_json::json!("1\u{202f}234,50 грн");
+        order.products[0].quantity = serde_json::json!(2.5);
+        let p = plan_uah(&order).unwrap();
+        assert_eq!(p.total, dec!(1234.50));
+        assert_eq!(p.lines[0].price, dec!(1234.50));
+        assert_eq!(p.lines[0].quantity, dec!(2.5));
+    }
+
+    #[test]
+    fn a_price_in_another_currency_rejects_the_order() {
+        let mut order = fixture();
+        order.products[0].price = serde_json::json!("12 USD");
+        let err = plan_uah(&order).unwrap_err();
+        assert!(matches!(err, Rejection::CurrencyMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("UAH"), "{err}");
+    }
+
+    #[test]
+    fn an_unparseable_or_unknown_currency_price_rejects_the_order() {
+        let mut order = fixture();
+        order.price = serde_json::json!("двісті грн");
+        assert!(matches!(
+            plan_uah(&order).unwrap_err(),
+            Rejection::UnparseablePrice { .. }
+        ));
+        order.price = serde_json::json!("200 XYZ");
+        assert!(matches!(
+            plan_uah(&order).unwrap_err(),
+            Rejection::UnknownCurrency { .. }
+        ));
+    }
+
+    #[test]
+    fn the_match_key_follows_the_shop_setting_with_fallbacks() {
+        let order = fixture();
+        let key = |by| {
+            plan(&order, Currency::UAH, Language::Ru, by).unwrap().lines[0]
+                .key
+                .clone()
+        };
+        assert_eq!(key(MatchProductsBy::PromId), ProductKey::PromId(2555951114));
+        assert!(
+            matches!(key(MatchProductsBy::Name), ProductKey::Name(n) if n.starts_with("Набор"))
+        );
+        let mut no_sku = fixture();
+        no_sku.products[0].sku = Some(String::new());
+        let p = plan(&no_sku, Currency::UAH, Language::Uk, MatchProductsBy::Sku).unwrap();
+        assert!(matches!(&p.lines[0].key, ProductKey::Name(_)));
+    }
+
+    #[test]
+    fn drafts_are_recognized() {
+        let mut order = fixture();
+        order.status = "draft".into();
+        assert!(plan_uah(&order).unwrap().is_draft());
+    }
+}

@@ -1,0 +1,268 @@
+//! Webhook ingress: `POST /webhooks/prom/{shop_id}` (DESIGN §6). Verifies the Standard
+//! Webhooks signature over the raw body, checks the body names an order, publishes one
+//! notification and answers 202 only after the broker confirmed it. It reads shop secrets
+//! (cached briefly) but never writes the database: the hot path is verify → publish.
+
+pub mod signature;
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use anyhow::Context;
+use chrono::Utc;
+use entity::shops;
+use futures::StreamExt;
+use moka::future::Cache;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use self::signature::{SignedMessage, SigningKey};
+use crate::{
+    broker::InboundMessage,
+    domain::Source,
+    error::ApiError,
+    prom::ids::{EventId, ShopId},
+    startup::AppState,
+};
+
+/// How long a shop's keys are cached: a rotated secret is honoured within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// What 503 answers suggest as `Retry-After`.
+const BROKER_RETRY_AFTER_S: u64 = 5;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/prom/{shop_id}", web::post().to(receive));
+}
+
+/// The keys that may sign a shop's notifications: its secret, plus the previous one
+/// during a rotation's grace period.
+#[derive(Clone)]
+pub struct ShopKeys(Arc<Vec<SigningKey>>);
+
+#[derive(Clone)]
+pub struct KeyCache(Cache<i64, Option<ShopKeys>>);
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self(
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+        )
+    }
+}
+
+impl KeyCache {
+    async fn get(&self, db: &DatabaseConnection, shop: ShopId) -> anyhow::Result<Option<ShopKeys>> {
+        let db = db.clone();
+        self.0
+            .try_get_with(shop.get(), async move {
+                let shop = shops::Entity::find_by_id(shop.get())
+                    .one(&db)
+                    .await
+                    .context("loading the shop's webhook secrets")?;
+                Ok::<_, anyhow::Error>(shop.filter(|s| s.enabled).map(|s| {
+                    let now = Utc::now();
+                    let previous = s
+                        .previous_webhook_secret
+                        .filter(|_| s.previous_secret_expires_at.is_none_or(|until| until > now));
+                    let keys = std::iter::once(s.webhook_secret)
+                        .chain(previous)
+                        .filter_map(|secret| secret.parse::<SigningKey>().ok())
+                        .collect();
+                    ShopKeys(Arc::new(keys))
+                }))
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+}
+
+#[derive(Deserialize)]
+struct WebhookBody<'a> {
+    #[serde(borrow, default)]
+    order: Option<&'a RawValue>,
+    #[serde(default)]
+    order_id: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct OrderHead {
+    id: serde_json::Value,
+}
+
+fn positive_id(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|id| *id > 0)
+}
+
+/// The order id a body names, and the full order document when it carries one.
+fn parse_body(body: &[u8]) -> Result<(i64, Option<Box<RawValue>>), ApiError> {
+    let parsed: WebhookBody<'_> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let thin_id =
+        match &parsed.order_id {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(positive_id(v).ok_or_else(|| {
+                ApiError::BadRequest("`order_id` must be a positive integer".into())
+            })?),
+        };
+    match parsed.order {
+        Some(raw) if raw.get() != "null" => {
+            let head: OrderHead = serde_json::from_str(raw.get()).map_err(|_| {
+                ApiError::BadRequest("`order` must be a Prom order object with an `id`".into())
+            })?;
+            let id = positive_id(&head.id).ok_or_else(|| {
+                ApiError::BadRequest("`order.id` must be a positive integer".into())
+            })?;
+            if thin_id.is_some_and(|thin| thin != id) {
+                return Err(ApiError::BadRequest(
+                    "`order_id` and `order.id` disagree".into(),
+                ));
+            }
+            Ok((id, Some(raw.to_owned())))
+        }
+        _ => thin_id.map(|id| (id, None)).ok_or_else(|| {
+            ApiError::BadRequest("the body must carry `order` or `order_id`".into())
+        }),
+    }
+}
+
+fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    header_str(req, header::CONTENT_TYPE.as_str())
+        .and_then(|ct| ct.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == mime::APPLICATION
+                && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+        })
+}
+
+/// Reads the body, refusing it as soon as it exceeds `limit` (by its declared length or
+/// by what actually arrives).
+async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let declared =
+        header_str(req, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[tracing::instrument(skip_all, fields(shop_id = %path, event_id = tracing::field::Empty, order_id = tracing::field::Empty))]
+async fn receive(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let settings = &state.settings;
+    if !is_json(&req) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = read_limited(&req, payload, settings.webhook_body_limit).await?;
+    // An unparseable id and an unknown shop answer exactly like a bad signature, so the
+    // endpoint does not reveal which shops exist.
+    let shop: ShopId = path.parse().map_err(|_| ApiError::Unauthorized)?;
+    let keys = state
+        .webhook_keys
+        .get(&state.db, shop)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let message = SignedMessage {
+        id: header_str(&req, "webhook-id"),
+        timestamp: header_str(&req, "webhook-timestamp"),
+        signature: header_str(&req, "webhook-signature"),
+        body: &body,
+    };
+    if let Err(reason) = signature::verify(
+        &keys.0,
+        &message,
+        Utc::now().timestamp(),
+        settings.webhook_tolerance_s,
+    ) {
+        tracing::info!(%reason, "webhook refused");
+        return Err(ApiError::Unauthorized);
+    }
+    let (order_id, order) = parse_body(&body)?;
+    let event_id = EventId::for_webhook(shop, message.id.unwrap_or_default());
+    let span = tracing::Span::current();
+    span.record("event_id", tracing::field::display(&event_id));
+    span.record("order_id", order_id);
+    let notification = InboundMessage {
+        event_id,
+        shop_id: shop,
+        source: Source::Webhook,
+        received_at: Utc::now(),
+        order_id,
+        order,
+    };
+    if let Err(e) = state.broker.publish_inbound(&notification).await {
+        tracing::warn!(error = %e, "notification not enqueued");
+        return Err(ApiError::BrokerUnavailable {
+            retry_after_s: BROKER_RETRY_AFTER_S,
+        });
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"event_id": event_id})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_body_yields_the_order_id_and_document() {
+        let (id, order) =
+            parse_body(br#"{"order": {"id": 338390710, "status": "pending"}}"#).unwrap();
+        assert_eq!(id, 338390710);
+        assert!(order.unwrap().get().contains("pending"));
+    }
+
+    #[test]
+    fn a_thin_body_yields_only_the_id() {
+        let (id, order) = parse_body(br#"{"order_id": 32345434343}"#).unwrap();
+        assert_eq!(id, 32345434343);
+        assert!(order.is_none());
+    }
+
+    #[test]
+    fn bodies_without_an_order_are_bad_requests() {
+        for body in [
+            &br#"{}"#[..],
+            br#"{"order": null}"#,
+            br#"{"order": {"status": "x"}}"#,
+            br#"{"order": {"id": -1}}"#,
+            br#"{"order_id": "abc"}"#,
+            br#"[1,2]"#,
+            br#"{"order": {"id": 1}, "order_id": 2}"#,
+            b"{not json",
+        ] {
+            assert!(
+                matches!(parse_body(body), Err(ApiError::BadRequest(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

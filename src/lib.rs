@@ -1,0 +1,20 @@
+//! promsync: the order exchange between the Prom.ua marketplace and RO App.
+//!
+//! Roles (ingress, import, …) sit side by side over the shared `prom` (Prom API) and
+//! `broker` (message transport) layers; `startup` wires them and `cli` exposes them as
+//! subcommands. See `../shared/DESIGN.md` for the architecture and the contract.
+
+pub mod api;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod import;
+pub mod ingress;
+pub mod prom;
+pub mod provision;
+pub mod secrets;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,877 @@
+//! HTTP client for the Prom.ua seller API (`{origin}/api/v1/...`).
+//!
+//! One [`PromClient`] (a pooled `reqwest::Client`) serves every shop; each call takes the
+//! shop's [`PromCredentials`], so the poller, importer and publisher share connections.
+//! Every failure is mapped to a [`PromError`] whose [`PromError::is_transient`] tells the
+//! caller whether to retry later (429, 5xx, network) or record and dead-letter (bad token,
+//! bad payload). Throttling per token is the caller's job; this layer only reports
+//! `Retry-After`. The token is sent as a sensitive header and never logged.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use url::Url;
+
+use super::order::{OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus};
+
+/// Longest error text copied from a Prom answer into a [`PromError`]; these end up on the
+/// sync log, which should not fill up with a proxy's HTML error page.
+const MAX_ERROR_TEXT: usize = 300;
+
+/// What went wrong talking to Prom.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromError {
+    #[error("Prom rejected the API token (HTTP {0}): check or renew the shop's token")]
+    Unauthorized(u16),
+    #[error("not found on Prom (HTTP 404)")]
+    NotFound,
+    #[error("Prom rate limit hit (HTTP 429){}", retry_hint(*.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("Prom server error (HTTP {0})")]
+    Server(u16),
+    #[error("Prom API error: {0}")]
+    Api(String),
+    #[error("cannot reach Prom: {0}")]
+    Transport(String),
+    #[error("unexpected answer from Prom: {0}")]
+    Malformed(String),
+    /// The request could not be built (bad shop URL, token or language not valid in a
+    /// header, incomplete cancellation); nothing was sent.
+    #[error("invalid Prom request: {0}")]
+    Invalid(String),
+}
+
+fn retry_hint(retry_after: Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(", retry after {}s", d.as_secs()))
+        .unwrap_or_default()
+}
+
+impl PromError {
+    /// Worth retrying later with the same input: rate limits, Prom's own failures and the
+    /// network. Everything else fails the same way again.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PromError::RateLimited { .. } | PromError::Server(_) | PromError::Transport(_)
+        )
+    }
+
+    /// The delay Prom asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PromError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One shop's access to Prom.
+#[derive(Debug, Clone)]
+pub struct PromCredentials {
+    /// The origin, such as `https://my.prom.ua` or `http://127.0.0.1:1234`; `/api/v1/...`
+    /// is appended (a trailing `/api/v1` already present is not doubled).
+    pub base_url: Url,
+    pub token: SecretString,
+    /// `uk` or `ru`: the language of names in Prom's answers.
+    pub language: String,
+}
+
+/// Query of `GET /orders/list`. Dates go out as UTC `YYYY-MM-DDTHH:MM:SS`, as Prom wants;
+/// sub-seconds are dropped, which only widens a `*_from` window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderListQuery {
+    pub status: Option<PromStatus>,
+    pub date_from: Option<DateTime<Utc>>,
+    pub date_to: Option<DateTime<Utc>>,
+    pub last_modified_from: Option<DateTime<Utc>>,
+    pub last_modified_to: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+    /// Cursor: orders come by descending id; inclusiveness is undocumented, so callers
+    /// dedupe the boundary order.
+    pub last_id: Option<i64>,
+}
+
+impl OrderListQuery {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let date = |d: &DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let mut q = Vec::new();
+        if let Some(s) = &self.status {
+            q.push(("status", s.to_string()));
+        }
+        for (key, value) in [
+            ("date_from", &self.date_from),
+            ("date_to", &self.date_to),
+            ("last_modified_from", &self.last_modified_from),
+            ("last_modified_to", &self.last_modified_to),
+        ] {
+            if let Some(d) = value {
+                q.push((key, date(d)));
+            }
+        }
+        if let Some(limit) = self.limit {
+            q.push(("limit", limit.to_string()));
+        }
+        if let Some(last_id) = self.last_id {
+            q.push(("last_id", last_id.to_string()));
+        }
+        q
+    }
+}
+
+/// Prom's cancellation reasons for `canceled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CancellationReason {
+    NotAvailable,
+    PriceChanged,
+    BuyersRequest,
+    NotEnoughFields,
+    Duplicate,
+    InvalidPhoneNumber,
+    LessThanMinimalPrice,
+    Another,
+}
+
+impl CancellationReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CancellationReason::NotAvailable => "not_available",
+            CancellationReason::PriceChanged => "price_changed",
+            CancellationReason::BuyersRequest => "buyers_request",
+            CancellationReason::NotEnoughFields => "not_enough_fields",
+            CancellationReason::Duplicate => "duplicate",
+            CancellationReason::InvalidPhoneNumber => "invalid_phone_number",
+            CancellationReason::LessThanMinimalPrice => "less_than_minimal_price",
+            CancellationReason::Another => "another",
+        }
+    }
+
+    /// Prom refuses these without a `cancellation_text`.
+    pub const fn requires_text(self) -> bool {
+        matches!(
+            self,
+            CancellationReason::PriceChanged
+                | CancellationReason::NotEnoughFields
+                | CancellationReason::Another
+        )
+    }
+}
+
+/// Body of `POST /orders/set_status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetStatusRequest {
+    pub ids: Vec<i64>,
+    pub status: PromStatus,
+    /// Used only with [`PromStatus::Canceled`], where Prom requires a reason.
+    pub cancellation: Option<(CancellationReason, Option<String>)>,
+}
+
+impl SetStatusRequest {
+    /// The JSON Prom expects: custom statuses go by `custom_status_id`, the others by
+    /// `status`, and a cancellation carries its reason (and text where Prom requires it).
+    pub fn to_body(&self) -> Result<serde_json::Value, PromError> {
+        use serde_json::{json, Value};
+        if self.ids.is_empty() {
+            return Err(PromError::Invalid("set_status without order ids".into()));
+        }
+        let mut body = match self.status {
+            PromStatus::Custom(id) => json!({ "custom_status_id": id, "ids": self.ids }),
+            PromStatus::Draft => {
+                return Err(PromError::Invalid(
+                    "Prom orders cannot be set to draft".into(),
+                ))
+            }
+            ref status => json!({ "status": status.as_str(), "ids": self.ids }),
+        };
+        if self.status == PromStatus::Canceled {
+            let (reason, text) = self.cancellation.as_ref().ok_or_else(|| {
+                PromError::Invalid("canceling a Prom order needs a cancellation reason".into())
+            })?;
+            body["cancellation_reason"] = Value::from(reason.as_str());
+            match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(t) => body["cancellation_text"] = Value::from(t),
+                None if reason.requires_text() => {
+                    return Err(PromError::Invalid(format!(
+                        "cancellation reason {} needs a cancellation text",
+                        reason.as_str()
+                    )))
+                }
+                None => {}
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// Prom's answer to `set_status`: only the ids listed were changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct SetStatusResponse {
+    #[serde(default)]
+    pub processed_ids: Vec<i64>,
+}
+
+impl SetStatusResponse {
+    pub fn processed(&self, order_id: i64) -> bool {
+        self.processed_ids.contains(&order_id)
+    }
+}
+
+/// A cheap-to-clone handle on a pooled HTTP client for the Prom API.
+#[derive(Debug, Clone)]
+pub struct PromClient {
+    http: reqwest::Client,
+}
+
+impl PromClient {
+    /// A client whose every request (connect included) is bounded by `timeout`.
+    ///
+    /// Building a rustls client only fails if the TLS backend cannot start, which would
+    /// fail every other client too; rather than panic, fall back to reqwest's defaults
+    /// and say so loudly. Use [`PromClient::try_new`] to handle that case yourself.
+    pub fn new(timeout: Duration) -> Self {
+        Self::try_new(timeout).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "building the Prom HTTP client failed; using defaults without timeouts");
+            Self::from_reqwest(reqwest::Client::new())
+        })
+    }
+
+    pub fn try_new(timeout: Duration) -> Result<Self, PromError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .user_agent(concat!("promsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PromError::Invalid(format!("HTTP client: {}", error_chain(&e))))?;
+        Ok(Self::from_reqwest(http))
+    }
+
+    /// Wraps an existing client (shared pools, custom proxies in tests).
+    pub fn from_reqwest(http: reqwest::Client) -> Self {
+        Self { http }
+    }
+
+    /// `GET /orders/{id}`.
+    pub async fn get_order(
+        &self,
+        creds: &PromCredentials,
+        id: i64,
+    ) -> Result<PromOrder, PromError> {
+        let url = api_url(&creds.base_url, &["orders", &id.to_string()])?;
+        let env: OrderEnvelope = self.call(creds, Method::GET, url, None::<&()>).await?;
+        Ok(env.order)
+    }
+
+    /// `GET /products/{id}`; `None` when Prom no longer has the product.
+    pub async fn get_product(
+        &self,
+        creds: &PromCredentials,
+        id: i64,
+    ) -> Result<Option<PromProduct>, PromError> {
+        let url = api_url(&creds.base_url, &["products", &id.to_string()])?;
+        match self
+            .call::<ProductEnvelope, ()>(creds, Method::GET, url, None)
+            .await
+        {
+            Ok(env) => Ok(Some(env.product)),
+            Err(PromError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /orders/list` — one page.
+    pub async fn list_orders(
+        &self,
+        creds: &PromCredentials,
+        query: &OrderListQuery,
+    ) -> Result<Vec<PromOrder>, PromError> {
+        let mut url = api_url(&creds.base_url, &["orders", "list"])?;
+        url.query_pairs_mut().extend_pairs(query.pairs());
+        let list: OrderList = self.call(creds, Method::GET, url, None::<&()>).await?;
+        Ok(list.orders)
+    }
+
+    /// `POST /orders/set_status`. HTTP 200 is not success by itself: check
+    /// [`SetStatusResponse::processed`] for each id.
+    pub async fn set_status(
+        &self,
+        creds: &PromCredentials,
+        request: &SetStatusRequest,
+    ) -> Result<SetStatusResponse, PromError> {
+        let body = request.to_body()?;
+        let url = api_url(&creds.base_url, &["orders", "set_status"])?;
+        self.call(creds, Method::POST, url, Some(&body)).await
+    }
+
+    async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        creds: &PromCredentials,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<T, PromError> {
+        let started = std::time::Instant::now();
+        // `bearer_auth` marks the header sensitive, so reqwest/hyper never print it.
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .bearer_auth(creds.token.expose_secret())
+            .header("X-LANGUAGE", creds.language.as_str())
+            .header(ACCEPT, "application/json");
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let result = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = parse_retry_after(resp.headers());
+                match resp.bytes().await {
+                    Ok(bytes) => interpret(status, retry_after, &bytes),
+                    Err(e) => Err(request_error(&e)),
+                }
+            }
+            Err(e) => Err(request_error(&e)),
+        };
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &result {
+            Ok(_) => tracing::debug!(%method, path = url.path(), elapsed_ms, "prom call ok"),
+            Err(e) => {
+                tracing::debug!(%method, path = url.path(), elapsed_ms, error = %e, "prom call failed")
+            }
+        }
+        result
+    }
+}
+
+/// `{origin}/api/v1/{segments...}`. Segments are percent-encoded by `url`, so an id can
+/// never change the path.
+pub fn api_url(base: &Url, segments: &[&str]) -> Result<Url, PromError> {
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(PromError::Invalid(format!(
+            "Prom URL must be http(s), got {}",
+            base.scheme()
+        )));
+    }
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    let mut prefix: Vec<String> = url
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if prefix.ends_with(&["api".to_owned(), "v1".to_owned()]) {
+        prefix.truncate(prefix.len() - 2);
+    }
+    url.path_segments_mut()
+        .map_err(|()| PromError::Invalid(format!("Prom URL cannot have a path: {base}")))?
+        .clear()
+        .extend(&prefix)
+        .extend(["api", "v1"])
+        .extend(segments);
+    Ok(url)
+}
+
+/// Maps a complete HTTP answer to the typed result.
+fn interpret<T: DeserializeOwned>(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<T, PromError> {
+    let code = status.as_u16();
+    match code {
+        401 | 403 => return Err(PromError::Unauthorized(code)),
+        404 => return Err(PromError::NotFound),
+        429 => return Err(PromError::RateLimited { retry_after }),
+        500..=599 => return Err(PromError::Server(code)),
+        200..=299 => {}
+        _ => {
+            let text = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| error_text(&v))
+                .unwrap_or_else(|| format!("HTTP {code}: {}", snippet(body)));
+            return Err(PromError::Api(text));
+        }
+    }
+
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| PromError::Malformed(format!("not JSON ({e}): {}", snippet(body))))?;
+    // Write calls may answer 200 with {"status":"error","message":...}.
+    if value.get("status").and_then(|s| s.as_str()) == Some("error") {
+        return Err(PromError::Api(
+            error_text(&value).unwrap_or_else(|| "unspecified error".to_owned()),
+        ));
+    }
+    match serde_json::from_value::<T>(value) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+            match parsed.as_ref().and_then(error_text) {
+                Some(text) => Err(PromError::Api(text)),
+                None => Err(PromError::Malformed(e.to_string())),
+            }
+        }
+    }
+}
+
+/// Prom's error text from `{"error": "..."}`, `{"message": "..."}` or `{"error": {...}}`.
+fn error_text(v: &serde_json::Value) -> Option<String> {
+    let text = match v.get("error").or_else(|| v.get("message"))? {
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Some(truncate(&text))
+}
+
+fn snippet(body: &[u8]) -> String {
+    truncate(String::from_utf8_lossy(body).trim())
+}
+
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(MAX_ERROR_TEXT) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(raw).ok()?.with_timezone(&Utc);
+    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+}
+
+fn request_error(e: &reqwest::Error) -> PromError {
+    if e.is_builder() {
+        return PromError::Invalid(error_chain(e));
+    }
+    if e.is_decode() {
+        return PromError::Malformed(error_chain(e));
+    }
+    let prefix = if e.is_timeout() { "timed out: " } else { "" };
+    PromError::Transport(format!("{prefix}{}", error_chain(e)))
+}
+
+/// reqwest's top-level message ("error sending request") hides the cause ("connection
+/// refused"); the whole chain is what an operator needs.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use wiremock::matchers::{body_json, header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const PENDING_COD: &str =
+        include_str!("../../../shared/fixtures/prom/order-pending-cash-on-delivery.json");
+
+    fn creds(server: &MockServer) -> PromCredentials {
+        PromCredentials {
+            base_url: Url::parse(&server.uri()).unwrap(),
+            token: SecretString::from("secret-token-123"),
+            language: "uk".to_owned(),
+        }
+    }
+
+    fn client() -> PromClient {
+        PromClient::try_new(Duration::from_secs(5)).unwrap()
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn api_url_handles_slashes_and_prefixes() {
+        let want = "https://my.prom.ua/api/v1/orders/5";
+        for base in [
+            "https://my.prom.ua",
+            "https://my.prom.ua/",
+            "https://my.prom.ua/api/v1",
+            "https://my.prom.ua/api/v1/",
+            "https://my.prom.ua/?x=1#f",
+        ] {
+            assert_eq!(
+                api_url(&url(base), &["orders", "5"]).unwrap().as_str(),
+                want,
+                "{base}"
+            );
+        }
+        assert_eq!(
+            api_url(&url("http://127.0.0.1:1234/stand-in/"), &["products", "7"])
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:1234/stand-in/api/v1/products/7"
+        );
+        assert_eq!(
+            api_url(&url("http://h"), &["orders", "a/b?c"])
+                .unwrap()
+                .path(),
+            "/api/v1/orders/a%2Fb%3Fc"
+        );
+        assert!(matches!(
+            api_url(&url("ftp://h"), &["x"]),
+            Err(PromError::Invalid(_))
+        ));
+        assert!(matches!(
+            api_url(&url("mailto:a@b"), &["x"]),
+            Err(PromError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn transient_classification() {
+        assert!(PromError::RateLimited { retry_after: None }.is_transient());
+        assert!(PromError::Server(502).is_transient());
+        assert!(PromError::Transport("x".into()).is_transient());
+        for e in [
+            PromError::Unauthorized(401),
+            PromError::NotFound,
+            PromError::Api("x".into()),
+            PromError::Malformed("x".into()),
+            PromError::Invalid("x".into()),
+        ] {
+            assert!(!e.is_transient(), "{e}");
+        }
+        let e = PromError::RateLimited {
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Prom rate limit hit (HTTP 429), retry after 30s"
+        );
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn set_status_bodies() {
+        let req = |status, cancellation| SetStatusRequest {
+            ids: vec![338390710],
+            status,
+            cancellation,
+        };
+        assert_eq!(
+            req(PromStatus::Received, None).to_body().unwrap(),
+            json!({"status": "received", "ids": [338390710]})
+        );
+        assert_eq!(
+            req(PromStatus::Custom(137639), None).to_body().unwrap(),
+            json!({"custom_status_id": 137639, "ids": [338390710]})
+        );
+        assert_eq!(
+            req(
+                PromStatus::Canceled,
+                Some((CancellationReason::Another, Some("Скасовано в CRM".into())))
+            )
+            .to_body()
+            .unwrap(),
+            json!({"status": "canceled", "ids": [338390710],
+                   "cancellation_reason": "another", "cancellation_text": "Скасовано в CRM"})
+        );
+        assert_eq!(
+            req(
+                PromStatus::Canceled,
+                Some((CancellationReason::Duplicate, None))
+            )
+            .to_body()
+            .unwrap(),
+            json!({"status": "canceled", "ids": [338390710], "cancellation_reason": "duplicate"})
+        );
+        for bad in [
+            req(PromStatus::Canceled, None),
+            req(
+                PromStatus::Canceled,
+                Some((CancellationReason::Another, Some("  ".into()))),
+            ),
+            req(PromStatus::Draft, None),
+            SetStatusRequest {
+                ids: vec![],
+                status: PromStatus::Paid,
+                cancellation: None,
+            },
+        ] {
+            assert!(
+                matches!(bad.to_body(), Err(PromError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_debug_hides_token() {
+        let c = PromCredentials {
+            base_url: url("https://my.prom.ua"),
+            token: SecretString::from("secret-token-123"),
+            language: "uk".into(),
+        };
+        assert!(!format!("{c:?}").contains("secret-token-123"));
+    }
+
+    #[tokio::test]
+    async fn get_order_sends_headers_and_parses_fixture() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/orders/338390710"))
+            .and(header("Authorization", "Bearer secret-token-123"))
+            .and(header("X-LANGUAGE", "uk"))
+            .and(header("Accept", "application/json"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(PENDING_COD, "application/json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let order = client()
+            .get_order(&creds(&server), 338390710)
+            .await
+            .unwrap();
+        assert_eq!(order.id, 338390710);
+        assert_eq!(order.products.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn get_product_found_and_missing() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/products/1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"product": {
+                "id": 1, "name": "Носки", "group": {"id": 9, "name": "Шкарпетки"},
+                "description": "<p>x</p>"
+            }})))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/products/2"))
+            .respond_with(
+                ResponseTemplate::new(404).set_body_json(json!({"error": "Product not found"})),
+            )
+            .mount(&server)
+            .await;
+
+        let c = creds(&server);
+        let p = client().get_product(&c, 1).await.unwrap().unwrap();
+        assert_eq!(p.category_name("uk"), Some("Шкарпетки"));
+        assert_eq!(client().get_product(&c, 2).await.unwrap(), None);
+        // For orders a 404 stays an error: an order id always comes from Prom itself.
+        assert_eq!(
+            client().get_order(&c, 2).await.unwrap_err(),
+            PromError::NotFound
+        );
+    }
+
+    async fn order_error(template: ResponseTemplate) -> PromError {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(template)
+            .mount(&server)
+            .await;
+        client().get_order(&creds(&server), 1).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn rate_limited_with_retry_after() {
+        let e = order_error(ResponseTemplate::new(429).insert_header("Retry-After", "17")).await;
+        assert_eq!(
+            e,
+            PromError::RateLimited {
+                retry_after: Some(Duration::from_secs(17))
+            }
+        );
+        assert!(e.is_transient());
+
+        let e = order_error(ResponseTemplate::new(429)).await;
+        assert_eq!(e, PromError::RateLimited { retry_after: None });
+    }
+
+    #[tokio::test]
+    async fn retry_after_as_http_date() {
+        let at = Utc::now() + chrono::Duration::seconds(120);
+        let e = order_error(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", at.to_rfc2822().replace("+0000", "GMT")),
+        )
+        .await;
+        let secs = e.retry_after().unwrap().as_secs();
+        assert!((100..=120).contains(&secs), "{secs}");
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_transient() {
+        for code in [500, 502, 503] {
+            let e =
+                order_error(ResponseTemplate::new(code).set_body_string("<html>oops</html>")).await;
+            assert_eq!(e, PromError::Server(code));
+            assert!(e.is_transient());
+        }
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_permanent() {
+        for code in [401, 403] {
+            let e = order_error(
+                ResponseTemplate::new(code).set_body_json(json!({"error": "Invalid token"})),
+            )
+            .await;
+            assert_eq!(e, PromError::Unauthorized(code));
+            assert!(!e.is_transient());
+        }
+    }
+
+    #[tokio::test]
+    async fn api_errors_carry_prom_message() {
+        let e = order_error(
+            ResponseTemplate::new(400).set_body_json(json!({"error": "Invalid order id"})),
+        )
+        .await;
+        assert_eq!(e, PromError::Api("Invalid order id".into()));
+
+        let e = order_error(ResponseTemplate::new(422).set_body_string("nope")).await;
+        assert_eq!(e, PromError::Api("HTTP 422: nope".into()));
+
+        let e = order_error(
+            ResponseTemplate::new(200).set_body_json(json!({"error": "Access denied"})),
+        )
+        .await;
+        assert_eq!(e, PromError::Api("Access denied".into()));
+
+        let e = order_error(
+            ResponseTemplate::new(200).set_body_json(json!({"status": "error", "message": "Boom"})),
+        )
+        .await;
+        assert_eq!(e, PromError::Api("Boom".into()));
+    }
+
+    #[tokio::test]
+    async fn malformed_answers() {
+        let e = order_error(ResponseTemplate::new(200).set_body_string("{not json")).await;
+        assert!(matches!(e, PromError::Malformed(_)), "{e:?}");
+        assert!(!e.is_transient());
+
+        let e =
+            order_error(ResponseTemplate::new(200).set_body_json(json!({"order": {"id": "x"}})))
+                .await;
+        assert!(matches!(e, PromError::Malformed(_)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn timeout_is_transport() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+            .mount(&server)
+            .await;
+        let c = PromClient::try_new(Duration::from_millis(200)).unwrap();
+        let e = c.get_order(&creds(&server), 1).await.unwrap_err();
+        assert!(
+            matches!(&e, PromError::Transport(m) if m.contains("timed out")),
+            "{e:?}"
+        );
+        assert!(e.is_transient());
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_transport() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let c = PromCredentials {
+            base_url: url(&format!("http://{addr}")),
+            token: SecretString::from("t"),
+            language: "uk".into(),
+        };
+        let e = client().get_order(&c, 1).await.unwrap_err();
+        assert!(matches!(e, PromError::Transport(_)), "{e:?}");
+        assert!(!e.to_string().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn list_orders_sends_query() {
+        let server = MockServer::start().await;
+        let order: serde_json::Value =
+            serde_json::from_str::<serde_json::Value>(PENDING_COD).unwrap()["order"].clone();
+        Mock::given(method("GET"))
+            .and(path("/api/v1/orders/list"))
+            .and(query_param("last_modified_from", "2025-04-07T06:00:00"))
+            .and(query_param("limit", "100"))
+            .and(query_param("last_id", "338390711"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"orders": [order]})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let q = OrderListQuery {
+            last_modified_from: Some(
+                DateTime::parse_from_rfc3339("2025-04-07T06:00:00.5+00:00")
+                    .unwrap()
+                    .with_timezone(&Utc),
+            ),
+            limit: Some(100),
+            last_id: Some(338390711),
+            ..Default::default()
+        };
+        let orders = client().list_orders(&creds(&server), &q).await.unwrap();
+        assert_eq!(orders.len(), 1);
+        assert_eq!(orders[0].id, 338390710);
+    }
+
+    #[tokio::test]
+    async fn set_status_posts_json_and_reads_processed_ids() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/orders/set_status"))
+            .and(header("Authorization", "Bearer secret-token-123"))
+            .and(body_json(json!({"status": "received", "ids": [338390710]})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"processed_ids": [338390710]})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let req = SetStatusRequest {
+            ids: vec![338390710],
+            status: PromStatus::Received,
+            cancellation: None,
+        };
+        let answer = client().set_status(&creds(&server), &req).await.unwrap();
+        assert!(answer.processed(338390710));
+        assert!(!answer.processed(1));
+    }
+
+    #[tokio::test]
+    async fn set_status_error_in_200() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"status": "error", "message": "Order status can not be changed"}),
+            ))
+            .mount(&server)
+            .await;
+        let req = SetStatusRequest {
+            ids: vec![5],
+            status: PromStatus::Delivered,
+            cancellation: None,
+        };
+        assert_eq!(
+            client()
+                .set_status(&creds(&server), &req)
+                .await
+                .unwrap_err(),
+            PromError::Api("Order status can not be changed".into())
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Creating accounts and shops with everything they need to work at once: an account gets
+//! its default statuses (one of each kind) and an admin employee; a shop gets a webhook
+//! secret and the default status mapping in both directions (issue #2, DESIGN §5).
+
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use entity::{accounts, employees, order_statuses, shops, status_mappings};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+};
+use serde::Serialize;
+
+use crate::{
+    domain::{ClientMatching, Language, MatchProductsBy, Permission, StatusKind},
+    prom::money::Currency,
+    secrets,
+};
+
+/// Default statuses of a new account, one per kind, in display order.
+const DEFAULT_STATUSES: [(&str, StatusKind); 4] = [
+    ("New", StatusKind::New),
+    ("In progress", StatusKind::InProgress),
+    ("Done", StatusKind::Done),
+    ("Canceled", StatusKind::Canceled),
+];
+
+/// Prom status → kind of the RO App status it lands in; `custom-*` stays unmapped.
+const DEFAULT_INBOUND: [(&str, StatusKind); 5] = [
+    ("pending", StatusKind::New),
+    ("paid", StatusKind::New),
+    ("received", StatusKind::InProgress),
+    ("delivered", StatusKind::Done),
+    ("canceled", StatusKind::Canceled),
+];
+
+/// Kind of RO App status → the Prom status sent for it; `new` is never sent.
+const DEFAULT_OUTBOUND: [(StatusKind, &str); 3] = [
+    (StatusKind::Done, "delivered"),
+    (StatusKind::Canceled, "canceled"),
+    (StatusKind::InProgress, "received"),
+];
+
+#[derive(Debug, Serialize)]
+pub struct CreatedAccount {
+    pub account_id: i64,
+    pub admin_token: String,
+}
+
+pub async fn create_account(
+    db: &DatabaseConnection,
+    name: &str,
+    currency: &str,
+) -> anyhow::Result<CreatedAccount> {
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("account name must not be empty");
+    }
+    let currency =
+        Currency::from_str(currency).map_err(|e| anyhow::anyhow!("invalid --currency: {e}"))?;
+    let token = secrets::new_api_token();
+    let now = Utc::now();
+    let txn = db.begin().await.context("starting a transaction")?;
+    let account = accounts::ActiveModel {
+        name: Set(name.to_owned()),
+        currency: Set(currency.code().to_owned()),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .context("inserting the account")?;
+    for (position, (status_name, kind)) in DEFAULT_STATUSES.iter().enumerate() {
+        order_statuses::ActiveModel {
+            account_id: Set(account.id),
+            name: Set((*status_name).to_owned()),
+            kind: Set(kind.as_str().to_owned()),
+            position: Set(position as i32),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .context("inserting default statuses")?;
+    }
+    let all_permissions: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+    employees::ActiveModel {
+        account_id: Set(account.id),
+        name: Set("admin".to_owned()),
+        token_hash: Set(secrets::hash_api_token(&token)),
+        permissions: Set(all_permissions.join(",")),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .context("inserting the admin employee")?;
+    txn.commit().await.context("committing the account")?;
+    Ok(CreatedAccount {
+        account_id: account.id,
+        admin_token: token,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct NewShop {
+    pub account_id: i64,
+    pub name: String,
+    pub prom_url: String,
+    pub prom_token: String,
+    pub language: Language,
+    pub match_products_by: MatchProductsBy,
+    pub client_matching: ClientMatching,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedShop {
+    pub shop_id: i64,
+    pub account_id: i64,
+    pub webhook_secret: String,
+}
+
+/// The Prom origin a shop talks to: scheme and host (and port), no path, since promsync
+/// appends `/api/v1/…` itself.
+pub fn normalize_prom_url(raw: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(raw.trim()).with_context(|| format!("invalid Prom URL `{raw}`"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("invalid Prom URL `{raw}`: expected an http(s) origin such as https://my.prom.ua");
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+pub async fn create_shop(db: &DatabaseConnection, new: NewShop) -> anyhow::Result<CreatedShop> {
+    let name = new.name.trim();
+    if name.is_empty() {
+        bail!("shop name must not be empty");
+    }
+    if new.prom_token.trim().is_empty() {
+        bail!("the Prom API token must not be empty");
+    }
+    let prom_url = normalize_prom_url(&new.prom_url)?;
+    let txn = db.begin().await.context("starting a transaction")?;
+    if accounts::Entity::find_by_id(new.account_id)
+        .one(&txn)
+        .await
+        .context("looking up the account")?
+        .is_none()
+    {
+        bail!("account {} does not exist", new.account_id);
+    }
+    let statuses = order_statuses::Entity::find()
+        .filter(order_statuses::Column::AccountId.eq(new.account_id))
+        .all(&txn)
+        .await
+        .context("loading the account's statuses")?;
+    // The first status of a kind (by position) is that kind's default.
+    let status_of = |kind: StatusKind| {
+        statuses
+            .iter()
+            .filter(|s| s.kind == kind.as_str())
+            .min_by_key(|s| (s.position, s.id))
+            .map(|s| s.id)
+    };
+    let secret = secrets::new_webhook_secret();
+    let shop = shops::ActiveModel {
+        account_id: Set(new.account_id),
+        name: Set(name.to_owned()),
+        prom_url: Set(prom_url),
+        prom_token: Set(new.prom_token.trim().to_owned()),
+        webhook_secret: Set(secret.clone()),
+        previous_webhook_secret: Set(None),
+        previous_secret_expires_at: Set(None),
+        language: Set(new.language.as_str().to_owned()),
+        match_products_by: Set(new.match_products_by.as_str().to_owned()),
+        client_matching: Set(new.client_matching.as_str().to_owned()),
+        enabled: Set(true),
+        poll_enabled: Set(true),
+        poll_interval_s: Set(60),
+        poll_watermark: Set(None),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        token_rejected_at: Set(None),
+        order_url_template: Set(None),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .context("inserting the shop")?;
+    let inbound = DEFAULT_INBOUND
+        .iter()
+        .filter_map(|(prom, kind)| Some(("inbound", *prom, status_of(*kind)?)));
+    let outbound = DEFAULT_OUTBOUND
+        .iter()
+        .filter_map(|(kind, prom)| Some(("outbound", *prom, status_of(*kind)?)));
+    for (direction, prom_status, status_id) in inbound.chain(outbound) {
+        status_mappings::ActiveModel {
+            shop_id: Set(shop.id),
+            direction: Set(direction.to_owned()),
+            prom_status: Set(prom_status.to_owned()),
+            status_id: Set(status_id),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .context("inserting the default status mapping")?;
+    }
+    txn.commit().await.context("committing the shop")?;
+    Ok(CreatedShop {
+        shop_id: shop.id,
+        account_id: new.account_id,
+        webhook_secret: secret,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prom_urls_are_reduced_to_their_origin() {
+        assert_eq!(
+            normalize_prom_url("https://my.prom.ua/").unwrap(),
+            "https://my.prom.ua"
+        );
+        assert_eq!(
+            normalize_prom_url("http://127.0.0.1:9000/api/v1").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(normalize_prom_url("ftp://x").is_err());
+        assert!(normalize_prom_url("not a url").is_err());
+    }
+}

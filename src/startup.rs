@@ -1,0 +1,163 @@
+//! Wiring: connects the backends once and starts the roles. `Application` binds its
+//! listener before anything else (port 0 works, tests read `port()`), and tests start the
+//! same `Application` and `Importer` production runs.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::{
+    api,
+    broker::{rabbitmq::RabbitBroker, Broker},
+    config::Settings,
+    db,
+    import::Importer,
+    ingress::{self, KeyCache},
+    prom::client::PromClient,
+};
+
+/// What every HTTP handler shares.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub broker: Arc<dyn Broker>,
+    pub settings: Arc<Settings>,
+    pub webhook_keys: KeyCache,
+}
+
+/// The database and broker every role works over.
+#[derive(Clone)]
+pub struct Backends {
+    pub db: DatabaseConnection,
+    pub broker: Arc<dyn Broker>,
+}
+
+impl Backends {
+    /// Connects to the configured database and broker. The broker connects lazily (and
+    /// reconnects by itself), so a broker that is down does not stop a role from starting.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let db = db::connect(settings).await?;
+        if settings.is_sqlite() {
+            // The embedded setup has nobody to run `promsync migrate` for it.
+            db::migrate(&db).await?;
+        }
+        let broker: Arc<dyn Broker> = match &settings.broker_url {
+            Some(url) => Arc::new(RabbitBroker::new(url, settings)),
+            None => anyhow::bail!(
+                "PROMSYNC_BROKER_URL is not set: this build needs RabbitMQ \
+                 (amqp://…); the embedded broker is not available yet"
+            ),
+        };
+        Ok(Self { db, broker })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings, backends: &Backends) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen_addr())
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            db: backends.db.clone(),
+            broker: backends.broker.clone(),
+            settings: Arc::new(settings.clone()),
+            webhook_keys: KeyCache::default(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::from_fn(echo_request_id))
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(ingress::routes)
+                .configure(api::routes)
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        tracing::info!(port, "HTTP listening");
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Returns the request id (assigned by `TracingLogger`, present in every log line of the
+/// request) to the caller, so a user's report can be matched to the logs.
+async fn echo_request_id(
+    req: actix_web::dev::ServiceRequest,
+    next: middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let request_id = req.extensions().get::<RequestId>().copied();
+    let mut response = next.call(req).await?;
+    if let Some(id) = request_id {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id.to_string()) {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("x-request-id"),
+                value,
+            );
+        }
+    }
+    Ok(response)
+}
+
+/// Starts the importer as a task; it stops taking messages when `shutdown` fires and
+/// returns once its in-flight messages are settled.
+pub fn spawn_importer(
+    settings: &Settings,
+    backends: &Backends,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let importer = Arc::new(Importer::new(
+        backends.db.clone(),
+        PromClient::new(settings.prom_timeout()),
+    ));
+    let broker = backends.broker.clone();
+    tokio::spawn(async move {
+        broker
+            .consume_inbound(concurrency, importer, shutdown)
+            .await
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight work (signal again to exit now)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,22 @@
+//! Tracing setup: human-readable or JSON lines on stderr (stdout carries command output
+//! such as `account create`'s JSON), filtered by `RUST_LOG`.
+
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber once; later calls (tests starting many apps) are no-ops.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    // A subscriber already installed (tests) is fine: keep the first.
+    let _ = result;
+}
