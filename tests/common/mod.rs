@@ -1,0 +1,407 @@
+//! Test harness: every test gets its own PostgreSQL database, its own broker namespace
+//! (so its own queues), a Prom stand-in (wiremock) and the real `Application` and
+//! importers, started exactly as production starts them.
+//!
+//! Services come from `PROMSYNC_TEST_DATABASE_URL` (an admin connection, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and `PROMSYNC_TEST_BROKER_URL` (default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`). A missing service fails the test with its
+//! name; nothing is skipped silently.
+
+#![allow(dead_code)]
+
+use std::{future::Future, time::Duration};
+
+use chrono::Utc;
+use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
+use promsync::{
+    broker::{rabbitmq::delete_topology, Topology},
+    config::Settings,
+    domain::{ClientMatching, Language, MatchProductsBy},
+    ingress::signature::SigningKey,
+    provision::{self, CreatedShop, NewShop},
+    startup::{spawn_importer, Application, Backends},
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use wiremock::{
+    matchers::{method, path_regex},
+    Mock, MockServer, ResponseTemplate,
+};
+
+pub const PENDING_ORDER: &str =
+    include_str!("../../../shared/fixtures/prom/order-pending-cash-on-delivery.json");
+pub const CUSTOM_STATUS_ORDER: &str =
+    include_str!("../../../shared/fixtures/prom/order-custom-status-prom-payment.json");
+
+pub fn admin_database_url() -> String {
+    std::env::var("PROMSYNC_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn broker_url() -> String {
+    std::env::var("PROMSYNC_TEST_BROKER_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The `order` object of a fixture document.
+pub fn fixture_order(document: &str) -> Value {
+    serde_json::from_str::<Value>(document).expect("fixture JSON")["order"].clone()
+}
+
+/// Waits until `check` yields `Some`, polling with a deadline instead of sleeping blindly.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub struct Options {
+    pub importers: usize,
+    pub match_products_by: MatchProductsBy,
+    pub client_matching: ClientMatching,
+    pub currency: &'static str,
+    pub broker_url: Option<String>,
+    pub max_attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            importers: 1,
+            match_products_by: MatchProductsBy::Sku,
+            client_matching: ClientMatching::AlwaysNew,
+            currency: "UAH",
+            broker_url: None,
+            max_attempts: 3,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub settings: Settings,
+    pub db: DatabaseConnection,
+    pub db_name: String,
+    pub address: String,
+    pub http: reqwest::Client,
+    pub prom: MockServer,
+    pub account_id: i64,
+    pub shop: CreatedShop,
+    pub topology: Topology,
+    backends: Backends,
+    importers: Vec<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+}
+
+async fn create_database() -> (String, String) {
+    let admin_url = admin_database_url();
+    let admin = Database::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for integration tests ({admin_url}): {e}")
+    });
+    let name = format!("promsync_t_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("creating the test database");
+    let _ = admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_owned())
+        .expect("database URL with a path");
+    (name.clone(), format!("{base}/{name}"))
+}
+
+async fn ensure_broker(url: &str) {
+    match Connection::connect(url, ConnectionProperties::default()).await {
+        Ok(conn) => {
+            let _ = conn.close(200, "probe".into()).await;
+        }
+        Err(e) => panic!("RabbitMQ is required for integration tests ({url}): {e}"),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let broker = options.broker_url.clone().unwrap_or_else(broker_url);
+        if options.broker_url.is_none() {
+            ensure_broker(&broker).await;
+        }
+        let (db_name, database_url) = create_database().await;
+        let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+        let mut settings = Settings::load(None).expect("default settings");
+        settings.database_url = database_url;
+        settings.broker_url = Some(broker);
+        settings.broker_namespace = namespace.clone();
+        settings.listen = "127.0.0.1:0".into();
+        settings.retry_delays_ms = vec![50, 100, 200];
+        settings.import_max_attempts = options.max_attempts;
+        settings.import_concurrency = 4;
+        settings.database_max_connections = 10;
+        settings.prom_timeout_s = 5;
+
+        let backends = Backends::connect(&settings).await.expect("backends");
+        promsync::db::migrate(&backends.db)
+            .await
+            .expect("migrations");
+        let account = provision::create_account(&backends.db, "Test", options.currency)
+            .await
+            .expect("account");
+        let prom = MockServer::start().await;
+        let shop = provision::create_shop(
+            &backends.db,
+            NewShop {
+                account_id: account.account_id,
+                name: "Test shop".into(),
+                prom_url: prom.uri(),
+                prom_token: "prom-token-1".into(),
+                language: Language::Uk,
+                match_products_by: options.match_products_by,
+                client_matching: options.client_matching,
+            },
+        )
+        .await
+        .expect("shop");
+
+        let app = Application::build(&settings, &backends)
+            .await
+            .expect("application");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+
+        let mut test_app = Self {
+            topology: Topology::new(&namespace),
+            db: backends.db.clone(),
+            settings,
+            db_name,
+            address,
+            http: reqwest::Client::new(),
+            prom,
+            account_id: account.account_id,
+            shop,
+            backends,
+            importers: Vec::new(),
+        };
+        for _ in 0..options.importers {
+            test_app.start_importer();
+        }
+        test_app
+    }
+
+    pub fn start_importer(&mut self) {
+        let token = CancellationToken::new();
+        let handle = spawn_importer(
+            &self.settings,
+            &self.backends,
+            self.settings.import_concurrency,
+            token.clone(),
+        );
+        self.importers.push((token, handle));
+    }
+
+    /// Stops every importer gracefully (in-flight messages settle first).
+    pub async fn stop_importers(&mut self) {
+        for (token, handle) in self.importers.drain(..) {
+            token.cancel();
+            handle.await.expect("importer task").expect("importer");
+        }
+    }
+
+    pub fn webhook_url(&self, shop_id: i64) -> String {
+        format!("{}/webhooks/prom/{shop_id}", self.address)
+    }
+
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let key: SigningKey = self.shop.webhook_secret.parse().expect("secret");
+        key.sign(msg_id, timestamp, body)
+    }
+
+    /// Posts a correctly signed notification with a fresh webhook id.
+    pub async fn notify(&self, body: &Value) -> reqwest::Response {
+        self.notify_with_id(&format!("msg_{}", uuid::Uuid::new_v4().simple()), body)
+            .await
+    }
+
+    pub async fn notify_with_id(&self, msg_id: &str, body: &Value) -> reqwest::Response {
+        let raw = serde_json::to_vec(body).unwrap();
+        let now = Utc::now().timestamp();
+        self.http
+            .post(self.webhook_url(self.shop.shop_id))
+            .header("content-type", "application/json")
+            .header("webhook-id", msg_id)
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", self.sign(msg_id, now, &raw))
+            .body(raw)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Sends a full order and asserts it was accepted.
+    pub async fn push_order(&self, order: &Value) {
+        let response = self.notify(&json!({ "order": order })).await;
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    }
+
+    /// Messages waiting in a queue of this test's namespace.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let conn = Connection::connect(&broker_url(), ConnectionProperties::default())
+            .await
+            .expect("broker");
+        let channel = conn.create_channel().await.expect("channel");
+        let depth = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0);
+        let _ = conn.close(200, "bye".into()).await;
+        depth
+    }
+
+    /// Event ids held by the replay log, read from its first offset.
+    pub async fn log_event_ids(&self, expected: usize) -> Vec<String> {
+        use futures::StreamExt;
+        use lapin::{
+            options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions},
+            types::{AMQPValue, LongString},
+        };
+        let conn = Connection::connect(&broker_url(), ConnectionProperties::default())
+            .await
+            .expect("broker");
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .basic_qos(100, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-stream-offset".into(),
+            AMQPValue::LongString(LongString::from("first".to_owned())),
+        );
+        let mut consumer = channel
+            .basic_consume(
+                self.topology.log_stream().into(),
+                "log-reader".into(),
+                BasicConsumeOptions::default(),
+                args,
+            )
+            .await
+            .expect("consume the log");
+        let mut ids = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ids.len() < expected {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    let body: Value = serde_json::from_slice(&delivery.data).expect("json");
+                    ids.push(body["event_id"].as_str().unwrap_or_default().to_owned());
+                    delivery.ack(BasicAckOptions::default()).await.expect("ack");
+                }
+                _ => break,
+            }
+        }
+        let _ = conn.close(200, "bye".into()).await;
+        ids
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql.to_owned(),
+            ))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("a count")
+    }
+
+    /// Waits until the inbox holds `n` events (each accepted notification settles as one).
+    pub async fn wait_for_events(&self, n: i64) {
+        eventually(
+            &format!("{n} processed events"),
+            Duration::from_secs(30),
+            || async {
+                (self.count("SELECT count(*) FROM inbound_events").await >= n).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// The outcome and detail of the sync-log entry of one event.
+    pub async fn outcomes(&self) -> Vec<(String, Option<String>)> {
+        use entity::inbound_events;
+        use sea_orm::{EntityTrait, QueryOrder};
+        inbound_events::Entity::find()
+            .order_by_asc(inbound_events::Column::ProcessedAt)
+            .all(&self.db)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| (e.outcome, e.detail))
+            .collect()
+    }
+
+    /// Mounts Prom's answer for `GET /api/v1/products/{id}` (any id not mounted is 404).
+    pub async fn prom_product(&self, id: i64, product: Value) {
+        Mock::given(method("GET"))
+            .and(path_regex(format!("^/api/v1/products/{id}$")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "product": product })))
+            .mount(&self.prom)
+            .await;
+    }
+
+    pub async fn prom_products_missing(&self) {
+        Mock::given(method("GET"))
+            .and(path_regex("^/api/v1/products/"))
+            .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "not found"})))
+            .with_priority(200)
+            .mount(&self.prom)
+            .await;
+    }
+
+    pub async fn cleanup(mut self) {
+        self.stop_importers().await;
+        let delays: Vec<Duration> = self
+            .settings
+            .retry_delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect();
+        let _ = delete_topology(&broker_url(), &self.topology, &delays).await;
+        let _ = self.db.clone().close().await;
+        let admin = Database::connect(&admin_database_url())
+            .await
+            .expect("admin");
+        let _ = admin
+            .execute_unprepared(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            ))
+            .await;
+    }
+}
