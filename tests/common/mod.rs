@@ -340,6 +340,18 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).expect("a count")
     }
 
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql.to_owned(),
+            ))
+            .await
+            .expect("query")?;
+        row.try_get_by_index::<Option<String>>(0).expect("a text")
+    }
+
     /// Waits until the inbox holds `n` events (each accepted notification settles as one).
     pub async fn wait_for_events(&self, n: i64) {
         eventually(

@@ -1,0 +1,656 @@
+//! The importer against real PostgreSQL and RabbitMQ (DESIGN §1 rules 1–10, §3): every
+//! order exactly once, at its newest version, whatever arrives twice, late or at once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, fixture_order, Options, TestApp, CUSTOM_STATUS_ORDER, PENDING_ORDER};
+use promsync::domain::{ClientMatching, MatchProductsBy};
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{header, method, path},
+    Mock, ResponseTemplate,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The real pending order with another id, version (`date_modified` = base + seconds),
+/// status and lines `(prom id, sku, name, quantity, unit price)`.
+fn order(id: i64, version_s: u32, status: &str, lines: &[(i64, &str, &str, f64, u32)]) -> Value {
+    let mut order = fixture_order(PENDING_ORDER);
+    order["id"] = json!(id);
+    order["date_modified"] = json!(format!(
+        "2025-04-07T07:{:02}:{:02}.000000+00:00",
+        version_s / 60,
+        version_s % 60
+    ));
+    order["status"] = json!(status);
+    let template = order["products"][0].clone();
+    let mut total = 0.0;
+    order["products"] = Value::Array(
+        lines
+            .iter()
+            .map(|(prom_id, sku, name, quantity, price)| {
+                total += *quantity * f64::from(*price);
+                let mut line = template.clone();
+                line["id"] = json!(prom_id);
+                line["sku"] = json!(sku);
+                line["name"] = json!(name);
+                line["name_multilang"] = json!({"uk": name, "ru": name});
+                line["quantity"] = json!(quantity);
+                line["price"] = json!(format!("{price} грн"));
+                line["total_price"] = json!(format!("{} грн", *quantity * f64::from(*price)));
+                line
+            })
+            .collect(),
+    );
+    order["price"] = json!(format!("{total} грн"));
+    order
+}
+
+fn one_line(id: i64, version_s: u32, status: &str, quantity: f64) -> Value {
+    order(
+        id,
+        version_s,
+        status,
+        &[(501, "SKU-1", "Шкарпетки", quantity, 120)],
+    )
+}
+
+async fn spawn(options: Options) -> TestApp {
+    let app = TestApp::spawn_with(options).await;
+    app.prom_products_missing().await;
+    app
+}
+
+#[tokio::test]
+async fn a_notification_delivered_ten_times_creates_one_order_client_and_product_set() {
+    // Arrange
+    let app = spawn(Options::default()).await;
+    let body = json!({ "order": fixture_order(PENDING_ORDER) });
+
+    // Act: the same webhook message ten times, then the same version under new ids.
+    for _ in 0..10 {
+        let r = app.notify_with_id("msg_same", &body).await;
+        assert_eq!(r.status(), 202);
+    }
+    for _ in 0..5 {
+        app.push_order(&fixture_order(PENDING_ORDER)).await;
+    }
+    app.wait_for_events(6).await;
+    eventually("the queue to drain", WAIT, || async {
+        (app.queue_depth(&app.topology.import_queue()).await == 0).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM clients").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM products").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM order_items").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 6);
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events WHERE outcome = 'applied'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events WHERE outcome = 'duplicate'")
+            .await,
+        5
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_imported_order_carries_every_field_and_the_four_integration_fields() {
+    let app = spawn(Options::default()).await;
+
+    app.push_order(&fixture_order(PENDING_ORDER)).await;
+    app.wait_for_events(1).await;
+
+    let row = |sql: &'static str| app.text(sql);
+    assert_eq!(
+        row("SELECT number FROM orders").await.as_deref(),
+        Some("338390710")
+    );
+    assert_eq!(
+        row("SELECT external_id FROM orders").await.as_deref(),
+        Some("338390710")
+    );
+    assert_eq!(
+        row("SELECT s.name FROM orders o JOIN shops s ON s.id = o.shop_id")
+            .await
+            .as_deref(),
+        Some("Test shop")
+    );
+    assert_eq!(
+        row("SELECT to_char(remote_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM orders")
+            .await
+            .as_deref(),
+        Some("2025-04-07 06:46:42.728888")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders WHERE last_synced_at > now() - interval '1 minute'")
+            .await,
+        1
+    );
+    assert_eq!(
+        row("SELECT total::text FROM orders").await.as_deref(),
+        Some("244.00")
+    );
+    assert_eq!(
+        row("SELECT currency FROM orders").await.as_deref(),
+        Some("UAH")
+    );
+    assert_eq!(
+        row("SELECT st.kind FROM orders o JOIN order_statuses st ON st.id = o.status_id")
+            .await
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        row("SELECT remote_status FROM orders").await.as_deref(),
+        Some("pending")
+    );
+    assert_eq!(
+        row("SELECT first_name || ' ' || last_name || ' ' || phone FROM clients")
+            .await
+            .as_deref(),
+        Some("Олена Коваленко +380000000000")
+    );
+    assert_eq!(
+        row("SELECT quantity::text || ' x ' || price::text || ' ' || written_off::text FROM order_items")
+            .await
+            .as_deref(),
+        Some("1.000 x 244.00 false")
+    );
+    assert_eq!(
+        row("SELECT sku || ' ' || unit || ' ' || prom_id::text FROM products")
+            .await
+            .as_deref(),
+        Some("B45N2 pcs 2555951114")
+    );
+    assert!(row("SELECT name FROM products")
+        .await
+        .is_some_and(|n| n.starts_with("Набір")));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_older_version_after_a_newer_one_changes_nothing() {
+    let app = spawn(Options::default()).await;
+
+    app.push_order(&one_line(7001, 20, "received", 2.0)).await;
+    app.wait_for_events(1).await;
+    app.push_order(&one_line(7001, 10, "pending", 1.0)).await;
+    app.wait_for_events(2).await;
+
+    assert_eq!(
+        app.text("SELECT remote_status FROM orders")
+            .await
+            .as_deref(),
+        Some("received")
+    );
+    assert_eq!(
+        app.text("SELECT st.kind FROM orders o JOIN order_statuses st ON st.id = o.status_id")
+            .await
+            .as_deref(),
+        Some("in_progress")
+    );
+    assert_eq!(
+        app.text("SELECT quantity::text FROM order_items")
+            .await
+            .as_deref(),
+        Some("2.000")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events WHERE outcome = 'stale'")
+            .await,
+        1
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn eight_concurrent_importers_on_the_same_50_orders_duplicate_nothing() {
+    // Arrange: 10 catalogue products in 3 Prom groups, shared by 50 orders that each
+    // arrive in 4 versions, shuffled, with 10% of the messages delivered twice.
+    let app = spawn(Options {
+        importers: 8,
+        ..Default::default()
+    })
+    .await;
+    for p in 0..10_i64 {
+        app.prom_product(
+            9000 + p,
+            json!({"id": 9000 + p, "name": format!("Товар {p}"), "sku": format!("S{p}"),
+                   "description": format!("Опис {p}"), "group": {"id": p % 3, "name": format!("Група {}", p % 3)}}),
+        )
+        .await;
+    }
+    let mut messages = Vec::new();
+    for o in 0..50_i64 {
+        for version in 1..=4_u32 {
+            let lines: Vec<(i64, String, String, f64, u32)> = (0..3)
+                .map(|k| {
+                    let p = (o + k) % 10;
+                    (
+                        9000 + p,
+                        format!("S{p}"),
+                        format!("Товар {p}"),
+                        f64::from(version),
+                        100,
+                    )
+                })
+                .collect();
+            let lines: Vec<(i64, &str, &str, f64, u32)> = lines
+                .iter()
+                .map(|(a, b, c, d, e)| (*a, b.as_str(), c.as_str(), *d, *e))
+                .collect();
+            let body = json!({ "order": order(100_000 + o, version, "pending", &lines) });
+            messages.push((format!("msg_{o}_{version}"), body));
+        }
+    }
+    // A fixed permutation (no RNG needed): stride through the list.
+    let n = messages.len();
+    let mut shuffled: Vec<_> = (0..n).map(|i| messages[(i * 37) % n].clone()).collect();
+    let duplicates: Vec<_> = shuffled.iter().step_by(10).cloned().collect();
+    shuffled.extend(duplicates);
+
+    // Act: send everything concurrently.
+    let sends = shuffled
+        .iter()
+        .map(|(id, body)| app.notify_with_id(id, body));
+    for response in futures::future::join_all(sends).await {
+        assert_eq!(response.status(), 202);
+    }
+    app.wait_for_events(200).await;
+    eventually("the queue to drain", WAIT, || async {
+        (app.queue_depth(&app.topology.import_queue()).await == 0).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 50);
+    assert_eq!(app.count("SELECT count(*) FROM products").await, 10);
+    assert_eq!(app.count("SELECT count(*) FROM categories").await, 3);
+    assert_eq!(app.count("SELECT count(*) FROM clients").await, 50);
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 200);
+    assert_eq!(app.count("SELECT count(*) FROM order_items").await, 150);
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_items WHERE quantity <> 4")
+            .await,
+        0,
+        "every order ends at its newest version"
+    );
+    assert_eq!(
+        app.count("SELECT count(DISTINCT category_id) FROM products")
+            .await,
+        3
+    );
+    app.cleanup().await;
+}
+
+/// Pushes orders one by one (waiting for each) and returns the number of products.
+async fn products_after(options: Options, orders: &[Value]) -> i64 {
+    let app = spawn(options).await;
+    for (i, order) in orders.iter().enumerate() {
+        app.push_order(order).await;
+        app.wait_for_events(i as i64 + 1).await;
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events WHERE outcome = 'applied'")
+            .await,
+        orders.len() as i64
+    );
+    let products = app.count("SELECT count(*) FROM products").await;
+    app.cleanup().await;
+    products
+}
+
+fn by(match_products_by: MatchProductsBy) -> Options {
+    Options {
+        match_products_by,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn matching_by_sku_reuses_a_product_with_the_same_article() {
+    let orders = [
+        order(1, 1, "pending", &[(11, "ART-1", "Назва А", 1.0, 10)]),
+        order(2, 1, "pending", &[(12, "ART-1", "Назва Б", 1.0, 10)]),
+        order(3, 1, "pending", &[(11, "ART-2", "Назва А", 1.0, 10)]),
+    ];
+    assert_eq!(products_after(by(MatchProductsBy::Sku), &orders).await, 2);
+}
+
+#[tokio::test]
+async fn matching_by_name_reuses_a_product_with_the_same_name() {
+    let orders = [
+        order(1, 1, "pending", &[(11, "ART-1", "Однакова назва", 1.0, 10)]),
+        order(2, 1, "pending", &[(12, "ART-2", "Однакова назва", 1.0, 10)]),
+        order(3, 1, "pending", &[(11, "ART-1", "Інша назва", 1.0, 10)]),
+    ];
+    assert_eq!(products_after(by(MatchProductsBy::Name), &orders).await, 2);
+}
+
+#[tokio::test]
+async fn matching_by_prom_id_reuses_a_product_with_the_same_prom_id() {
+    let orders = [
+        order(1, 1, "pending", &[(11, "ART-1", "Назва А", 1.0, 10)]),
+        order(2, 1, "pending", &[(11, "ART-2", "Назва Б", 1.0, 10)]),
+        order(3, 1, "pending", &[(12, "ART-1", "Назва А", 1.0, 10)]),
+    ];
+    assert_eq!(
+        products_after(by(MatchProductsBy::PromId), &orders).await,
+        2
+    );
+}
+
+async fn clients_after(client_matching: ClientMatching) -> i64 {
+    let app = spawn(Options {
+        client_matching,
+        ..Default::default()
+    })
+    .await;
+    let mut first = one_line(1, 1, "pending", 1.0);
+    first["phone"] = json!("0501234567");
+    let mut second = one_line(2, 1, "pending", 1.0);
+    second["phone"] = json!("+380501234567");
+    second["client"]["phone"] = json!("+380501234567");
+    let mut third = one_line(3, 1, "pending", 1.0);
+    third["phone"] = json!("+380671111111");
+    third["email"] = json!("Buyer@Example.com");
+    let mut fourth = one_line(4, 1, "pending", 1.0);
+    fourth["phone"] = json!("+380672222222");
+    fourth["email"] = json!("buyer@example.com");
+    for (i, order) in [first, second, third, fourth].iter().enumerate() {
+        app.push_order(order).await;
+        app.wait_for_events(i as i64 + 1).await;
+    }
+    let clients = app.count("SELECT count(*) FROM clients").await;
+    app.cleanup().await;
+    clients
+}
+
+#[tokio::test]
+async fn always_new_creates_a_contact_per_order_like_ro_app() {
+    assert_eq!(clients_after(ClientMatching::AlwaysNew).await, 4);
+}
+
+#[tokio::test]
+async fn phone_or_email_reuses_a_contact_with_a_normalized_phone_or_email() {
+    assert_eq!(clients_after(ClientMatching::PhoneOrEmail).await, 2);
+}
+
+#[tokio::test]
+async fn quantity_edits_apply_before_write_off_and_are_ignored_after() {
+    let app = spawn(Options::default()).await;
+    app.push_order(&one_line(42, 1, "pending", 1.0)).await;
+    app.wait_for_events(1).await;
+
+    // Before write-off: Prom's edit reaches the order.
+    app.push_order(&one_line(42, 2, "pending", 3.0)).await;
+    app.wait_for_events(2).await;
+    assert_eq!(
+        app.text("SELECT quantity::text FROM order_items")
+            .await
+            .as_deref(),
+        Some("3.000")
+    );
+    assert_eq!(
+        app.text("SELECT total::text FROM orders").await.as_deref(),
+        Some("360.00")
+    );
+
+    // After write-off: the lines stay, the status still follows Prom, the log says why.
+    app.db
+        .execute_unprepared("UPDATE orders SET written_off_at = now()")
+        .await
+        .unwrap();
+    app.push_order(&one_line(42, 3, "received", 5.0)).await;
+    app.wait_for_events(3).await;
+    assert_eq!(
+        app.text("SELECT quantity::text FROM order_items")
+            .await
+            .as_deref(),
+        Some("3.000")
+    );
+    assert_eq!(
+        app.text("SELECT st.kind FROM orders o JOIN order_statuses st ON st.id = o.status_id")
+            .await
+            .as_deref(),
+        Some("in_progress")
+    );
+    let outcomes = app.outcomes().await;
+    let (outcome, detail) = outcomes.last().unwrap();
+    assert_eq!(outcome, "skipped_written_off");
+    assert!(
+        detail.as_deref().unwrap_or("").contains("written off"),
+        "{detail:?}"
+    );
+    app.cleanup().await;
+}
+
+use sea_orm::ConnectionTrait;
+
+#[tokio::test]
+async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
+    let app = spawn(Options::default()).await;
+    let mut usd = order(
+        55,
+        1,
+        "pending",
+        &[(1, "A", "Перший", 1.0, 10), (2, "B", "Другий", 1.0, 10)],
+    );
+    usd["products"][1]["price"] = json!("10 USD");
+
+    app.push_order(&usd).await;
+    app.wait_for_events(1).await;
+
+    let outcomes = app.outcomes().await;
+    assert_eq!(outcomes[0].0, "rejected");
+    let detail = outcomes[0].1.clone().unwrap_or_default();
+    assert!(detail.contains("USD") && detail.contains("UAH"), "{detail}");
+    for table in ["orders", "order_items", "products", "clients", "categories"] {
+        assert_eq!(
+            app.count(&format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table} must stay empty"
+        );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unparseable_price_is_rejected_with_its_reason() {
+    let app = spawn(Options::default()).await;
+    let mut bad = one_line(56, 1, "pending", 1.0);
+    bad["price"] = json!("сто гривень");
+
+    app.push_order(&bad).await;
+    app.wait_for_events(1).await;
+
+    let outcomes = app.outcomes().await;
+    assert_eq!(outcomes[0].0, "rejected");
+    assert!(outcomes[0]
+        .1
+        .as_deref()
+        .unwrap_or("")
+        .contains("unparseable"));
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_message_that_always_fails_is_dead_lettered_after_n_attempts_while_others_flow() {
+    // Arrange: Prom fails every fetch of order 666.
+    let app = spawn(Options {
+        max_attempts: 3,
+        ..Default::default()
+    })
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/666"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.prom)
+        .await;
+
+    // Act
+    let r = app.notify(&json!({"order_id": 666})).await;
+    assert_eq!(r.status(), 202);
+    app.push_order(&one_line(777, 1, "pending", 1.0)).await;
+
+    // Assert
+    app.wait_for_events(1).await;
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+    eventually("the failing message in the dead letters", WAIT, || async {
+        (app.queue_depth(&app.topology.dead_queue()).await == 1).then_some(())
+    })
+    .await;
+    let fetches = app
+        .prom
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/api/v1/orders/666")
+        .count();
+    assert_eq!(fetches, 3, "one Prom call per attempt");
+    assert_eq!(app.queue_depth(&app.topology.import_queue()).await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_thin_notification_fetches_the_order_from_prom_with_the_shops_credentials() {
+    let app = spawn(Options::default()).await;
+    let document: Value = serde_json::from_str(CUSTOM_STATUS_ORDER).unwrap();
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/32345434343"))
+        .and(header("authorization", "Bearer prom-token-1"))
+        .and(header("x-language", "uk"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(document))
+        .mount(&app.prom)
+        .await;
+
+    let r = app.notify(&json!({"order_id": 32345434343_i64})).await;
+    assert_eq!(r.status(), 202);
+    app.wait_for_events(1).await;
+
+    assert_eq!(
+        app.text("SELECT external_id FROM orders").await.as_deref(),
+        Some("32345434343")
+    );
+    // custom-137639 has no inbound mapping: a new order gets the default `new` status.
+    assert_eq!(
+        app.text("SELECT st.kind FROM orders o JOIN order_statuses st ON st.id = o.status_id")
+            .await
+            .as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        app.text("SELECT remote_status FROM orders")
+            .await
+            .as_deref(),
+        Some("custom-137639")
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn new_products_take_description_and_category_from_prom_and_reuse_categories() {
+    let app = spawn(Options::default()).await;
+    for (id, group) in [(1_i64, "Шкарпетки"), (2, "Шкарпетки")] {
+        app.prom_product(
+            id,
+            json!({"id": id, "name": "x", "description": format!("<p>Опис {id}</p>"),
+                   "group": {"id": 5, "name": group}}),
+        )
+        .await;
+    }
+
+    app.push_order(&order(
+        1,
+        1,
+        "pending",
+        &[(1, "A", "Перший", 1.0, 10), (2, "B", "Другий", 1.0, 10)],
+    ))
+    .await;
+    app.wait_for_events(1).await;
+    // Product 3 is gone from Prom (404): it is created from the order line alone.
+    app.push_order(&order(2, 1, "pending", &[(3, "C", "Третій", 1.0, 10)]))
+        .await;
+    app.wait_for_events(2).await;
+
+    assert_eq!(app.count("SELECT count(*) FROM categories").await, 1);
+    assert_eq!(
+        app.text("SELECT description FROM products WHERE sku = 'A'")
+            .await
+            .as_deref(),
+        Some("<p>Опис 1</p>")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM products WHERE category_id IS NOT NULL")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM products WHERE sku = 'C' AND category_id IS NULL AND description IS NULL")
+            .await,
+        1
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn prom_statuses_apply_only_when_changed_and_unmapped_ones_keep_the_status() {
+    let app = spawn(Options::default()).await;
+    let kind =
+        || app.text("SELECT st.kind FROM orders o JOIN order_statuses st ON st.id = o.status_id");
+
+    app.push_order(&one_line(9, 1, "pending", 1.0)).await;
+    app.wait_for_events(1).await;
+    assert_eq!(kind().await.as_deref(), Some("new"));
+
+    app.push_order(&one_line(9, 2, "received", 1.0)).await;
+    app.wait_for_events(2).await;
+    assert_eq!(kind().await.as_deref(), Some("in_progress"));
+
+    // An employee moved the order on in RO App; Prom's unchanged status must not undo it.
+    app.db
+        .execute_unprepared(
+            "UPDATE orders SET status_id = (SELECT id FROM order_statuses WHERE kind = 'done')",
+        )
+        .await
+        .unwrap();
+    app.push_order(&one_line(9, 3, "received", 1.0)).await;
+    app.wait_for_events(3).await;
+    assert_eq!(kind().await.as_deref(), Some("done"));
+
+    // An unmapped Prom status keeps the RO App status but is remembered.
+    app.push_order(&one_line(9, 4, "custom-137639", 1.0)).await;
+    app.wait_for_events(4).await;
+    assert_eq!(kind().await.as_deref(), Some("done"));
+    assert_eq!(
+        app.text("SELECT remote_status FROM orders")
+            .await
+            .as_deref(),
+        Some("custom-137639")
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn draft_orders_are_not_imported() {
+    let app = spawn(Options::default()).await;
+
+    app.push_order(&one_line(10, 1, "draft", 1.0)).await;
+    app.wait_for_events(1).await;
+
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
+    assert_eq!(app.outcomes().await[0].0, "skipped");
+    app.cleanup().await;
+}
