@@ -1,8 +1,13 @@
 //! The HTTP error type and its mapping to responses, in one place. Every error answers
 //! `{"error": {"code", "message"}}`; a 500 never shows internals (they are logged once,
-//! here, with the request's span).
+//! here, with the request's span). Extractor failures (bad JSON, query or path) are routed
+//! here too (`json_error`, `query_error`), so no answer escapes the uniform body.
 
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use actix_web::{
+    error::{JsonPayloadError, QueryPayloadError},
+    http::StatusCode,
+    HttpRequest, HttpResponse, ResponseError,
+};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,12 +20,20 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// A 404 that names what was missing (an id referenced in a request body).
+    #[error("{0}")]
+    Missing(String),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// `results`, when given, is added beside `error` (a bulk refresh says per order why).
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after_s: u64 },
+    TooManyRequests {
+        message: String,
+        retry_after_s: u64,
+        results: Option<serde_json::Value>,
+    },
     #[error("the message broker is unavailable; retry later")]
     BrokerUnavailable { retry_after_s: u64 },
     #[error("internal error")]
@@ -33,7 +46,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::Missing(_) => "not_found",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
@@ -57,7 +70,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -74,8 +87,41 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after() {
             response.insert_header(("Retry-After", seconds.to_string()));
         }
-        response.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        if let ApiError::TooManyRequests {
+            results: Some(results),
+            ..
+        } = self
+        {
+            body["results"] = results.clone();
+        }
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(body)
     }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+/// `web::JsonConfig` error handler: a body that is not the expected JSON.
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    match err {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit },
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
+    }
+    .into()
+}
+
+/// `web::QueryConfig` error handler: a query string that does not fit the parameters.
+pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid query string: {err}")).into()
 }
 
 #[cfg(test)]
@@ -93,6 +139,22 @@ mod tests {
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains(r#""code":"internal""#), "{text}");
+    }
+
+    #[actix_web::test]
+    async fn a_refused_bulk_request_carries_its_results_beside_the_error() {
+        let resp = ApiError::TooManyRequests {
+            message: "too soon".into(),
+            retry_after_s: 42,
+            results: Some(json!([{"order_id": 1, "result": "too_soon"}])),
+        }
+        .error_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers().get("Retry-After").unwrap(), "42");
+        let body = to_bytes(resp.into_body()).await.unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["error"]["code"], "too_many_requests");
+        assert_eq!(value["results"][0]["result"], "too_soon");
     }
 
     #[actix_web::test]

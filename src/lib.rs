@@ -7,12 +7,14 @@
 pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod import;
 pub mod ingress;
+pub mod metrics;
 pub mod prom;
 pub mod provision;
 pub mod secrets;

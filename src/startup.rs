@@ -13,6 +13,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 use crate::{
     api,
     broker::{rabbitmq::RabbitBroker, Broker},
+    clock::{Clock, SystemClock},
     config::Settings,
     db,
     import::Importer,
@@ -26,6 +27,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub settings: Arc<Settings>,
     pub webhook_keys: KeyCache,
+    /// Time for rules that depend on it (refresh limit, secret grace); tests inject one.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The database and broker every role works over.
@@ -62,6 +65,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings, backends: &Backends) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, backends, Arc::new(SystemClock)).await
+    }
+
+    /// Like `build`, with the time source handlers use (tests move it instead of sleeping).
+    pub async fn build_with_clock(
+        settings: &Settings,
+        backends: &Backends,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        crate::metrics::init();
         let listener = TcpListener::bind(settings.listen_addr())
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -70,9 +83,11 @@ impl Application {
             broker: backends.broker.clone(),
             settings: Arc::new(settings.clone()),
             webhook_keys: KeyCache::default(),
+            clock,
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(middleware::from_fn(api::metrics::count_webhook_answers))
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())

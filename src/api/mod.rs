@@ -1,21 +1,121 @@
-//! RO App side of the HTTP surface. For now the probes: `GET /healthz` (the process is
-//! alive) and `GET /readyz` (the database and the broker answer).
+//! RO App side of the HTTP surface (DESIGN §6): the probes (`/healthz`, `/readyz`),
+//! `/metrics`, and the JSON API under `/api`, authenticated by employee bearer tokens and
+//! scoped to the caller's account. Modules: `auth` (who is calling, employees), `orders`,
+//! `shops` (with status mappings), `lookups`, `sync_log`, `metrics`, `openapi`.
+
+pub mod auth;
+pub mod lookups;
+pub mod metrics;
+pub mod openapi;
+pub mod orders;
+pub mod shops;
+pub mod sync_log;
 
 use actix_web::{web, HttpResponse};
 use sea_orm::ConnectionTrait;
+use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
-use crate::startup::AppState;
+use crate::{
+    error::{self, ApiError},
+    startup::AppState,
+};
+
+/// Largest accepted API request body.
+const BODY_LIMIT: usize = 256 * 1024;
+
+/// The uniform error body (built by `error::ApiError`; described here for OpenAPI).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `too_many_requests`, `broker_unavailable`, `internal`, …
+    pub code: String,
+    pub message: String,
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .service(
+            web::scope("/api")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(BODY_LIMIT)
+                        .error_handler(error::json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                // An id that is not a number names nothing: 404, like an unknown id.
+                .app_data(
+                    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
+                )
+                .app_data(web::PayloadConfig::new(BODY_LIMIT))
+                .route("/openapi.json", web::get().to(openapi::document))
+                .route("/employees", web::post().to(auth::create_employee))
+                .route("/orders", web::get().to(orders::list))
+                .route("/orders", web::post().to(orders::create))
+                .route("/orders/refresh", web::post().to(orders::refresh))
+                .route("/orders/{id}", web::get().to(orders::get))
+                .route("/orders/{id}/status", web::post().to(orders::change_status))
+                .route("/orders/{id}/write-off", web::post().to(orders::write_off))
+                .route("/orders/{id}/sync-log", web::get().to(sync_log::order_log))
+                .route("/sync-log", web::get().to(sync_log::account_log))
+                .route("/shops", web::get().to(shops::list))
+                .route("/shops", web::post().to(shops::create))
+                .route("/shops/{id}", web::get().to(shops::get))
+                .route("/shops/{id}", web::patch().to(shops::patch))
+                .route(
+                    "/shops/{id}/rotate-secret",
+                    web::post().to(shops::rotate_secret),
+                )
+                .route(
+                    "/shops/{id}/status-mapping",
+                    web::get().to(shops::get_mapping),
+                )
+                .route(
+                    "/shops/{id}/status-mapping",
+                    web::put().to(shops::put_mapping),
+                )
+                .route("/statuses", web::get().to(lookups::statuses))
+                .route("/products", web::get().to(lookups::products))
+                .route("/clients", web::get().to(lookups::clients))
+                .route("/categories", web::get().to(lookups::categories))
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::NotFound)
+                })),
+        );
 }
 
+/// A JSON body that may be left out entirely (then `T::default()`); a body that is sent
+/// must parse, so a typo is a 400 rather than silently ignored.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &web::Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// The database and the broker answer.
+#[utoipa::path(
+    get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "`{\"database\": \"ok\", \"broker\": \"ok\"}`"),
+        (status = 503, description = "one of them is unavailable"),
+    )
+)]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = state.db.execute_unprepared("SELECT 1").await.is_ok();
     let broker = state.broker.check().await.is_ok();

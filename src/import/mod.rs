@@ -154,6 +154,7 @@ impl Importer {
         match apply::record_only(&self.db, ctx, msg, outcome, detail.clone()).await {
             Ok(_) => {
                 tracing::info!(outcome = %outcome, %detail, "recorded");
+                crate::metrics::import_outcome(outcome);
                 Disposition::Done
             }
             Err(e) => Disposition::Retry {
@@ -252,6 +253,7 @@ impl Importer {
 }
 
 fn log_applied(applied: &Applied) {
+    crate::metrics::import_outcome(applied.outcome);
     tracing::info!(
         outcome = %applied.outcome,
         order = applied.order_id,
@@ -339,6 +341,8 @@ async fn load_shop(db: &DatabaseConnection, shop_id: i64) -> Result<ShopContext,
 #[async_trait]
 impl InboundHandler for Importer {
     async fn handle(&self, message: InboundMessage, _attempt: u32) -> Disposition {
-        self.import(message).await
+        let disposition = self.import(message).await;
+        crate::metrics::import_disposition(&disposition);
+        disposition
     }
 }

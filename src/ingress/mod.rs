@@ -203,6 +203,7 @@ async fn receive(
         settings.webhook_tolerance_s,
     ) {
         tracing::info!(%reason, "webhook refused");
+        crate::metrics::signature_failure(&reason);
         return Err(ApiError::Unauthorized);
     }
     let (order_id, order) = parse_body(&body)?;

@@ -1,0 +1,180 @@
+//! Who is calling: `Authorization: Bearer <employee token>` resolved to an employee of one
+//! account (the token is looked up by its SHA-256 hash; the token itself is never stored
+//! or logged), permission checks, and `POST /api/employees`, which hands out a new token
+//! exactly once.
+
+use std::collections::HashSet;
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest, HttpResponse};
+use entity::employees;
+use futures::future::LocalBoxFuture;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{domain::Permission, error::ApiError, secrets, startup::AppState};
+
+/// The authenticated employee. Every query a handler makes is scoped by `account_id`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub employee_id: i64,
+    pub account_id: i64,
+    pub permissions: HashSet<Permission>,
+}
+
+impl Caller {
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    /// 403 with a message that names the missing permission.
+    pub fn require(&self, permission: Permission, action: &str) -> Result<(), ApiError> {
+        if self.has(permission) {
+            return Ok(());
+        }
+        let label = match permission {
+            Permission::GoodsWithoutWriteOff => "can add goods without write-off",
+            Permission::ManageIntegrations => "can manage integrations",
+        };
+        Err(ApiError::Forbidden(format!(
+            "{action} needs the permission `{permission}` ({label})"
+        )))
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// Stored permissions are a comma-separated list of wire names; an unknown name (written
+/// by a newer version) is ignored rather than locking the employee out.
+pub fn parse_permissions(stored: &str) -> HashSet<Permission> {
+    stored
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token.ok_or(ApiError::Unauthorized)?;
+            let state = state.ok_or_else(|| anyhow::anyhow!("AppState is not registered"))?;
+            let employee = employees::Entity::find()
+                .filter(employees::Column::TokenHash.eq(secrets::hash_api_token(&token)))
+                .one(&state.db)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            Ok(Caller {
+                employee_id: employee.id,
+                account_id: employee.account_id,
+                permissions: parse_permissions(&employee.permissions),
+            })
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEmployee {
+    pub name: String,
+    /// Wire names: `goods_without_write_off`, `manage_integrations`.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedEmployee {
+    pub id: i64,
+    /// Shown once; only its hash is kept.
+    pub token: String,
+}
+
+/// Creates an employee of the caller's account. An employee can grant only permissions it
+/// holds itself, so nobody can create a more powerful colleague than themselves.
+#[utoipa::path(
+    post, path = "/api/employees", tag = "employees",
+    request_body = NewEmployee,
+    responses(
+        (status = 201, body = CreatedEmployee),
+        (status = 400, body = crate::api::ErrorBody),
+        (status = 403, body = crate::api::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, new_employee_id = tracing::field::Empty))]
+pub async fn create_employee(
+    caller: Caller,
+    body: web::Json<NewEmployee>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::BadRequest("`name` must not be empty".into()));
+    }
+    let mut permissions = Vec::new();
+    for raw in &body.permissions {
+        let permission: Permission = raw
+            .parse()
+            .map_err(|e: crate::domain::UnknownValue| ApiError::BadRequest(e.to_string()))?;
+        caller.require(permission, "granting a permission")?;
+        if !permissions.contains(&permission) {
+            permissions.push(permission);
+        }
+    }
+    let token = secrets::new_api_token();
+    let stored: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+    let employee = employees::ActiveModel {
+        account_id: Set(caller.account_id),
+        name: Set(name.to_owned()),
+        token_hash: Set(secrets::hash_api_token(&token)),
+        permissions: Set(stored.join(",")),
+        created_at: Set(state.clock.now()),
+        ..Default::default()
+    }
+    .insert(&state.db)
+    .await?;
+    tracing::Span::current().record("new_employee_id", employee.id);
+    tracing::info!("employee created");
+    Ok(HttpResponse::Created().json(CreatedEmployee {
+        id: employee.id,
+        token,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn only_a_well_formed_bearer_header_yields_a_token() {
+        let req = TestRequest::default()
+            .insert_header(("Authorization", "Bearer ps_abc"))
+            .to_http_request();
+        assert_eq!(bearer(&req).as_deref(), Some("ps_abc"));
+        for bad in ["Basic ps_abc", "Bearer ", "ps_abc"] {
+            let req = TestRequest::default()
+                .insert_header(("Authorization", bad))
+                .to_http_request();
+            assert_eq!(bearer(&req), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_stored_permissions_are_ignored() {
+        let set = parse_permissions("goods_without_write_off,future_thing");
+        assert_eq!(set.len(), 1);
+        assert!(set.contains(&Permission::GoodsWithoutWriteOff));
+    }
+}

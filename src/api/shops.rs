@@ -1,0 +1,565 @@
+//! Connected Prom shops and their status mappings (DESIGN §6), for employees with
+//! `manage_integrations`. The Prom token and the webhook secrets are write-only: no shop
+//! answer carries them, and `rotate-secret` shows a new secret exactly once while the
+//! previous one keeps working for a grace period (the ingress honours both).
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use entity::{order_statuses, shops, status_mappings};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{auth::Caller, ErrorBody};
+use crate::{
+    domain::{ClientMatching, Language, MatchProductsBy, Permission},
+    error::ApiError,
+    provision::{self, NewShop},
+    secrets,
+    startup::AppState,
+};
+
+const DEFAULT_PROM_URL: &str = "https://my.prom.ua";
+/// How long the previous webhook secret stays valid after a rotation, unless asked.
+const DEFAULT_GRACE_S: i64 = 24 * 3600;
+const MAX_GRACE_S: i64 = 7 * 24 * 3600;
+const POLL_INTERVAL_S: std::ops::RangeInclusive<i32> = 10..=86_400;
+/// Prom statuses an inbound mapping may name (`draft` orders are never imported).
+const INBOUND_PROM_STATUSES: [&str; 5] = ["pending", "received", "delivered", "canceled", "paid"];
+/// Prom statuses promsync may set (`set_status`).
+const OUTBOUND_PROM_STATUSES: [&str; 3] = ["received", "delivered", "canceled"];
+
+/// A shop as the API shows it: settings, never credentials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShopView {
+    pub id: i64,
+    pub name: String,
+    /// The Prom origin the shop's API calls go to.
+    pub prom_url: String,
+    pub language: String,
+    pub match_products_by: String,
+    pub client_matching: String,
+    pub enabled: bool,
+    pub poll_enabled: bool,
+    pub poll_interval_s: i32,
+    /// Prom refused the shop's token; set a new `prom_token`.
+    pub token_rejected: bool,
+    /// Template of an order's Prom page, `{id}` = Prom order id (null: the default).
+    pub order_url_template: Option<String>,
+    /// Where notifications for this shop are posted.
+    pub webhook_path: String,
+    /// Until when the previous webhook secret is still accepted, after a rotation.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<shops::Model> for ShopView {
+    fn from(s: shops::Model) -> Self {
+        Self {
+            webhook_path: format!("/webhooks/prom/{}", s.id),
+            id: s.id,
+            name: s.name,
+            prom_url: s.prom_url,
+            language: s.language,
+            match_products_by: s.match_products_by,
+            client_matching: s.client_matching,
+            enabled: s.enabled,
+            poll_enabled: s.poll_enabled,
+            poll_interval_s: s.poll_interval_s,
+            token_rejected: s.token_rejected_at.is_some(),
+            order_url_template: s.order_url_template,
+            previous_secret_expires_at: s
+                .previous_secret_expires_at
+                .filter(|_| s.previous_webhook_secret.is_some()),
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShopList {
+    pub shops: Vec<ShopView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedShop {
+    #[serde(flatten)]
+    pub shop: ShopView,
+    /// The same as `id` (the CLI's `shop create` prints `shop_id`).
+    pub shop_id: i64,
+    /// Shown once: configure the sender with it.
+    pub webhook_secret: String,
+}
+
+/// The shop `id` of the account, or 404 (also for another account's shop).
+pub async fn find_shop<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    id: i64,
+) -> Result<shops::Model, ApiError> {
+    shops::Entity::find_by_id(id)
+        .filter(shops::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// 404 before 403: a foreign shop is not found, whoever asks.
+async fn shop_for_manager(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    action: &str,
+) -> Result<shops::Model, ApiError> {
+    let shop = find_shop(&state.db, caller.account_id, id).await?;
+    caller.require(Permission::ManageIntegrations, action)?;
+    Ok(shop)
+}
+
+fn parse<T: std::str::FromStr<Err = crate::domain::UnknownValue>>(
+    value: &str,
+) -> Result<T, ApiError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|e: crate::domain::UnknownValue| ApiError::BadRequest(e.to_string()))
+}
+
+fn non_empty(field: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ApiError::BadRequest(format!("`{field}` must not be empty")));
+    }
+    Ok(value.to_owned())
+}
+
+fn prom_origin(value: &str) -> Result<String, ApiError> {
+    provision::normalize_prom_url(value).map_err(|e| ApiError::BadRequest(format!("{e:#}")))
+}
+
+#[utoipa::path(
+    get, path = "/api/shops", tag = "shops",
+    responses((status = 200, body = ShopList), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
+pub async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<web::Json<ShopList>, ApiError> {
+    caller.require(Permission::ManageIntegrations, "listing shops")?;
+    let shops = shops::Entity::find()
+        .filter(shops::Column::AccountId.eq(caller.account_id))
+        .order_by_asc(shops::Column::Id)
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(ShopView::from)
+        .collect();
+    Ok(web::Json(ShopList { shops }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewShopBody {
+    pub name: String,
+    /// Prom origin (default `https://my.prom.ua`); promsync appends `/api/v1/…`.
+    pub prom_url: Option<String>,
+    /// Write-only.
+    pub prom_token: String,
+    /// `uk` (default) or `ru`.
+    pub language: Option<String>,
+    /// `sku` (default), `name` or `prom_id`.
+    pub match_products_by: Option<String>,
+    /// `always_new` (default) or `phone_or_email`.
+    pub client_matching: Option<String>,
+}
+
+/// Connects a Prom shop with the default status mapping; answers its webhook secret once.
+#[utoipa::path(
+    post, path = "/api/shops", tag = "shops",
+    request_body = NewShopBody,
+    responses(
+        (status = 201, body = CreatedShop),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = tracing::field::Empty))]
+pub async fn create(
+    caller: Caller,
+    body: web::Json<NewShopBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Permission::ManageIntegrations, "connecting a shop")?;
+    let body = body.into_inner();
+    // Validated here so that what provisioning reports afterwards is an internal failure.
+    let new = NewShop {
+        account_id: caller.account_id,
+        name: non_empty("name", &body.name)?,
+        prom_url: prom_origin(body.prom_url.as_deref().unwrap_or(DEFAULT_PROM_URL))?,
+        prom_token: non_empty("prom_token", &body.prom_token)?,
+        language: parse::<Language>(body.language.as_deref().unwrap_or("uk"))?,
+        match_products_by: parse::<MatchProductsBy>(
+            body.match_products_by.as_deref().unwrap_or("sku"),
+        )?,
+        client_matching: parse::<ClientMatching>(
+            body.client_matching.as_deref().unwrap_or("always_new"),
+        )?,
+    };
+    let created = provision::create_shop(&state.db, new).await?;
+    tracing::Span::current().record("shop_id", created.shop_id);
+    tracing::info!("shop connected");
+    let shop = find_shop(&state.db, caller.account_id, created.shop_id).await?;
+    Ok(HttpResponse::Created().json(CreatedShop {
+        shop: shop.into(),
+        shop_id: created.shop_id,
+        webhook_secret: created.webhook_secret,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/shops/{id}", tag = "shops",
+    params(("id" = i64, Path, description = "Shop id")),
+    responses(
+        (status = 200, body = ShopView),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
+pub async fn get(
+    caller: Caller,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<ShopView>, ApiError> {
+    let shop = shop_for_manager(&state, &caller, *id, "viewing a shop").await?;
+    Ok(web::Json(shop.into()))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShopPatch {
+    pub name: Option<String>,
+    pub prom_url: Option<String>,
+    /// Write-only; a new token clears `token_rejected`.
+    pub prom_token: Option<String>,
+    pub language: Option<String>,
+    pub match_products_by: Option<String>,
+    pub client_matching: Option<String>,
+    pub poll_enabled: Option<bool>,
+    /// 10 to 86400 seconds.
+    pub poll_interval_s: Option<i32>,
+    pub enabled: Option<bool>,
+    /// Must contain `{id}`; an empty string restores the default.
+    pub order_url_template: Option<String>,
+}
+
+/// Changes any of a shop's settings; fields left out keep their value.
+#[utoipa::path(
+    patch, path = "/api/shops/{id}", tag = "shops",
+    params(("id" = i64, Path, description = "Shop id")),
+    request_body = ShopPatch,
+    responses(
+        (status = 200, body = ShopView),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
+pub async fn patch(
+    caller: Caller,
+    id: web::Path<i64>,
+    body: web::Json<ShopPatch>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<ShopView>, ApiError> {
+    let shop = shop_for_manager(&state, &caller, *id, "changing a shop").await?;
+    let p = body.into_inner();
+    let mut update: shops::ActiveModel = shop.into();
+    if let Some(name) = &p.name {
+        update.name = Set(non_empty("name", name)?);
+    }
+    if let Some(url) = &p.prom_url {
+        update.prom_url = Set(prom_origin(url)?);
+    }
+    if let Some(token) = &p.prom_token {
+        update.prom_token = Set(non_empty("prom_token", token)?);
+        update.token_rejected_at = Set(None);
+    }
+    if let Some(language) = &p.language {
+        update.language = Set(parse::<Language>(language)?.as_str().to_owned());
+    }
+    if let Some(by) = &p.match_products_by {
+        update.match_products_by = Set(parse::<MatchProductsBy>(by)?.as_str().to_owned());
+    }
+    if let Some(matching) = &p.client_matching {
+        update.client_matching = Set(parse::<ClientMatching>(matching)?.as_str().to_owned());
+    }
+    if let Some(poll_enabled) = p.poll_enabled {
+        update.poll_enabled = Set(poll_enabled);
+    }
+    if let Some(interval) = p.poll_interval_s {
+        if !POLL_INTERVAL_S.contains(&interval) {
+            return Err(ApiError::BadRequest(format!(
+                "`poll_interval_s` must be between {} and {}",
+                POLL_INTERVAL_S.start(),
+                POLL_INTERVAL_S.end()
+            )));
+        }
+        update.poll_interval_s = Set(interval);
+    }
+    if let Some(enabled) = p.enabled {
+        update.enabled = Set(enabled);
+    }
+    if let Some(template) = &p.order_url_template {
+        let template = template.trim();
+        if template.is_empty() {
+            update.order_url_template = Set(None);
+        } else if !template.contains("{id}")
+            || !(template.starts_with("https://") || template.starts_with("http://"))
+        {
+            return Err(ApiError::BadRequest(
+                "`order_url_template` must be an http(s) URL containing `{id}`".into(),
+            ));
+        } else {
+            update.order_url_template = Set(Some(template.to_owned()));
+        }
+    }
+    let shop = update.update(&state.db).await?;
+    tracing::info!("shop changed");
+    Ok(web::Json(shop.into()))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the previous secret stays valid, in seconds (default 86400, at most 7 days).
+    pub grace_period_s: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// Shown once.
+    pub webhook_secret: String,
+    pub previous_secret_expires_at: DateTime<Utc>,
+}
+
+/// Replaces the shop's webhook secret; the previous one stays valid for the grace period
+/// so senders can switch without losing notifications.
+#[utoipa::path(
+    post, path = "/api/shops/{id}/rotate-secret", tag = "shops",
+    params(("id" = i64, Path, description = "Shop id")),
+    request_body(content = Option<RotateSecret>),
+    responses(
+        (status = 200, body = RotatedSecret),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
+pub async fn rotate_secret(
+    caller: Caller,
+    id: web::Path<i64>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<web::Json<RotatedSecret>, ApiError> {
+    let shop = shop_for_manager(&state, &caller, *id, "rotating a webhook secret").await?;
+    let body: RotateSecret = super::optional_json(&body)?;
+    let grace = body.grace_period_s.unwrap_or(DEFAULT_GRACE_S);
+    if !(0..=MAX_GRACE_S).contains(&grace) {
+        return Err(ApiError::BadRequest(format!(
+            "`grace_period_s` must be between 0 and {MAX_GRACE_S}"
+        )));
+    }
+    let secret = secrets::new_webhook_secret();
+    let expires_at = state.clock.now() + Duration::seconds(grace);
+    let previous = shop.webhook_secret.clone();
+    let mut update: shops::ActiveModel = shop.into();
+    update.webhook_secret = Set(secret.clone());
+    update.previous_webhook_secret = Set(Some(previous));
+    update.previous_secret_expires_at = Set(Some(expires_at));
+    update.update(&state.db).await?;
+    tracing::info!(grace_period_s = grace, "webhook secret rotated");
+    Ok(web::Json(RotatedSecret {
+        webhook_secret: secret,
+        previous_secret_expires_at: expires_at,
+    }))
+}
+
+/// A shop's whole status mapping. A Prom status or RO App status left out is unmapped.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusMapping {
+    /// Prom status (`pending`, `received`, `delivered`, `canceled`, `paid`,
+    /// `custom-<id>`) → RO App status id.
+    #[serde(default)]
+    pub inbound: BTreeMap<String, i64>,
+    /// RO App status id (as a string key) → Prom status (`received`, `delivered`,
+    /// `canceled`, `custom-<id>`).
+    #[serde(default)]
+    pub outbound: BTreeMap<String, String>,
+}
+
+fn is_custom(status: &str) -> bool {
+    status
+        .strip_prefix("custom-")
+        .and_then(|id| id.parse::<u64>().ok())
+        .is_some_and(|id| id > 0)
+}
+
+fn check_prom_status(status: &str, known: &[&str], direction: &str) -> Result<(), ApiError> {
+    if known.contains(&status) || is_custom(status) {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(format!(
+        "`{status}` is not a Prom status an {direction} mapping can use; expected one of {} \
+         or custom-<id>",
+        known.join(", ")
+    )))
+}
+
+#[utoipa::path(
+    get, path = "/api/shops/{id}/status-mapping", tag = "shops",
+    params(("id" = i64, Path, description = "Shop id")),
+    responses(
+        (status = 200, body = StatusMapping),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
+pub async fn get_mapping(
+    caller: Caller,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<StatusMapping>, ApiError> {
+    let shop = shop_for_manager(&state, &caller, *id, "viewing a status mapping").await?;
+    let mut mapping = StatusMapping::default();
+    for row in status_mappings::Entity::find()
+        .filter(status_mappings::Column::ShopId.eq(shop.id))
+        .order_by_asc(status_mappings::Column::Id)
+        .all(&state.db)
+        .await?
+    {
+        match row.direction.as_str() {
+            "inbound" => {
+                mapping
+                    .inbound
+                    .entry(row.prom_status)
+                    .or_insert(row.status_id);
+            }
+            "outbound" => {
+                mapping
+                    .outbound
+                    .entry(row.status_id.to_string())
+                    .or_insert(row.prom_status);
+            }
+            _ => {}
+        }
+    }
+    Ok(web::Json(mapping))
+}
+
+/// Replaces the whole mapping, after checking every Prom status against the known set and
+/// every RO App status against the account's.
+#[utoipa::path(
+    put, path = "/api/shops/{id}/status-mapping", tag = "shops",
+    params(("id" = i64, Path, description = "Shop id")),
+    request_body = StatusMapping,
+    responses(
+        (status = 200, body = StatusMapping),
+        (status = 400, description = "an unknown Prom status or a malformed id", body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "the shop, or a status not of the account", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
+pub async fn put_mapping(
+    caller: Caller,
+    id: web::Path<i64>,
+    body: web::Json<StatusMapping>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<StatusMapping>, ApiError> {
+    let shop = shop_for_manager(&state, &caller, *id, "changing a status mapping").await?;
+    let mapping = body.into_inner();
+    let account_statuses: Vec<i64> = order_statuses::Entity::find()
+        .filter(order_statuses::Column::AccountId.eq(caller.account_id))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let known = |status_id: i64| {
+        if account_statuses.contains(&status_id) {
+            Ok(())
+        } else {
+            Err(ApiError::Missing(format!("status {status_id} not found")))
+        }
+    };
+    let mut rows = Vec::new();
+    for (prom, status_id) in &mapping.inbound {
+        check_prom_status(prom, &INBOUND_PROM_STATUSES, "inbound")?;
+        known(*status_id)?;
+        rows.push(("inbound", prom.clone(), *status_id));
+    }
+    for (status_id, prom) in &mapping.outbound {
+        let status_id: i64 = status_id.trim().parse().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "outbound keys are RO App status ids; `{status_id}` is not one"
+            ))
+        })?;
+        check_prom_status(prom, &OUTBOUND_PROM_STATUSES, "outbound")?;
+        known(status_id)?;
+        rows.push(("outbound", prom.clone(), status_id));
+    }
+    let txn = state.db.begin().await?;
+    status_mappings::Entity::delete_many()
+        .filter(status_mappings::Column::ShopId.eq(shop.id))
+        .exec(&txn)
+        .await?;
+    for (direction, prom_status, status_id) in rows {
+        status_mappings::ActiveModel {
+            shop_id: Set(shop.id),
+            direction: Set(direction.to_owned()),
+            prom_status: Set(prom_status),
+            status_id: Set(status_id),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    tracing::info!("status mapping replaced");
+    get_mapping(caller, id, state).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prom_statuses_are_the_known_set_or_custom() {
+        assert!(check_prom_status("paid", &INBOUND_PROM_STATUSES, "inbound").is_ok());
+        assert!(check_prom_status("custom-137639", &INBOUND_PROM_STATUSES, "inbound").is_ok());
+        for bad in ["draft", "custom-", "custom-x", "custom-0", "Pending"] {
+            assert!(
+                check_prom_status(bad, &INBOUND_PROM_STATUSES, "inbound").is_err(),
+                "{bad}"
+            );
+        }
+        assert!(check_prom_status("pending", &OUTBOUND_PROM_STATUSES, "outbound").is_err());
+    }
+}
