@@ -9,12 +9,18 @@
 
 #![allow(dead_code)]
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
 
 use chrono::Utc;
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
 use promsync::{
     broker::{rabbitmq::delete_topology, Topology},
+    clock::ManualClock,
     config::Settings,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
@@ -90,6 +96,55 @@ impl Default for Options {
     }
 }
 
+/// Every log line of the test process once `capture_logs` ran (JSON, all fields), so a
+/// test can assert that no secret was ever logged.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per test binary) a subscriber that writes every event, at debug level
+/// and promsync's trace level, into a buffer. The Prom stand-in (wiremock) is left out:
+/// it is the test's fake Prom, and it logs the requests promsync sends it, token included.
+pub fn capture_logs() -> LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,promsync=trace,h2=info,hyper=info,rustls=info,wiremock=off",
+            ))
+            .with_writer(move || writer.clone())
+            .try_init();
+        buffer
+    })
+    .clone()
+}
+
+/// A second account with its own admin and shop, for tenant-isolation tests.
+pub struct Tenant {
+    pub account_id: i64,
+    pub admin_token: String,
+    pub shop: CreatedShop,
+}
+
 pub struct TestApp {
     pub settings: Settings,
     pub db: DatabaseConnection,
@@ -98,8 +153,12 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub prom: MockServer,
     pub account_id: i64,
+    /// The token of the account's admin (every permission), as `account create` prints it.
+    pub admin_token: String,
     pub shop: CreatedShop,
     pub topology: Topology,
+    /// The time API handlers see; tests advance it instead of sleeping.
+    pub clock: Arc<ManualClock>,
     backends: Backends,
     importers: Vec<(
         CancellationToken,
@@ -180,7 +239,8 @@ impl TestApp {
         .await
         .expect("shop");
 
-        let app = Application::build(&settings, &backends)
+        let clock = Arc::new(ManualClock::default());
+        let app = Application::build_with_clock(&settings, &backends, clock.clone())
             .await
             .expect("application");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -195,7 +255,9 @@ impl TestApp {
             http: reqwest::Client::new(),
             prom,
             account_id: account.account_id,
+            admin_token: account.admin_token,
             shop,
+            clock,
             backends,
             importers: Vec::new(),
         };
@@ -221,6 +283,58 @@ impl TestApp {
         for (token, handle) in self.importers.drain(..) {
             token.cancel();
             handle.await.expect("importer task").expect("importer");
+        }
+    }
+
+    /// A request to the API (`path` starts with `/`) as the holder of `token`.
+    pub fn api(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(token)
+    }
+
+    /// Sends an API request (with a JSON body when given); returns status and JSON body
+    /// (`Value::Null` when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.api(method, path, token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates another account with an admin and a shop (talking to the same Prom mock).
+    pub async fn other_tenant(&self) -> Tenant {
+        let account = provision::create_account(&self.db, "Other", "UAH")
+            .await
+            .expect("account");
+        let shop = provision::create_shop(
+            &self.db,
+            NewShop {
+                account_id: account.account_id,
+                name: "Other shop".into(),
+                prom_url: self.prom.uri(),
+                prom_token: "prom-token-other".into(),
+                language: Language::Uk,
+                match_products_by: MatchProductsBy::Sku,
+                client_matching: ClientMatching::AlwaysNew,
+            },
+        )
+        .await
+        .expect("shop");
+        Tenant {
+            account_id: account.account_id,
+            admin_token: account.admin_token,
+            shop,
         }
     }
 
