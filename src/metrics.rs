@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::{broker::Disposition, domain::Outcome, ingress::signature::VerifyError};
 
@@ -68,6 +68,36 @@ static REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+static OUTBOX_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    let gauge = IntGauge::new(
+        "promsync_outbox_pending",
+        "Outbound status updates written but not yet relayed to the broker (at scrape time)",
+    )
+    .expect("valid metric");
+    REGISTRY
+        .register(Box::new(gauge.clone()))
+        .expect("metric registered once");
+    gauge
+});
+
+static OUTBOX_LAG: LazyLock<IntGauge> = LazyLock::new(|| {
+    let gauge = IntGauge::new(
+        "promsync_outbox_lag_seconds",
+        "Age of the oldest unrelayed outbox row, 0 when none waits (at scrape time)",
+    )
+    .expect("valid metric");
+    REGISTRY
+        .register(Box::new(gauge.clone()))
+        .expect("metric registered once");
+    gauge
+});
+
+/// The outbound queue's backlog, measured from the database when `/metrics` is scraped.
+pub fn outbox_backlog(pending: i64, lag_s: i64) {
+    OUTBOX_PENDING.set(pending);
+    OUTBOX_LAG.set(lag_s.max(0));
+}
+
 /// Registers every metric so that `/metrics` lists them (at zero) before the first event.
 pub fn init() {
     for metric in [
@@ -80,6 +110,8 @@ pub fn init() {
     ] {
         LazyLock::force(metric);
     }
+    LazyLock::force(&OUTBOX_PENDING);
+    LazyLock::force(&OUTBOX_LAG);
 }
 
 /// One answered webhook: `status` is the HTTP status, `code` the error code when refused.

@@ -1053,6 +1053,7 @@ async fn metrics_count_webhook_answers_imports_and_outbound_results() {
         text.contains("promsync_webhook_signature_failures_total{reason=\"no_valid_signature\"}"),
         "{text}"
     );
+    assert!(text.contains("promsync_outbox_pending 0"), "{text}");
     app.cleanup().await;
 }
 
@@ -1101,5 +1102,40 @@ async fn every_error_answers_the_same_json_body() {
             .as_str()
             .is_some_and(|m| !m.is_empty()));
     }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_refresh_the_broker_cannot_take_answers_503_and_keeps_the_ten_minutes() {
+    // Arrange: nothing listens on port 1, so every publish fails.
+    capture_logs();
+    let app = TestApp::spawn_with(Options {
+        importers: 0,
+        broker_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".into()),
+        ..Default::default()
+    })
+    .await;
+    let order = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+
+    // Act
+    let response = app
+        .api(Method::POST, "/api/orders/refresh", &app.admin_token)
+        .json(&json!({"order_ids": [order]}))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: refused as unavailable, and the stamp is undone so a retry may pass.
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "broker_unavailable");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM orders WHERE id = {order} AND last_refresh_at IS NULL"
+        ))
+        .await,
+        1
+    );
     app.cleanup().await;
 }

@@ -6,15 +6,40 @@ use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
     middleware::Next,
-    HttpResponse,
+    web, HttpResponse,
 };
+use chrono::{DateTime, Utc};
+use entity::outbox;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::startup::AppState;
+
+/// Refreshes the gauges read from the database; a failure leaves their last values (the
+/// counters still answer, and `/readyz` reports the database).
+async fn measure_outbox(state: &AppState) -> Result<(), sea_orm::DbErr> {
+    let waiting = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
+    let pending = waiting.clone().count(&state.db).await?;
+    let oldest = waiting
+        .select_only()
+        .column(outbox::Column::CreatedAt)
+        .order_by_asc(outbox::Column::Id)
+        .into_tuple::<DateTime<Utc>>()
+        .one(&state.db)
+        .await?;
+    let lag = oldest.map_or(0, |at| (Utc::now() - at).num_seconds());
+    crate::metrics::outbox_backlog(pending as i64, lag);
+    Ok(())
+}
 
 /// The counters of every role in this process.
 #[utoipa::path(
     get, path = "/metrics", tag = "probes",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
 )]
-pub async fn metrics() -> HttpResponse {
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = measure_outbox(&state).await {
+        tracing::warn!(error = %e, "outbox backlog not measured");
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render())
