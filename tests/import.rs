@@ -508,7 +508,10 @@ async fn a_message_that_always_fails_is_dead_lettered_after_n_attempts_while_oth
     app.wait_for_events(1).await;
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
     eventually("the failing message in the dead letters", WAIT, || async {
-        (app.queue_depth(&app.topology.dead_queue()).await == 1).then_some(())
+        (app.queue_depth(&app.topology.dead_queue(promsync::broker::Lane::Inbound))
+            .await
+            == 1)
+            .then_some(())
     })
     .await;
     let fetches = app

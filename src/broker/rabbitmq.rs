@@ -26,11 +26,8 @@ use lapin::{
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use super::{
-    retry_delay, Broker, BrokerError, Disposition, InboundHandler, InboundMessage, Topology,
-};
+use super::{retry_delay, Broker, BrokerError, Disposition, Handler, Lane, Topology};
 use crate::config::Settings;
 
 const ATTEMPTS_HEADER: &str = "x-promsync-attempts";
@@ -108,7 +105,7 @@ impl RabbitBroker {
 
     /// The shared publishing channel, reconnecting if it was lost. The lock is held only
     /// to hand out a clone, so many publishes stay in flight on one channel.
-    async fn publish_channel(&self) -> Result<Channel, BrokerError> {
+    async fn publish_channel(&self, retrying: bool) -> Result<Channel, BrokerError> {
         let mut state = self.publisher.lock().await;
         if let Some((connection, channel)) = &state.link {
             if connection.status().connected() && channel.status().connected() {
@@ -117,7 +114,7 @@ impl RabbitBroker {
             state.link = None;
         }
         if let Some(last) = state.last_attempt {
-            if last.elapsed() < RECONNECT_THROTTLE {
+            if !retrying && last.elapsed() < RECONNECT_THROTTLE {
                 return Err(BrokerError::Unavailable("reconnecting".into()));
             }
         }
@@ -128,18 +125,28 @@ impl RabbitBroker {
         Ok(channel)
     }
 
-    async fn forget_publisher(&self) {
-        self.publisher.lock().await.link = None;
+    /// Drops the publishing link if it is still `channel` (another publish may already
+    /// have replaced it).
+    async fn forget_publisher(&self, channel: &Channel) {
+        let mut state = self.publisher.lock().await;
+        if state
+            .link
+            .as_ref()
+            .is_some_and(|(_, current)| current.id() == channel.id())
+        {
+            state.link = None;
+        }
     }
 
     /// One consumer session: returns `Ok` on shutdown, `Err` when the connection is lost.
     async fn consume_session(
         &self,
+        lane: Lane,
         concurrency: usize,
-        handler: &Arc<dyn InboundHandler>,
+        handler: &Arc<dyn Handler>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let connection = self.connect("import").await?;
+        let connection = self.connect(lane.as_str()).await?;
         let consume = connection.create_channel().await?;
         let publish = connection.create_channel().await?;
         declare_topology(&consume, &self.topology, &self.retry_delays).await?;
@@ -151,20 +158,23 @@ impl RabbitBroker {
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
         let tag = format!(
-            "promsync-import-{}-{}",
+            "promsync-{}-{}-{}",
+            lane.as_str(),
             std::process::id(),
             uuid::Uuid::new_v4()
         );
+        let queue = self.topology.work_queue(lane);
         let consumer = consume
             .basic_consume(
-                self.topology.import_queue().into(),
+                queue.as_str().into(),
                 tag.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(queue = %self.topology.import_queue(), prefetch, "consuming");
+        tracing::info!(%queue, prefetch, "consuming");
         let settler = Settler {
+            lane,
             publish: &publish,
             topology: &self.topology,
             retry_delays: &self.retry_delays,
@@ -191,6 +201,7 @@ impl RabbitBroker {
 }
 
 struct Settler<'a> {
+    lane: Lane,
     publish: &'a Channel,
     topology: &'a Topology,
     retry_delays: &'a [Duration],
@@ -199,24 +210,9 @@ struct Settler<'a> {
 }
 
 impl Settler<'_> {
-    async fn process(&self, delivery: Delivery, handler: &dyn InboundHandler) {
+    async fn process(&self, delivery: Delivery, handler: &dyn Handler) {
         let attempt = header_u32(&delivery, ATTEMPTS_HEADER).unwrap_or(0) + 1;
-        let disposition = match serde_json::from_slice::<InboundMessage>(&delivery.data) {
-            Ok(message) => {
-                let span = tracing::info_span!(
-                    "inbound_message",
-                    event_id = %message.event_id,
-                    shop_id = %message.shop_id,
-                    order_id = message.order_id,
-                    source = %message.source,
-                    attempt,
-                );
-                handler.handle(message, attempt).instrument(span).await
-            }
-            Err(e) => Disposition::Dead {
-                reason: format!("undecodable message: {e}"),
-            },
-        };
+        let disposition = handler.handle(&delivery.data, attempt).await;
         let settled = match disposition {
             Disposition::Done => Ok(()),
             Disposition::Retry { reason, after } if attempt < self.max_attempts => {
@@ -225,7 +221,7 @@ impl Settler<'_> {
                 self.forward(
                     &delivery,
                     "",
-                    &self.topology.retry_queue(delay),
+                    &self.topology.retry_queue(self.lane, delay),
                     attempt,
                     &reason,
                 )
@@ -233,14 +229,8 @@ impl Settler<'_> {
             }
             Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
                 tracing::error!(%reason, attempt, "dead-lettered");
-                self.forward(
-                    &delivery,
-                    &self.topology.dead_exchange(),
-                    "",
-                    attempt,
-                    &reason,
-                )
-                .await
+                let dead = self.topology.dead_exchange(self.lane);
+                self.forward(&delivery, &dead, "", attempt, &reason).await
             }
         };
         match settled {
@@ -350,25 +340,61 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.to_owned()))
 }
 
-/// Declares every exchange, queue and binding; safe to repeat from every role.
+/// Declares every exchange, queue and binding of both lanes; safe to repeat from every
+/// role (the arguments never change for a given name).
 pub async fn declare_topology(
     channel: &Channel,
     topology: &Topology,
     retry_delays: &[Duration],
 ) -> lapin::Result<()> {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+    for lane in Lane::ALL {
+        declare_lane(channel, topology, lane, retry_delays).await?;
+    }
+    let log = topology.log_stream();
+    channel
+        .queue_declare(
+            log.as_str().into(),
+            DURABLE,
+            table(&[
+                ("x-queue-type", text("stream")),
+                ("x-max-age", text(LOG_MAX_AGE)),
+            ]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            log.as_str().into(),
+            topology.exchange(Lane::Inbound).into(),
+            Topology::FRESH.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
+    passive: false,
+    durable: true,
+    exclusive: false,
+    auto_delete: false,
+    nowait: false,
+};
+
+async fn declare_lane(
+    channel: &Channel,
+    topology: &Topology,
+    lane: Lane,
+    retry_delays: &[Duration],
+) -> lapin::Result<()> {
     let exchange_options = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
-    let inbound = topology.inbound_exchange();
-    let dead = topology.dead_exchange();
+    let exchange = topology.exchange(lane);
+    let dead = topology.dead_exchange(lane);
     channel
         .exchange_declare(
-            inbound.as_str().into(),
+            exchange.as_str().into(),
             ExchangeKind::Direct,
             exchange_options,
             FieldTable::default(),
@@ -384,25 +410,25 @@ pub async fn declare_topology(
         .await?;
     channel
         .queue_declare(
-            topology.dead_queue().into(),
-            durable,
+            topology.dead_queue(lane).into(),
+            DURABLE,
             table(&[("x-queue-type", text("quorum"))]),
         )
         .await?;
     channel
         .queue_bind(
-            topology.dead_queue().into(),
+            topology.dead_queue(lane).into(),
             dead.as_str().into(),
             "".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await?;
-    let import = topology.import_queue();
+    let work = topology.work_queue(lane);
     channel
         .queue_declare(
-            import.as_str().into(),
-            durable,
+            work.as_str().into(),
+            DURABLE,
             table(&[
                 ("x-queue-type", text("quorum")),
                 (
@@ -415,26 +441,11 @@ pub async fn declare_topology(
             ]),
         )
         .await?;
-    let log = topology.log_stream();
-    channel
-        .queue_declare(
-            log.as_str().into(),
-            durable,
-            table(&[
-                ("x-queue-type", text("stream")),
-                ("x-max-age", text(LOG_MAX_AGE)),
-            ]),
-        )
-        .await?;
-    for (queue, key) in [
-        (&import, Topology::NOTIFICATION),
-        (&import, Topology::REFEED),
-        (&log, Topology::NOTIFICATION),
-    ] {
+    for key in [Topology::FRESH, Topology::REFEED] {
         channel
             .queue_bind(
-                queue.as_str().into(),
-                inbound.as_str().into(),
+                work.as_str().into(),
+                exchange.as_str().into(),
                 key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -444,15 +455,15 @@ pub async fn declare_topology(
     for delay in retry_delays {
         channel
             .queue_declare(
-                topology.retry_queue(*delay).into(),
-                durable,
+                topology.retry_queue(lane, *delay).into(),
+                DURABLE,
                 table(&[
                     ("x-queue-type", text("classic")),
                     (
                         "x-message-ttl",
                         AMQPValue::LongLongInt(delay.as_millis() as i64),
                     ),
-                    ("x-dead-letter-exchange", text(&inbound)),
+                    ("x-dead-letter-exchange", text(&exchange)),
                     ("x-dead-letter-routing-key", text(Topology::REFEED)),
                 ]),
             )
@@ -470,18 +481,21 @@ pub async fn delete_topology(
 ) -> lapin::Result<()> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    let mut queues = vec![
-        topology.import_queue(),
-        topology.log_stream(),
-        topology.dead_queue(),
-    ];
-    queues.extend(retry_delays.iter().map(|d| topology.retry_queue(*d)));
+    let mut queues = vec![topology.log_stream()];
+    let mut exchanges = Vec::new();
+    for lane in Lane::ALL {
+        queues.push(topology.work_queue(lane));
+        queues.push(topology.dead_queue(lane));
+        queues.extend(retry_delays.iter().map(|d| topology.retry_queue(lane, *d)));
+        exchanges.push(topology.exchange(lane));
+        exchanges.push(topology.dead_exchange(lane));
+    }
     for queue in queues {
         channel
             .queue_delete(queue.into(), QueueDeleteOptions::default())
             .await?;
     }
-    for exchange in [topology.inbound_exchange(), topology.dead_exchange()] {
+    for exchange in exchanges {
         channel
             .exchange_delete(exchange.into(), Default::default())
             .await?;
@@ -492,46 +506,73 @@ pub async fn delete_topology(
 
 #[async_trait]
 impl Broker for RabbitBroker {
-    async fn publish_inbound(&self, message: &InboundMessage) -> Result<(), BrokerError> {
-        let payload = serde_json::to_vec(message)
-            .map_err(|e| BrokerError::NotConfirmed(format!("encoding: {e}")))?;
-        let channel = self.publish_channel().await?;
+    async fn publish(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<(), BrokerError> {
         let properties = BasicProperties::default()
-            .with_message_id(message.event_id.to_string().into())
+            .with_message_id(message_id.into())
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_timestamp(message.received_at.timestamp().max(0) as u64);
-        let result = publish_confirmed(
-            &channel,
-            &self.topology.inbound_exchange(),
-            Topology::NOTIFICATION,
-            &payload,
-            properties,
-            self.confirm_timeout,
-        )
-        .await;
-        if matches!(result, Err(BrokerError::Unavailable(_))) {
-            self.forget_publisher().await;
+            .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+        // A connection that dies under a publish (broker restart, or RabbitMQ 3.10
+        // crashing a channel that routes to a stream still starting) gets one immediate
+        // second chance on a fresh connection. Publishing twice is harmless: consumers
+        // dedupe by message id.
+        let mut retrying = false;
+        loop {
+            let channel = self.publish_channel(retrying).await?;
+            let result = publish_confirmed(
+                &channel,
+                &self.topology.exchange(lane),
+                Topology::FRESH,
+                payload,
+                properties.clone(),
+                self.confirm_timeout,
+            )
+            .await;
+            match result {
+                Err(BrokerError::Unavailable(e)) => {
+                    self.forget_publisher(&channel).await;
+                    if retrying {
+                        return Err(BrokerError::Unavailable(e));
+                    }
+                    tracing::warn!(error = %e, "publish failed; reconnecting once");
+                    retrying = true;
+                }
+                other => return other,
+            }
         }
-        result
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
-        self.publish_channel().await.map(|_| ())
+        self.publish_channel(false).await.map(|_| ())
     }
 
-    async fn consume_inbound(
+    async fn consume(
         &self,
+        lane: Lane,
         concurrency: usize,
-        handler: Arc<dyn InboundHandler>,
+        handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(200);
+        const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+        let mut backoff = INITIAL_BACKOFF;
         while !shutdown.is_cancelled() {
-            match self.consume_session(concurrency, &handler, &shutdown).await {
+            let started = Instant::now();
+            match self
+                .consume_session(lane, concurrency, &handler, &shutdown)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "import consumer lost its broker connection");
+                    // A session that ran for a while was healthy: start backing off afresh.
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = INITIAL_BACKOFF;
+                    }
+                    tracing::warn!(error = %e, lane = lane.as_str(), retry_in_ms = backoff.as_millis() as u64, "consumer lost its broker connection");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}

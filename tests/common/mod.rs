@@ -140,6 +140,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
+        // Logs show with a failing test's output (RUST_LOG picks the level).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let broker = options.broker_url.clone().unwrap_or_else(broker_url);
         if options.broker_url.is_none() {
             ensure_broker(&broker).await;
