@@ -95,7 +95,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             println!("{}", serde_json::json!({"migrated": true}));
         }
         Command::Account(AccountCommand::Create { name, currency }) => {
-            let db = db::connect(&settings).await?;
+            let db = db::connect_ready(&settings).await?;
             let created = provision::create_account(&db, &name, &currency).await?;
             println!("{}", serde_json::to_string(&created)?);
         }
@@ -108,7 +108,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             match_products_by,
             client_matching,
         }) => {
-            let db = db::connect(&settings).await?;
+            let db = db::connect_ready(&settings).await?;
             let created = provision::create_shop(
                 &db,
                 provision::NewShop {

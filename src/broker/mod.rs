@@ -6,6 +6,7 @@
 //! the handler says what became of it — done (ack), retry later (a delayed retry tier, or
 //! the dead-letter queue once attempts run out) or dead (straight to the dead letters).
 
+pub mod embedded;
 pub mod rabbitmq;
 
 use std::{sync::Arc, time::Duration};
@@ -117,6 +118,86 @@ pub trait Broker: Send + Sync + 'static {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()>;
+
+    /// Feeds logged inbound notifications from `request.since` back to the import queue
+    /// (never back into the log), calling `progress` as it goes.
+    async fn replay(
+        &self,
+        request: &ReplayRequest,
+        progress: &(dyn Fn(ReplaySummary) + Send + Sync),
+    ) -> anyhow::Result<ReplaySummary>;
+
+    /// The dead letters of a lane, oldest first.
+    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>>;
+
+    /// Sends dead letters (all, or those with the given ids) back to their work queue
+    /// with a fresh attempt count; returns how many.
+    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64>;
+
+    /// Deletes every dead letter of a lane; returns how many.
+    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64>;
+}
+
+/// What `promsync replay` asks for.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    pub shop: Option<ShopId>,
+    /// Re-apply events the inbox already holds (under fresh event ids); the importer's
+    /// `date_modified` check still keeps every order monotonic.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplaySummary {
+    pub read: u64,
+    pub requeued: u64,
+    pub skipped: u64,
+}
+
+/// One dead letter, as `promsync dlq list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub shop_id: Option<i64>,
+    pub order_id: Option<i64>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+impl DeadLetter {
+    /// Fills shop and order from the payload, whichever lane it came from (both carry
+    /// `shop_id` and `order_id`).
+    pub fn new(id: String, payload: &[u8], attempts: u32, last_error: Option<String>) -> Self {
+        let value: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        Self {
+            id,
+            shop_id: value["shop_id"].as_i64(),
+            order_id: value["order_id"].as_i64(),
+            attempts,
+            last_error,
+        }
+    }
+}
+
+/// What replay does with one logged notification: `Ok(None)` skips it (another shop),
+/// otherwise the message id and payload to re-feed. Shared by both backends so replay
+/// means the same everywhere.
+pub fn replay_rewrite(
+    payload: &[u8],
+    request: &ReplayRequest,
+) -> Result<Option<(String, Vec<u8>)>, serde_json::Error> {
+    let mut message: InboundMessage = serde_json::from_slice(payload)?;
+    if request.shop.is_some_and(|shop| shop != message.shop_id) {
+        return Ok(None);
+    }
+    message.source = Source::Replay;
+    if request.force {
+        message.event_id = EventId::random();
+    }
+    let id = message.event_id.to_string();
+    Ok(Some((id, serde_json::to_vec(&message)?)))
 }
 
 impl dyn Broker {

@@ -17,9 +17,9 @@ use futures::StreamExt;
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-        QueueDeclareOptions, QueueDeleteOptions,
+        BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+        QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
@@ -27,7 +27,10 @@ use lapin::{
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{retry_delay, Broker, BrokerError, Disposition, Handler, Lane, Topology};
+use super::{
+    replay_rewrite, retry_delay, Broker, BrokerError, DeadLetter, Disposition, Handler, Lane,
+    ReplayRequest, ReplaySummary, Topology,
+};
 use crate::config::Settings;
 
 const ATTEMPTS_HEADER: &str = "x-promsync-attempts";
@@ -37,6 +40,8 @@ const ERROR_HEADER: &str = "x-promsync-last-error";
 const QUORUM_DELIVERY_LIMIT: i64 = 20;
 /// How long the replay log keeps notifications.
 const LOG_MAX_AGE: &str = "7D";
+/// A replay that has read nothing for this long has caught up with the log.
+const REPLAY_IDLE: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// While the broker is down, publishers try to reconnect at most this often, so a burst
 /// of requests fails fast with 503 instead of queueing on connection attempts.
@@ -280,6 +285,23 @@ impl Settler<'_> {
             self.confirm_timeout,
         )
         .await
+    }
+}
+
+fn message_id(delivery: &Delivery) -> String {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+}
+
+fn header_text(delivery: &Delivery, name: &str) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongString(v) => Some(v.to_string()),
+        _ => None,
     }
 }
 
@@ -549,6 +571,160 @@ impl Broker for RabbitBroker {
 
     async fn check(&self) -> Result<(), BrokerError> {
         self.publish_channel(false).await.map(|_| ())
+    }
+
+    async fn replay(
+        &self,
+        request: &ReplayRequest,
+        progress: &(dyn Fn(ReplaySummary) + Send + Sync),
+    ) -> anyhow::Result<ReplaySummary> {
+        let (connection, publish) = self.open_publisher("replay").await?;
+        let read = connection.create_channel().await?;
+        read.basic_qos(500, BasicQosOptions::default()).await?;
+        // Streams take a timestamp offset: reading starts at the first chunk at or
+        // before `since`, so earlier messages are filtered out below.
+        let offset = AMQPValue::Timestamp(request.since.timestamp().max(0) as u64);
+        let mut consumer = read
+            .basic_consume(
+                self.topology.log_stream().into(),
+                format!("promsync-replay-{}", uuid::Uuid::new_v4()).into(),
+                BasicConsumeOptions::default(),
+                table(&[("x-stream-offset", offset)]),
+            )
+            .await?;
+        // Replay stops at --until or at the moment it started: live traffic arriving
+        // meanwhile is the importers' business, not the replay's.
+        let started = chrono::Utc::now();
+        let until = request.until.unwrap_or(started).min(started);
+        let mut summary = ReplaySummary::default();
+        loop {
+            let next = tokio::time::timeout(REPLAY_IDLE, consumer.next()).await;
+            let delivery = match next {
+                Ok(Some(Ok(delivery))) => delivery,
+                Ok(Some(Err(e))) => return Err(e.into()),
+                // Caught up: nothing more was logged before the replay began.
+                Ok(None) | Err(_) => break,
+            };
+            let at = delivery
+                .properties
+                .timestamp()
+                .map(|t| t as i64)
+                .unwrap_or_default();
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            if at > until.timestamp() {
+                break;
+            }
+            summary.read += 1;
+            let received = serde_json::from_slice::<super::InboundMessage>(&delivery.data)
+                .map(|m| m.received_at)
+                .unwrap_or(request.since);
+            let rewritten = if received < request.since {
+                None
+            } else {
+                replay_rewrite(&delivery.data, request).ok().flatten()
+            };
+            match rewritten {
+                Some((id, payload)) => {
+                    let properties = BasicProperties::default()
+                        .with_message_id(id.as_str().into())
+                        .with_content_type("application/json".into())
+                        .with_delivery_mode(2);
+                    publish_confirmed(
+                        &publish,
+                        &self.topology.exchange(Lane::Inbound),
+                        Topology::REFEED,
+                        &payload,
+                        properties,
+                        self.confirm_timeout,
+                    )
+                    .await?;
+                    summary.requeued += 1;
+                }
+                None => summary.skipped += 1,
+            }
+            if summary.read % 100 == 0 {
+                progress(summary);
+            }
+        }
+        progress(summary);
+        let _ = connection.close(200, "replay done".into()).await;
+        Ok(summary)
+    }
+
+    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>> {
+        let (connection, channel) = self.open_publisher("dlq").await?;
+        let mut letters = Vec::new();
+        // Messages fetched without an ack stay with this channel; closing it puts every
+        // one of them back, in order.
+        while let Some(message) = channel
+            .basic_get(
+                self.topology.dead_queue(lane).into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await?
+        {
+            let delivery = &message.delivery;
+            letters.push(DeadLetter::new(
+                message_id(delivery),
+                &delivery.data,
+                header_u32(delivery, ATTEMPTS_HEADER).unwrap_or(0),
+                header_text(delivery, ERROR_HEADER),
+            ));
+        }
+        let _ = connection.close(200, "dlq list".into()).await;
+        Ok(letters)
+    }
+
+    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64> {
+        let (connection, channel) = self.open_publisher("dlq").await?;
+        let mut requeued = 0;
+        while let Some(message) = channel
+            .basic_get(
+                self.topology.dead_queue(lane).into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await?
+        {
+            let delivery = &message.delivery;
+            if ids.is_some_and(|ids| !ids.contains(&message_id(delivery))) {
+                continue;
+            }
+            // A fresh start: the attempt count and the last error go.
+            let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+            let mut kept = FieldTable::default();
+            for (k, v) in headers.inner() {
+                if k.as_str() != ATTEMPTS_HEADER && k.as_str() != ERROR_HEADER {
+                    kept.insert(k.clone(), v.clone());
+                }
+            }
+            headers = kept;
+            let properties = delivery.properties.clone().with_headers(headers);
+            publish_confirmed(
+                &channel,
+                &self.topology.exchange(lane),
+                Topology::REFEED,
+                &delivery.data,
+                properties,
+                self.confirm_timeout,
+            )
+            .await?;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            requeued += 1;
+        }
+        let _ = connection.close(200, "dlq requeue".into()).await;
+        Ok(requeued)
+    }
+
+    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64> {
+        let (connection, channel) = self.open_publisher("dlq").await?;
+        let purged = channel
+            .queue_purge(
+                self.topology.dead_queue(lane).into(),
+                QueuePurgeOptions::default(),
+            )
+            .await?;
+        let _ = connection.close(200, "dlq purge".into()).await;
+        Ok(u64::from(purged))
     }
 
     async fn consume(
