@@ -57,6 +57,20 @@ pub enum Lane {
     Outbound,
 }
 
+impl std::str::FromStr for Lane {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "inbound" | "import" => Ok(Lane::Inbound),
+            "outbound" | "prom" => Ok(Lane::Outbound),
+            other => Err(format!(
+                "unknown queue `{other}`: expected inbound or outbound"
+            )),
+        }
+    }
+}
+
 impl Lane {
     pub const ALL: [Lane; 2] = [Lane::Inbound, Lane::Outbound];
 
