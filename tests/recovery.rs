@@ -26,7 +26,11 @@ fn version(id: i64, v: u32, quantity: u32, sku: &str) -> Value {
         v / 60,
         v % 60
     ));
-    order["status"] = json!(if v % 2 == 0 { "received" } else { "pending" });
+    order["status"] = json!(if v.is_multiple_of(2) {
+        "received"
+    } else {
+        "pending"
+    });
     order["products"][0]["sku"] = json!(sku);
     let catalogue_id = 3000 + sku.bytes().map(i64::from).sum::<i64>();
     order["products"][0]["id"] = json!(catalogue_id);
