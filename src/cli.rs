@@ -182,6 +182,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
         Command::Serve => {
             let backends = Backends::connect(&settings).await?;
             let app = Application::build(&settings, &backends).await?;
+            app.stop_on_signal();
             app.run_until_stopped().await.context("HTTP server")?;
         }
         Command::Import(args) => {
@@ -201,8 +202,9 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             let importer =
                 startup::spawn_importer(&settings, &backends, concurrency, shutdown.clone());
             let app = Application::build(&settings, &backends).await?;
-            // actix-web handles SIGTERM/Ctrl-C itself and drains requests; the importer
-            // follows once the server has stopped.
+            // The server drains its requests first, then the importer settles its
+            // in-flight messages.
+            app.stop_on_signal();
             app.run_until_stopped().await.context("HTTP server")?;
             shutdown.cancel();
             importer.await.context("importer task")??;

@@ -77,6 +77,8 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(10)
+        // Signals are ours (`stop_on_signal`): every role shuts down the same way.
+        .disable_signals()
         .run();
         tracing::info!(port, "HTTP listening");
         Ok(Self { port, server })
@@ -88,6 +90,15 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Stops the server gracefully (in-flight requests finish) on SIGTERM or Ctrl-C.
+    pub fn stop_on_signal(&self) {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            handle.stop(true).await;
+        });
     }
 }
 
