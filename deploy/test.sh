@@ -194,5 +194,9 @@ if [ "$QUICK" -eq 0 ]; then
     cargo clippy --all-targets -- -D warnings
 fi
 
-header "cargo test --all-targets -- --test-threads 4"
-cargo test --all-targets -- --test-threads 4
+header "cargo test --all-targets -- --test-threads 4   (PostgreSQL + RabbitMQ)"
+PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4
+
+# One suite, two backends: the integration tests again on SQLite and the embedded broker.
+header "cargo test --tests -- --test-threads 4   (SQLite + embedded broker)"
+PROMSYNC_TEST_BACKEND=embedded cargo test --tests -- --test-threads 4

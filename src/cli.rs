@@ -7,10 +7,14 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use chrono::{DateTime, Utc};
+
 use crate::{
+    broker::{Lane, ReplayRequest},
     config::Settings,
     db,
     domain::{ClientMatching, Language, MatchProductsBy},
+    prom::ids::ShopId,
     provision,
     startup::{self, Application, Backends},
 };
@@ -39,6 +43,11 @@ pub enum Command {
     Import(ImportArgs),
     /// Applies database migrations.
     Migrate,
+    /// Feeds logged notifications from a point in time back to the importers.
+    Replay(ReplayArgs),
+    /// Dead letters: list, requeue, purge.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Accounts (tenants).
     #[command(subcommand)]
     Account(AccountCommand),
@@ -52,6 +61,50 @@ pub struct ImportArgs {
     /// Messages worked on at once by this process (default: import_concurrency setting).
     #[arg(long)]
     pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Start of the window (RFC 3339, e.g. 2026-11-28T10:00:00Z).
+    #[arg(long)]
+    pub since: DateTime<Utc>,
+    /// End of the window (default: the moment the replay starts).
+    #[arg(long)]
+    pub until: Option<DateTime<Utc>>,
+    /// Only this shop's notifications.
+    #[arg(long)]
+    pub shop: Option<i64>,
+    /// Re-apply events the importers already applied (orders still only move forward).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Lists dead letters: id, shop, order, attempts, last error (JSON lines).
+    List {
+        /// `inbound` (imports) or `outbound` (the Prom publisher).
+        #[arg(long, default_value = "inbound")]
+        queue: Lane,
+    },
+    /// Sends dead letters back to their queue with a fresh attempt count.
+    Requeue {
+        #[arg(long, default_value = "inbound")]
+        queue: Lane,
+        /// Dead-letter ids as `dlq list` shows them (repeatable).
+        #[arg(long = "id", required_unless_present = "all")]
+        ids: Vec<String>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Deletes every dead letter of a queue.
+    Purge {
+        #[arg(long, default_value = "inbound")]
+        queue: Lane,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,7 +148,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             println!("{}", serde_json::json!({"migrated": true}));
         }
         Command::Account(AccountCommand::Create { name, currency }) => {
-            let db = db::connect(&settings).await?;
+            let db = db::connect_ready(&settings).await?;
             let created = provision::create_account(&db, &name, &currency).await?;
             println!("{}", serde_json::to_string(&created)?);
         }
@@ -108,7 +161,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             match_products_by,
             client_matching,
         }) => {
-            let db = db::connect(&settings).await?;
+            let db = db::connect_ready(&settings).await?;
             let created = provision::create_shop(
                 &db,
                 provision::NewShop {
@@ -124,9 +177,12 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             .await?;
             println!("{}", serde_json::to_string(&created)?);
         }
+        Command::Replay(args) => replay(&settings, args).await?,
+        Command::Dlq(command) => dlq(&settings, command).await?,
         Command::Serve => {
             let backends = Backends::connect(&settings).await?;
             let app = Application::build(&settings, &backends).await?;
+            app.stop_on_signal();
             app.run_until_stopped().await.context("HTTP server")?;
         }
         Command::Import(args) => {
@@ -146,12 +202,78 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             let importer =
                 startup::spawn_importer(&settings, &backends, concurrency, shutdown.clone());
             let app = Application::build(&settings, &backends).await?;
-            // actix-web handles SIGTERM/Ctrl-C itself and drains requests; the importer
-            // follows once the server has stopped.
+            // The server drains its requests first, then the importer settles its
+            // in-flight messages.
+            app.stop_on_signal();
             app.run_until_stopped().await.context("HTTP server")?;
             shutdown.cancel();
             importer.await.context("importer task")??;
         }
     }
     Ok(())
+}
+
+async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
+    let backends = Backends::connect(settings).await?;
+    let request = ReplayRequest {
+        since: args.since,
+        until: args.until,
+        shop: args.shop.map(ShopId::try_from).transpose()?,
+        force: args.force,
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message("replaying");
+    let summary = backends
+        .broker
+        .replay(&request, &|s| {
+            bar.set_message(format!(
+                "read {} · re-queued {} · skipped {}",
+                s.read, s.requeued, s.skipped
+            ));
+            bar.tick();
+        })
+        .await
+        .context("replay")?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
+    let backends = Backends::connect(settings).await?;
+    let broker = &backends.broker;
+    match command {
+        DlqCommand::List { queue } => {
+            for letter in broker.dead_letters(queue).await? {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+        }
+        DlqCommand::Requeue { queue, ids, all } => {
+            let ids = (!all).then_some(ids.as_slice());
+            let requeued = broker.requeue_dead(queue, ids).await?;
+            println!("{}", serde_json::json!({ "requeued": requeued }));
+        }
+        DlqCommand::Purge { queue, yes } => {
+            if !yes
+                && !confirm(&format!(
+                    "Delete every dead letter of `{}`?",
+                    queue.as_str()
+                ))?
+            {
+                anyhow::bail!("purge not confirmed");
+            }
+            let purged = broker.purge_dead(queue).await?;
+            println!("{}", serde_json::json!({ "purged": purged }));
+        }
+    }
+    Ok(())
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }

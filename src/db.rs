@@ -17,6 +17,16 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
         .acquire_timeout(Duration::from_secs(10))
         // Statement logging would put buyers' data into the logs.
         .sqlx_logging(false);
+    if settings.is_sqlite() {
+        // SQLite has one writer at a time; one connection makes every role take turns
+        // instead of failing with "database is locked", and WAL lets readers of other
+        // processes (the CLI) look in meanwhile.
+        options.max_connections(1).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true)
+        });
+    }
     Database::connect(options)
         .await
         .context("connecting to the database (PROMSYNC_DATABASE_URL)")
@@ -26,4 +36,14 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None)
         .await
         .context("applying database migrations")
+}
+
+/// Connects, and on SQLite (the embedded setup, which has nobody to run
+/// `promsync migrate` for it) brings the schema up to date first.
+pub async fn connect_ready(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(settings).await?;
+    if settings.is_sqlite() {
+        migrate(&db).await?;
+    }
+    Ok(db)
 }

@@ -12,7 +12,7 @@ use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
     api,
-    broker::{rabbitmq::RabbitBroker, Broker},
+    broker::{embedded::EmbeddedBroker, rabbitmq::RabbitBroker, Broker},
     clock::{Clock, SystemClock},
     config::Settings,
     db,
@@ -42,17 +42,13 @@ impl Backends {
     /// Connects to the configured database and broker. The broker connects lazily (and
     /// reconnects by itself), so a broker that is down does not stop a role from starting.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        let db = db::connect(settings).await?;
-        if settings.is_sqlite() {
-            // The embedded setup has nobody to run `promsync migrate` for it.
-            db::migrate(&db).await?;
-        }
+        let db = db::connect_ready(settings).await?;
         let broker: Arc<dyn Broker> = match &settings.broker_url {
             Some(url) => Arc::new(RabbitBroker::new(url, settings)),
-            None => anyhow::bail!(
-                "PROMSYNC_BROKER_URL is not set: this build needs RabbitMQ \
-                 (amqp://…); the embedded broker is not available yet"
-            ),
+            None => {
+                tracing::info!("no PROMSYNC_BROKER_URL: using the embedded broker");
+                Arc::new(EmbeddedBroker::new(db.clone(), settings))
+            }
         };
         Ok(Self { db, broker })
     }
@@ -96,6 +92,8 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(10)
+        // Signals are ours (`stop_on_signal`): every role shuts down the same way.
+        .disable_signals()
         .run();
         tracing::info!(port, "HTTP listening");
         Ok(Self { port, server })
@@ -107,6 +105,15 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Stops the server gracefully (in-flight requests finish) on SIGTERM or Ctrl-C.
+    pub fn stop_on_signal(&self) {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            handle.stop(true).await;
+        });
     }
 }
 

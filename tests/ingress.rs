@@ -6,6 +6,7 @@ mod common;
 use chrono::Utc;
 use common::{fixture_order, TestApp, PENDING_ORDER};
 use entity::shops;
+use promsync::broker::Lane;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 
@@ -149,7 +150,7 @@ async fn every_bad_webhook_gets_its_status_code_and_nothing_is_enqueued() {
     }
     // A good notification afterwards proves the queue exists and is counted.
     app.push_order(&fixture_order(PENDING_ORDER)).await;
-    assert_eq!(app.queue_depth(&app.topology.import_queue()).await, 1);
+    assert_eq!(app.queue_depth(Lane::Inbound).await, 1);
     app.cleanup().await;
 }
 
@@ -172,7 +173,7 @@ async fn an_accepted_notification_is_enqueued_once_with_its_event_id() {
     assert!(response.headers().contains_key("x-request-id"));
     let body: serde_json::Value = response.json().await.unwrap();
     let event_id = body["event_id"].as_str().expect("event_id").to_owned();
-    assert_eq!(app.queue_depth(&app.topology.import_queue()).await, 1);
+    assert_eq!(app.queue_depth(Lane::Inbound).await, 1);
     assert_eq!(app.log_event_ids(1).await, vec![event_id]);
     app.cleanup().await;
 }
@@ -188,7 +189,7 @@ async fn a_thin_notification_is_accepted() {
     let response = app.notify(&json!({ "order_id": 338390710_i64 })).await;
 
     assert_eq!(response.status(), 202);
-    assert_eq!(app.queue_depth(&app.topology.import_queue()).await, 1);
+    assert_eq!(app.queue_depth(Lane::Inbound).await, 1);
     app.cleanup().await;
 }
 

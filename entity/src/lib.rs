@@ -4,6 +4,8 @@
 //! joins: every query there is scoped by account first, which keeps tenancy visible.
 
 pub mod accounts;
+pub mod broker_log;
+pub mod broker_messages;
 pub mod categories;
 pub mod clients;
 pub mod employees;
@@ -19,6 +21,8 @@ pub mod status_mappings;
 
 pub mod prelude {
     pub use super::accounts::Entity as Account;
+    pub use super::broker_log::Entity as BrokerLogEntry;
+    pub use super::broker_messages::Entity as BrokerMessage;
     pub use super::categories::Entity as Category;
     pub use super::clients::Entity as Client;
     pub use super::employees::Entity as Employee;

@@ -6,6 +6,7 @@
 //! the handler says what became of it — done (ack), retry later (a delayed retry tier, or
 //! the dead-letter queue once attempts run out) or dead (straight to the dead letters).
 
+pub mod embedded;
 pub mod rabbitmq;
 
 use std::{sync::Arc, time::Duration};
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     domain::Source,
@@ -45,6 +47,41 @@ pub enum BrokerError {
     NotConfirmed(String),
 }
 
+/// The two message flows. Each has its own work queue, retry tiers and dead letters, so
+/// a Prom outage that backs up outbound traffic never delays imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Notifications from Prom (webhook, poller, refresh, replay) to the importer.
+    Inbound,
+    /// Status changes made in RO App, to the Prom publisher.
+    Outbound,
+}
+
+impl std::str::FromStr for Lane {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "inbound" | "import" => Ok(Lane::Inbound),
+            "outbound" | "prom" => Ok(Lane::Outbound),
+            other => Err(format!(
+                "unknown queue `{other}`: expected inbound or outbound"
+            )),
+        }
+    }
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Inbound, Lane::Outbound];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Inbound => "inbound",
+            Lane::Outbound => "outbound",
+        }
+    }
+}
+
 /// What the handler decided about one delivered message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -59,30 +96,168 @@ pub enum Disposition {
     Dead { reason: String },
 }
 
+/// Handles raw messages of one lane; `attempt` counts deliveries, starting at 1.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, payload: &[u8], attempt: u32) -> Disposition;
+}
+
+/// Handles decoded inbound notifications (the importer).
 #[async_trait]
 pub trait InboundHandler: Send + Sync + 'static {
-    /// `attempt` counts deliveries of this message, starting at 1.
     async fn handle(&self, message: InboundMessage, attempt: u32) -> Disposition;
 }
 
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Publishes a fresh notification (to the import queue and the replay log) and
+    /// Publishes a fresh message of `lane` (inbound ones also go to the replay log) and
     /// returns once the broker confirmed it durably.
-    async fn publish_inbound(&self, message: &InboundMessage) -> Result<(), BrokerError>;
+    async fn publish(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<(), BrokerError>;
 
     /// Whether the broker is reachable now (readiness).
     async fn check(&self) -> Result<(), BrokerError>;
 
-    /// Consumes the import queue with `concurrency` messages in flight until `shutdown`
-    /// fires; then stops taking messages, lets the in-flight ones finish, and returns.
-    /// Connection losses are survived by reconnecting with backoff.
-    async fn consume_inbound(
+    /// Consumes `lane` with `concurrency` messages in flight until `shutdown` fires; then
+    /// stops taking messages, lets the in-flight ones finish, and returns. Connection
+    /// losses are survived by reconnecting with backoff.
+    async fn consume(
+        &self,
+        lane: Lane,
+        concurrency: usize,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()>;
+
+    /// Feeds logged inbound notifications from `request.since` back to the import queue
+    /// (never back into the log), calling `progress` as it goes.
+    async fn replay(
+        &self,
+        request: &ReplayRequest,
+        progress: &(dyn Fn(ReplaySummary) + Send + Sync),
+    ) -> anyhow::Result<ReplaySummary>;
+
+    /// The dead letters of a lane, oldest first.
+    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>>;
+
+    /// Sends dead letters (all, or those with the given ids) back to their work queue
+    /// with a fresh attempt count; returns how many.
+    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64>;
+
+    /// Deletes every dead letter of a lane; returns how many.
+    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64>;
+}
+
+/// What `promsync replay` asks for.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    pub shop: Option<ShopId>,
+    /// Re-apply events the inbox already holds (under fresh event ids); the importer's
+    /// `date_modified` check still keeps every order monotonic.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplaySummary {
+    pub read: u64,
+    pub requeued: u64,
+    pub skipped: u64,
+}
+
+/// One dead letter, as `promsync dlq list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub shop_id: Option<i64>,
+    pub order_id: Option<i64>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+impl DeadLetter {
+    /// Fills shop and order from the payload, whichever lane it came from (both carry
+    /// `shop_id` and `order_id`).
+    pub fn new(id: String, payload: &[u8], attempts: u32, last_error: Option<String>) -> Self {
+        let value: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        Self {
+            id,
+            shop_id: value["shop_id"].as_i64(),
+            order_id: value["order_id"].as_i64(),
+            attempts,
+            last_error,
+        }
+    }
+}
+
+/// What replay does with one logged notification: `Ok(None)` skips it (another shop),
+/// otherwise the message id and payload to re-feed. Shared by both backends so replay
+/// means the same everywhere.
+pub fn replay_rewrite(
+    payload: &[u8],
+    request: &ReplayRequest,
+) -> Result<Option<(String, Vec<u8>)>, serde_json::Error> {
+    let mut message: InboundMessage = serde_json::from_slice(payload)?;
+    if request.shop.is_some_and(|shop| shop != message.shop_id) {
+        return Ok(None);
+    }
+    message.source = Source::Replay;
+    if request.force {
+        message.event_id = EventId::random();
+    }
+    let id = message.event_id.to_string();
+    Ok(Some((id, serde_json::to_vec(&message)?)))
+}
+
+impl dyn Broker {
+    pub async fn publish_inbound(&self, message: &InboundMessage) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(message)
+            .map_err(|e| BrokerError::NotConfirmed(format!("encoding: {e}")))?;
+        self.publish(Lane::Inbound, &message.event_id.to_string(), &payload)
+            .await
+    }
+
+    pub async fn consume_inbound(
         &self,
         concurrency: usize,
         handler: Arc<dyn InboundHandler>,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<()>;
+    ) -> anyhow::Result<()> {
+        let decoder = Arc::new(DecodeInbound(handler));
+        self.consume(Lane::Inbound, concurrency, decoder, shutdown)
+            .await
+    }
+}
+
+/// Decodes inbound payloads and gives each message its span (event id, shop, order).
+struct DecodeInbound(Arc<dyn InboundHandler>);
+
+#[async_trait]
+impl Handler for DecodeInbound {
+    async fn handle(&self, payload: &[u8], attempt: u32) -> Disposition {
+        let message = match serde_json::from_slice::<InboundMessage>(payload) {
+            Ok(message) => message,
+            Err(e) => {
+                return Disposition::Dead {
+                    reason: format!("undecodable message: {e}"),
+                }
+            }
+        };
+        let span = tracing::info_span!(
+            "inbound_message",
+            event_id = %message.event_id,
+            shop_id = %message.shop_id,
+            order_id = message.order_id,
+            source = %message.source,
+            attempt,
+        );
+        self.0.handle(message, attempt).instrument(span).await
+    }
 }
 
 /// Names of every exchange and queue, derived from one namespace so that deployments and
@@ -93,10 +268,10 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Routing key of fresh notifications: delivered to the import queue and the log.
-    pub const NOTIFICATION: &'static str = "notification";
-    /// Routing key of re-fed notifications (retries, replay): the import queue only, so
-    /// the replay log never holds a message twice.
+    /// Routing key of fresh messages: delivered to the work queue (and, inbound, the log).
+    pub const FRESH: &'static str = "fresh";
+    /// Routing key of re-fed messages (retries, replay): the work queue only, so the
+    /// replay log never holds a message twice.
     pub const REFEED: &'static str = "refeed";
 
     pub fn new(namespace: &str) -> Self {
@@ -109,30 +284,48 @@ impl Topology {
         &self.namespace
     }
 
-    pub fn inbound_exchange(&self) -> String {
-        format!("{}.inbound", self.namespace)
+    pub fn exchange(&self, lane: Lane) -> String {
+        format!("{}.{}", self.namespace, lane.as_str())
     }
 
-    pub fn import_queue(&self) -> String {
-        format!("{}.inbound.import", self.namespace)
-    }
-
-    pub fn log_stream(&self) -> String {
-        format!("{}.inbound.log", self.namespace)
+    /// The queue a lane's consumers take work from.
+    pub fn work_queue(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Inbound => format!("{}.inbound.import", self.namespace),
+            Lane::Outbound => format!("{}.outbound.prom", self.namespace),
+        }
     }
 
     /// Retry tiers are named by their delay, because a queue's TTL cannot change once
     /// declared: a new delay is a new queue, never a failed redeclaration.
-    pub fn retry_queue(&self, delay: Duration) -> String {
-        format!("{}.inbound.retry.{}ms", self.namespace, delay.as_millis())
+    pub fn retry_queue(&self, lane: Lane, delay: Duration) -> String {
+        format!(
+            "{}.{}.retry.{}ms",
+            self.namespace,
+            lane.as_str(),
+            delay.as_millis()
+        )
     }
 
-    pub fn dead_exchange(&self) -> String {
-        format!("{}.dead", self.namespace)
+    /// Dead letters: `{ns}.dead` for imports (the name operators know), and
+    /// `{ns}.outbound.dead` for the publisher.
+    pub fn dead_queue(&self, lane: Lane) -> String {
+        match lane {
+            Lane::Inbound => format!("{}.dead", self.namespace),
+            Lane::Outbound => format!("{}.outbound.dead", self.namespace),
+        }
     }
 
-    pub fn dead_queue(&self) -> String {
-        format!("{}.dead", self.namespace)
+    pub fn dead_exchange(&self, lane: Lane) -> String {
+        self.dead_queue(lane)
+    }
+
+    pub fn import_queue(&self) -> String {
+        self.work_queue(Lane::Inbound)
+    }
+
+    pub fn log_stream(&self) -> String {
+        format!("{}.inbound.log", self.namespace)
     }
 }
 
@@ -183,9 +376,12 @@ mod tests {
     fn names_share_the_namespace() {
         let t = Topology::new("t1");
         assert_eq!(t.import_queue(), "t1.inbound.import");
+        assert_eq!(t.work_queue(Lane::Outbound), "t1.outbound.prom");
         assert_eq!(
-            t.retry_queue(Duration::from_millis(250)),
+            t.retry_queue(Lane::Inbound, Duration::from_millis(250)),
             "t1.inbound.retry.250ms"
         );
+        assert_eq!(t.dead_queue(Lane::Inbound), "t1.dead");
+        assert_eq!(t.dead_queue(Lane::Outbound), "t1.outbound.dead");
     }
 }

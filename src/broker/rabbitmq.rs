@@ -17,19 +17,19 @@ use futures::StreamExt;
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-        QueueDeclareOptions, QueueDeleteOptions,
+        BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+        QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::{
-    retry_delay, Broker, BrokerError, Disposition, InboundHandler, InboundMessage, Topology,
+    replay_rewrite, retry_delay, Broker, BrokerError, DeadLetter, Disposition, Handler, Lane,
+    ReplayRequest, ReplaySummary, Topology,
 };
 use crate::config::Settings;
 
@@ -40,6 +40,8 @@ const ERROR_HEADER: &str = "x-promsync-last-error";
 const QUORUM_DELIVERY_LIMIT: i64 = 20;
 /// How long the replay log keeps notifications.
 const LOG_MAX_AGE: &str = "7D";
+/// A replay that has read nothing for this long has caught up with the log.
+const REPLAY_IDLE: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// While the broker is down, publishers try to reconnect at most this often, so a burst
 /// of requests fails fast with 503 instead of queueing on connection attempts.
@@ -108,7 +110,7 @@ impl RabbitBroker {
 
     /// The shared publishing channel, reconnecting if it was lost. The lock is held only
     /// to hand out a clone, so many publishes stay in flight on one channel.
-    async fn publish_channel(&self) -> Result<Channel, BrokerError> {
+    async fn publish_channel(&self, retrying: bool) -> Result<Channel, BrokerError> {
         let mut state = self.publisher.lock().await;
         if let Some((connection, channel)) = &state.link {
             if connection.status().connected() && channel.status().connected() {
@@ -117,7 +119,7 @@ impl RabbitBroker {
             state.link = None;
         }
         if let Some(last) = state.last_attempt {
-            if last.elapsed() < RECONNECT_THROTTLE {
+            if !retrying && last.elapsed() < RECONNECT_THROTTLE {
                 return Err(BrokerError::Unavailable("reconnecting".into()));
             }
         }
@@ -128,18 +130,28 @@ impl RabbitBroker {
         Ok(channel)
     }
 
-    async fn forget_publisher(&self) {
-        self.publisher.lock().await.link = None;
+    /// Drops the publishing link if it is still `channel` (another publish may already
+    /// have replaced it).
+    async fn forget_publisher(&self, channel: &Channel) {
+        let mut state = self.publisher.lock().await;
+        if state
+            .link
+            .as_ref()
+            .is_some_and(|(_, current)| current.id() == channel.id())
+        {
+            state.link = None;
+        }
     }
 
     /// One consumer session: returns `Ok` on shutdown, `Err` when the connection is lost.
     async fn consume_session(
         &self,
+        lane: Lane,
         concurrency: usize,
-        handler: &Arc<dyn InboundHandler>,
+        handler: &Arc<dyn Handler>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let connection = self.connect("import").await?;
+        let connection = self.connect(lane.as_str()).await?;
         let consume = connection.create_channel().await?;
         let publish = connection.create_channel().await?;
         declare_topology(&consume, &self.topology, &self.retry_delays).await?;
@@ -151,20 +163,23 @@ impl RabbitBroker {
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
         let tag = format!(
-            "promsync-import-{}-{}",
+            "promsync-{}-{}-{}",
+            lane.as_str(),
             std::process::id(),
             uuid::Uuid::new_v4()
         );
+        let queue = self.topology.work_queue(lane);
         let consumer = consume
             .basic_consume(
-                self.topology.import_queue().into(),
+                queue.as_str().into(),
                 tag.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(queue = %self.topology.import_queue(), prefetch, "consuming");
+        tracing::info!(%queue, prefetch, "consuming");
         let settler = Settler {
+            lane,
             publish: &publish,
             topology: &self.topology,
             retry_delays: &self.retry_delays,
@@ -191,6 +206,7 @@ impl RabbitBroker {
 }
 
 struct Settler<'a> {
+    lane: Lane,
     publish: &'a Channel,
     topology: &'a Topology,
     retry_delays: &'a [Duration],
@@ -199,24 +215,9 @@ struct Settler<'a> {
 }
 
 impl Settler<'_> {
-    async fn process(&self, delivery: Delivery, handler: &dyn InboundHandler) {
+    async fn process(&self, delivery: Delivery, handler: &dyn Handler) {
         let attempt = header_u32(&delivery, ATTEMPTS_HEADER).unwrap_or(0) + 1;
-        let disposition = match serde_json::from_slice::<InboundMessage>(&delivery.data) {
-            Ok(message) => {
-                let span = tracing::info_span!(
-                    "inbound_message",
-                    event_id = %message.event_id,
-                    shop_id = %message.shop_id,
-                    order_id = message.order_id,
-                    source = %message.source,
-                    attempt,
-                );
-                handler.handle(message, attempt).instrument(span).await
-            }
-            Err(e) => Disposition::Dead {
-                reason: format!("undecodable message: {e}"),
-            },
-        };
+        let disposition = handler.handle(&delivery.data, attempt).await;
         let settled = match disposition {
             Disposition::Done => Ok(()),
             Disposition::Retry { reason, after } if attempt < self.max_attempts => {
@@ -225,7 +226,7 @@ impl Settler<'_> {
                 self.forward(
                     &delivery,
                     "",
-                    &self.topology.retry_queue(delay),
+                    &self.topology.retry_queue(self.lane, delay),
                     attempt,
                     &reason,
                 )
@@ -233,14 +234,8 @@ impl Settler<'_> {
             }
             Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
                 tracing::error!(%reason, attempt, "dead-lettered");
-                self.forward(
-                    &delivery,
-                    &self.topology.dead_exchange(),
-                    "",
-                    attempt,
-                    &reason,
-                )
-                .await
+                let dead = self.topology.dead_exchange(self.lane);
+                self.forward(&delivery, &dead, "", attempt, &reason).await
             }
         };
         match settled {
@@ -290,6 +285,23 @@ impl Settler<'_> {
             self.confirm_timeout,
         )
         .await
+    }
+}
+
+fn message_id(delivery: &Delivery) -> String {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+}
+
+fn header_text(delivery: &Delivery, name: &str) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongString(v) => Some(v.to_string()),
+        _ => None,
     }
 }
 
@@ -350,25 +362,61 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.to_owned()))
 }
 
-/// Declares every exchange, queue and binding; safe to repeat from every role.
+/// Declares every exchange, queue and binding of both lanes; safe to repeat from every
+/// role (the arguments never change for a given name).
 pub async fn declare_topology(
     channel: &Channel,
     topology: &Topology,
     retry_delays: &[Duration],
 ) -> lapin::Result<()> {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+    for lane in Lane::ALL {
+        declare_lane(channel, topology, lane, retry_delays).await?;
+    }
+    let log = topology.log_stream();
+    channel
+        .queue_declare(
+            log.as_str().into(),
+            DURABLE,
+            table(&[
+                ("x-queue-type", text("stream")),
+                ("x-max-age", text(LOG_MAX_AGE)),
+            ]),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            log.as_str().into(),
+            topology.exchange(Lane::Inbound).into(),
+            Topology::FRESH.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
+    passive: false,
+    durable: true,
+    exclusive: false,
+    auto_delete: false,
+    nowait: false,
+};
+
+async fn declare_lane(
+    channel: &Channel,
+    topology: &Topology,
+    lane: Lane,
+    retry_delays: &[Duration],
+) -> lapin::Result<()> {
     let exchange_options = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
-    let inbound = topology.inbound_exchange();
-    let dead = topology.dead_exchange();
+    let exchange = topology.exchange(lane);
+    let dead = topology.dead_exchange(lane);
     channel
         .exchange_declare(
-            inbound.as_str().into(),
+            exchange.as_str().into(),
             ExchangeKind::Direct,
             exchange_options,
             FieldTable::default(),
@@ -384,25 +432,25 @@ pub async fn declare_topology(
         .await?;
     channel
         .queue_declare(
-            topology.dead_queue().into(),
-            durable,
+            topology.dead_queue(lane).into(),
+            DURABLE,
             table(&[("x-queue-type", text("quorum"))]),
         )
         .await?;
     channel
         .queue_bind(
-            topology.dead_queue().into(),
+            topology.dead_queue(lane).into(),
             dead.as_str().into(),
             "".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await?;
-    let import = topology.import_queue();
+    let work = topology.work_queue(lane);
     channel
         .queue_declare(
-            import.as_str().into(),
-            durable,
+            work.as_str().into(),
+            DURABLE,
             table(&[
                 ("x-queue-type", text("quorum")),
                 (
@@ -415,26 +463,11 @@ pub async fn declare_topology(
             ]),
         )
         .await?;
-    let log = topology.log_stream();
-    channel
-        .queue_declare(
-            log.as_str().into(),
-            durable,
-            table(&[
-                ("x-queue-type", text("stream")),
-                ("x-max-age", text(LOG_MAX_AGE)),
-            ]),
-        )
-        .await?;
-    for (queue, key) in [
-        (&import, Topology::NOTIFICATION),
-        (&import, Topology::REFEED),
-        (&log, Topology::NOTIFICATION),
-    ] {
+    for key in [Topology::FRESH, Topology::REFEED] {
         channel
             .queue_bind(
-                queue.as_str().into(),
-                inbound.as_str().into(),
+                work.as_str().into(),
+                exchange.as_str().into(),
                 key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -444,15 +477,15 @@ pub async fn declare_topology(
     for delay in retry_delays {
         channel
             .queue_declare(
-                topology.retry_queue(*delay).into(),
-                durable,
+                topology.retry_queue(lane, *delay).into(),
+                DURABLE,
                 table(&[
                     ("x-queue-type", text("classic")),
                     (
                         "x-message-ttl",
                         AMQPValue::LongLongInt(delay.as_millis() as i64),
                     ),
-                    ("x-dead-letter-exchange", text(&inbound)),
+                    ("x-dead-letter-exchange", text(&exchange)),
                     ("x-dead-letter-routing-key", text(Topology::REFEED)),
                 ]),
             )
@@ -470,18 +503,21 @@ pub async fn delete_topology(
 ) -> lapin::Result<()> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    let mut queues = vec![
-        topology.import_queue(),
-        topology.log_stream(),
-        topology.dead_queue(),
-    ];
-    queues.extend(retry_delays.iter().map(|d| topology.retry_queue(*d)));
+    let mut queues = vec![topology.log_stream()];
+    let mut exchanges = Vec::new();
+    for lane in Lane::ALL {
+        queues.push(topology.work_queue(lane));
+        queues.push(topology.dead_queue(lane));
+        queues.extend(retry_delays.iter().map(|d| topology.retry_queue(lane, *d)));
+        exchanges.push(topology.exchange(lane));
+        exchanges.push(topology.dead_exchange(lane));
+    }
     for queue in queues {
         channel
             .queue_delete(queue.into(), QueueDeleteOptions::default())
             .await?;
     }
-    for exchange in [topology.inbound_exchange(), topology.dead_exchange()] {
+    for exchange in exchanges {
         channel
             .exchange_delete(exchange.into(), Default::default())
             .await?;
@@ -492,46 +528,227 @@ pub async fn delete_topology(
 
 #[async_trait]
 impl Broker for RabbitBroker {
-    async fn publish_inbound(&self, message: &InboundMessage) -> Result<(), BrokerError> {
-        let payload = serde_json::to_vec(message)
-            .map_err(|e| BrokerError::NotConfirmed(format!("encoding: {e}")))?;
-        let channel = self.publish_channel().await?;
+    async fn publish(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<(), BrokerError> {
         let properties = BasicProperties::default()
-            .with_message_id(message.event_id.to_string().into())
+            .with_message_id(message_id.into())
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_timestamp(message.received_at.timestamp().max(0) as u64);
-        let result = publish_confirmed(
-            &channel,
-            &self.topology.inbound_exchange(),
-            Topology::NOTIFICATION,
-            &payload,
-            properties,
-            self.confirm_timeout,
-        )
-        .await;
-        if matches!(result, Err(BrokerError::Unavailable(_))) {
-            self.forget_publisher().await;
+            .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+        // A connection that dies under a publish (broker restart, or RabbitMQ 3.10
+        // crashing a channel that routes to a stream still starting) gets one immediate
+        // second chance on a fresh connection. Publishing twice is harmless: consumers
+        // dedupe by message id.
+        let mut retrying = false;
+        loop {
+            let channel = self.publish_channel(retrying).await?;
+            let result = publish_confirmed(
+                &channel,
+                &self.topology.exchange(lane),
+                Topology::FRESH,
+                payload,
+                properties.clone(),
+                self.confirm_timeout,
+            )
+            .await;
+            match result {
+                Err(BrokerError::Unavailable(e)) => {
+                    self.forget_publisher(&channel).await;
+                    if retrying {
+                        return Err(BrokerError::Unavailable(e));
+                    }
+                    tracing::warn!(error = %e, "publish failed; reconnecting once");
+                    retrying = true;
+                }
+                other => return other,
+            }
         }
-        result
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
-        self.publish_channel().await.map(|_| ())
+        self.publish_channel(false).await.map(|_| ())
     }
 
-    async fn consume_inbound(
+    async fn replay(
         &self,
+        request: &ReplayRequest,
+        progress: &(dyn Fn(ReplaySummary) + Send + Sync),
+    ) -> anyhow::Result<ReplaySummary> {
+        let (connection, publish) = self.open_publisher("replay").await?;
+        let read = connection.create_channel().await?;
+        read.basic_qos(500, BasicQosOptions::default()).await?;
+        // Streams take a timestamp offset: reading starts at the first chunk at or
+        // before `since`, so earlier messages are filtered out below.
+        let offset = AMQPValue::Timestamp(request.since.timestamp().max(0) as u64);
+        let mut consumer = read
+            .basic_consume(
+                self.topology.log_stream().into(),
+                format!("promsync-replay-{}", uuid::Uuid::new_v4()).into(),
+                BasicConsumeOptions::default(),
+                table(&[("x-stream-offset", offset)]),
+            )
+            .await?;
+        // Replay stops at --until or at the moment it started: live traffic arriving
+        // meanwhile is the importers' business, not the replay's.
+        let started = chrono::Utc::now();
+        let until = request.until.unwrap_or(started).min(started);
+        let mut summary = ReplaySummary::default();
+        loop {
+            let next = tokio::time::timeout(REPLAY_IDLE, consumer.next()).await;
+            let delivery = match next {
+                Ok(Some(Ok(delivery))) => delivery,
+                Ok(Some(Err(e))) => return Err(e.into()),
+                // Caught up: nothing more was logged before the replay began.
+                Ok(None) | Err(_) => break,
+            };
+            let at = delivery
+                .properties
+                .timestamp()
+                .map(|t| t as i64)
+                .unwrap_or_default();
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            if at > until.timestamp() {
+                break;
+            }
+            summary.read += 1;
+            let received = serde_json::from_slice::<super::InboundMessage>(&delivery.data)
+                .map(|m| m.received_at)
+                .unwrap_or(request.since);
+            let rewritten = if received < request.since {
+                None
+            } else {
+                replay_rewrite(&delivery.data, request).ok().flatten()
+            };
+            match rewritten {
+                Some((id, payload)) => {
+                    let properties = BasicProperties::default()
+                        .with_message_id(id.as_str().into())
+                        .with_content_type("application/json".into())
+                        .with_delivery_mode(2);
+                    publish_confirmed(
+                        &publish,
+                        &self.topology.exchange(Lane::Inbound),
+                        Topology::REFEED,
+                        &payload,
+                        properties,
+                        self.confirm_timeout,
+                    )
+                    .await?;
+                    summary.requeued += 1;
+                }
+                None => summary.skipped += 1,
+            }
+            if summary.read % 100 == 0 {
+                progress(summary);
+            }
+        }
+        progress(summary);
+        let _ = connection.close(200, "replay done".into()).await;
+        Ok(summary)
+    }
+
+    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>> {
+        let (connection, channel) = self.open_publisher("dlq").await?;
+        let mut letters = Vec::new();
+        // Messages fetched without an ack stay with this channel; closing it puts every
+        // one of them back, in order.
+        while let Some(message) = channel
+            .basic_get(
+                self.topology.dead_queue(lane).into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await?
+        {
+            let delivery = &message.delivery;
+            letters.push(DeadLetter::new(
+                message_id(delivery),
+                &delivery.data,
+                header_u32(delivery, ATTEMPTS_HEADER).unwrap_or(0),
+                header_text(delivery, ERROR_HEADER),
+            ));
+        }
+        let _ = connection.close(200, "dlq list".into()).await;
+        Ok(letters)
+    }
+
+    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64> {
+        let (connection, channel) = self.open_publisher("dlq").await?;
+        let mut requeued = 0;
+        while let Some(message) = channel
+            .basic_get(
+                self.topology.dead_queue(lane).into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await?
+        {
+            let delivery = &message.delivery;
+            if ids.is_some_and(|ids| !ids.contains(&message_id(delivery))) {
+                continue;
+            }
+            // A fresh start: the attempt count and the last error go.
+            let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+            let mut kept = FieldTable::default();
+            for (k, v) in headers.inner() {
+                if k.as_str() != ATTEMPTS_HEADER && k.as_str() != ERROR_HEADER {
+                    kept.insert(k.clone(), v.clone());
+                }
+            }
+            headers = kept;
+            let properties = delivery.properties.clone().with_headers(headers);
+            publish_confirmed(
+                &channel,
+                &self.topology.exchange(lane),
+                Topology::REFEED,
+                &delivery.data,
+                properties,
+                self.confirm_timeout,
+            )
+            .await?;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            requeued += 1;
+        }
+        let _ = connection.close(200, "dlq requeue".into()).await;
+        Ok(requeued)
+    }
+
+    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64> {
+        let (connection, channel) = self.open_publisher("dlq").await?;
+        let purged = channel
+            .queue_purge(
+                self.topology.dead_queue(lane).into(),
+                QueuePurgeOptions::default(),
+            )
+            .await?;
+        let _ = connection.close(200, "dlq purge".into()).await;
+        Ok(u64::from(purged))
+    }
+
+    async fn consume(
+        &self,
+        lane: Lane,
         concurrency: usize,
-        handler: Arc<dyn InboundHandler>,
+        handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(200);
+        const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+        let mut backoff = INITIAL_BACKOFF;
         while !shutdown.is_cancelled() {
-            match self.consume_session(concurrency, &handler, &shutdown).await {
+            let started = Instant::now();
+            match self
+                .consume_session(lane, concurrency, &handler, &shutdown)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "import consumer lost its broker connection");
+                    // A session that ran for a while was healthy: start backing off afresh.
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = INITIAL_BACKOFF;
+                    }
+                    tracing::warn!(error = %e, lane = lane.as_str(), retry_in_ms = backoff.as_millis() as u64, "consumer lost its broker connection");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}

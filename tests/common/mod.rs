@@ -19,7 +19,7 @@ use std::{
 use chrono::Utc;
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
 use promsync::{
-    broker::{rabbitmq::delete_topology, Topology},
+    broker::{rabbitmq::delete_topology, DeadLetter, Lane, Topology},
     clock::ManualClock,
     config::Settings,
     domain::{ClientMatching, Language, MatchProductsBy},
@@ -43,6 +43,22 @@ pub const CUSTOM_STATUS_ORDER: &str =
 pub fn admin_database_url() -> String {
     std::env::var("PROMSYNC_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Which backend the suite runs on: `rabbitmq` (PostgreSQL + RabbitMQ, the default) or
+/// `embedded` (SQLite and the embedded broker). `.ci/run` runs the suite on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    RabbitMq,
+    Embedded,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("PROMSYNC_TEST_BACKEND").as_deref() {
+        Ok("embedded") => Backend::Embedded,
+        Ok("rabbitmq") | Err(_) => Backend::RabbitMq,
+        Ok(other) => panic!("PROMSYNC_TEST_BACKEND={other}: expected rabbitmq or embedded"),
+    }
 }
 
 pub fn broker_url() -> String {
@@ -152,6 +168,8 @@ pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
     pub prom: MockServer,
+    pub backend: Backend,
+    sqlite_file: Option<std::path::PathBuf>,
     pub account_id: i64,
     /// The token of the account's admin (every permission), as `account create` prints it.
     pub admin_token: String,
@@ -199,15 +217,39 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
-        let broker = options.broker_url.clone().unwrap_or_else(broker_url);
-        if options.broker_url.is_none() {
-            ensure_broker(&broker).await;
-        }
-        let (db_name, database_url) = create_database().await;
+        // Logs show with a failing test's output (RUST_LOG picks the level).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let backend = backend();
+        let broker = match (&options.broker_url, backend) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Backend::Embedded) => None,
+            (None, Backend::RabbitMq) => {
+                let url = broker_url();
+                ensure_broker(&url).await;
+                Some(url)
+            }
+        };
+        let (db_name, database_url, sqlite_file) = match backend {
+            Backend::RabbitMq => {
+                let (name, url) = create_database().await;
+                (name, url, None)
+            }
+            Backend::Embedded => {
+                let file = std::env::temp_dir().join(format!(
+                    "promsync-test-{}.db",
+                    uuid::Uuid::new_v4().simple()
+                ));
+                let url = format!("sqlite://{}?mode=rwc", file.display());
+                (String::new(), url, Some(file))
+            }
+        };
         let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
         let mut settings = Settings::load(None).expect("default settings");
         settings.database_url = database_url;
-        settings.broker_url = Some(broker);
+        settings.broker_url = broker;
         settings.broker_namespace = namespace.clone();
         settings.listen = "127.0.0.1:0".into();
         settings.retry_delays_ms = vec![50, 100, 200];
@@ -254,6 +296,8 @@ impl TestApp {
             address,
             http: reqwest::Client::new(),
             prom,
+            backend,
+            sqlite_file,
             account_id: account.account_id,
             admin_token: account.admin_token,
             shop,
@@ -374,15 +418,22 @@ impl TestApp {
         assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
     }
 
-    /// Messages waiting in a queue of this test's namespace.
-    pub async fn queue_depth(&self, queue: &str) -> u32 {
+    /// Messages waiting (not dead) in a lane's work queue.
+    pub async fn queue_depth(&self, lane: Lane) -> u32 {
+        if self.settings.broker_url.is_none() {
+            let sql = format!(
+                "SELECT count(*) FROM broker_messages WHERE lane = '{}' AND dead = FALSE",
+                lane.as_str()
+            );
+            return self.count(&sql).await as u32;
+        }
         let conn = Connection::connect(&broker_url(), ConnectionProperties::default())
             .await
             .expect("broker");
         let channel = conn.create_channel().await.expect("channel");
         let depth = channel
             .queue_declare(
-                queue.into(),
+                self.topology.work_queue(lane).into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
@@ -396,8 +447,32 @@ impl TestApp {
         depth
     }
 
+    pub async fn dead_letters(&self, lane: Lane) -> Vec<DeadLetter> {
+        self.backends
+            .broker
+            .dead_letters(lane)
+            .await
+            .expect("dead letters")
+    }
+
+    pub fn broker(&self) -> std::sync::Arc<dyn promsync::broker::Broker> {
+        self.backends.broker.clone()
+    }
+
     /// Event ids held by the replay log, read from its first offset.
     pub async fn log_event_ids(&self, expected: usize) -> Vec<String> {
+        if self.settings.broker_url.is_none() {
+            use entity::broker_log;
+            use sea_orm::{EntityTrait, QueryOrder};
+            return broker_log::Entity::find()
+                .order_by_asc(broker_log::Column::Id)
+                .all(&self.db)
+                .await
+                .expect("log")
+                .into_iter()
+                .map(|e| e.message_id)
+                .collect();
+        }
         use futures::StreamExt;
         use lapin::{
             options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions},
@@ -445,7 +520,7 @@ impl TestApp {
         let row = self
             .db
             .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
+                self.db.get_database_backend(),
                 sql.to_owned(),
             ))
             .await
@@ -458,7 +533,7 @@ impl TestApp {
         let row = self
             .db
             .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
+                self.db.get_database_backend(),
                 sql.to_owned(),
             ))
             .await
@@ -518,8 +593,16 @@ impl TestApp {
             .iter()
             .map(|ms| Duration::from_millis(*ms))
             .collect();
-        let _ = delete_topology(&broker_url(), &self.topology, &delays).await;
+        if self.settings.broker_url.is_some() {
+            let _ = delete_topology(&broker_url(), &self.topology, &delays).await;
+        }
         let _ = self.db.clone().close().await;
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+            return;
+        }
         let admin = Database::connect(&admin_database_url())
             .await
             .expect("admin");

@@ -1,0 +1,361 @@
+//! Embedded backend: durable queues as tables of the application's own database, so the
+//! whole system runs on one machine with no broker (SQLite by default; PostgreSQL works
+//! too). Same semantics as RabbitMQ: a publish returns once committed; a consumer claims
+//! messages with a lease, and a message is deleted (acked) only after the handler's own
+//! commit; retries wait in the same table until their time; dead letters stay, flagged,
+//! until requeued or purged; fresh inbound messages are also written to a log for replay.
+//!
+//! A consumer that dies keeps its claim only until the lease runs out; then another one
+//! takes the message again (the importer's inbox makes that safe).
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::Utc;
+use entity::{broker_log, broker_messages};
+use futures::StreamExt;
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    replay_rewrite, retry_delay, Broker, BrokerError, DeadLetter, Disposition, Handler, Lane,
+    ReplayRequest, ReplaySummary,
+};
+use crate::config::Settings;
+
+/// How long a claimed message stays invisible to other consumers.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often an idle consumer looks for work (publishes in the same process wake it
+/// at once).
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+pub struct EmbeddedBroker {
+    db: DatabaseConnection,
+    retry_delays: Vec<Duration>,
+    max_attempts: u32,
+    published: Notify,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+struct Claimed {
+    id: i64,
+    payload: String,
+    attempts: i32,
+}
+
+impl EmbeddedBroker {
+    pub fn new(db: DatabaseConnection, settings: &Settings) -> Self {
+        Self {
+            db,
+            retry_delays: settings
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            max_attempts: settings.import_max_attempts,
+            published: Notify::new(),
+        }
+    }
+
+    async fn enqueue(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+        log: bool,
+    ) -> Result<(), BrokerError> {
+        let unavailable = |e: sea_orm::DbErr| BrokerError::Unavailable(e.to_string());
+        let payload = String::from_utf8(payload.to_vec())
+            .map_err(|_| BrokerError::NotConfirmed("payload is not UTF-8".into()))?;
+        let now = now_ms();
+        let txn = self.db.begin().await.map_err(unavailable)?;
+        broker_messages::ActiveModel {
+            lane: Set(lane.as_str().to_owned()),
+            message_id: Set(message_id.to_owned()),
+            payload: Set(payload.clone()),
+            attempts: Set(0),
+            available_at_ms: Set(now),
+            locked_until_ms: Set(None),
+            dead: Set(false),
+            last_error: Set(None),
+            created_at_ms: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(unavailable)?;
+        if log {
+            broker_log::ActiveModel {
+                message_id: Set(message_id.to_owned()),
+                payload: Set(payload),
+                created_at_ms: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .map_err(unavailable)?;
+        }
+        txn.commit().await.map_err(unavailable)?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    /// Claims up to `limit` ready messages of `lane` for this consumer.
+    async fn claim(&self, lane: Lane, limit: usize) -> anyhow::Result<Vec<Claimed>> {
+        let now = now_ms();
+        let backend = self.db.get_database_backend();
+        // SKIP LOCKED lets PostgreSQL consumers claim side by side; SQLite serializes
+        // writers, so the plain form is already exclusive there.
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match backend {
+            DbBackend::Postgres => (
+                "UPDATE broker_messages SET locked_until_ms = $1 WHERE id IN (\
+                 SELECT id FROM broker_messages WHERE lane = $2 AND dead = FALSE \
+                 AND available_at_ms <= $3 AND (locked_until_ms IS NULL OR locked_until_ms < $3) \
+                 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, payload, attempts",
+                vec![
+                    (now + LEASE.as_millis() as i64).into(),
+                    lane.as_str().into(),
+                    now.into(),
+                    (limit as i64).into(),
+                ],
+            ),
+            _ => (
+                "UPDATE broker_messages SET locked_until_ms = ?1 WHERE id IN (\
+                 SELECT id FROM broker_messages WHERE lane = ?2 AND dead = FALSE \
+                 AND available_at_ms <= ?3 AND (locked_until_ms IS NULL OR locked_until_ms < ?3) \
+                 ORDER BY id LIMIT ?4) \
+                 RETURNING id, payload, attempts",
+                vec![
+                    (now + LEASE.as_millis() as i64).into(),
+                    lane.as_str().into(),
+                    now.into(),
+                    (limit as i64).into(),
+                ],
+            ),
+        };
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await
+            .context("claiming messages")?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: row.try_get("", "id")?,
+                    payload: row.try_get("", "payload")?,
+                    attempts: row.try_get("", "attempts")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn process(&self, lane: Lane, message: Claimed, handler: &dyn Handler) {
+        let attempt = u32::try_from(message.attempts).unwrap_or(0) + 1;
+        let disposition = handler.handle(message.payload.as_bytes(), attempt).await;
+        let settled = match disposition {
+            Disposition::Done => broker_messages::Entity::delete_by_id(message.id)
+                .exec(&self.db)
+                .await
+                .map(|_| ()),
+            Disposition::Retry { reason, after } if attempt < self.max_attempts => {
+                let delay = retry_delay(&self.retry_delays, attempt, after);
+                tracing::warn!(%reason, attempt, lane = lane.as_str(), delay_ms = delay.as_millis() as u64, "will retry");
+                self.update(message.id, attempt, false, delay, reason).await
+            }
+            Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
+                tracing::error!(%reason, attempt, lane = lane.as_str(), "dead-lettered");
+                self.update(message.id, attempt, true, Duration::ZERO, reason)
+                    .await
+            }
+        };
+        if let Err(e) = settled {
+            // The lease runs out and the message is delivered again; the handlers are
+            // idempotent, so that is safe.
+            tracing::warn!(error = %e, "could not settle a message");
+        }
+    }
+
+    async fn update(
+        &self,
+        id: i64,
+        attempts: u32,
+        dead: bool,
+        delay: Duration,
+        reason: String,
+    ) -> Result<(), sea_orm::DbErr> {
+        broker_messages::ActiveModel {
+            id: Set(id),
+            attempts: Set(attempts as i32),
+            dead: Set(dead),
+            available_at_ms: Set(now_ms() + delay.as_millis() as i64),
+            locked_until_ms: Set(None),
+            last_error: Set(Some(reason.chars().take(1000).collect())),
+            ..Default::default()
+        }
+        .update(&self.db)
+        .await
+        .map(|_| ())
+    }
+
+    fn dead_filter(lane: Lane) -> sea_orm::Select<broker_messages::Entity> {
+        broker_messages::Entity::find()
+            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
+            .filter(broker_messages::Column::Dead.eq(true))
+    }
+}
+
+#[async_trait]
+impl Broker for EmbeddedBroker {
+    async fn publish(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<(), BrokerError> {
+        self.enqueue(lane, message_id, payload, lane == Lane::Inbound)
+            .await
+    }
+
+    async fn check(&self) -> Result<(), BrokerError> {
+        self.db
+            .execute_unprepared("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn consume(
+        &self,
+        lane: Lane,
+        concurrency: usize,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        tracing::info!(lane = lane.as_str(), "consuming (embedded broker)");
+        while !shutdown.is_cancelled() {
+            let batch = match self.claim(lane, concurrency).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "embedded broker unavailable");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.published.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            // A claimed batch is always finished, even during shutdown: its messages are
+            // invisible to others until their lease ends.
+            futures::stream::iter(batch)
+                .for_each_concurrent(concurrency, |message| {
+                    self.process(lane, message, handler.as_ref())
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn replay(
+        &self,
+        request: &ReplayRequest,
+        progress: &(dyn Fn(ReplaySummary) + Send + Sync),
+    ) -> anyhow::Result<ReplaySummary> {
+        let mut summary = ReplaySummary::default();
+        let mut after_id = 0_i64;
+        let until = request.until.map(|u| u.timestamp_millis());
+        loop {
+            let mut query = broker_log::Entity::find()
+                .filter(broker_log::Column::Id.gt(after_id))
+                .filter(broker_log::Column::CreatedAtMs.gte(request.since.timestamp_millis()));
+            if let Some(until) = until {
+                query = query.filter(broker_log::Column::CreatedAtMs.lte(until));
+            }
+            let page = sea_orm::QuerySelect::limit(query.order_by_asc(broker_log::Column::Id), 500)
+                .all(&self.db)
+                .await
+                .context("reading the replay log")?;
+            let Some(last) = page.last() else { break };
+            after_id = last.id;
+            for entry in page {
+                summary.read += 1;
+                match replay_rewrite(entry.payload.as_bytes(), request) {
+                    Ok(Some((id, payload))) => {
+                        self.enqueue(Lane::Inbound, &id, &payload, false).await?;
+                        summary.requeued += 1;
+                    }
+                    Ok(None) | Err(_) => summary.skipped += 1,
+                }
+            }
+            progress(summary);
+        }
+        Ok(summary)
+    }
+
+    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>> {
+        let rows = Self::dead_filter(lane)
+            .order_by_asc(broker_messages::Column::Id)
+            .all(&self.db)
+            .await
+            .context("reading dead letters")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                DeadLetter::new(
+                    row.id.to_string(),
+                    row.payload.as_bytes(),
+                    row.attempts as u32,
+                    row.last_error,
+                )
+            })
+            .collect())
+    }
+
+    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64> {
+        let mut update = broker_messages::Entity::update_many()
+            .col_expr(broker_messages::Column::Dead, Expr::value(false))
+            .col_expr(broker_messages::Column::Attempts, Expr::value(0))
+            .col_expr(
+                broker_messages::Column::AvailableAtMs,
+                Expr::value(now_ms()),
+            )
+            .col_expr(
+                broker_messages::Column::LockedUntilMs,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
+            .filter(broker_messages::Column::Dead.eq(true));
+        if let Some(ids) = ids {
+            let ids: Vec<i64> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+            update = update.filter(broker_messages::Column::Id.is_in(ids));
+        }
+        let result = update.exec(&self.db).await.context("requeueing")?;
+        self.published.notify_waiters();
+        Ok(result.rows_affected)
+    }
+
+    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64> {
+        let result = broker_messages::Entity::delete_many()
+            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
+            .filter(broker_messages::Column::Dead.eq(true))
+            .exec(&self.db)
+            .await
+            .context("purging dead letters")?;
+        Ok(result.rows_affected)
+    }
+}

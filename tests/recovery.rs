@@ -1,0 +1,324 @@
+//! Recovery (issue #6): replay from the log rebuilds the books and is safe beside live
+//! traffic; dead letters can be listed, requeued once their cause is fixed, and purged.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use common::{eventually, fixture_order, Options, TestApp, PENDING_ORDER};
+use promsync::broker::{Lane, ReplayRequest};
+use sea_orm::ConnectionTrait;
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{method, path},
+    Mock, ResponseTemplate,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One version of an order; the product's Prom id follows its SKU, as in a real catalogue.
+fn version(id: i64, v: u32, quantity: u32, sku: &str) -> Value {
+    let mut order = fixture_order(PENDING_ORDER);
+    order["id"] = json!(id);
+    order["date_modified"] = json!(format!(
+        "2025-04-07T08:{:02}:{:02}.000000+00:00",
+        v / 60,
+        v % 60
+    ));
+    order["status"] = json!(if v.is_multiple_of(2) {
+        "received"
+    } else {
+        "pending"
+    });
+    order["products"][0]["sku"] = json!(sku);
+    let catalogue_id = 3000 + sku.bytes().map(i64::from).sum::<i64>();
+    order["products"][0]["id"] = json!(catalogue_id);
+    order["products"][0]["quantity"] = json!(quantity);
+    order["products"][0]["price"] = json!("100 грн");
+    order["price"] = json!(format!("{} грн", 100 * quantity));
+    order
+}
+
+/// The books in a form that ignores ids and sync times: what a replay must reproduce.
+async fn canonical_dump(app: &TestApp) -> Vec<String> {
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT o.external_id, o.number, st.kind, o.remote_status, o.total, \
+                    c.first_name, c.phone, i.name, i.sku, i.quantity, i.price, p.sku AS product_sku, \
+                    p.prom_id \
+             FROM orders o JOIN order_statuses st ON st.id = o.status_id \
+             LEFT JOIN clients c ON c.id = o.client_id \
+             JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id \
+             ORDER BY o.external_id, i.position"
+                .to_owned(),
+        ))
+        .await
+        .expect("dump");
+    let mut dump: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let text = |c: &str| r.try_get::<Option<String>>("", c).unwrap_or_default();
+            let number = |c: &str| {
+                r.try_get::<rust_decimal::Decimal>("", c)
+                    .map(|d| d.normalize().to_string())
+                    .unwrap_or_default()
+            };
+            format!(
+                "{:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {} {} {:?} {:?}",
+                text("external_id"),
+                text("number"),
+                text("kind"),
+                text("remote_status"),
+                number("total"),
+                text("first_name"),
+                text("phone"),
+                text("name"),
+                text("sku"),
+                number("quantity"),
+                number("price"),
+                text("product_sku"),
+                r.try_get::<Option<i64>>("", "prom_id").unwrap_or_default(),
+            )
+        })
+        .collect();
+    dump.sort();
+    let count = |sql: &'static str| app.count(sql);
+    dump.push(format!(
+        "orders {} products {} clients {} categories {}",
+        count("SELECT count(*) FROM orders").await,
+        count("SELECT count(*) FROM products").await,
+        count("SELECT count(*) FROM clients").await,
+        count("SELECT count(*) FROM categories").await,
+    ));
+    dump
+}
+
+async fn wipe_books(app: &TestApp) {
+    for table in [
+        "order_items",
+        "inbound_events",
+        "orders",
+        "clients",
+        "products",
+        "categories",
+    ] {
+        app.db
+            .execute_unprepared(&format!("DELETE FROM {table}"))
+            .await
+            .expect("wipe");
+    }
+}
+
+fn everything() -> ReplayRequest {
+    ReplayRequest {
+        since: Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(),
+        until: None,
+        shop: None,
+        force: false,
+    }
+}
+
+async fn spawn() -> TestApp {
+    let app = TestApp::spawn_with(Options {
+        importers: 2,
+        ..Default::default()
+    })
+    .await;
+    app.prom_products_missing().await;
+    app
+}
+
+#[tokio::test]
+async fn replaying_a_2000_event_log_into_an_empty_database_rebuilds_the_same_books() {
+    // Arrange: 2,000 notifications, 200 orders in 10 versions each, out of order.
+    let app = spawn().await;
+    let mut bodies = Vec::new();
+    for v in 1..=10_u32 {
+        for o in 0..200_i64 {
+            let v = if o % 3 == 0 { 11 - v } else { v };
+            bodies.push(json!({"order": version(500_000 + o, v, v, &format!("R{}", o % 13))}));
+        }
+    }
+    for chunk in bodies.chunks(100) {
+        let sends = chunk.iter().map(|b| app.notify(b));
+        for r in futures::future::join_all(sends).await {
+            assert_eq!(r.status(), 202);
+        }
+    }
+    app.wait_for_events(2000).await;
+    let original = canonical_dump(&app).await;
+    assert!(original.len() > 200, "{}", original.len());
+
+    // Act: lose the books, replay everything.
+    wipe_books(&app).await;
+    let summary = app
+        .broker()
+        .replay(&everything(), &|_| {})
+        .await
+        .expect("replay");
+
+    // Assert
+    assert_eq!(summary.read, 2000);
+    assert_eq!(summary.requeued, 2000);
+    app.wait_for_events(2000).await;
+    eventually("the replay to drain", WAIT, || async {
+        (app.queue_depth(Lane::Inbound).await == 0).then_some(())
+    })
+    .await;
+    let rebuilt = canonical_dump(&app).await;
+    let first_difference = original
+        .iter()
+        .zip(&rebuilt)
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| format!("original: {a}\nrebuilt:  {b}"));
+    assert_eq!(first_difference, None);
+    assert_eq!(rebuilt.len(), original.len());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn replaying_a_window_while_importers_run_creates_no_duplicate() {
+    let app = spawn().await;
+    for o in 0..100_i64 {
+        app.push_order(&version(700_000 + o, 1, 1, "W")).await;
+    }
+    app.wait_for_events(100).await;
+
+    // Replay everything while fresh versions of the same orders keep arriving.
+    let broker = app.broker();
+    let replay = tokio::spawn(async move { broker.replay(&everything(), &|_| {}).await });
+    for o in 0..100_i64 {
+        app.push_order(&version(700_000 + o, 2, 2, "W")).await;
+    }
+    let summary = replay.await.unwrap().expect("replay");
+    app.wait_for_events(200).await;
+    eventually("the queue to drain", WAIT, || async {
+        (app.queue_depth(Lane::Inbound).await == 0).then_some(())
+    })
+    .await;
+
+    assert!(summary.requeued >= 100, "{summary:?}");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 100);
+    assert_eq!(app.count("SELECT count(*) FROM order_items").await, 100);
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_items WHERE quantity = 2")
+            .await,
+        100,
+        "no order went back to its older version"
+    );
+    // Without --force the inbox recognizes replayed events: no second sync-log row.
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 200);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_forced_replay_re_applies_events_without_moving_orders_back() {
+    let app = spawn().await;
+    app.push_order(&version(800_001, 5, 5, "F")).await;
+    app.wait_for_events(1).await;
+
+    let mut forced = everything();
+    forced.force = true;
+    let summary = app.broker().replay(&forced, &|_| {}).await.expect("replay");
+
+    assert_eq!(summary.requeued, 1);
+    app.wait_for_events(2).await;
+    let outcomes = app.outcomes().await;
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[1].0, "duplicate", "same version: nothing changes");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_requeued_after_its_cause_is_fixed_is_applied_once() {
+    // Arrange: Prom fails every fetch of order 666 until we fix it.
+    let app = TestApp::spawn_with(Options {
+        max_attempts: 2,
+        ..Default::default()
+    })
+    .await;
+    app.prom_products_missing().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/666"))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(5)
+        .mount(&app.prom)
+        .await;
+    let r = app.notify(&json!({"order_id": 666})).await;
+    assert_eq!(r.status(), 202);
+    let letters = eventually("a dead letter", WAIT, || async {
+        let letters = app.dead_letters(Lane::Inbound).await;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].order_id, Some(666));
+    assert_eq!(letters[0].attempts, 2);
+    assert!(letters[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("503")));
+
+    // Act: fix Prom, then requeue.
+    let mut fixed = fixture_order(PENDING_ORDER);
+    fixed["id"] = json!(666);
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/666"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "order": fixed })))
+        .with_priority(1)
+        .mount(&app.prom)
+        .await;
+    let requeued = app
+        .broker()
+        .requeue_dead(Lane::Inbound, None)
+        .await
+        .expect("requeue");
+
+    // Assert
+    assert_eq!(requeued, 1);
+    app.wait_for_events(1).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders WHERE external_id = '666'")
+            .await,
+        1
+    );
+    assert!(app.dead_letters(Lane::Inbound).await.is_empty());
+    assert_eq!(
+        app.broker()
+            .requeue_dead(Lane::Inbound, None)
+            .await
+            .unwrap(),
+        0
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn purging_removes_every_dead_letter_and_listing_leaves_them_in_place() {
+    let app = TestApp::spawn_with(Options {
+        max_attempts: 1,
+        ..Default::default()
+    })
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/13"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&app.prom)
+        .await;
+    app.notify(&json!({"order_id": 13})).await;
+    eventually("a dead letter", WAIT, || async {
+        (app.dead_letters(Lane::Inbound).await.len() == 1).then_some(())
+    })
+    .await;
+    // Listing twice shows the same letter: a list never consumes.
+    assert_eq!(app.dead_letters(Lane::Inbound).await.len(), 1);
+
+    let purged = app.broker().purge_dead(Lane::Inbound).await.expect("purge");
+
+    assert_eq!(purged, 1);
+    assert!(app.dead_letters(Lane::Inbound).await.is_empty());
+    app.cleanup().await;
+}
