@@ -39,10 +39,31 @@ pub struct Applied {
     pub outcome: Outcome,
     pub order_id: Option<i64>,
     pub detail: Option<String>,
+    /// Products the transaction looked up or created, for the importer's cache.
+    pub products: BTreeMap<ProductKey, i64>,
 }
 
-/// Prom's product answers gathered before the transaction: `None` = Prom no longer has it.
-pub type FetchedProducts = HashMap<i64, Option<PromProduct>>;
+impl Applied {
+    fn new(outcome: Outcome, order_id: Option<i64>, detail: String) -> Self {
+        Self {
+            outcome,
+            order_id,
+            detail: Some(detail),
+            products: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the importer gathered before the transaction, so that the transaction itself
+/// stays short.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Products known to exist (committed, and never deleted): no lock, no lookup.
+    pub known: HashMap<ProductKey, i64>,
+    /// Prom's answers for products that may have to be created (`None`: Prom no longer
+    /// has the product).
+    pub fetched: HashMap<i64, Option<PromProduct>>,
+}
 
 pub async fn find_product<C: ConnectionTrait>(
     db: &C,
@@ -102,24 +123,6 @@ async fn claim_event(
     Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
 }
 
-async fn settle_event(
-    txn: &DatabaseTransaction,
-    msg: &InboundMessage,
-    applied: &Applied,
-) -> Result<(), DbErr> {
-    inbound_events::ActiveModel {
-        id: Set(msg.event_id.to_string()),
-        outcome: Set(applied.outcome.as_str().to_owned()),
-        order_id: Set(applied.order_id),
-        detail: Set(applied.detail.clone()),
-        processed_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .update(txn)
-    .await?;
-    Ok(())
-}
-
 async fn order_id_of(
     db: &impl ConnectionTrait,
     ctx: &ShopContext,
@@ -149,24 +152,20 @@ pub async fn record_only(
     Ok(fresh)
 }
 
-/// Applies one order version. Returns `Outcome::Duplicate` without writing anything when
+/// Applies one order version. Returns `Outcome::Duplicate` without keeping anything when
 /// the event was applied before.
+///
+/// The inbox row is written last: two deliveries of one event serialize on the order
+/// lock, and the second finds the first's inbox row and rolls back. Writing it last
+/// saves a round trip per message over claiming first and settling later.
 pub async fn apply(
     db: &DatabaseConnection,
     ctx: &ShopContext,
     msg: &InboundMessage,
     plan: &ImportPlan,
-    fetched: &FetchedProducts,
+    prepared: &Prepared,
 ) -> Result<Applied, DbErr> {
     let txn = db.begin().await?;
-    if !claim_event(&txn, ctx, msg, Outcome::Processing, None, None).await? {
-        txn.rollback().await?;
-        return Ok(Applied {
-            outcome: Outcome::Duplicate,
-            order_id: None,
-            detail: Some("event already processed".into()),
-        });
-    }
     lock(&txn, &format!("order:{}:{}", ctx.shop_id, plan.external_id)).await?;
     let existing = orders::Entity::find()
         .filter(orders::Column::ShopId.eq(ctx.shop_id))
@@ -174,10 +173,26 @@ pub async fn apply(
         .one(&txn)
         .await?;
     let applied = match existing {
-        Some(order) => update_order(&txn, ctx, plan, fetched, order).await?,
-        None => create_order(&txn, ctx, plan, fetched).await?,
+        Some(order) => update_order(&txn, ctx, plan, prepared, order).await?,
+        None => create_order(&txn, ctx, plan, prepared).await?,
     };
-    settle_event(&txn, msg, &applied).await?;
+    let fresh = claim_event(
+        &txn,
+        ctx,
+        msg,
+        applied.outcome,
+        applied.order_id,
+        applied.detail.clone(),
+    )
+    .await?;
+    if !fresh {
+        txn.rollback().await?;
+        return Ok(Applied::new(
+            Outcome::Duplicate,
+            applied.order_id,
+            "event already processed".into(),
+        ));
+    }
     txn.commit().await?;
     Ok(applied)
 }
@@ -186,9 +201,9 @@ async fn create_order(
     txn: &DatabaseTransaction,
     ctx: &ShopContext,
     plan: &ImportPlan,
-    fetched: &FetchedProducts,
+    prepared: &Prepared,
 ) -> Result<Applied, DbErr> {
-    let product_ids = resolve_products(txn, ctx, &plan.lines, fetched).await?;
+    let product_ids = resolve_products(txn, ctx, &plan.lines, prepared).await?;
     let client_id = resolve_client(txn, ctx, plan).await?;
     let status_id = ctx
         .inbound
@@ -219,13 +234,16 @@ async fn create_order(
     .await?;
     insert_items(txn, order.id, &plan.lines, &product_ids).await?;
     Ok(Applied {
-        outcome: Outcome::Applied,
-        order_id: Some(order.id),
-        detail: Some(format!(
-            "created with {} item(s), Prom status {}",
-            plan.lines.len(),
-            plan.status
-        )),
+        products: product_ids,
+        ..Applied::new(
+            Outcome::Applied,
+            Some(order.id),
+            format!(
+                "created with {} item(s), Prom status {}",
+                plan.lines.len(),
+                plan.status
+            ),
+        )
     })
 }
 
@@ -233,7 +251,7 @@ async fn update_order(
     txn: &DatabaseTransaction,
     ctx: &ShopContext,
     plan: &ImportPlan,
-    fetched: &FetchedProducts,
+    prepared: &Prepared,
     order: orders::Model,
 ) -> Result<Applied, DbErr> {
     let order_id = Some(order.id);
@@ -244,15 +262,16 @@ async fn update_order(
             } else {
                 (Outcome::Stale, "older than the stored version")
             };
-            return Ok(Applied {
+            return Ok(Applied::new(
                 outcome,
                 order_id,
-                detail: Some(format!("{what} (date_modified {})", plan.modified_at)),
-            });
+                format!("{what} (date_modified {})", plan.modified_at),
+            ));
         }
     }
     let mut changes = Vec::new();
     let mut outcome = Outcome::Applied;
+    let mut products = BTreeMap::new();
     let prom_status = plan.status.to_string();
     let mut update: orders::ActiveModel = order.clone().into();
     // Rule 9: only a Prom status that differs from the last one seen is applied, so an
@@ -282,12 +301,12 @@ async fn update_order(
             outcome = Outcome::SkippedWrittenOff;
             changes.push("line changes ignored: goods already written off".into());
         } else {
-            let product_ids = resolve_products(txn, ctx, &plan.lines, fetched).await?;
+            products = resolve_products(txn, ctx, &plan.lines, prepared).await?;
             order_items::Entity::delete_many()
                 .filter(order_items::Column::OrderId.eq(order.id))
                 .exec(txn)
                 .await?;
-            insert_items(txn, order.id, &plan.lines, &product_ids).await?;
+            insert_items(txn, order.id, &plan.lines, &products).await?;
             update.total = Set(plan.total);
             changes.push(format!("items replaced ({} line(s))", plan.lines.len()));
         }
@@ -304,9 +323,8 @@ async fn update_order(
         changes.push("no visible change".into());
     }
     Ok(Applied {
-        outcome,
-        order_id,
-        detail: Some(changes.join("; ")),
+        products,
+        ..Applied::new(outcome, order_id, changes.join("; "))
     })
 }
 
@@ -348,20 +366,31 @@ async fn insert_items(
     Ok(())
 }
 
-/// Finds or creates the product of every line (rule 5), never duplicating one.
+/// Finds or creates the product of every line (rule 5), never duplicating one. Known
+/// products are taken as they are; only the others are locked and looked up.
 async fn resolve_products(
     txn: &DatabaseTransaction,
     ctx: &ShopContext,
     lines: &[PlannedLine],
-    fetched: &FetchedProducts,
+    prepared: &Prepared,
 ) -> Result<BTreeMap<ProductKey, i64>, DbErr> {
-    let keys: BTreeSet<&ProductKey> = lines.iter().map(|l| &l.key).collect();
+    let mut ids = BTreeMap::new();
+    let mut keys: BTreeSet<&ProductKey> = BTreeSet::new();
+    for line in lines {
+        match prepared.known.get(&line.key) {
+            Some(id) => {
+                ids.insert(line.key.clone(), *id);
+            }
+            None => {
+                keys.insert(&line.key);
+            }
+        }
+    }
     let mut lock_names: Vec<String> = keys.iter().map(|k| k.lock_name(ctx.account_id)).collect();
     lock_names.sort();
     for name in &lock_names {
         lock(txn, name).await?;
     }
-    let mut ids = BTreeMap::new();
     let mut missing = Vec::new();
     for key in keys {
         match find_product(txn, ctx.account_id, key).await? {
@@ -377,7 +406,7 @@ async fn resolve_products(
     let line_of = |key: &ProductKey| lines.iter().find(|l| &l.key == key).expect("key of a line");
     let prom_product = |line: &PlannedLine| {
         line.prom_id
-            .and_then(|id| fetched.get(&id))
+            .and_then(|id| prepared.fetched.get(&id))
             .and_then(Option::as_ref)
     };
     let language = ctx.language.as_str();

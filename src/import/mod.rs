@@ -21,7 +21,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, 
 use secrecy::SecretString;
 
 use self::{
-    apply::{Applied, FetchedProducts},
+    apply::{Applied, Prepared},
     plan::ProductKey,
 };
 use crate::{
@@ -61,6 +61,9 @@ pub struct Importer {
     db: DatabaseConnection,
     prom: PromClient,
     shops: Cache<i64, Arc<ShopContext>>,
+    /// Product ids by match key. Products are never deleted, so a committed id stays
+    /// right; knowing it spares the transaction a lock and a lookup per line.
+    products: moka::sync::Cache<(i64, ProductKey), i64>,
 }
 
 /// Why loading a shop failed.
@@ -83,6 +86,7 @@ impl Importer {
                 .max_capacity(10_000)
                 .time_to_live(SHOP_CACHE_TTL)
                 .build(),
+            products: moka::sync::Cache::new(100_000),
         }
     }
 
@@ -111,37 +115,57 @@ impl Importer {
         }
     }
 
-    /// Prom's data for every product this order may have to create.
-    async fn fetch_new_products(
+    /// What the transaction needs to know beforehand: the products already known (from
+    /// the cache, or found in the database) and Prom's data for those that may be new.
+    async fn prepare(
         &self,
         ctx: &ShopContext,
-        lines: &[plan::PlannedLine],
-    ) -> anyhow::Result<Result<FetchedProducts, PromError>> {
-        let mut fetched = FetchedProducts::new();
-        let mut seen: Vec<&ProductKey> = Vec::new();
-        for line in lines {
-            if seen.contains(&&line.key) {
+        plan: &plan::ImportPlan,
+    ) -> anyhow::Result<Result<Prepared, PromError>> {
+        let mut prepared = Prepared::default();
+        let mut unknown: Vec<&plan::PlannedLine> = Vec::new();
+        for line in &plan.lines {
+            if prepared.known.contains_key(&line.key) || unknown.iter().any(|l| l.key == line.key) {
                 continue;
             }
-            seen.push(&line.key);
+            match self.products.get(&(ctx.account_id, line.key.clone())) {
+                Some(id) => {
+                    prepared.known.insert(line.key.clone(), id);
+                }
+                None => unknown.push(line),
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(Ok(prepared));
+        }
+        // A version the order already has changes nothing: Prom need not be asked.
+        let stored = apply::stored_version(&self.db, ctx, &plan.external_id)
+            .await
+            .context("reading the stored order version")?;
+        if stored.is_some_and(|v| v >= plan.modified_at) {
+            return Ok(Ok(prepared));
+        }
+        for line in unknown {
+            if let Some(product) = apply::find_product(&self.db, ctx.account_id, &line.key)
+                .await
+                .context("looking up a product")?
+            {
+                self.products
+                    .insert((ctx.account_id, line.key.clone()), product.id);
+                prepared.known.insert(line.key.clone(), product.id);
+                continue;
+            }
             let Some(prom_id) = line.prom_id else {
                 continue;
             };
-            if apply::find_product(&self.db, ctx.account_id, &line.key)
-                .await
-                .context("looking up a product")?
-                .is_some()
-            {
-                continue;
-            }
             match self.prom.get_product(&ctx.credentials, prom_id).await {
                 Ok(product) => {
-                    fetched.insert(prom_id, product);
+                    prepared.fetched.insert(prom_id, product);
                 }
                 Err(e) => return Ok(Err(e)),
             }
         }
-        Ok(Ok(fetched))
+        Ok(Ok(prepared))
     }
 
     async fn record(
@@ -203,24 +227,34 @@ impl Importer {
             let detail = "draft orders are not imported".to_owned();
             return self.record(&ctx, &msg, Outcome::Skipped, detail).await;
         }
-        let fetched = match self.prepare_products(&ctx, &plan).await {
-            Ok(Ok(fetched)) => fetched,
-            Ok(Err(e)) => return prom_failure(e, "fetching a product"),
-            Err(e) => {
-                return Disposition::Retry {
-                    reason: format!("{e:#}"),
-                    after: None,
-                }
-            }
-        };
         let mut last_error = None;
         for _ in 0..TXN_ATTEMPTS {
-            match apply::apply(&self.db, &ctx, &msg, &plan, &fetched).await {
+            let prepared = match self.prepare(&ctx, &plan).await {
+                Ok(Ok(prepared)) => prepared,
+                Ok(Err(e)) => return prom_failure(e, "fetching a product"),
+                Err(e) => {
+                    return Disposition::Retry {
+                        reason: format!("{e:#}"),
+                        after: None,
+                    }
+                }
+            };
+            match apply::apply(&self.db, &ctx, &msg, &plan, &prepared).await {
                 Ok(applied) => {
+                    for (key, id) in &applied.products {
+                        self.products.insert((ctx.account_id, key.clone()), *id);
+                    }
                     log_applied(&applied);
                     return Disposition::Done;
                 }
                 Err(e) => {
+                    // Whatever failed (a race, a lost connection, a product the cache
+                    // remembers but someone removed), the next try starts from the
+                    // database again.
+                    for line in &plan.lines {
+                        self.products
+                            .invalidate(&(ctx.account_id, line.key.clone()));
+                    }
                     tracing::debug!(error = %e, "import transaction failed; trying again");
                     last_error = Some(e);
                 }
@@ -233,22 +267,6 @@ impl Importer {
             ),
             after: None,
         }
-    }
-
-    /// Fetches new products from Prom, unless the stored order is already at least this
-    /// version (then the transaction will change nothing and Prom need not be asked).
-    async fn prepare_products(
-        &self,
-        ctx: &ShopContext,
-        plan: &plan::ImportPlan,
-    ) -> anyhow::Result<Result<FetchedProducts, PromError>> {
-        let stored = apply::stored_version(&self.db, ctx, &plan.external_id)
-            .await
-            .context("reading the stored order version")?;
-        if stored.is_some_and(|v| v >= plan.modified_at) {
-            return Ok(Ok(FetchedProducts::new()));
-        }
-        self.fetch_new_products(ctx, &plan.lines).await
     }
 }
 
