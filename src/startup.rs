@@ -12,11 +12,12 @@ use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
     api,
-    broker::{rabbitmq::RabbitBroker, Broker},
+    broker::{rabbitmq::RabbitBroker, Broker, Lane},
     config::Settings,
     db,
     import::Importer,
     ingress::{self, KeyCache},
+    outbound::{publisher::Publisher, relay::Relay},
     prom::client::PromClient,
 };
 
@@ -28,11 +29,14 @@ pub struct AppState {
     pub webhook_keys: KeyCache,
 }
 
-/// The database and broker every role works over.
+/// The database, broker and Prom client every role works over.
 #[derive(Clone)]
 pub struct Backends {
     pub db: DatabaseConnection,
     pub broker: Arc<dyn Broker>,
+    /// The process's one Prom client: its per-token throttle only works if every role
+    /// (importer, poller, publisher) calls Prom through it.
+    pub prom: PromClient,
 }
 
 impl Backends {
@@ -51,7 +55,8 @@ impl Backends {
                  (amqp://…); the embedded broker is not available yet"
             ),
         };
-        Ok(Self { db, broker })
+        let prom = PromClient::new(settings.prom_timeout()).with_rate(settings.prom_rate());
+        Ok(Self { db, broker, prom })
     }
 }
 
@@ -118,20 +123,43 @@ async fn echo_request_id(
 /// Starts the importer as a task; it stops taking messages when `shutdown` fires and
 /// returns once its in-flight messages are settled.
 pub fn spawn_importer(
-    settings: &Settings,
+    _settings: &Settings,
     backends: &Backends,
     concurrency: usize,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    let importer = Arc::new(Importer::new(
-        backends.db.clone(),
-        PromClient::new(settings.prom_timeout()),
-    ));
+    let importer = Arc::new(Importer::new(backends.db.clone(), backends.prom.clone()));
     let broker = backends.broker.clone();
     tokio::spawn(async move {
         broker
             .consume_inbound(concurrency, importer, shutdown)
             .await
+    })
+}
+
+/// Starts `promsync publish` as a task: the outbox relay and the Prom publisher with
+/// `concurrency` messages in flight. On `shutdown` the relay ends its round, the publisher
+/// stops taking messages and finishes the in-flight ones; the task returns after both.
+pub fn spawn_publisher(
+    settings: &Settings,
+    backends: &Backends,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let relay = Relay::new(backends.db.clone(), backends.broker.clone(), settings);
+    let publisher = Arc::new(Publisher::new(
+        backends.db.clone(),
+        backends.prom.clone(),
+        settings,
+    ));
+    let broker = backends.broker.clone();
+    tokio::spawn(async move {
+        let relay = tokio::spawn(relay.run(shutdown.clone()));
+        let consumed = broker
+            .consume(Lane::Outbound, concurrency, publisher, shutdown)
+            .await;
+        relay.await.context("outbox relay task")??;
+        consumed
     })
 }
 
