@@ -1,6 +1,7 @@
 //! Test harness: every test gets its own PostgreSQL database, its own broker namespace
-//! (so its own queues), a Prom stand-in (wiremock) and the real `Application` and
-//! importers, started exactly as production starts them.
+//! (so its own queues), a Prom stand-in (wiremock, or the Prom simulator on demand) and
+//! the real `Application`, importers and publishers, started exactly as production starts
+//! them.
 //!
 //! Services come from `PROMSYNC_TEST_DATABASE_URL` (an admin connection, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `PROMSYNC_TEST_BROKER_URL` (default
@@ -9,17 +10,18 @@
 
 #![allow(dead_code)]
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
 use promsync::{
-    broker::{rabbitmq::delete_topology, Topology},
+    broker::{rabbitmq::delete_topology, Broker, Topology},
     config::Settings,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
     provision::{self, CreatedShop, NewShop},
-    startup::{spawn_importer, Application, Backends},
+    simulator::{SimConfig, SimHandle, Simulator},
+    startup::{spawn_importer, spawn_publisher, Application, Backends},
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{json, Value};
@@ -100,8 +102,14 @@ pub struct TestApp {
     pub account_id: i64,
     pub shop: CreatedShop,
     pub topology: Topology,
+    /// The Prom simulator, once `start_simulator` pointed the shop at it.
+    pub sim: Option<SimHandle>,
     backends: Backends,
     importers: Vec<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+    publishers: Vec<(
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     )>,
@@ -161,6 +169,10 @@ impl TestApp {
         settings.import_concurrency = 4;
         settings.database_max_connections = 10;
         settings.prom_timeout_s = 5;
+        // Tests call one stand-in with one token far faster than a real shop would.
+        settings.prom_rate_per_s = 100;
+        settings.outbox_poll_interval_ms = 20;
+        settings.publish_concurrency = 4;
 
         let backends = Backends::connect(&settings).await.expect("backends");
         promsync::db::migrate(&backends.db)
@@ -201,8 +213,10 @@ impl TestApp {
             prom,
             account_id: account.account_id,
             shop,
+            sim: None,
             backends,
             importers: Vec::new(),
+            publishers: Vec::new(),
         };
         for _ in 0..options.importers {
             test_app.start_importer();
@@ -219,6 +233,47 @@ impl TestApp {
             token.clone(),
         );
         self.importers.push((token, handle));
+    }
+
+    /// Starts `promsync publish` (outbox relay + Prom publisher), as production does.
+    pub fn start_publisher(&mut self) {
+        let token = CancellationToken::new();
+        let handle = spawn_publisher(
+            &self.settings,
+            &self.backends,
+            self.settings.publish_concurrency,
+            token.clone(),
+        );
+        self.publishers.push((token, handle));
+    }
+
+    /// Stops every publisher gracefully (in-flight messages settle first).
+    pub async fn stop_publishers(&mut self) {
+        for (token, handle) in self.publishers.drain(..) {
+            token.cancel();
+            handle.await.expect("publisher task").expect("publisher");
+        }
+    }
+
+    /// Starts the Prom simulator in-process and points the shop at it.
+    pub async fn start_simulator(&mut self, config: SimConfig) -> SimHandle {
+        let sim = Simulator::build(config).expect("simulator");
+        let url = sim.url();
+        let handle = sim.handle();
+        tokio::spawn(sim.run_until_stopped());
+        self.db
+            .execute_unprepared(&format!(
+                "UPDATE shops SET prom_url = '{url}' WHERE id = {}",
+                self.shop.shop_id
+            ))
+            .await
+            .expect("pointing the shop at the simulator");
+        self.sim = Some(handle.clone());
+        handle
+    }
+
+    pub fn broker(&self) -> Arc<dyn Broker> {
+        self.backends.broker.clone()
     }
 
     /// Stops every importer gracefully (in-flight messages settle first).
@@ -402,6 +457,7 @@ impl TestApp {
     }
 
     pub async fn cleanup(mut self) {
+        self.stop_publishers().await;
         self.stop_importers().await;
         let delays: Vec<Duration> = self
             .settings
