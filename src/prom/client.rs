@@ -887,6 +887,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_429_pauses_the_token_for_its_retry_after() {
+        // Arrange: Prom says "slow down for 1 s" once, then answers.
+        let server = MockServer::start().await;
+        let order: serde_json::Value =
+            serde_json::from_str::<serde_json::Value>(PENDING_COD).unwrap()["order"].clone();
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "order": order })))
+            .mount(&server)
+            .await;
+        let c = client();
+
+        // Act
+        let first = c.get_order(&creds(&server), 338390710).await.unwrap_err();
+        let started = std::time::Instant::now();
+        let second = c.get_order(&creds(&server), 338390710).await;
+
+        // Assert: the second call waited out the pause instead of hitting Prom at once.
+        assert_eq!(
+            first,
+            PromError::RateLimited {
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        assert!(second.is_ok(), "{second:?}");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    #[tokio::test]
+    async fn a_long_429_pause_fails_fast_without_calling_prom() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let c = client();
+        c.get_order(&creds(&server), 1).await.unwrap_err();
+
+        let started = std::time::Instant::now();
+        let e = c.get_order(&creds(&server), 1).await.unwrap_err();
+
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert!(
+            matches!(e, PromError::RateLimited { retry_after: Some(d) } if d > Duration::from_secs(100)),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn set_status_error_in_200() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
