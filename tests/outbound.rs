@@ -583,3 +583,41 @@ async fn a_seller_change_on_prom_then_an_employee_change_ends_with_the_employees
     assert_eq!(calls_for(&sim, prom_id).len(), 1);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_publisher_killed_after_prom_applied_but_before_its_ack_resends_at_most_once() {
+    // Arrange: Prom applies the change but answers only 2 s later.
+    let (mut app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        answer_delay_ms: Some(2_000),
+        ..Default::default()
+    }]);
+    change_status(&app, order_id, "Canceled").await;
+    eventually("Prom to apply the change", WAIT, || async {
+        (prom_status(&sim, prom_id) == "canceled").then_some(())
+    })
+    .await;
+
+    // Act: the publisher dies before Prom's answer arrives, and another one starts.
+    app.kill_publishers().await;
+    assert_eq!(
+        order(&app, order_id).await.remote_status.as_deref(),
+        Some("pending"),
+        "the killed publisher's transaction must have rolled back"
+    );
+    app.start_publisher();
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert: one resend of the same status, and both sides agree.
+    let sent: Vec<String> = calls_for(&sim, prom_id).iter().map(sent_status).collect();
+    assert_eq!(sent, ["canceled", "canceled"]);
+    assert_eq!(
+        order(&app, order_id).await.remote_status.as_deref(),
+        Some("canceled")
+    );
+    assert_eq!(prom_status(&sim, prom_id), "canceled");
+    app.cleanup().await;
+}

@@ -104,6 +104,8 @@ pub struct Call {
     pub path: String,
     pub query: String,
     pub body: Option<Value>,
+    /// The HTTP status answered; 0 while unanswered, and for ever when the caller went
+    /// away before the answer.
     pub status: u16,
 }
 
@@ -121,6 +123,9 @@ pub struct Scripted {
     /// For a 200 `set_status`: process normally but leave the ids out of `processed_ids`
     /// (and change nothing), as Prom does for orders it would not change.
     pub omit_processed: bool,
+    /// For a 200: handle the call, then wait this long before answering (a caller that
+    /// dies meanwhile never learns that Prom applied it).
+    pub answer_delay_ms: Option<u64>,
 }
 
 /// Change an order as the seller (or buyer) would on Prom; `date_modified` moves on.
@@ -270,7 +275,9 @@ impl SimHandle {
         })
     }
 
-    fn record(&self, req: &HttpRequest, body: Option<Value>, status: StatusCode) {
+    /// Records a call as it arrives (status 0 until answered), so a call whose caller
+    /// went away before the answer is still seen. Returns its index.
+    fn record(&self, req: &HttpRequest, body: Option<Value>) -> usize {
         let mut inner = self.lock();
         let seq = inner.calls.len() as u64 + 1;
         inner.calls.push(Call {
@@ -280,8 +287,15 @@ impl SimHandle {
             path: req.path().to_owned(),
             query: req.query_string().to_owned(),
             body,
-            status: status.as_u16(),
+            status: 0,
         });
+        inner.calls.len() - 1
+    }
+
+    fn record_answer(&self, index: usize, status: StatusCode) {
+        if let Some(call) = self.lock().calls.get_mut(index) {
+            call.status = status.as_u16();
+        }
     }
 
     fn authorized(&self, req: &HttpRequest) -> bool {
@@ -488,8 +502,9 @@ async fn api(req: HttpRequest, body: web::Bytes, sim: web::Data<SimHandle>) -> H
     } else {
         serde_json::from_slice(&body).ok()
     };
+    let index = sim.record(&req, json_body.clone());
     let response = serve_api(&req, &body, json_body.as_ref(), &sim).await;
-    sim.record(&req, json_body, response.status());
+    sim.record_answer(index, response.status());
     response
 }
 
@@ -516,6 +531,7 @@ async fn serve_api(
         _ => return error(StatusCode::NOT_FOUND, "Not found"),
     };
     let mut omit_processed = false;
+    let mut answer_delay = None;
     if let Some(s) = sim.scripted(endpoint) {
         let status = StatusCode::from_u16(s.status).unwrap_or(StatusCode::OK);
         if status != StatusCode::OK || s.body.is_some() {
@@ -531,6 +547,7 @@ async fn serve_api(
             return answer.json(body);
         }
         omit_processed = s.omit_processed;
+        answer_delay = s.answer_delay_ms.map(Duration::from_millis);
     } else if let Some((status, retry_after)) = fault {
         let mut answer = HttpResponse::build(status);
         if let Some(after) = retry_after {
@@ -538,7 +555,7 @@ async fn serve_api(
         }
         return answer.json(json!({"error": status.canonical_reason().unwrap_or("error")}));
     }
-    match endpoint {
+    let response = match endpoint {
         "list_orders" => match web::Query::<ListQuery>::from_query(req.query_string()) {
             Ok(query) => match sim.list_orders(&query) {
                 Ok(list) => HttpResponse::Ok().json(list),
@@ -565,7 +582,11 @@ async fn serve_api(
                 None => error(StatusCode::NOT_FOUND, "Product not found"),
             }
         }
+    };
+    if let Some(delay) = answer_delay {
+        tokio::time::sleep(delay).await;
     }
+    response
 }
 
 #[derive(Debug, Deserialize)]

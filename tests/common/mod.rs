@@ -255,6 +255,15 @@ impl TestApp {
         }
     }
 
+    /// Kills every publisher at once, as a crash would: no in-flight message is settled
+    /// and open transactions roll back.
+    pub async fn kill_publishers(&mut self) {
+        for (_, handle) in self.publishers.drain(..) {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
     /// Starts the Prom simulator in-process and points the shop at it.
     pub async fn start_simulator(&mut self, config: SimConfig) -> SimHandle {
         let sim = Simulator::build(config).expect("simulator");
