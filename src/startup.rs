@@ -153,13 +153,14 @@ pub fn spawn_publisher(
         settings,
     ));
     let broker = backends.broker.clone();
+    // One task for both, so the pair lives and dies together.
     tokio::spawn(async move {
-        let relay = tokio::spawn(relay.run(shutdown.clone()));
-        let consumed = broker
-            .consume(Lane::Outbound, concurrency, publisher, shutdown)
-            .await;
-        relay.await.context("outbox relay task")??;
-        consumed
+        let (relayed, consumed) = tokio::join!(
+            relay.run(shutdown.clone()),
+            broker.consume(Lane::Outbound, concurrency, publisher, shutdown),
+        );
+        relayed.context("outbox relay")?;
+        consumed.context("Prom publisher")
     })
 }
 
