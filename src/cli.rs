@@ -15,7 +15,7 @@ use crate::{
     db,
     domain::{ClientMatching, Language, MatchProductsBy},
     prom::ids::ShopId,
-    provision,
+    provision, simulator,
     startup::{self, Application, Backends},
 };
 
@@ -35,12 +35,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every role in one process: HTTP (webhooks + API) and the importer.
+    /// Every role in one process: HTTP (webhooks + API), the importer, and the outbox
+    /// relay with the Prom publisher.
     Run(ImportArgs),
     /// HTTP only: webhook ingress, RO App API and probes.
     Serve,
     /// The importer: consumes notifications and applies them to the database.
     Import(ImportArgs),
+    /// The outbox relay and the Prom publisher: RO App status changes to Prom.
+    Publish(PublishArgs),
     /// Applies database migrations.
     Migrate,
     /// Feeds logged notifications from a point in time back to the importers.
@@ -54,6 +57,62 @@ pub enum Command {
     /// Connected Prom shops.
     #[command(subcommand)]
     Shop(ShopCommand),
+    /// A Prom API stand-in for demos, tests and benchmarks (see deploy/SIMULATOR.md).
+    SimulateProm(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Status changes sent to Prom at once by this process (default:
+    /// publish_concurrency setting).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address to serve the Prom API on.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: String,
+    /// Orders generated at start.
+    #[arg(long, default_value_t = 50)]
+    pub orders: usize,
+    /// Seed of the generated shop (the same seed gives the same orders).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Accepted Bearer token (repeatable); none given accepts any token.
+    #[arg(long = "token")]
+    pub tokens: Vec<String>,
+    /// Share of API calls answered 429 (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429: f64,
+    /// Share of API calls answered 500/502/503 (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_5xx: f64,
+    /// Retry-After of injected 429s, in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_s: u64,
+    /// Latency added to every API answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Push signed notifications of new and changed orders to this promsync webhook URL.
+    #[arg(long, requires = "push_secret")]
+    pub push_url: Option<String>,
+    /// The shop's webhook secret (whsec_…) used to sign pushes.
+    #[arg(long, env = "PROMSYNC_SIM_PUSH_SECRET", hide_env_values = true)]
+    pub push_secret: Option<String>,
+    /// Notifications pushed per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub push_rate: f64,
+    /// Stop pushing after this many notifications.
+    #[arg(long)]
+    pub push_count: Option<u64>,
+    /// Push thin notifications ({"order_id"}) instead of full orders.
+    #[arg(long)]
+    pub push_thin: bool,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +260,12 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             let concurrency = args.concurrency.unwrap_or(settings.import_concurrency);
             let importer =
                 startup::spawn_importer(&settings, &backends, concurrency, shutdown.clone());
+            let publisher = startup::spawn_publisher(
+                &settings,
+                &backends,
+                settings.publish_concurrency,
+                shutdown.clone(),
+            );
             let app = Application::build(&settings, &backends).await?;
             // The server drains its requests first, then the importer settles its
             // in-flight messages.
@@ -208,6 +273,48 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             app.run_until_stopped().await.context("HTTP server")?;
             shutdown.cancel();
             importer.await.context("importer task")??;
+            publisher.await.context("publisher task")??;
+        }
+        Command::Publish(args) => {
+            let backends = Backends::connect(&settings).await?;
+            let shutdown = CancellationToken::new();
+            let concurrency = args.concurrency.unwrap_or(settings.publish_concurrency);
+            let publisher =
+                startup::spawn_publisher(&settings, &backends, concurrency, shutdown.clone());
+            startup::shutdown_signal().await;
+            shutdown.cancel();
+            publisher.await.context("publisher task")??;
+        }
+        Command::SimulateProm(args) => {
+            let push = match (args.push_url, args.push_secret) {
+                (Some(url), Some(secret)) => Some(simulator::PushConfig {
+                    url,
+                    secret: secret.into(),
+                    rate_per_s: args.push_rate,
+                    count: args.push_count,
+                    thin: args.push_thin,
+                }),
+                _ => None,
+            };
+            let sim = simulator::Simulator::build(simulator::SimConfig {
+                listen: args.listen,
+                orders: args.orders,
+                seed: args.seed,
+                tokens: args.tokens,
+                faults: simulator::Faults {
+                    rate_429: args.rate_429,
+                    rate_5xx: args.rate_5xx,
+                    latency_ms: args.latency_ms,
+                    retry_after_s: args.retry_after_s,
+                },
+                push,
+                workers: args.workers,
+            })?;
+            println!(
+                "{}",
+                serde_json::json!({"prom_url": sim.url(), "port": sim.port()})
+            );
+            sim.run_until_stopped().await.context("Prom simulator")?;
         }
     }
     Ok(())

@@ -39,6 +39,16 @@ pub struct Settings {
     pub prom_timeout_s: u64,
     /// Database connection pool size per process.
     pub database_max_connections: u32,
+    /// Calls per second to the Prom API per seller token, across every role of a process.
+    pub prom_rate_per_s: u32,
+    /// Status changes a publisher process sends to Prom at once.
+    pub publish_concurrency: usize,
+    /// How often an idle outbox relay looks for new rows, in milliseconds.
+    pub outbox_poll_interval_ms: u64,
+    /// Outbox rows one relay claims and publishes per round.
+    pub outbox_batch_size: u64,
+    /// The `cancellation_text` sent with Prom's `canceled` (reason `another` needs one).
+    pub prom_cancellation_text: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +81,12 @@ impl Settings {
             )?
             .set_default("publish_confirm_timeout_ms", 5_000)?
             .set_default("prom_timeout_s", 15)?
-            .set_default("database_max_connections", 16)?;
+            .set_default("database_max_connections", 16)?
+            .set_default("prom_rate_per_s", 2)?
+            .set_default("publish_concurrency", 8)?
+            .set_default("outbox_poll_interval_ms", 250)?
+            .set_default("outbox_batch_size", 100)?
+            .set_default("prom_cancellation_text", "Замовлення скасовано продавцем")?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -137,6 +152,22 @@ impl Settings {
         if self.database_max_connections == 0 {
             return invalid("database_max_connections", "must be at least 1");
         }
+        if self.prom_rate_per_s == 0 {
+            return invalid("prom_rate_per_s", "must be at least 1");
+        }
+        if self.publish_concurrency == 0 || self.publish_concurrency > 1024 {
+            return invalid("publish_concurrency", "must be between 1 and 1024");
+        }
+        if self.outbox_poll_interval_ms == 0 {
+            return invalid("outbox_poll_interval_ms", "must be above 0");
+        }
+        if self.outbox_batch_size == 0 || self.outbox_batch_size > 10_000 {
+            return invalid("outbox_batch_size", "must be between 1 and 10000");
+        }
+        if self.prom_cancellation_text.trim().is_empty() {
+            // Prom refuses `another` without a text.
+            return invalid("prom_cancellation_text", "must not be empty");
+        }
         Ok(())
     }
 
@@ -155,6 +186,15 @@ impl Settings {
 
     pub fn prom_timeout(&self) -> Duration {
         Duration::from_secs(self.prom_timeout_s)
+    }
+
+    pub fn prom_rate(&self) -> std::num::NonZeroU32 {
+        // Checked by `validate`.
+        std::num::NonZeroU32::new(self.prom_rate_per_s).expect("validated prom_rate_per_s")
+    }
+
+    pub fn outbox_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.outbox_poll_interval_ms)
     }
 }
 
@@ -183,6 +223,7 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:8080");
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert_eq!(s.webhook_body_limit, 262_144);
+        assert_eq!(s.prom_rate_per_s, 2);
     }
 
     #[test]

@@ -12,12 +12,13 @@ use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
     api,
-    broker::{embedded::EmbeddedBroker, rabbitmq::RabbitBroker, Broker},
+    broker::{embedded::EmbeddedBroker, rabbitmq::RabbitBroker, Broker, Lane},
     clock::{Clock, SystemClock},
     config::Settings,
     db,
     import::Importer,
     ingress::{self, KeyCache},
+    outbound::{publisher::Publisher, relay::Relay},
     prom::client::PromClient,
 };
 
@@ -31,11 +32,14 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The database and broker every role works over.
+/// The database, broker and Prom client every role works over.
 #[derive(Clone)]
 pub struct Backends {
     pub db: DatabaseConnection,
     pub broker: Arc<dyn Broker>,
+    /// The process's one Prom client: its per-token throttle only works if every role
+    /// (importer, poller, publisher) calls Prom through it.
+    pub prom: PromClient,
 }
 
 impl Backends {
@@ -50,7 +54,8 @@ impl Backends {
                 Arc::new(EmbeddedBroker::new(db.clone(), settings))
             }
         };
-        Ok(Self { db, broker })
+        let prom = PromClient::new(settings.prom_timeout()).with_rate(settings.prom_rate());
+        Ok(Self { db, broker, prom })
     }
 }
 
@@ -140,20 +145,44 @@ async fn echo_request_id(
 /// Starts the importer as a task; it stops taking messages when `shutdown` fires and
 /// returns once its in-flight messages are settled.
 pub fn spawn_importer(
-    settings: &Settings,
+    _settings: &Settings,
     backends: &Backends,
     concurrency: usize,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    let importer = Arc::new(Importer::new(
-        backends.db.clone(),
-        PromClient::new(settings.prom_timeout()),
-    ));
+    let importer = Arc::new(Importer::new(backends.db.clone(), backends.prom.clone()));
     let broker = backends.broker.clone();
     tokio::spawn(async move {
         broker
             .consume_inbound(concurrency, importer, shutdown)
             .await
+    })
+}
+
+/// Starts `promsync publish` as a task: the outbox relay and the Prom publisher with
+/// `concurrency` messages in flight. On `shutdown` the relay ends its round, the publisher
+/// stops taking messages and finishes the in-flight ones; the task returns after both.
+pub fn spawn_publisher(
+    settings: &Settings,
+    backends: &Backends,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let relay = Relay::new(backends.db.clone(), backends.broker.clone(), settings);
+    let publisher = Arc::new(Publisher::new(
+        backends.db.clone(),
+        backends.prom.clone(),
+        settings,
+    ));
+    let broker = backends.broker.clone();
+    // One task for both, so the pair lives and dies together.
+    tokio::spawn(async move {
+        let (relayed, consumed) = tokio::join!(
+            relay.run(shutdown.clone()),
+            broker.consume(Lane::Outbound, concurrency, publisher, shutdown),
+        );
+        relayed.context("outbox relay")?;
+        consumed.context("Prom publisher")
     })
 }
 

@@ -4,10 +4,12 @@
 //! shop's [`PromCredentials`], so the poller, importer and publisher share connections.
 //! Every failure is mapped to a [`PromError`] whose [`PromError::is_transient`] tells the
 //! caller whether to retry later (429, 5xx, network) or record and dead-letter (bad token,
-//! bad payload). Throttling per token is the caller's job; this layer only reports
-//! `Retry-After`. The token is sent as a sensitive header and never logged.
+//! bad payload). Every call first takes its token's turn from the client's [`Throttle`]
+//! (default 2 requests/s per token, shared by all roles of the process), and a 429 pauses
+//! that token for Prom's `Retry-After`. The token is sent as a sensitive header and never
+//! logged.
 
-use std::time::Duration;
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
@@ -18,6 +20,12 @@ use serde::Serialize;
 use url::Url;
 
 use super::order::{OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus};
+use super::throttle::{Throttle, TokenKey};
+
+/// Calls per second per token when nothing else is configured (`prom_rate_per_s`).
+pub const DEFAULT_RATE_PER_S: NonZeroU32 = NonZeroU32::new(2).expect("non-zero");
+/// How long a token pauses after a 429 that did not say how long to wait.
+const DEFAULT_429_PAUSE: Duration = Duration::from_secs(1);
 
 /// Longest error text copied from a Prom answer into a [`PromError`]; these end up on the
 /// sync log, which should not fill up with a proxy's HTML error page.
@@ -221,10 +229,12 @@ impl SetStatusResponse {
     }
 }
 
-/// A cheap-to-clone handle on a pooled HTTP client for the Prom API.
+/// A cheap-to-clone handle on a pooled HTTP client for the Prom API. Clones share the
+/// connection pool and the per-token throttle, so build one per process.
 #[derive(Debug, Clone)]
 pub struct PromClient {
     http: reqwest::Client,
+    throttle: Arc<Throttle>,
 }
 
 impl PromClient {
@@ -252,7 +262,18 @@ impl PromClient {
 
     /// Wraps an existing client (shared pools, custom proxies in tests).
     pub fn from_reqwest(http: reqwest::Client) -> Self {
-        Self { http }
+        Self {
+            http,
+            throttle: Arc::new(Throttle::new(DEFAULT_RATE_PER_S)),
+        }
+    }
+
+    /// The same client with its own throttle of `rate_per_s` calls per second per token.
+    pub fn with_rate(self, rate_per_s: NonZeroU32) -> Self {
+        Self {
+            http: self.http,
+            throttle: Arc::new(Throttle::new(rate_per_s)),
+        }
     }
 
     /// `GET /orders/{id}`.
@@ -314,6 +335,15 @@ impl PromClient {
         url: Url,
         body: Option<&B>,
     ) -> Result<T, PromError> {
+        let key = TokenKey::of(&creds.token);
+        if let Err(left) = self.throttle.acquire(key).await {
+            // Prom told us to slow down for longer than is worth waiting here: do not
+            // send, let the caller retry later.
+            tracing::debug!(%method, path = url.path(), wait_ms = left.as_millis() as u64, "Prom token paused after 429");
+            return Err(PromError::RateLimited {
+                retry_after: Some(left),
+            });
+        }
         let started = std::time::Instant::now();
         // `bearer_auth` marks the header sensitive, so reqwest/hyper never print it.
         let mut req = self
@@ -336,6 +366,10 @@ impl PromClient {
             }
             Err(e) => Err(request_error(&e)),
         };
+        if let Err(PromError::RateLimited { retry_after }) = &result {
+            self.throttle
+                .pause(key, retry_after.unwrap_or(DEFAULT_429_PAUSE));
+        }
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(_) => tracing::debug!(%method, path = url.path(), elapsed_ms, "prom call ok"),
@@ -850,6 +884,60 @@ mod tests {
         let answer = client().set_status(&creds(&server), &req).await.unwrap();
         assert!(answer.processed(338390710));
         assert!(!answer.processed(1));
+    }
+
+    #[tokio::test]
+    async fn a_429_pauses_the_token_for_its_retry_after() {
+        // Arrange: Prom says "slow down for 1 s" once, then answers.
+        let server = MockServer::start().await;
+        let order: serde_json::Value =
+            serde_json::from_str::<serde_json::Value>(PENDING_COD).unwrap()["order"].clone();
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "order": order })))
+            .mount(&server)
+            .await;
+        let c = client();
+
+        // Act
+        let first = c.get_order(&creds(&server), 338390710).await.unwrap_err();
+        let started = std::time::Instant::now();
+        let second = c.get_order(&creds(&server), 338390710).await;
+
+        // Assert: the second call waited out the pause instead of hitting Prom at once.
+        assert_eq!(
+            first,
+            PromError::RateLimited {
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        assert!(second.is_ok(), "{second:?}");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    #[tokio::test]
+    async fn a_long_429_pause_fails_fast_without_calling_prom() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let c = client();
+        c.get_order(&creds(&server), 1).await.unwrap_err();
+
+        let started = std::time::Instant::now();
+        let e = c.get_order(&creds(&server), 1).await.unwrap_err();
+
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert!(
+            matches!(e, PromError::RateLimited { retry_after: Some(d) } if d > Duration::from_secs(100)),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]

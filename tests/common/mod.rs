@@ -1,6 +1,7 @@
 //! Test harness: every test gets its own PostgreSQL database, its own broker namespace
-//! (so its own queues), a Prom stand-in (wiremock) and the real `Application` and
-//! importers, started exactly as production starts them.
+//! (so its own queues), a Prom stand-in (wiremock, or the Prom simulator on demand) and
+//! the real `Application`, importers and publishers, started exactly as production starts
+//! them.
 //!
 //! Services come from `PROMSYNC_TEST_DATABASE_URL` (an admin connection, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `PROMSYNC_TEST_BROKER_URL` (default
@@ -19,13 +20,14 @@ use std::{
 use chrono::Utc;
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
 use promsync::{
-    broker::{rabbitmq::delete_topology, DeadLetter, Lane, Topology},
+    broker::{rabbitmq::delete_topology, Broker, DeadLetter, Lane, Topology},
     clock::ManualClock,
     config::Settings,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
     provision::{self, CreatedShop, NewShop},
-    startup::{spawn_importer, Application, Backends},
+    simulator::{SimConfig, SimHandle, Simulator},
+    startup::{spawn_importer, spawn_publisher, Application, Backends},
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{json, Value};
@@ -177,8 +179,14 @@ pub struct TestApp {
     pub topology: Topology,
     /// The time API handlers see; tests advance it instead of sleeping.
     pub clock: Arc<ManualClock>,
+    /// The Prom simulator, once `start_simulator` pointed the shop at it.
+    pub sim: Option<SimHandle>,
     backends: Backends,
     importers: Vec<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+    publishers: Vec<(
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     )>,
@@ -257,6 +265,10 @@ impl TestApp {
         settings.import_concurrency = 4;
         settings.database_max_connections = 10;
         settings.prom_timeout_s = 5;
+        // Tests call one stand-in with one token far faster than a real shop would.
+        settings.prom_rate_per_s = 100;
+        settings.outbox_poll_interval_ms = 20;
+        settings.publish_concurrency = 4;
 
         let backends = Backends::connect(&settings).await.expect("backends");
         promsync::db::migrate(&backends.db)
@@ -302,8 +314,10 @@ impl TestApp {
             admin_token: account.admin_token,
             shop,
             clock,
+            sim: None,
             backends,
             importers: Vec::new(),
+            publishers: Vec::new(),
         };
         for _ in 0..options.importers {
             test_app.start_importer();
@@ -320,6 +334,56 @@ impl TestApp {
             token.clone(),
         );
         self.importers.push((token, handle));
+    }
+
+    /// Starts `promsync publish` (outbox relay + Prom publisher), as production does.
+    pub fn start_publisher(&mut self) {
+        let token = CancellationToken::new();
+        let handle = spawn_publisher(
+            &self.settings,
+            &self.backends,
+            self.settings.publish_concurrency,
+            token.clone(),
+        );
+        self.publishers.push((token, handle));
+    }
+
+    /// Stops every publisher gracefully (in-flight messages settle first).
+    pub async fn stop_publishers(&mut self) {
+        for (token, handle) in self.publishers.drain(..) {
+            token.cancel();
+            handle.await.expect("publisher task").expect("publisher");
+        }
+    }
+
+    /// Kills every publisher at once, as a crash would: no in-flight message is settled
+    /// and open transactions roll back.
+    pub async fn kill_publishers(&mut self) {
+        for (_, handle) in self.publishers.drain(..) {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    /// Starts the Prom simulator in-process and points the shop at it.
+    pub async fn start_simulator(&mut self, config: SimConfig) -> SimHandle {
+        let sim = Simulator::build(config).expect("simulator");
+        let url = sim.url();
+        let handle = sim.handle();
+        tokio::spawn(sim.run_until_stopped());
+        self.db
+            .execute_unprepared(&format!(
+                "UPDATE shops SET prom_url = '{url}' WHERE id = {}",
+                self.shop.shop_id
+            ))
+            .await
+            .expect("pointing the shop at the simulator");
+        self.sim = Some(handle.clone());
+        handle
+    }
+
+    pub fn broker(&self) -> Arc<dyn Broker> {
+        self.backends.broker.clone()
     }
 
     /// Stops every importer gracefully (in-flight messages settle first).
@@ -455,10 +519,6 @@ impl TestApp {
             .expect("dead letters")
     }
 
-    pub fn broker(&self) -> std::sync::Arc<dyn promsync::broker::Broker> {
-        self.backends.broker.clone()
-    }
-
     /// Event ids held by the replay log, read from its first offset.
     pub async fn log_event_ids(&self, expected: usize) -> Vec<String> {
         if self.settings.broker_url.is_none() {
@@ -586,6 +646,7 @@ impl TestApp {
     }
 
     pub async fn cleanup(mut self) {
+        self.stop_publishers().await;
         self.stop_importers().await;
         let delays: Vec<Duration> = self
             .settings

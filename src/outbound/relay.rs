@@ -1,0 +1,198 @@
+//! The outbox relay: moves committed outbox rows to the broker's outbound lane.
+//!
+//! Each round claims a batch of unpublished rows, publishes them (each confirmed by the
+//! broker) and marks the confirmed ones published, all in one transaction. On PostgreSQL
+//! the batch is claimed with `FOR UPDATE SKIP LOCKED`, so several relays (one per
+//! `promsync publish` process) share the work without publishing a row twice; on SQLite
+//! writers are serialized by the database anyway. A crash between the confirm and the
+//! commit publishes a row again on the next round, which is harmless: the publisher sends
+//! the order's current state, which Prom then already has.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use chrono::Utc;
+use entity::outbox;
+use sea_orm::{
+    sea_query::{Expr, LockBehavior, LockType},
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{OutboundMessage, OutboxPayload, OutboxReason};
+use crate::{
+    broker::{Broker, Lane},
+    config::Settings,
+};
+
+/// Longest pause after a failed round (database or broker down).
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+
+pub struct Relay {
+    db: DatabaseConnection,
+    broker: Arc<dyn Broker>,
+    batch_size: u64,
+    interval: Duration,
+}
+
+impl Relay {
+    pub fn new(db: DatabaseConnection, broker: Arc<dyn Broker>, settings: &Settings) -> Self {
+        Self {
+            db,
+            broker,
+            batch_size: settings.outbox_batch_size,
+            interval: settings.outbox_poll_interval(),
+        }
+    }
+
+    /// Relays until `shutdown` fires; the round in progress finishes first.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = self.interval;
+        while !shutdown.is_cancelled() {
+            let pause = match self.relay_batch().await {
+                // A full batch means more rows are probably waiting: go on at once.
+                Ok(n) if n as u64 == self.batch_size => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(published = n, "outbox rows relayed");
+                    }
+                    backoff = self.interval;
+                    self.interval
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "outbox relay round failed"
+                    );
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_ERROR_BACKOFF);
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One round: claims up to a batch of rows, publishes them, marks the confirmed ones.
+    /// Returns how many were published; fails if any could not be (the others still count).
+    pub async fn relay_batch(&self) -> anyhow::Result<usize> {
+        let txn = self
+            .db
+            .begin()
+            .await
+            .context("starting the relay transaction")?;
+        let mut query = outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .order_by_asc(outbox::Column::Id)
+            .limit(self.batch_size);
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = query.all(&txn).await.context("claiming outbox rows")?;
+        if rows.is_empty() {
+            txn.commit().await.context("ending the relay transaction")?;
+            return Ok(0);
+        }
+        let messages: Vec<(i64, String, Vec<u8>)> = rows
+            .iter()
+            .map(|row| {
+                let message = message_of(row);
+                let body = serde_json::to_vec(&message).expect("message serializes");
+                (row.id, message.event_id, body)
+            })
+            .collect();
+        // Published concurrently: the broker confirms many in flight far faster than one
+        // at a time, and order within a batch does not matter (messages carry no state).
+        let results = futures::future::join_all(
+            messages
+                .iter()
+                .map(|(_, id, body)| self.broker.publish(Lane::Outbound, id, body)),
+        )
+        .await;
+        let mut published = Vec::new();
+        let mut first_error = None;
+        for ((id, _, _), result) in messages.iter().zip(results) {
+            match result {
+                Ok(()) => published.push(*id),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !published.is_empty() {
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::PublishedAt, Expr::value(Utc::now()))
+                .filter(outbox::Column::Id.is_in(published.iter().copied()))
+                .exec(&txn)
+                .await
+                .context("marking outbox rows published")?;
+        }
+        txn.commit()
+            .await
+            .context("committing the relayed outbox rows")?;
+        match first_error {
+            Some(e) => Err(anyhow::Error::new(e).context(format!(
+                "publishing outbox rows ({} of {} published)",
+                published.len(),
+                messages.len()
+            ))),
+            None => Ok(published.len()),
+        }
+    }
+}
+
+/// The broker message of a row. The row's columns are authoritative for the ids; the
+/// payload adds the reason (a row written by hand with an odd payload still goes out).
+fn message_of(row: &outbox::Model) -> OutboundMessage {
+    let reason = serde_json::from_str::<OutboxPayload>(&row.payload)
+        .map(|p| p.reason)
+        .unwrap_or(OutboxReason::StatusChanged);
+    OutboundMessage {
+        event_id: OutboundMessage::event_id_for(row.id),
+        order_id: row.order_id,
+        shop_id: row.shop_id,
+        account_id: row.account_id,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(payload: &str) -> outbox::Model {
+        outbox::Model {
+            id: 42,
+            account_id: 1,
+            shop_id: 2,
+            order_id: 3,
+            kind: "order_status".into(),
+            payload: payload.into(),
+            created_at: Utc::now(),
+            published_at: None,
+        }
+    }
+
+    #[test]
+    fn a_message_takes_its_ids_from_the_row_and_its_reason_from_the_payload() {
+        let m = message_of(&row(
+            r#"{"order_id":3,"shop_id":2,"account_id":1,"reason":"written_off"}"#,
+        ));
+        assert_eq!(m.event_id, "outbox-42");
+        assert_eq!((m.order_id, m.shop_id, m.account_id), (3, 2, 1));
+        assert_eq!(m.reason, OutboxReason::WrittenOff);
+    }
+
+    #[test]
+    fn an_unreadable_payload_still_relays_the_change() {
+        let m = message_of(&row("not json"));
+        assert_eq!(m.order_id, 3);
+        assert_eq!(m.reason, OutboxReason::StatusChanged);
+    }
+}

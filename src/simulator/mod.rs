@@ -1,0 +1,744 @@
+//! A Prom stand-in (DESIGN §5) for demos, tests and benchmarks: `promsync simulate-prom`.
+//!
+//! It serves the Prom endpoints promsync uses — `GET /api/v1/orders/list`, `GET
+//! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status` —
+//! over generated, realistic orders ([`generate`]), validates `set_status` bodies as Prom
+//! does ([`validate`]), injects faults on demand (a 429/5xx rate, latency, or scripted
+//! answers for the next calls), and can push signed notifications of new and changed
+//! orders to a promsync webhook ([`push`]). Every API call is recorded, so tests and people
+//! can see what "Prom" was told: `GET /_sim/calls`. Operator endpoints under `/_sim/` change
+//! orders as a seller would (`POST /_sim/orders/{id}`). See `deploy/SIMULATOR.md`.
+//!
+//! Like `startup::Application`, [`Simulator::build`] binds first (port 0 works), then
+//! [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives the state from
+//! the same process.
+
+pub mod generate;
+pub mod push;
+pub mod validate;
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::TcpListener,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use actix_web::{dev::Server, http::StatusCode, web, App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use self::validate::{validate_set_status, SetStatusError};
+use crate::prom::order::parse_prom_datetime;
+
+/// First id of generated orders; later ones count up from the highest.
+const FIRST_ORDER_ID: i64 = 340_000_001;
+/// Prom's page size cap for `orders/list`.
+const MAX_LIMIT: usize = 100;
+
+/// Faults injected into `/api/v1/*` answers at random.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Share of calls answered 429 (0.0–1.0).
+    pub rate_429: f64,
+    /// Share of calls answered 500/502/503.
+    pub rate_5xx: f64,
+    /// Added to every answer, in milliseconds.
+    pub latency_ms: u64,
+    /// `Retry-After` of injected 429s, in seconds.
+    pub retry_after_s: u64,
+}
+
+/// Where and how fast to push notifications.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// A promsync webhook, such as `http://127.0.0.1:8080/webhooks/prom/1`.
+    pub url: String,
+    /// The shop's `whsec_…` secret.
+    pub secret: secrecy::SecretString,
+    /// Notifications per second.
+    pub rate_per_s: f64,
+    /// Stop after this many (none: until stopped).
+    pub count: Option<u64>,
+    /// Send thin notifications (`{"order_id"}`) instead of full orders.
+    pub thin: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: String,
+    /// Orders generated at start.
+    pub orders: usize,
+    pub seed: u64,
+    /// Bearer tokens accepted; empty accepts any non-empty token.
+    pub tokens: Vec<String>,
+    pub faults: Faults,
+    pub push: Option<PushConfig>,
+    pub workers: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            orders: 20,
+            seed: 1,
+            tokens: Vec::new(),
+            faults: Faults::default(),
+            push: None,
+            workers: 1,
+        }
+    }
+}
+
+/// One API call the simulator received, and what it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Option<Value>,
+    /// The HTTP status answered; 0 while unanswered, and for ever when the caller went
+    /// away before the answer.
+    pub status: u16,
+}
+
+/// A scripted answer for the next matching call (tests' deterministic faults).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Scripted {
+    /// `set_status`, `get_order`, `list_orders`, `get_product`, or `any`.
+    pub endpoint: String,
+    /// HTTP status to answer; 200 means "handle normally" unless a body is given.
+    pub status: u16,
+    pub retry_after_s: Option<u64>,
+    /// Answer this body instead of the normal one.
+    pub body: Option<Value>,
+    /// For a 200 `set_status`: process normally but leave the ids out of `processed_ids`
+    /// (and change nothing), as Prom does for orders it would not change.
+    pub omit_processed: bool,
+    /// For a 200: handle the call, then wait this long before answering (a caller that
+    /// dies meanwhile never learns that Prom applied it).
+    pub answer_delay_ms: Option<u64>,
+}
+
+/// Change an order as the seller (or buyer) would on Prom; `date_modified` moves on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderChange {
+    pub status: Option<String>,
+    /// New quantities by line position.
+    pub quantities: Option<Vec<f64>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    orders: BTreeMap<i64, Value>,
+    products: BTreeMap<i64, Value>,
+    calls: Vec<Call>,
+    script: VecDeque<Scripted>,
+    faults: Faults,
+    rng: StdRng,
+    /// Orders created or changed since the pusher last looked.
+    changed: VecDeque<i64>,
+    pushed: u64,
+    push_failures: u64,
+}
+
+/// The simulator's state, shared by its HTTP workers, its pusher and in-process callers.
+#[derive(Debug, Clone)]
+pub struct SimHandle {
+    inner: Arc<Mutex<Inner>>,
+    tokens: Arc<Vec<String>>,
+}
+
+impl SimHandle {
+    fn new(config: &SimConfig) -> Self {
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let now = Utc::now();
+        let mut orders = BTreeMap::new();
+        for i in 0..config.orders {
+            let id = FIRST_ORDER_ID + i as i64;
+            // Spread over the last days, the newest last.
+            let created = now
+                - chrono::Duration::minutes(((config.orders - i) * 37) as i64)
+                - chrono::Duration::milliseconds(rng.random_range(0..60_000));
+            orders.insert(id, generate::order(&mut rng, id, created, None));
+        }
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                orders,
+                products: generate::catalog_products(now).into_iter().collect(),
+                calls: Vec::new(),
+                script: VecDeque::new(),
+                faults: config.faults.clone(),
+                rng,
+                changed: VecDeque::new(),
+                pushed: 0,
+                push_failures: 0,
+            })),
+            tokens: Arc::new(config.tokens.clone()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every API call received so far, oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// The `set_status` calls received so far.
+    pub fn set_status_calls(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == "/api/v1/orders/set_status")
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// An order as Prom has it now.
+    pub fn order(&self, id: i64) -> Option<Value> {
+        self.lock().orders.get(&id).cloned()
+    }
+
+    /// All order ids, newest (highest) first.
+    pub fn order_ids(&self) -> Vec<i64> {
+        self.lock().orders.keys().rev().copied().collect()
+    }
+
+    /// A new order, as if a buyer just placed it (in `status`, or a random one).
+    pub fn create_order(&self, status: Option<&str>) -> Value {
+        let mut inner = self.lock();
+        let id = inner
+            .orders
+            .keys()
+            .next_back()
+            .map_or(FIRST_ORDER_ID, |last| last + 1);
+        let inner = &mut *inner;
+        let order = generate::order(&mut inner.rng, id, Utc::now(), status);
+        inner.orders.insert(id, order.clone());
+        inner.changed.push_back(id);
+        order
+    }
+
+    /// Changes an order as the seller would on Prom; `None` if there is no such order.
+    pub fn change_order(&self, id: i64, change: &OrderChange) -> Option<Value> {
+        let mut inner = self.lock();
+        let order = inner.orders.get_mut(&id)?;
+        if let Some(status) = &change.status {
+            set_order_status(order, status);
+        }
+        if let Some(quantities) = &change.quantities {
+            if let Some(lines) = order["products"].as_array_mut() {
+                for (line, quantity) in lines.iter_mut().zip(quantities) {
+                    line["quantity"] = json!(quantity);
+                }
+            }
+            generate::reprice(order);
+        }
+        touch(order);
+        let order = order.clone();
+        inner.changed.push_back(id);
+        Some(order)
+    }
+
+    /// Queues scripted answers for the next matching calls.
+    pub fn script(&self, answers: impl IntoIterator<Item = Scripted>) {
+        self.lock().script.extend(answers);
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    pub fn stats(&self) -> Value {
+        let inner = self.lock();
+        json!({
+            "orders": inner.orders.len(),
+            "calls": inner.calls.len(),
+            "pushed": inner.pushed,
+            "push_failures": inner.push_failures,
+            "scripted_left": inner.script.len(),
+        })
+    }
+
+    /// Records a call as it arrives (status 0 until answered), so a call whose caller
+    /// went away before the answer is still seen. Returns its index.
+    fn record(&self, req: &HttpRequest, body: Option<Value>) -> usize {
+        let mut inner = self.lock();
+        let seq = inner.calls.len() as u64 + 1;
+        inner.calls.push(Call {
+            seq,
+            at: Utc::now(),
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+            query: req.query_string().to_owned(),
+            body,
+            status: 0,
+        });
+        inner.calls.len() - 1
+    }
+
+    fn record_answer(&self, index: usize, status: StatusCode) {
+        if let Some(call) = self.lock().calls.get_mut(index) {
+            call.status = status.as_u16();
+        }
+    }
+
+    fn authorized(&self, req: &HttpRequest) -> bool {
+        let token = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        !token.is_empty() && (self.tokens.is_empty() || self.tokens.iter().any(|t| t == token))
+    }
+
+    /// The scripted answer for this call, if one is queued for its endpoint.
+    fn scripted(&self, endpoint: &str) -> Option<Scripted> {
+        let mut inner = self.lock();
+        let position = inner
+            .script
+            .iter()
+            .position(|s| s.endpoint == endpoint || s.endpoint == "any")?;
+        inner.script.remove(position)
+    }
+
+    /// A random fault per the configured rates, and the latency to add.
+    fn random_fault(&self) -> (Option<(StatusCode, Option<u64>)>, Duration) {
+        let mut inner = self.lock();
+        let faults = inner.faults.clone();
+        let roll: f64 = inner.rng.random();
+        let fault = if roll < faults.rate_429 {
+            Some((StatusCode::TOO_MANY_REQUESTS, Some(faults.retry_after_s)))
+        } else if roll < faults.rate_429 + faults.rate_5xx {
+            let code = [500, 502, 503][inner.rng.random_range(0..3)];
+            Some((StatusCode::from_u16(code).expect("valid code"), None))
+        } else {
+            None
+        };
+        (fault, Duration::from_millis(faults.latency_ms))
+    }
+
+    /// Ids (and the full order documents) the pusher should announce next.
+    fn take_changed(&self) -> Option<(i64, Value)> {
+        let mut inner = self.lock();
+        while let Some(id) = inner.changed.pop_front() {
+            if let Some(order) = inner.orders.get(&id) {
+                return Some((id, order.clone()));
+            }
+        }
+        None
+    }
+
+    /// A random change for push mode: a new order, or a status/quantity change.
+    fn random_activity(&self) {
+        let (new, target, status) = {
+            let mut inner = self.lock();
+            let new = inner.orders.is_empty() || inner.rng.random_bool(0.4);
+            let ids: Vec<i64> = inner.orders.keys().copied().collect();
+            let target = if ids.is_empty() {
+                0
+            } else {
+                ids[inner.rng.random_range(0..ids.len())]
+            };
+            let status = ["received", "paid", "delivered", "canceled"]
+                [inner.rng.random_range(0..4)]
+            .to_owned();
+            (new, target, status)
+        };
+        if new {
+            self.create_order(None);
+        } else {
+            self.change_order(
+                target,
+                &OrderChange {
+                    status: Some(status),
+                    quantities: None,
+                },
+            );
+        }
+    }
+
+    fn count_push(&self, ok: bool) {
+        let mut inner = self.lock();
+        if ok {
+            inner.pushed += 1;
+        } else {
+            inner.push_failures += 1;
+        }
+    }
+
+    fn list_orders(&self, query: &ListQuery) -> Result<Value, String> {
+        let from = parse_filter_time(query.last_modified_from.as_deref(), "last_modified_from")?;
+        let to = parse_filter_time(query.last_modified_to.as_deref(), "last_modified_to")?;
+        let created_from = parse_filter_time(query.date_from.as_deref(), "date_from")?;
+        let created_to = parse_filter_time(query.date_to.as_deref(), "date_to")?;
+        let limit = query.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
+        let inner = self.lock();
+        let time_of = |order: &Value, field: &str| {
+            order[field]
+                .as_str()
+                .and_then(|s| parse_prom_datetime(s).ok())
+        };
+        let within = |t: Option<DateTime<Utc>>,
+                      from: Option<DateTime<Utc>>,
+                      to: Option<DateTime<Utc>>| match t {
+            Some(t) => from.is_none_or(|f| t >= f) && to.is_none_or(|to| t <= to),
+            None => false,
+        };
+        let orders: Vec<Value> = inner
+            .orders
+            .iter()
+            .rev()
+            // `last_id` is exclusive here; Prom does not document it, so clients dedupe.
+            .filter(|(id, _)| query.last_id.is_none_or(|last| **id < last))
+            .map(|(_, order)| order)
+            .filter(|o| {
+                query
+                    .status
+                    .as_deref()
+                    .is_none_or(|s| o["status"].as_str() == Some(s))
+            })
+            .filter(|o| within(time_of(o, "date_modified"), from, to))
+            .filter(|o| within(time_of(o, "date_created"), created_from, created_to))
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(json!({ "orders": orders }))
+    }
+
+    fn set_status(&self, body: &Value, omit_processed: bool) -> HttpResponse {
+        let change = match validate_set_status(body) {
+            Ok(change) => change,
+            Err(SetStatusError::BadRequest(m)) => {
+                return HttpResponse::BadRequest().json(json!({ "error": m }))
+            }
+            Err(SetStatusError::Refused(m)) => {
+                return HttpResponse::Ok().json(json!({"status": "error", "message": m}))
+            }
+        };
+        let mut processed = Vec::new();
+        if !omit_processed {
+            let mut inner = self.lock();
+            for id in &change.ids {
+                let Some(order) = inner.orders.get_mut(id) else {
+                    continue;
+                };
+                set_order_status(order, &change.status);
+                if change.status == "canceled" {
+                    order["cancellation_reason"] = json!(change.cancellation_reason);
+                    order["cancellation_text"] = json!(change.cancellation_text);
+                }
+                touch(order);
+                processed.push(*id);
+                inner.changed.push_back(*id);
+            }
+        }
+        HttpResponse::Ok().json(json!({ "processed_ids": processed }))
+    }
+}
+
+fn set_order_status(order: &mut Value, status: &str) {
+    order["status"] = json!(status);
+    order["status_name"] = json!(generate::status_name(status));
+}
+
+/// Moves `date_modified` on, strictly past its previous value even within a microsecond.
+fn touch(order: &mut Value) {
+    let previous = order["date_modified"]
+        .as_str()
+        .and_then(|s| parse_prom_datetime(s).ok());
+    let mut now = Utc::now();
+    if let Some(previous) = previous {
+        if now <= previous {
+            now = previous + chrono::Duration::microseconds(1);
+        }
+    }
+    order["date_modified"] = json!(generate::prom_time(now));
+}
+
+fn parse_filter_time(raw: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S")
+        .map(|t| Some(t.and_utc()))
+        .map_err(|_| format!("{name} must be YYYY-MM-DDTHH:MM:SS, got {raw}"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    last_modified_from: Option<String>,
+    last_modified_to: Option<String>,
+    date_from: Option<String>,
+    date_to: Option<String>,
+    limit: Option<usize>,
+    last_id: Option<i64>,
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}
+
+/// Every `/api/v1/*` call: recorded, delayed, authorized, maybe faulted, then served.
+async fn api(req: HttpRequest, body: web::Bytes, sim: web::Data<SimHandle>) -> HttpResponse {
+    let json_body: Option<Value> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
+    let index = sim.record(&req, json_body.clone());
+    let response = serve_api(&req, &body, json_body.as_ref(), &sim).await;
+    sim.record_answer(index, response.status());
+    response
+}
+
+async fn serve_api(
+    req: &HttpRequest,
+    raw_body: &[u8],
+    body: Option<&Value>,
+    sim: &SimHandle,
+) -> HttpResponse {
+    let (fault, latency) = sim.random_fault();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if !sim.authorized(req) {
+        return error(StatusCode::UNAUTHORIZED, "Invalid token");
+    }
+    let path = req.path().trim_start_matches("/api/v1/");
+    let segments: Vec<&str> = path.split('/').collect();
+    let endpoint = match (req.method().as_str(), segments.as_slice()) {
+        ("GET", ["orders", "list"]) => "list_orders",
+        ("POST", ["orders", "set_status"]) => "set_status",
+        ("GET", ["orders", _]) => "get_order",
+        ("GET", ["products", _]) => "get_product",
+        _ => return error(StatusCode::NOT_FOUND, "Not found"),
+    };
+    let mut omit_processed = false;
+    let mut answer_delay = None;
+    if let Some(s) = sim.scripted(endpoint) {
+        let status = StatusCode::from_u16(s.status).unwrap_or(StatusCode::OK);
+        if status != StatusCode::OK || s.body.is_some() {
+            let mut answer = HttpResponse::build(status);
+            if let Some(after) = s.retry_after_s {
+                answer.insert_header(("Retry-After", after.to_string()));
+            }
+            let body = s.body.unwrap_or_else(|| match status.as_u16() {
+                401 | 403 => json!({"error": "Invalid token"}),
+                429 => json!({"error": "Too many requests"}),
+                _ => json!({"error": status.canonical_reason().unwrap_or("error")}),
+            });
+            return answer.json(body);
+        }
+        omit_processed = s.omit_processed;
+        answer_delay = s.answer_delay_ms.map(Duration::from_millis);
+    } else if let Some((status, retry_after)) = fault {
+        let mut answer = HttpResponse::build(status);
+        if let Some(after) = retry_after {
+            answer.insert_header(("Retry-After", after.to_string()));
+        }
+        return answer.json(json!({"error": status.canonical_reason().unwrap_or("error")}));
+    }
+    let response = match endpoint {
+        "list_orders" => match web::Query::<ListQuery>::from_query(req.query_string()) {
+            Ok(query) => match sim.list_orders(&query) {
+                Ok(list) => HttpResponse::Ok().json(list),
+                Err(m) => error(StatusCode::BAD_REQUEST, &m),
+            },
+            Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        },
+        "set_status" => match body {
+            Some(body) => sim.set_status(body, omit_processed),
+            None if raw_body.is_empty() => error(StatusCode::BAD_REQUEST, "empty body"),
+            None => error(StatusCode::BAD_REQUEST, "body is not JSON"),
+        },
+        "get_order" => match segments[1].parse::<i64>().ok().and_then(|id| sim.order(id)) {
+            Some(order) => HttpResponse::Ok().json(json!({ "order": order })),
+            None => error(StatusCode::NOT_FOUND, "Order not found"),
+        },
+        _ => {
+            let product = segments[1]
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| sim.lock().products.get(&id).cloned());
+            match product {
+                Some(product) => HttpResponse::Ok().json(json!({ "product": product })),
+                None => error(StatusCode::NOT_FOUND, "Product not found"),
+            }
+        }
+    };
+    if let Some(delay) = answer_delay {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct CallsQuery {
+    path: Option<String>,
+}
+
+async fn sim_calls(query: web::Query<CallsQuery>, sim: web::Data<SimHandle>) -> HttpResponse {
+    let calls: Vec<Call> = sim
+        .calls()
+        .into_iter()
+        .filter(|c| query.path.as_deref().is_none_or(|p| c.path == p))
+        .collect();
+    HttpResponse::Ok().json(json!({ "calls": calls }))
+}
+
+async fn sim_clear_calls(sim: web::Data<SimHandle>) -> HttpResponse {
+    sim.clear_calls();
+    HttpResponse::NoContent().finish()
+}
+
+async fn sim_orders(sim: web::Data<SimHandle>) -> HttpResponse {
+    let orders: Vec<Value> = sim
+        .order_ids()
+        .into_iter()
+        .filter_map(|id| sim.order(id))
+        .collect();
+    HttpResponse::Ok().json(json!({ "orders": orders }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NewOrder {
+    status: Option<String>,
+}
+
+async fn sim_create_order(
+    body: Option<web::Json<NewOrder>>,
+    sim: web::Data<SimHandle>,
+) -> HttpResponse {
+    let status = body.and_then(|b| b.into_inner().status);
+    HttpResponse::Created().json(json!({ "order": sim.create_order(status.as_deref()) }))
+}
+
+async fn sim_order(path: web::Path<i64>, sim: web::Data<SimHandle>) -> HttpResponse {
+    match sim.order(path.into_inner()) {
+        Some(order) => HttpResponse::Ok().json(json!({ "order": order })),
+        None => error(StatusCode::NOT_FOUND, "Order not found"),
+    }
+}
+
+async fn sim_change_order(
+    path: web::Path<i64>,
+    change: web::Json<OrderChange>,
+    sim: web::Data<SimHandle>,
+) -> HttpResponse {
+    if let Some(status) = &change.status {
+        if status.parse::<crate::prom::order::PromStatus>().is_err() {
+            return error(StatusCode::BAD_REQUEST, &format!("unknown status {status}"));
+        }
+    }
+    match sim.change_order(path.into_inner(), &change) {
+        Some(order) => HttpResponse::Ok().json(json!({ "order": order })),
+        None => error(StatusCode::NOT_FOUND, "Order not found"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Script {
+    responses: Vec<Scripted>,
+}
+
+async fn sim_script(script: web::Json<Script>, sim: web::Data<SimHandle>) -> HttpResponse {
+    sim.script(script.into_inner().responses);
+    HttpResponse::Ok().json(sim.stats())
+}
+
+async fn sim_faults(faults: web::Json<Faults>, sim: web::Data<SimHandle>) -> HttpResponse {
+    let faults = faults.into_inner();
+    sim.set_faults(faults.clone());
+    HttpResponse::Ok().json(faults)
+}
+
+async fn sim_stats(sim: web::Data<SimHandle>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.stats())
+}
+
+pub struct Simulator {
+    port: u16,
+    server: Server,
+    handle: SimHandle,
+    push: Option<PushConfig>,
+}
+
+impl Simulator {
+    /// Generates the shop and binds the listener; nothing is served until
+    /// [`Simulator::run_until_stopped`].
+    pub fn build(config: SimConfig) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let handle = SimHandle::new(&config);
+        let data = web::Data::new(handle.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(1024 * 1024))
+                .route("/_sim/calls", web::get().to(sim_calls))
+                .route("/_sim/calls", web::delete().to(sim_clear_calls))
+                .route("/_sim/orders", web::get().to(sim_orders))
+                .route("/_sim/orders", web::post().to(sim_create_order))
+                .route("/_sim/orders/{id}", web::get().to(sim_order))
+                .route("/_sim/orders/{id}", web::post().to(sim_change_order))
+                .route("/_sim/script", web::post().to(sim_script))
+                .route("/_sim/faults", web::put().to(sim_faults))
+                .route("/_sim/stats", web::get().to(sim_stats))
+                .default_service(web::to(api))
+        })
+        .workers(config.workers.max(1))
+        .listen(listener)?
+        .shutdown_timeout(2)
+        .run();
+        tracing::info!(port, orders = config.orders, "Prom simulator listening");
+        Ok(Self {
+            port,
+            server,
+            handle,
+            push: config.push,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The origin to give promsync as a shop's `--prom-url`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn handle(&self) -> SimHandle {
+        self.handle.clone()
+    }
+
+    /// Serves (and pushes, if configured) until the server stops (SIGTERM/Ctrl-C).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let pusher = self
+            .push
+            .map(|config| tokio::spawn(push::run(self.handle.clone(), config)));
+        let served = self.server.await;
+        if let Some(pusher) = pusher {
+            pusher.abort();
+        }
+        served
+    }
+}

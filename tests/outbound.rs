@@ -1,0 +1,590 @@
+//! RO App status changes reaching Prom (DESIGN §1 rules 9, 11–15, §3) against real
+//! PostgreSQL, RabbitMQ and the Prom simulator: the current mapped status, once, in the
+//! shape Prom accepts, whatever Prom answers in between.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{eventually, Options, TestApp};
+use entity::{orders, shops};
+use promsync::{
+    broker::Lane,
+    outbound::{enqueue_status_change, OutboxReason},
+    simulator::{Call, OrderChange, Scripted, SimConfig, SimHandle},
+};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait,
+};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An app with an importer, a publisher and the simulator as Prom.
+async fn spawn(options: Options) -> (TestApp, SimHandle) {
+    let mut app = TestApp::spawn_with(options).await;
+    let sim = app
+        .start_simulator(SimConfig {
+            orders: 0,
+            ..Default::default()
+        })
+        .await;
+    app.start_publisher();
+    (app, sim)
+}
+
+/// A new order on Prom in `status`, imported into RO App through the webhook. Returns the
+/// Prom id and the RO App order id.
+async fn imported_order(app: &TestApp, sim: &SimHandle, status: &str) -> (i64, i64) {
+    let order = sim.create_order(Some(status));
+    let prom_id = order["id"].as_i64().unwrap();
+    app.push_order(&order).await;
+    let order_id = eventually("the order to be imported", WAIT, || async {
+        orders_by_prom_id(app, prom_id).await.map(|o| o.id)
+    })
+    .await;
+    (prom_id, order_id)
+}
+
+async fn orders_by_prom_id(app: &TestApp, prom_id: i64) -> Option<orders::Model> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    orders::Entity::find()
+        .filter(orders::Column::ExternalId.eq(prom_id.to_string()))
+        .one(&app.db)
+        .await
+        .expect("query")
+}
+
+async fn order(app: &TestApp, order_id: i64) -> orders::Model {
+    orders::Entity::find_by_id(order_id)
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("the order")
+}
+
+/// The id of the account's status called `name`.
+async fn status_id(app: &TestApp, name: &str) -> i64 {
+    app.count(&format!(
+        "SELECT id FROM order_statuses WHERE account_id = {} AND name = '{name}'",
+        app.account_id
+    ))
+    .await
+}
+
+/// What the status-change API does: the new status and the outbox row in one transaction.
+async fn change_status(app: &TestApp, order_id: i64, status: &str) {
+    let status_id = status_id(app, status).await;
+    let txn = app.db.begin().await.unwrap();
+    let mut active = order(app, order_id).await.into_active_model();
+    active.status_id = Set(status_id);
+    let changed = active.update(&txn).await.unwrap();
+    enqueue_status_change(&txn, &changed, OutboxReason::StatusChanged)
+        .await
+        .unwrap()
+        .expect("an imported order is queued");
+    txn.commit().await.unwrap();
+}
+
+/// What the write-off endpoint does.
+async fn write_off(app: &TestApp, order_id: i64) {
+    let txn = app.db.begin().await.unwrap();
+    let mut active = order(app, order_id).await.into_active_model();
+    active.written_off_at = Set(Some(Utc::now()));
+    let changed = active.update(&txn).await.unwrap();
+    enqueue_status_change(&txn, &changed, OutboxReason::WrittenOff)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+}
+
+/// `(outcome, prom_status)` of the order's outbound sync log, oldest first.
+async fn sync_log(app: &TestApp, order_id: i64) -> Vec<(String, Option<String>)> {
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT outcome, prom_status FROM outbound_sync_log \
+                 WHERE order_id = {order_id} ORDER BY id"
+            ),
+        ))
+        .await
+        .expect("query");
+    rows.into_iter()
+        .map(|r| {
+            (
+                r.try_get_by_index::<String>(0).unwrap(),
+                r.try_get_by_index::<Option<String>>(1).unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_outcome(app: &TestApp, order_id: i64, outcome: &str, n: usize) {
+    eventually(
+        &format!("{n} `{outcome}` entries on the sync log"),
+        WAIT,
+        || async {
+            let log = sync_log(app, order_id).await;
+            (log.iter().filter(|(o, _)| o == outcome).count() >= n).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The `set_status` calls that named `prom_id`.
+fn calls_for(sim: &SimHandle, prom_id: i64) -> Vec<Call> {
+    sim.set_status_calls()
+        .into_iter()
+        .filter(|c| {
+            c.body
+                .as_ref()
+                .and_then(|b| b["ids"].as_array())
+                .is_some_and(|ids| ids.iter().any(|id| id.as_i64() == Some(prom_id)))
+        })
+        .collect()
+}
+
+fn sent_status(call: &Call) -> String {
+    let body = call.body.as_ref().expect("a body");
+    match body.get("custom_status_id") {
+        Some(id) => format!("custom-{id}"),
+        None => body["status"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+fn prom_status(sim: &SimHandle, prom_id: i64) -> String {
+    sim.order(prom_id).unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn two_quick_changes_leave_prom_at_the_second_canceled_with_reason_another_and_a_text() {
+    // Arrange
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+
+    // Act: In progress (→ received), then Canceled 10 ms later.
+    change_status(&app, order_id, "In progress").await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    change_status(&app, order_id, "Canceled").await;
+
+    // Assert
+    eventually("Prom to show canceled", WAIT, || async {
+        (prom_status(&sim, prom_id) == "canceled").then_some(())
+    })
+    .await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+    let calls = calls_for(&sim, prom_id);
+    let last = calls.last().expect("a set_status call");
+    let body = last.body.as_ref().unwrap();
+    assert_eq!(body["status"], "canceled");
+    assert_eq!(body["cancellation_reason"], "another");
+    assert!(!body["cancellation_text"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .is_empty());
+    // Whatever the interleaving, nothing was sent twice and canceled came last.
+    let sent: Vec<String> = calls.iter().map(sent_status).collect();
+    assert!(
+        sent == ["canceled"] || sent == ["received", "canceled"],
+        "{sent:?}"
+    );
+    assert_eq!(
+        order(&app, order_id).await.remote_status.as_deref(),
+        Some("canceled")
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn delivered_is_deferred_until_the_goods_are_written_off_then_sent_once() {
+    // Arrange
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "received").await;
+
+    // Act 1: Done (→ delivered) before the write-off.
+    change_status(&app, order_id, "Done").await;
+    wait_for_outcome(&app, order_id, "deferred", 1).await;
+
+    // Assert 1: nothing went to Prom.
+    assert!(calls_for(&sim, prom_id).is_empty());
+    assert_eq!(prom_status(&sim, prom_id), "received");
+
+    // Act 2: the goods are written off.
+    write_off(&app, order_id).await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert 2
+    let sent: Vec<String> = calls_for(&sim, prom_id).iter().map(sent_status).collect();
+    assert_eq!(sent, ["delivered"]);
+    assert_eq!(prom_status(&sim, prom_id), "delivered");
+    assert_eq!(
+        sync_log(&app, order_id).await,
+        [
+            ("deferred".to_owned(), Some("delivered".to_owned())),
+            ("sent".to_owned(), Some("delivered".to_owned())),
+        ]
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_status_prom_already_has_is_not_sent_again() {
+    // Arrange: Prom shows received, which In progress maps to.
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "received").await;
+
+    // Act
+    change_status(&app, order_id, "In progress").await;
+    wait_for_outcome(&app, order_id, "skipped", 1).await;
+
+    // Assert
+    assert!(calls_for(&sim, prom_id).is_empty());
+    assert_eq!(
+        sync_log(&app, order_id).await,
+        [("skipped".to_owned(), Some("received".to_owned()))]
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_custom_prom_status_is_sent_by_its_custom_status_id() {
+    // Arrange: an RO App status mapped outbound to the seller's custom Prom status.
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO order_statuses (account_id, name, kind, position) \
+             VALUES ({}, 'Awaiting payment', 'in_progress', 9)",
+            app.account_id
+        ))
+        .await
+        .unwrap();
+    let awaiting = status_id(&app, "Awaiting payment").await;
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO status_mappings (shop_id, direction, prom_status, status_id) \
+             VALUES ({}, 'outbound', 'custom-137639', {awaiting})",
+            app.shop.shop_id
+        ))
+        .await
+        .unwrap();
+
+    // Act
+    change_status(&app, order_id, "Awaiting payment").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert
+    let calls = calls_for(&sim, prom_id);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].body.as_ref().unwrap(),
+        &json!({"custom_status_id": 137639, "ids": [prom_id]})
+    );
+    assert_eq!(prom_status(&sim, prom_id), "custom-137639");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_answer_without_the_order_in_processed_ids_is_a_failure_and_is_retried() {
+    // Arrange
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        omit_processed: true,
+        ..Default::default()
+    }]);
+
+    // Act
+    change_status(&app, order_id, "In progress").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert
+    assert_eq!(calls_for(&sim, prom_id).len(), 2);
+    let outcomes: Vec<String> = sync_log(&app, order_id)
+        .await
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(outcomes, ["failed", "sent"]);
+    assert_eq!(prom_status(&sim, prom_id), "received");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_429_is_retried_no_sooner_than_its_retry_after_and_then_sent() {
+    // Arrange
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 429,
+        retry_after_s: Some(1),
+        ..Default::default()
+    }]);
+
+    // Act
+    change_status(&app, order_id, "Canceled").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert
+    let calls = calls_for(&sim, prom_id);
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    let waited = calls[1].at - calls[0].at;
+    assert!(
+        waited >= chrono::Duration::milliseconds(950),
+        "retried after {waited}"
+    );
+    assert_eq!(prom_status(&sim, prom_id), "canceled");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_prom_accepts() {
+    // Arrange: enough attempts for three failures and a success.
+    let (app, sim) = spawn(Options {
+        max_attempts: 5,
+        ..Default::default()
+    })
+    .await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([500, 502, 503].map(|status| Scripted {
+        endpoint: "set_status".into(),
+        status,
+        ..Default::default()
+    }));
+
+    // Act
+    change_status(&app, order_id, "In progress").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert
+    let statuses: Vec<u16> = calls_for(&sim, prom_id).iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [500, 502, 503, 200]);
+    let outcomes: Vec<String> = sync_log(&app, order_id)
+        .await
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(outcomes, ["failed", "failed", "failed", "sent"]);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_rejected_token_flags_the_shop_and_dead_letters_the_message_until_requeued() {
+    // Arrange
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 401,
+        ..Default::default()
+    }]);
+
+    // Act 1
+    change_status(&app, order_id, "In progress").await;
+    wait_for_outcome(&app, order_id, "failed", 1).await;
+
+    // Assert 1: flagged, dead-lettered, not retried.
+    eventually("the message in the outbound dead letters", WAIT, || async {
+        (app.dead_letters(Lane::Outbound).await.len() == 1).then_some(())
+    })
+    .await;
+    let shop = shops::Entity::find_by_id(app.shop.shop_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(shop.token_rejected_at.is_some());
+    assert_eq!(calls_for(&sim, prom_id).len(), 1);
+
+    // Act 2: the token is fixed (the simulator accepts it again) and the dead letter
+    // requeued, as `promsync dlq requeue` will.
+    let requeued = app
+        .broker()
+        .requeue_dead(Lane::Outbound, None)
+        .await
+        .unwrap();
+    assert_eq!(requeued, 1);
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert 2
+    assert_eq!(prom_status(&sim, prom_id), "received");
+    let shop = shops::Entity::find_by_id(app.shop.shop_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(shop.token_rejected_at, None);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_publishers_and_two_relays_send_each_change_exactly_once() {
+    // Arrange: six orders, a second publisher process (relay included).
+    let (mut app, sim) = spawn(Options::default()).await;
+    app.start_publisher();
+    let mut imported = Vec::new();
+    for _ in 0..6 {
+        imported.push(imported_order(&app, &sim, "pending").await);
+    }
+
+    // Act: every order canceled, and each change queued twice (a double click, a retry
+    // of the API call) so both publishers see messages of the same order at once.
+    for (_, order_id) in &imported {
+        change_status(&app, *order_id, "Canceled").await;
+        let txn = app.db.begin().await.unwrap();
+        enqueue_status_change(
+            &txn,
+            &order(&app, *order_id).await,
+            OutboxReason::StatusChanged,
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+    }
+    for (_, order_id) in &imported {
+        wait_for_outcome(&app, *order_id, "sent", 1).await;
+        wait_for_outcome(&app, *order_id, "skipped", 1).await;
+    }
+
+    // Assert
+    for (prom_id, order_id) in &imported {
+        let sent: Vec<String> = calls_for(&sim, *prom_id).iter().map(sent_status).collect();
+        assert_eq!(sent, ["canceled"], "order {prom_id}");
+        assert_eq!(sync_log(&app, *order_id).await.len(), 2);
+    }
+    assert_eq!(sim.set_status_calls().len(), 6);
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await,
+        0
+    );
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 12);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_inbound_notification_echoing_the_status_just_sent_changes_nothing() {
+    // Arrange: a second canceled status in RO App, sent to Prom as canceled too; Prom's
+    // canceled maps inbound to the default "Canceled".
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO order_statuses (account_id, name, kind, position) \
+             VALUES ({}, 'Canceled by seller', 'canceled', 9)",
+            app.account_id
+        ))
+        .await
+        .unwrap();
+    let by_seller = status_id(&app, "Canceled by seller").await;
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO status_mappings (shop_id, direction, prom_status, status_id) \
+             VALUES ({}, 'outbound', 'canceled', {by_seller})",
+            app.shop.shop_id
+        ))
+        .await
+        .unwrap();
+    change_status(&app, order_id, "Canceled by seller").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Act: Prom's order, now canceled with a newer date_modified, comes back in.
+    let echo: Value = sim.order(prom_id).unwrap();
+    app.push_order(&echo).await;
+    app.wait_for_events(2).await;
+
+    // Assert
+    let (outcome, _) = app.outcomes().await.pop().unwrap();
+    assert_eq!(outcome, "applied");
+    let after = order(&app, order_id).await;
+    assert_eq!(
+        after.status_id, by_seller,
+        "the echo must not move the status"
+    );
+    assert_eq!(after.remote_status.as_deref(), Some("canceled"));
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 1);
+    assert_eq!(calls_for(&sim, prom_id).len(), 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_seller_change_on_prom_then_an_employee_change_ends_with_the_employees_status() {
+    // Arrange: the seller accepts the order on Prom, and that is imported.
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let accepted = sim
+        .change_order(
+            prom_id,
+            &OrderChange {
+                status: Some("received".into()),
+                quantities: None,
+            },
+        )
+        .unwrap();
+    app.push_order(&accepted).await;
+    app.wait_for_events(2).await;
+    assert_eq!(
+        order(&app, order_id).await.status_id,
+        status_id(&app, "In progress").await
+    );
+
+    // Act: the employee cancels in RO App.
+    change_status(&app, order_id, "Canceled").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert
+    assert_eq!(prom_status(&sim, prom_id), "canceled");
+    assert_eq!(calls_for(&sim, prom_id).len(), 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_publisher_killed_after_prom_applied_but_before_its_ack_resends_at_most_once() {
+    // Arrange: Prom applies the change but answers only 2 s later.
+    let (mut app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        answer_delay_ms: Some(2_000),
+        ..Default::default()
+    }]);
+    change_status(&app, order_id, "Canceled").await;
+    eventually("Prom to apply the change", WAIT, || async {
+        (prom_status(&sim, prom_id) == "canceled").then_some(())
+    })
+    .await;
+
+    // Act: the publisher dies before Prom's answer arrives, and another one starts.
+    app.kill_publishers().await;
+    assert_eq!(
+        order(&app, order_id).await.remote_status.as_deref(),
+        Some("pending"),
+        "the killed publisher's transaction must have rolled back"
+    );
+    app.start_publisher();
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert: one resend of the same status, and both sides agree.
+    let sent: Vec<String> = calls_for(&sim, prom_id).iter().map(sent_status).collect();
+    assert_eq!(sent, ["canceled", "canceled"]);
+    assert_eq!(
+        order(&app, order_id).await.remote_status.as_deref(),
+        Some("canceled")
+    );
+    assert_eq!(prom_status(&sim, prom_id), "canceled");
+    app.cleanup().await;
+}

@@ -1,0 +1,250 @@
+//! The Prom simulator over HTTP, driven by promsync's own Prom client: it pages like Prom,
+//! refuses what Prom refuses in Prom's shapes, records what it was told, and its push mode
+//! feeds promsync's webhook with notifications promsync imports.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{eventually, TestApp};
+use promsync::{
+    prom::{OrderListQuery, PromClient, PromCredentials, PromError, PromStatus},
+    simulator::{PushConfig, SimConfig, SimHandle, Simulator},
+};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+fn start(config: SimConfig) -> (String, SimHandle) {
+    let sim = Simulator::build(config).expect("simulator");
+    let url = sim.url();
+    let handle = sim.handle();
+    tokio::spawn(sim.run_until_stopped());
+    (url, handle)
+}
+
+fn creds(url: &str, token: &str) -> PromCredentials {
+    PromCredentials {
+        base_url: url.parse().unwrap(),
+        token: SecretString::from(token.to_owned()),
+        language: "uk".into(),
+    }
+}
+
+fn client() -> PromClient {
+    PromClient::new(Duration::from_secs(5)).with_rate(std::num::NonZeroU32::new(100).unwrap())
+}
+
+#[tokio::test]
+async fn orders_come_by_descending_id_and_the_last_id_cursor_walks_every_page() {
+    // Arrange
+    let (url, _sim) = start(SimConfig {
+        orders: 25,
+        ..Default::default()
+    });
+    let creds = creds(&url, "t");
+    let prom = client();
+
+    // Act
+    let mut seen = Vec::new();
+    let mut last_id = None;
+    loop {
+        let page = prom
+            .list_orders(
+                &creds,
+                &OrderListQuery {
+                    limit: Some(10),
+                    last_id,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        last_id = Some(last.id);
+        seen.extend(page.iter().map(|o| o.id));
+    }
+
+    // Assert
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_change_on_prom_bumps_date_modified_and_shows_in_the_last_modified_filter() {
+    // Arrange
+    let (url, sim) = start(SimConfig {
+        orders: 10,
+        ..Default::default()
+    });
+    let id = sim.order_ids()[5];
+    let before = sim.order(id).unwrap();
+    let http = reqwest::Client::new();
+
+    // Act: the seller halves a quantity and accepts the order.
+    let changed: Value = http
+        .post(format!("{url}/_sim/orders/{id}"))
+        .json(&json!({"status": "received", "quantities": [4.0]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recent = client()
+        .list_orders(
+            &creds(&url, "t"),
+            &OrderListQuery {
+                last_modified_from: Some(Utc::now() - chrono::Duration::seconds(5)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    let order = &changed["order"];
+    assert_eq!(order["status"], "received");
+    assert_eq!(order["products"][0]["quantity"], 4.0);
+    assert!(order["date_modified"].as_str() > before["date_modified"].as_str());
+    assert_ne!(order["price"], before["price"]);
+    assert_eq!(recent.iter().map(|o| o.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(recent[0].prom_status().unwrap(), PromStatus::Received);
+    assert!(recent[0].total().is_ok(), "the new total parses");
+}
+
+#[tokio::test]
+async fn set_status_refusals_come_in_proms_two_shapes_and_every_call_is_recorded() {
+    // Arrange
+    let (url, sim) = start(SimConfig {
+        orders: 3,
+        ..Default::default()
+    });
+    let id = sim.order_ids()[0];
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        http.post(format!("{url}/api/v1/orders/set_status"))
+            .bearer_auth("t")
+            .json(&body)
+            .send()
+    };
+
+    // Act
+    let unknown = post(json!({"status": "shipped", "ids": [id]}))
+        .await
+        .unwrap();
+    let unknown_status = unknown.status();
+    let unknown: Value = unknown.json().await.unwrap();
+    let no_text =
+        post(json!({"status": "canceled", "ids": [id], "cancellation_reason": "another"}))
+            .await
+            .unwrap();
+    let no_text_status = no_text.status();
+    let no_text: Value = no_text.json().await.unwrap();
+    let ok: Value = post(json!({
+        "status": "canceled", "ids": [id, 1],
+        "cancellation_reason": "another", "cancellation_text": "Немає в наявності",
+    }))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let recorded: Value = http
+        .get(format!("{url}/_sim/calls?path=/api/v1/orders/set_status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(unknown_status, 400);
+    assert!(unknown["error"].as_str().unwrap().contains("shipped"));
+    assert_eq!(no_text_status, 200);
+    assert_eq!(no_text["status"], "error");
+    assert!(no_text["message"]
+        .as_str()
+        .unwrap()
+        .contains("cancellation_text"));
+    // Unknown ids are left out of processed_ids, as Prom does.
+    assert_eq!(ok, json!({"processed_ids": [id]}));
+    assert_eq!(sim.order(id).unwrap()["status"], "canceled");
+    let calls = recorded["calls"].as_array().unwrap();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| c["status"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [400, 200, 200]
+    );
+    assert_eq!(calls[0]["body"]["status"], "shipped");
+}
+
+#[tokio::test]
+async fn promsyncs_client_reads_the_simulators_errors_as_typed_errors() {
+    // Arrange: only "good" is a valid token.
+    let (url, sim) = start(SimConfig {
+        orders: 1,
+        tokens: vec!["good".into()],
+        ..Default::default()
+    });
+    let id = sim.order_ids()[0];
+    let prom = client();
+
+    // Act
+    let bad_token = prom.get_order(&creds(&url, "bad"), id).await.unwrap_err();
+    let missing = prom.get_order(&creds(&url, "good"), 1).await.unwrap_err();
+    let product = prom.get_product(&creds(&url, "good"), 2_555_900_001).await;
+    let deleted = prom
+        .get_product(
+            &creds(&url, "good"),
+            promsync::simulator::generate::DELETED_PRODUCT_ID,
+        )
+        .await;
+
+    // Assert
+    assert_eq!(bad_token, PromError::Unauthorized(401));
+    assert_eq!(missing, PromError::NotFound);
+    let product = product.unwrap().expect("a catalogue product");
+    assert_eq!(product.category_name("uk"), Some("Шкарпетки"));
+    assert_eq!(deleted.unwrap(), None);
+}
+
+#[tokio::test]
+async fn push_mode_sends_signed_notifications_that_promsync_accepts_and_imports() {
+    // Arrange
+    let mut app = TestApp::spawn().await;
+    let webhook = app.webhook_url(app.shop.shop_id);
+    let secret = app.shop.webhook_secret.clone();
+
+    // Act: five notifications at 20/s, starting from an empty shop.
+    let sim = app
+        .start_simulator(SimConfig {
+            orders: 0,
+            push: Some(PushConfig {
+                url: webhook,
+                secret: SecretString::from(secret),
+                rate_per_s: 20.0,
+                count: Some(5),
+                thin: false,
+            }),
+            ..Default::default()
+        })
+        .await;
+    app.wait_for_events(5).await;
+
+    // Assert
+    let stats = eventually("five pushes counted", Duration::from_secs(10), || async {
+        let stats = sim.stats();
+        (stats["pushed"] == 5).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["push_failures"], 0);
+    for (outcome, detail) in app.outcomes().await {
+        assert_ne!(outcome, "rejected", "{detail:?}");
+    }
+    assert!(app.count("SELECT count(*) FROM orders").await >= 1);
+    app.cleanup().await;
+}
