@@ -76,8 +76,8 @@ async fn status_id(app: &TestApp, name: &str) -> i64 {
 /// What the status-change API does: the new status and the outbox row in one transaction.
 async fn change_status(app: &TestApp, order_id: i64, status: &str) {
     let status_id = status_id(app, status).await;
-    let txn = app.db.begin().await.unwrap();
     let mut active = order(app, order_id).await.into_active_model();
+    let txn = app.db.begin().await.unwrap();
     active.status_id = Set(status_id);
     let changed = active.update(&txn).await.unwrap();
     enqueue_status_change(&txn, &changed, OutboxReason::StatusChanged)
@@ -89,8 +89,8 @@ async fn change_status(app: &TestApp, order_id: i64, status: &str) {
 
 /// What the write-off endpoint does.
 async fn write_off(app: &TestApp, order_id: i64) {
-    let txn = app.db.begin().await.unwrap();
     let mut active = order(app, order_id).await.into_active_model();
+    let txn = app.db.begin().await.unwrap();
     active.written_off_at = Set(Some(Utc::now()));
     let changed = active.update(&txn).await.unwrap();
     enqueue_status_change(&txn, &changed, OutboxReason::WrittenOff)
@@ -104,7 +104,7 @@ async fn sync_log(app: &TestApp, order_id: i64) -> Vec<(String, Option<String>)>
     let rows = app
         .db
         .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
+            app.db.get_database_backend(),
             format!(
                 "SELECT outcome, prom_status FROM outbound_sync_log \
                  WHERE order_id = {order_id} ORDER BY id"
@@ -444,14 +444,11 @@ async fn two_publishers_and_two_relays_send_each_change_exactly_once() {
     // of the API call) so both publishers see messages of the same order at once.
     for (_, order_id) in &imported {
         change_status(&app, *order_id, "Canceled").await;
+        let current = order(&app, *order_id).await;
         let txn = app.db.begin().await.unwrap();
-        enqueue_status_change(
-            &txn,
-            &order(&app, *order_id).await,
-            OutboxReason::StatusChanged,
-        )
-        .await
-        .unwrap();
+        enqueue_status_change(&txn, &current, OutboxReason::StatusChanged)
+            .await
+            .unwrap();
         txn.commit().await.unwrap();
     }
     for (_, order_id) in &imported {

@@ -13,8 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use entity::{
-    accounts, clients, order_items, order_statuses, orders, outbound_sync_log, outbox, products,
-    shops, status_mappings,
+    accounts, clients, order_items, order_statuses, orders, outbound_sync_log, products, shops,
 };
 use rust_decimal::Decimal;
 use sea_orm::{
@@ -23,7 +22,6 @@ use sea_orm::{
     Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{auth::Caller, ErrorBody};
@@ -31,7 +29,11 @@ use crate::{
     broker::InboundMessage,
     domain::{normalize_email, normalize_phone, Permission, Source, StatusKind},
     error::ApiError,
-    prom::ids::{EventId, ShopId},
+    outbound::{self, Decision, OutboxReason},
+    prom::{
+        ids::{EventId, ShopId},
+        order::PromStatus,
+    },
     startup::AppState,
 };
 
@@ -647,82 +649,41 @@ pub struct StatusChange {
     pub status_id: i64,
 }
 
-/// The Prom status the shop's outbound mapping gives an RO App status.
-async fn mapped_prom_status(
-    txn: &DatabaseTransaction,
-    shop_id: i64,
-    status_id: i64,
-) -> Result<Option<String>, DbErr> {
-    Ok(status_mappings::Entity::find()
-        .filter(status_mappings::Column::ShopId.eq(shop_id))
-        .filter(status_mappings::Column::Direction.eq("outbound"))
-        .filter(status_mappings::Column::StatusId.eq(status_id))
-        .order_by_asc(status_mappings::Column::Id)
-        .one(txn)
-        .await?
-        .map(|m| m.prom_status))
-}
-
-/// The outbox row the relay turns into a Prom update (contract shared with the relay).
-async fn enqueue(
-    txn: &DatabaseTransaction,
-    order: &orders::Model,
-    shop_id: i64,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let payload = json!({
-        "order_id": order.id,
-        "shop_id": shop_id,
-        "account_id": order.account_id,
-        "reason": reason,
-    });
-    outbox::ActiveModel {
-        account_id: Set(order.account_id),
-        shop_id: Set(shop_id),
-        order_id: Set(order.id),
-        kind: Set("order_status".to_owned()),
-        payload: Set(payload.to_string()),
-        created_at: Set(now),
-        published_at: Set(None),
-        ..Default::default()
-    }
-    .insert(txn)
-    .await?;
-    Ok(())
-}
-
-/// Decides and records, inside the status change's transaction, what goes to Prom.
+/// Decides and records, inside the status change's transaction, what goes to Prom. The
+/// rules live in `outbound` (the publisher applies the same ones when it sends).
 async fn outbound_for_status(
     txn: &DatabaseTransaction,
     order: &orders::Model,
     now: DateTime<Utc>,
-) -> Result<Outbound, DbErr> {
-    let (Some(shop_id), true) = (order.shop_id, is_imported(order)) else {
-        return Ok(Outbound::None);
-    };
-    let Some(prom_status) = mapped_prom_status(txn, shop_id, order.status_id).await? else {
-        return Ok(Outbound::NotMapped);
-    };
-    if prom_status == "delivered" && order.written_off_at.is_none() {
-        outbound_sync_log::ActiveModel {
-            shop_id: Set(shop_id),
-            order_id: Set(order.id),
-            event_id: Set(None),
-            prom_status: Set(Some(prom_status)),
-            outcome: Set(crate::domain::Outcome::Deferred.as_str().to_owned()),
-            detail: Set(Some(
-                "Prom `delivered` is sent once the order's goods are written off".into(),
-            )),
-            at: Set(now),
-            ..Default::default()
+) -> Result<Outbound, ApiError> {
+    let decision = outbound::evaluate(txn, order)
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok(match decision {
+        Decision::NotImported | Decision::AlreadyThere(_) => Outbound::None,
+        Decision::NotMapped => Outbound::NotMapped,
+        Decision::WaitForWriteOff => {
+            outbound_sync_log::ActiveModel {
+                shop_id: Set(order.shop_id.unwrap_or_default()),
+                order_id: Set(order.id),
+                event_id: Set(None),
+                prom_status: Set(Some(PromStatus::Delivered.to_string())),
+                outcome: Set(crate::domain::Outcome::Deferred.as_str().to_owned()),
+                detail: Set(Some(
+                    "Prom `delivered` is sent once the order's goods are written off".into(),
+                )),
+                at: Set(now),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?;
+            Outbound::DeferredUntilWriteOff
         }
-        .insert(txn)
-        .await?;
-        return Ok(Outbound::DeferredUntilWriteOff);
-    }
-    enqueue(txn, order, shop_id, "status_changed", now).await?;
-    Ok(Outbound::Queued)
+        Decision::Send(_) => {
+            outbound::enqueue_status_change(txn, order, OutboxReason::StatusChanged).await?;
+            Outbound::Queued
+        }
+    })
 }
 
 /// Changes an order's status; for an imported order the mapped Prom status is queued in
@@ -802,12 +763,13 @@ pub async fn write_off(
             .filter(order_items::Column::OrderId.eq(order.id))
             .exec(&txn)
             .await?;
-        if let (Some(shop_id), true) = (order.shop_id, is_imported(&order)) {
-            let mapped = mapped_prom_status(&txn, shop_id, order.status_id).await?;
-            if mapped.as_deref() == Some("delivered") {
-                enqueue(&txn, &order, shop_id, "written_off", now).await?;
-                outbound = Outbound::Queued;
-            }
+        // Rule 12: a `delivered` held back for the write-off goes now.
+        let decision = outbound::evaluate(&txn, &order)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if decision == Decision::Send(PromStatus::Delivered) {
+            outbound::enqueue_status_change(&txn, &order, OutboxReason::WrittenOff).await?;
+            outbound = Outbound::Queued;
         }
         order
     };

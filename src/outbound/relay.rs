@@ -15,8 +15,8 @@ use chrono::Utc;
 use entity::outbox;
 use sea_orm::{
     sea_query::{Expr, LockBehavior, LockType},
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -82,21 +82,39 @@ impl Relay {
     /// One round: claims up to a batch of rows, publishes them, marks the confirmed ones.
     /// Returns how many were published; fails if any could not be (the others still count).
     pub async fn relay_batch(&self) -> anyhow::Result<usize> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            // SQLite serializes writers and the embedded broker publishes by writing to
+            // this same database, so no transaction may stay open across the publish.
+            // One relay per database file is the embedded setup; a row published twice
+            // after a crash is harmless, as the publisher sends state, not changes.
+            return self.relay_rows(&self.db, false).await;
+        }
         let txn = self
             .db
             .begin()
             .await
             .context("starting the relay transaction")?;
+        let result = self.relay_rows(&txn, true).await;
+        txn.commit()
+            .await
+            .context("committing the relayed outbox rows")?;
+        result
+    }
+
+    async fn relay_rows<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        skip_locked: bool,
+    ) -> anyhow::Result<usize> {
         let mut query = outbox::Entity::find()
             .filter(outbox::Column::PublishedAt.is_null())
             .order_by_asc(outbox::Column::Id)
             .limit(self.batch_size);
-        if self.db.get_database_backend() == DbBackend::Postgres {
+        if skip_locked {
             query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
-        let rows = query.all(&txn).await.context("claiming outbox rows")?;
+        let rows = query.all(conn).await.context("claiming outbox rows")?;
         if rows.is_empty() {
-            txn.commit().await.context("ending the relay transaction")?;
             return Ok(0);
         }
         let messages: Vec<(i64, String, Vec<u8>)> = rows
@@ -129,13 +147,10 @@ impl Relay {
             outbox::Entity::update_many()
                 .col_expr(outbox::Column::PublishedAt, Expr::value(Utc::now()))
                 .filter(outbox::Column::Id.is_in(published.iter().copied()))
-                .exec(&txn)
+                .exec(conn)
                 .await
                 .context("marking outbox rows published")?;
         }
-        txn.commit()
-            .await
-            .context("committing the relayed outbox rows")?;
         match first_error {
             Some(e) => Err(anyhow::Error::new(e).context(format!(
                 "publishing outbox rows ({} of {} published)",
