@@ -31,12 +31,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every role in one process: HTTP (webhooks + API) and the importer.
+    /// Every role in one process: HTTP (webhooks + API), the importer and the poller.
     Run(ImportArgs),
     /// HTTP only: webhook ingress, RO App API and probes.
     Serve,
     /// The importer: consumes notifications and applies them to the database.
     Import(ImportArgs),
+    /// The poller: sweeps every enabled shop's Prom orders into the inbound lane.
+    Poll,
     /// Applies database migrations.
     Migrate,
     /// Accounts (tenants).
@@ -139,17 +141,27 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             shutdown.cancel();
             importer.await.context("importer task")??;
         }
+        Command::Poll => {
+            let backends = Backends::connect(&settings).await?;
+            let shutdown = CancellationToken::new();
+            let poller = startup::spawn_poller(&settings, &backends, shutdown.clone());
+            startup::shutdown_signal().await;
+            shutdown.cancel();
+            poller.await.context("poller task")??;
+        }
         Command::Run(args) => {
             let backends = Backends::connect(&settings).await?;
             let shutdown = CancellationToken::new();
             let concurrency = args.concurrency.unwrap_or(settings.import_concurrency);
             let importer =
                 startup::spawn_importer(&settings, &backends, concurrency, shutdown.clone());
+            let poller = startup::spawn_poller(&settings, &backends, shutdown.clone());
             let app = Application::build(&settings, &backends).await?;
             // actix-web handles SIGTERM/Ctrl-C itself and drains requests; the importer
-            // follows once the server has stopped.
+            // and the poller follow once the server has stopped.
             app.run_until_stopped().await.context("HTTP server")?;
             shutdown.cancel();
+            poller.await.context("poller task")??;
             importer.await.context("importer task")??;
         }
     }

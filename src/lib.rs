@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod import;
 pub mod ingress;
+pub mod poll;
 pub mod prom;
 pub mod provision;
 pub mod secrets;

@@ -17,6 +17,7 @@ use crate::{
     db,
     import::Importer,
     ingress::{self, KeyCache},
+    poll::{self, PollSettings, Poller},
     prom::client::PromClient,
 };
 
@@ -133,6 +134,23 @@ pub fn spawn_importer(
             .consume_inbound(concurrency, importer, shutdown)
             .await
     })
+}
+
+/// Starts the poller as a task; when `shutdown` fires it finishes the pages it is
+/// publishing, releases its leases and returns.
+pub fn spawn_poller(
+    settings: &Settings,
+    backends: &Backends,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let poller = Poller::new(
+        backends.db.clone(),
+        backends.broker.clone(),
+        PromClient::new(settings.prom_timeout()),
+        PollSettings::from(settings),
+        poll::new_owner_id(),
+    );
+    tokio::spawn(poller.run(shutdown))
 }
 
 /// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.
