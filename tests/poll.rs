@@ -201,13 +201,13 @@ fn touch(orders: &mut BTreeMap<i64, Value>, id: i64, status: &str) {
     order["date_modified"] = json!(stamp(Utc::now()));
 }
 
-/// A test app whose poller settings and shops are fast: one-second intervals and leases,
-/// ticks of 50 ms, a two-second overlap.
+/// A test app whose poller settings and shops are fast: one-second intervals, two-second
+/// leases, ticks of 50 ms, a two-second overlap.
 async fn spawn() -> TestApp {
     let mut app = TestApp::spawn().await;
     app.settings.poll_overlap_s = 2;
     app.settings.poll_tick_ms = 50;
-    app.settings.poll_lease_s = 1;
+    app.settings.poll_lease_s = 2;
     app.settings.poll_retry_base_ms = 50;
     app.settings.poll_page_attempts = 8;
     set_interval(&app, 1).await;

@@ -32,8 +32,8 @@ use crate::{
     },
 };
 
-/// The longest single wait on a `Retry-After`; the lease is renewed during it anyway,
-/// but a bogus hint of hours should not freeze a shop.
+/// The longest single wait on a `Retry-After`; the lease is kept during it anyway, but a
+/// bogus hint of hours should not freeze a shop.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// The longest wait between retries of a failing page.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -117,7 +117,13 @@ impl Sweeper {
                 return (Outcome::Failed(reason), published);
             }
         };
-        let result = self.walk(&shop, previously, &mut published, shutdown).await;
+        // The lease is kept by its own loop, so no step of the sweep (a slow publish, a
+        // long `Retry-After`) can outlast it; if another poller took it anyway, the walk
+        // is dropped where it is, like a crash, and the watermark stays.
+        let result = tokio::select! {
+            result = self.walk(&shop, previously, &mut published, shutdown) => result,
+            lost = self.keep_lease(shop_id) => Err(lost),
+        };
         let outcome = match result {
             Ok((summary, window, newest)) => {
                 let watermark = cursor::next_watermark(
@@ -206,14 +212,13 @@ impl Sweeper {
             if shutdown.is_cancelled() {
                 return Err(Stop::Shutdown);
             }
-            self.renew(shop_id).await?;
             let query = OrderListQuery {
                 last_modified_from: Some(window.from),
                 limit: Some(self.settings.page_size),
                 last_id: cursor.last_id(),
                 ..Default::default()
             };
-            let page = self.page(&source, &query, shop_id, shutdown).await?;
+            let page = self.page(&source, &query, shutdown).await?;
             summary.pages += 1;
             let listed: Vec<Option<Listed>> = page
                 .iter()
@@ -264,11 +269,18 @@ impl Sweeper {
         }
     }
 
-    async fn renew(&self, shop_id: i64) -> Result<(), Stop> {
-        match self.leases.renew(shop_id, Utc::now()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Stop::LeaseLost),
-            Err(e) => Err(anyhow::Error::new(e).context("renewing the lease").into()),
+    /// Renews the lease every third of its length until another poller has taken it
+    /// (the only way this returns). A database error is retried at the next renewal: the
+    /// lease only lapses if the database stays unreachable for its whole length.
+    async fn keep_lease(&self, shop_id: i64) -> Stop {
+        let every = (self.settings.lease / 3).max(Duration::from_millis(10));
+        loop {
+            match self.leases.renew(shop_id, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => return Stop::LeaseLost,
+                Err(e) => tracing::warn!(error = %e, "renewing the lease failed"),
+            }
+            tokio::time::sleep(every).await;
         }
     }
 
@@ -307,7 +319,6 @@ impl Sweeper {
         &self,
         source: &OrderSource<'_>,
         query: &OrderListQuery,
-        shop_id: i64,
         shutdown: &CancellationToken,
     ) -> Result<Vec<Value>, Stop> {
         let mut attempt: u32 = 0;
@@ -330,34 +341,16 @@ impl Sweeper {
                 .retry_after()
                 .map_or(backoff, |hint| hint.min(MAX_RETRY_AFTER));
             tracing::info!(error = %error, attempt, wait_ms = wait.as_millis() as u64, "Prom page failed; retrying");
-            self.pause(wait, shop_id, shutdown).await?;
+            self.pause(wait, shutdown).await?;
         }
     }
 
-    /// Waits, renewing the lease so a long `Retry-After` does not hand the shop over.
-    async fn pause(
-        &self,
-        wait: Duration,
-        shop_id: i64,
-        shutdown: &CancellationToken,
-    ) -> Result<(), Stop> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let slice = (self.leases_length() / 3).max(Duration::from_millis(10));
-        loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Err(Stop::Shutdown),
-                _ = tokio::time::sleep((deadline - now).min(slice)) => {}
-            }
-            self.renew(shop_id).await?;
+    /// Waits before a retry, unless shutdown comes first.
+    async fn pause(&self, wait: Duration, shutdown: &CancellationToken) -> Result<(), Stop> {
+        tokio::select! {
+            _ = shutdown.cancelled() => Err(Stop::Shutdown),
+            _ = tokio::time::sleep(wait) => Ok(()),
         }
-    }
-
-    fn leases_length(&self) -> Duration {
-        self.settings.lease
     }
 }
 
