@@ -35,8 +35,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every role in one process: HTTP (webhooks + API), the importer, and the outbox
-    /// relay with the Prom publisher.
+    /// Every role in one process: HTTP (webhooks + API), the importer, the poller, and
+    /// the outbox relay with the Prom publisher.
     Run(ImportArgs),
     /// HTTP only: webhook ingress, RO App API and probes.
     Serve,
@@ -44,6 +44,8 @@ pub enum Command {
     Import(ImportArgs),
     /// The outbox relay and the Prom publisher: RO App status changes to Prom.
     Publish(PublishArgs),
+    /// The poller: sweeps every enabled shop's Prom orders into the inbound lane.
+    Poll,
     /// Applies database migrations.
     Migrate,
     /// Feeds logged notifications from a point in time back to the importers.
@@ -254,6 +256,14 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             shutdown.cancel();
             importer.await.context("importer task")??;
         }
+        Command::Poll => {
+            let backends = Backends::connect(&settings).await?;
+            let shutdown = CancellationToken::new();
+            let poller = startup::spawn_poller(&settings, &backends, shutdown.clone());
+            startup::shutdown_signal().await;
+            shutdown.cancel();
+            poller.await.context("poller task")??;
+        }
         Command::Run(args) => {
             let backends = Backends::connect(&settings).await?;
             let shutdown = CancellationToken::new();
@@ -266,12 +276,14 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
                 settings.publish_concurrency,
                 shutdown.clone(),
             );
+            let poller = startup::spawn_poller(&settings, &backends, shutdown.clone());
             let app = Application::build(&settings, &backends).await?;
-            // The server drains its requests first, then the importer settles its
-            // in-flight messages.
+            // The server drains its requests first, then the importer, the publisher and
+            // the poller settle their in-flight work.
             app.stop_on_signal();
             app.run_until_stopped().await.context("HTTP server")?;
             shutdown.cancel();
+            poller.await.context("poller task")??;
             importer.await.context("importer task")??;
             publisher.await.context("publisher task")??;
         }

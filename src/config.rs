@@ -49,6 +49,24 @@ pub struct Settings {
     pub outbox_batch_size: u64,
     /// The `cancellation_text` sent with Prom's `canceled` (reason `another` needs one).
     pub prom_cancellation_text: String,
+    /// Poller: how far each window reaches back before the watermark, in seconds.
+    pub poll_overlap_s: u64,
+    /// Poller: how long before its connection a new shop's orders are imported, in
+    /// seconds (0 = new orders only).
+    pub poll_backfill_s: u64,
+    /// Poller: how often it looks for shops due for a sweep, in milliseconds.
+    pub poll_tick_ms: u64,
+    /// Poller: a sweeping poller's lease length in seconds; a dead poller's shops are
+    /// taken over at most this long after its last renewal.
+    pub poll_lease_s: u64,
+    /// Poller: orders per `orders/list` page.
+    pub poll_page_size: u32,
+    /// Poller: shops one process sweeps at once.
+    pub poll_concurrency: usize,
+    /// Poller: first retry delay of a failing page (429 without `Retry-After`, 5xx), ms.
+    pub poll_retry_base_ms: u64,
+    /// Poller: attempts per page before the sweep is left to the next interval.
+    pub poll_page_attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +104,15 @@ impl Settings {
             .set_default("publish_concurrency", 8)?
             .set_default("outbox_poll_interval_ms", 250)?
             .set_default("outbox_batch_size", 100)?
-            .set_default("prom_cancellation_text", "Замовлення скасовано продавцем")?;
+            .set_default("prom_cancellation_text", "Замовлення скасовано продавцем")?
+            .set_default("poll_overlap_s", 300)?
+            .set_default("poll_backfill_s", 0)?
+            .set_default("poll_tick_ms", 1_000)?
+            .set_default("poll_lease_s", 30)?
+            .set_default("poll_page_size", 100)?
+            .set_default("poll_concurrency", 4)?
+            .set_default("poll_retry_base_ms", 1_000)?
+            .set_default("poll_page_attempts", 8)?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -168,6 +194,24 @@ impl Settings {
             // Prom refuses `another` without a text.
             return invalid("prom_cancellation_text", "must not be empty");
         }
+        if self.poll_tick_ms < 10 {
+            return invalid("poll_tick_ms", "must be at least 10");
+        }
+        if self.poll_lease_s == 0 {
+            return invalid("poll_lease_s", "must be at least 1");
+        }
+        if !(1..=1000).contains(&self.poll_page_size) {
+            return invalid("poll_page_size", "must be between 1 and 1000");
+        }
+        if self.poll_concurrency == 0 || self.poll_concurrency > 1024 {
+            return invalid("poll_concurrency", "must be between 1 and 1024");
+        }
+        if self.poll_retry_base_ms == 0 || self.poll_page_attempts == 0 {
+            return invalid(
+                "poll_retry_base_ms",
+                "retry delay and poll_page_attempts must be at least 1",
+            );
+        }
         Ok(())
     }
 
@@ -240,6 +284,32 @@ mod tests {
         assert_eq!(s.broker_url.as_deref(), Some("amqp://g:g@h:5672/%2f"));
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.retry_delays_ms, vec![10, 20]);
+    }
+
+    #[test]
+    fn poll_settings_have_defaults_and_env_names() {
+        let s = load(&[]).expect("defaults are valid");
+        assert_eq!(s.poll_overlap_s, 300);
+        assert_eq!(s.poll_backfill_s, 0);
+        assert_eq!(s.poll_page_size, 100);
+        let s = load(&[
+            ("PROMSYNC_POLL_OVERLAP_S", "5"),
+            ("PROMSYNC_POLL_TICK_MS", "50"),
+            ("PROMSYNC_POLL_BACKFILL_S", "3600"),
+            ("PROMSYNC_POLL_LEASE_S", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            (
+                s.poll_overlap_s,
+                s.poll_tick_ms,
+                s.poll_backfill_s,
+                s.poll_lease_s
+            ),
+            (5, 50, 3600, 2)
+        );
+        let err = load(&[("PROMSYNC_POLL_PAGE_SIZE", "0")]).unwrap_err();
+        assert!(err.to_string().contains("`poll_page_size`"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod import;
 pub mod ingress;
 pub mod metrics;
 pub mod outbound;
+pub mod poll;
 pub mod prom;
 pub mod provision;
 pub mod secrets;

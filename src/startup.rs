@@ -19,6 +19,7 @@ use crate::{
     import::Importer,
     ingress::{self, KeyCache},
     outbound::{publisher::Publisher, relay::Relay},
+    poll::{self, PollSettings, Poller},
     prom::client::PromClient,
 };
 
@@ -184,6 +185,23 @@ pub fn spawn_publisher(
         relayed.context("outbox relay")?;
         consumed.context("Prom publisher")
     })
+}
+
+/// Starts the poller as a task; when `shutdown` fires it finishes the pages it is
+/// publishing, releases its leases and returns.
+pub fn spawn_poller(
+    settings: &Settings,
+    backends: &Backends,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let poller = Poller::new(
+        backends.db.clone(),
+        backends.broker.clone(),
+        backends.prom.clone(),
+        PollSettings::from(settings),
+        poll::new_owner_id(),
+    );
+    tokio::spawn(poller.run(shutdown))
 }
 
 /// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.

@@ -18,7 +18,6 @@ use async_trait::async_trait;
 use entity::{accounts, order_statuses, shops, status_mappings};
 use moka::future::Cache;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
-use secrecy::SecretString;
 
 use self::{
     apply::{Applied, Prepared},
@@ -27,6 +26,7 @@ use self::{
 use crate::{
     broker::{Disposition, InboundHandler, InboundMessage},
     domain::{ClientMatching, Language, MatchProductsBy, Outcome, StatusKind},
+    poll::source::{self, OrderSource},
     prom::{
         client::{PromClient, PromCredentials, PromError},
         money::Currency,
@@ -107,10 +107,12 @@ impl Importer {
         match &msg.order {
             Some(raw) => Ok(serde_json::from_str::<PromOrder>(raw.get())
                 .map_err(|e| format!("malformed Prom order: {e}"))),
-            None => match self.prom.get_order(&ctx.credentials, msg.order_id).await {
-                Ok(order) => Ok(Ok(order)),
-                Err(PromError::NotFound) => Ok(Err("order not found on Prom".into())),
-                Err(e) => Err(e),
+            None => match OrderSource::new(&self.prom, &ctx.credentials)
+                .order(msg.order_id)
+                .await?
+            {
+                Some(order) => Ok(Ok(order)),
+                None => Ok(Err("order not found on Prom".into())),
             },
         }
     }
@@ -343,14 +345,7 @@ async fn load_shop(db: &DatabaseConnection, shop_id: i64) -> Result<ShopContext,
             .client_matching
             .parse()
             .map_err(|e| misconfigured(format!("{e}")))?,
-        credentials: PromCredentials {
-            base_url: shop
-                .prom_url
-                .parse()
-                .map_err(|e| misconfigured(format!("prom_url: {e}")))?,
-            token: SecretString::from(shop.prom_token),
-            language: shop.language.clone(),
-        },
+        credentials: source::credentials(&shop).map_err(|e| misconfigured(e.to_string()))?,
         inbound,
         default_new_status,
     })

@@ -316,6 +316,24 @@ impl PromClient {
         Ok(list.orders)
     }
 
+    /// `GET /orders/list` — one page, each order kept as the JSON document Prom sent, so a
+    /// poller can forward fields promsync does not model (payment and delivery data).
+    pub async fn list_order_documents(
+        &self,
+        creds: &PromCredentials,
+        query: &OrderListQuery,
+    ) -> Result<Vec<serde_json::Value>, PromError> {
+        #[derive(serde::Deserialize)]
+        struct Documents {
+            #[serde(default)]
+            orders: Option<Vec<serde_json::Value>>,
+        }
+        let mut url = api_url(&creds.base_url, &["orders", "list"])?;
+        url.query_pairs_mut().extend_pairs(query.pairs());
+        let list: Documents = self.call(creds, Method::GET, url, None::<&()>).await?;
+        Ok(list.orders.unwrap_or_default())
+    }
+
     /// `POST /orders/set_status`. HTTP 200 is not success by itself: check
     /// [`SetStatusResponse::processed`] for each id.
     pub async fn set_status(

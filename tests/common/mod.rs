@@ -446,6 +446,26 @@ impl TestApp {
         }
     }
 
+    /// Starts a poller as `promsync poll` does, with this test's settings and the given
+    /// owner id. Cancel the token to stop it gracefully; abort the handle to kill it.
+    pub fn spawn_poller(
+        &self,
+        owner: &str,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let token = CancellationToken::new();
+        let poller = promsync::poll::Poller::new(
+            self.backends.db.clone(),
+            self.backends.broker.clone(),
+            self.backends.prom.clone(),
+            promsync::poll::PollSettings::from(&self.settings),
+            owner.to_owned(),
+        );
+        (token.clone(), tokio::spawn(poller.run(token)))
+    }
+
     pub fn webhook_url(&self, shop_id: i64) -> String {
         format!("{}/webhooks/prom/{shop_id}", self.address)
     }

@@ -1,0 +1,215 @@
+//! The poller: Prom's public API pushes nothing, so every enabled shop's new and changed
+//! orders are fetched from `GET /orders/list` and fed into the same inbound lane as a
+//! webhook (DESIGN §2), as full order notifications with source `poll`.
+//!
+//! Every tick the poller asks the database which shops are due, takes each one's lease
+//! (one conditional UPDATE, so with several `poll` processes a shop is swept by one at a
+//! time) and sweeps it in a task (`sweep`). The watermark and the schedule live in the
+//! shop row (`lease`), so a dead poller's shops are taken over by the others and a
+//! crashed sweep is repeated, never skipped. On shutdown it stops taking shops, lets each
+//! running sweep finish the page it is publishing, and releases its leases.
+
+pub mod cursor;
+pub mod lease;
+pub mod source;
+pub mod sweep;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use self::{
+    lease::Leases,
+    sweep::{Outcome, Published, Sweeper},
+};
+use crate::{broker::Broker, config::Settings, prom::client::PromClient};
+
+/// The poller's settings (DESIGN §5 environment, `PROMSYNC_POLL_*`).
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    /// How far each window reaches back before the watermark (clock skew, Prom's
+    /// second-precision filter, orders changing during a sweep).
+    pub overlap: Duration,
+    /// How long before its connection a new shop's orders are still imported.
+    pub backfill: Duration,
+    /// How often the poller looks for due shops.
+    pub tick: Duration,
+    /// How long a sweeping poller's lease lasts without renewal.
+    pub lease: Duration,
+    /// Orders per list page (`limit`).
+    pub page_size: u32,
+    /// Shops swept at once by one process.
+    pub concurrency: usize,
+    /// First retry delay of a failing page; doubles per attempt.
+    pub retry_base: Duration,
+    /// Attempts per page before the sweep gives up until the next interval.
+    pub page_attempts: u32,
+}
+
+impl From<&Settings> for PollSettings {
+    fn from(s: &Settings) -> Self {
+        Self {
+            overlap: Duration::from_secs(s.poll_overlap_s),
+            backfill: Duration::from_secs(s.poll_backfill_s),
+            tick: Duration::from_millis(s.poll_tick_ms),
+            lease: Duration::from_secs(s.poll_lease_s),
+            page_size: s.poll_page_size,
+            concurrency: s.poll_concurrency,
+            retry_base: Duration::from_millis(s.poll_retry_base_ms),
+            page_attempts: s.poll_page_attempts,
+        }
+    }
+}
+
+/// A poller identity unique to this process: host, pid and a random part, so two
+/// processes on one host (or a restarted pid) never share leases by accident.
+pub fn new_owner_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "poller".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+pub struct Poller {
+    sweeper: Arc<Sweeper>,
+}
+
+impl Poller {
+    pub fn new(
+        db: DatabaseConnection,
+        broker: Arc<dyn Broker>,
+        prom: PromClient,
+        settings: PollSettings,
+        owner: String,
+    ) -> Self {
+        let leases = Leases::new(db.clone(), owner, settings.lease);
+        Self {
+            sweeper: Arc::new(Sweeper {
+                db,
+                broker,
+                prom,
+                settings,
+                leases,
+            }),
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        self.sweeper.leases.owner()
+    }
+
+    /// Polls until `shutdown` fires, then lets running sweeps finish their current page,
+    /// releases this poller's leases and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let sweeper = self.sweeper;
+        let settings = sweeper.settings.clone();
+        tracing::info!(owner = sweeper.leases.owner(), "poller started");
+        let mut sweeps: JoinSet<(i64, Outcome, Published)> = JoinSet::new();
+        let mut running: HashMap<tokio::task::Id, i64> = HashMap::new();
+        // What each shop's last sweep published, to skip those versions next time.
+        let mut published: HashMap<i64, Published> = HashMap::new();
+        let mut tick = tokio::time::interval(settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(done) = sweeps.join_next_with_id(), if !sweeps.is_empty() => {
+                    settle(done, &mut running, &mut published);
+                    continue;
+                }
+                _ = tick.tick() => {}
+            }
+            let free = settings.concurrency.saturating_sub(running.len());
+            if free == 0 {
+                continue;
+            }
+            let now = Utc::now();
+            let due = match sweeper
+                .leases
+                .due(now, (free + running.len()) as u64)
+                .await
+                .context("listing due shops")
+            {
+                Ok(due) => due,
+                Err(e) => {
+                    // The database may be back next tick; the poller keeps running.
+                    tracing::warn!(error = format!("{e:#}"), "poll tick failed");
+                    continue;
+                }
+            };
+            let due: Vec<i64> = due
+                .into_iter()
+                .filter(|id| !running.values().any(|r| r == id))
+                .take(free)
+                .collect();
+            for shop_id in due {
+                match sweeper.leases.take(shop_id, now).await {
+                    Ok(true) => {}
+                    Ok(false) => continue, // another poller was quicker
+                    Err(e) => {
+                        tracing::warn!(shop_id, error = %e, "taking a poll lease failed");
+                        continue;
+                    }
+                }
+                let previously = published.remove(&shop_id).unwrap_or_default();
+                let sweeper = sweeper.clone();
+                let shutdown = shutdown.clone();
+                let task = sweeps.spawn(async move {
+                    let (outcome, now_published) =
+                        sweeper.sweep(shop_id, &previously, &shutdown).await;
+                    let keep = match outcome {
+                        Outcome::Complete(_) => now_published,
+                        // A partial sweep's confirmed publishes still count.
+                        _ => previously.union(&now_published).copied().collect(),
+                    };
+                    (shop_id, outcome, keep)
+                });
+                running.insert(task.id(), shop_id);
+            }
+        }
+        while let Some(done) = sweeps.join_next_with_id().await {
+            settle(done, &mut running, &mut published);
+        }
+        let released = sweeper
+            .leases
+            .release_all()
+            .await
+            .context("releasing poll leases")?;
+        tracing::info!(released, "poller stopped");
+        Ok(())
+    }
+}
+
+fn settle(
+    done: Result<(tokio::task::Id, (i64, Outcome, Published)), tokio::task::JoinError>,
+    running: &mut HashMap<tokio::task::Id, i64>,
+    published: &mut HashMap<i64, Published>,
+) {
+    match done {
+        Ok((task, (shop_id, outcome, keep))) => {
+            running.remove(&task);
+            if matches!(outcome, Outcome::TokenRejected) {
+                published.remove(&shop_id);
+            } else {
+                published.insert(shop_id, keep);
+            }
+        }
+        Err(e) => {
+            // A panicked sweep: its lease runs out and the shop is swept again.
+            let shop_id = running.remove(&e.id());
+            tracing::error!(?shop_id, error = %e, "a sweep task failed");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Fetching a shop's orders from Prom, shared by the two paths that ask Prom for orders:
+//! the poller (pages of `GET /orders/list`) and the importer's thin-notification and
+//! manual-refresh path (`GET /orders/{id}`). Both build the shop's credentials here, from
+//! its row, so a change to how a shop talks to Prom (URL, token, language) is made once.
+
+use entity::shops;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::prom::{
+    client::{OrderListQuery, PromClient, PromCredentials, PromError},
+    order::PromOrder,
+};
+
+/// Why a shop's row cannot be turned into Prom credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("prom_url: {0}")]
+    BadUrl(String),
+}
+
+/// The shop's access to Prom, from its row. The token is wrapped at once so it can never
+/// reach a log through `Debug`.
+pub fn credentials(shop: &shops::Model) -> Result<PromCredentials, SourceError> {
+    Ok(PromCredentials {
+        base_url: shop
+            .prom_url
+            .parse()
+            .map_err(|e: url::ParseError| SourceError::BadUrl(e.to_string()))?,
+        token: SecretString::from(shop.prom_token.clone()),
+        language: shop.language.clone(),
+    })
+}
+
+/// One shop's orders on Prom, through the shared client (its pool and throttle).
+#[derive(Debug, Clone, Copy)]
+pub struct OrderSource<'a> {
+    pub prom: &'a PromClient,
+    pub credentials: &'a PromCredentials,
+}
+
+impl<'a> OrderSource<'a> {
+    pub fn new(prom: &'a PromClient, credentials: &'a PromCredentials) -> Self {
+        Self { prom, credentials }
+    }
+
+    /// The current version of one order; `None` when Prom no longer has it.
+    pub async fn order(&self, order_id: i64) -> Result<Option<PromOrder>, PromError> {
+        match self.prom.get_order(self.credentials, order_id).await {
+            Ok(order) => Ok(Some(order)),
+            Err(PromError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of the order list, each order as the document Prom sent.
+    pub async fn page(&self, query: &OrderListQuery) -> Result<Vec<Value>, PromError> {
+        self.prom
+            .list_order_documents(self.credentials, query)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shop(prom_url: &str) -> shops::Model {
+        shops::Model {
+            id: 1,
+            account_id: 1,
+            name: "s".into(),
+            prom_url: prom_url.into(),
+            prom_token: "s3cr3t-value".into(),
+            webhook_secret: "whsec_x".into(),
+            previous_webhook_secret: None,
+            previous_secret_expires_at: None,
+            language: "ru".into(),
+            match_products_by: "sku".into(),
+            client_matching: "always_new".into(),
+            enabled: true,
+            poll_enabled: true,
+            poll_interval_s: 60,
+            poll_watermark: None,
+            lease_owner: None,
+            lease_until: None,
+            token_rejected_at: None,
+            order_url_template: None,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_the_shop_row_and_hide_the_token() {
+        let c = credentials(&shop("https://my.prom.ua")).unwrap();
+        assert_eq!(c.base_url.as_str(), "https://my.prom.ua/");
+        assert_eq!(c.language, "ru");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_bad_prom_url_is_reported_not_panicked_on() {
+        assert!(matches!(
+            credentials(&shop("not a url")),
+            Err(SourceError::BadUrl(_))
+        ));
+    }
+}

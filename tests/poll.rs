@@ -1,0 +1,590 @@
+//! The poller against real PostgreSQL and RabbitMQ, with importers running and a Prom
+//! stand-in that lists orders as Prom does (DESIGN §2, issue #5): every order arrives once,
+//! at its newest version, whatever happens to the sweep, the pollers or Prom.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use common::{eventually, fixture_order, TestApp, PENDING_ORDER};
+use promsync::{
+    domain::{ClientMatching, Language, MatchProductsBy},
+    prom::parse_prom_datetime,
+    provision::{self, NewShop},
+};
+use sea_orm::ConnectionTrait;
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{method, path, path_regex},
+    Mock, MockServer, Request, Respond, ResponseTemplate,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Prom's timestamp spelling: microseconds and an offset.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+/// The real pending order with another id, status and dates.
+fn prom_order(id: i64, status: &str, created: DateTime<Utc>, modified: DateTime<Utc>) -> Value {
+    let mut order = fixture_order(PENDING_ORDER);
+    order["id"] = json!(id);
+    order["status"] = json!(status);
+    order["date_created"] = json!(stamp(created));
+    order["date_modified"] = json!(stamp(modified));
+    order
+}
+
+/// `n` new pending orders with ids `first..first + n`, created and modified now.
+fn new_orders(first: i64, n: i64) -> Vec<Value> {
+    let now = Utc::now();
+    (first..first + n)
+        .map(|id| prom_order(id, "pending", now, now))
+        .collect()
+}
+
+type Mutation = Box<dyn FnOnce(&mut BTreeMap<i64, Value>) + Send>;
+
+/// One `GET /orders/list` request as the stand-in saw it.
+#[derive(Debug, Clone)]
+struct ListCall {
+    from: Option<String>,
+    last_id: Option<i64>,
+    served: Vec<i64>,
+    failed: bool,
+}
+
+#[derive(Default)]
+struct State {
+    orders: BTreeMap<i64, Value>,
+    calls: Vec<ListCall>,
+    /// Answers served instead of a page, by call number (0-based).
+    failures: HashMap<usize, ResponseTemplate>,
+    /// Changes to the order set made right after the page of a call number was built.
+    after_call: Vec<(usize, Mutation)>,
+}
+
+/// Prom's `orders/list`: orders modified since `last_modified_from` (second precision),
+/// by descending id, `limit` per page, `last_id` inclusive (the harder case: the boundary
+/// order comes again and must be deduped).
+#[derive(Clone)]
+struct StandIn {
+    state: Arc<Mutex<State>>,
+    delay: Duration,
+}
+
+impl Respond for StandIn {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let query: HashMap<String, String> = request.url.query_pairs().into_owned().collect();
+        let mut state = self.state.lock().unwrap();
+        let n = state.calls.len();
+        let from = query.get("last_modified_from").cloned();
+        let last_id = query.get("last_id").and_then(|v| v.parse::<i64>().ok());
+        if let Some(failure) = state.failures.remove(&n) {
+            state.calls.push(ListCall {
+                from,
+                last_id,
+                served: Vec::new(),
+                failed: true,
+            });
+            return failure;
+        }
+        let limit = query
+            .get("limit")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(100);
+        let since = from.as_deref().map(|f| {
+            NaiveDateTime::parse_from_str(f, "%Y-%m-%dT%H:%M:%S")
+                .expect("Prom's date format")
+                .and_utc()
+        });
+        let page: Vec<Value> = state
+            .orders
+            .iter()
+            .rev()
+            .filter(|(id, _)| last_id.is_none_or(|last| **id <= last))
+            .filter(|(_, order)| {
+                since.is_none_or(|since| {
+                    parse_prom_datetime(order["date_modified"].as_str().unwrap()).unwrap() >= since
+                })
+            })
+            .take(limit)
+            .map(|(_, order)| order.clone())
+            .collect();
+        state.calls.push(ListCall {
+            from,
+            last_id,
+            served: page.iter().map(|o| o["id"].as_i64().unwrap()).collect(),
+            failed: false,
+        });
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.after_call)
+            .into_iter()
+            .partition(|(call, _)| *call == n);
+        state.after_call = later;
+        for (_, change) in now {
+            change(&mut state.orders);
+        }
+        ResponseTemplate::new(200)
+            .set_body_json(json!({ "orders": page }))
+            .set_delay(self.delay)
+    }
+}
+
+impl StandIn {
+    /// Serves `orders` on `server`'s `orders/list`; every product is gone (404).
+    async fn mount(server: &MockServer, orders: Vec<Value>, delay: Duration) -> Self {
+        let stand_in = Self {
+            state: Arc::new(Mutex::new(State {
+                orders: orders
+                    .into_iter()
+                    .map(|o| (o["id"].as_i64().unwrap(), o))
+                    .collect(),
+                ..Default::default()
+            })),
+            delay,
+        };
+        Mock::given(method("GET"))
+            .and(path("/api/v1/orders/list"))
+            .respond_with(stand_in.clone())
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex("^/api/v1/products/"))
+            .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "not found"})))
+            .mount(server)
+            .await;
+        stand_in
+    }
+
+    fn calls(&self) -> Vec<ListCall> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    fn sweeps_started(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.last_id.is_none() && !c.failed)
+            .count()
+    }
+
+    fn change(&self, change: impl FnOnce(&mut BTreeMap<i64, Value>)) {
+        change(&mut self.state.lock().unwrap().orders);
+    }
+
+    fn after_call(
+        &self,
+        call: usize,
+        change: impl FnOnce(&mut BTreeMap<i64, Value>) + Send + 'static,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .after_call
+            .push((call, Box::new(change)));
+    }
+
+    fn fail(&self, call: usize, answer: ResponseTemplate) {
+        self.state.lock().unwrap().failures.insert(call, answer);
+    }
+}
+
+/// A new version of an order: another status, modified now.
+fn touch(orders: &mut BTreeMap<i64, Value>, id: i64, status: &str) {
+    let order = orders.get_mut(&id).expect("a listed order");
+    order["status"] = json!(status);
+    order["date_modified"] = json!(stamp(Utc::now()));
+}
+
+/// A test app whose poller settings and shops are fast: one-second intervals, two-second
+/// leases, ticks of 50 ms, a two-second overlap.
+async fn spawn() -> TestApp {
+    let mut app = TestApp::spawn().await;
+    app.settings.poll_overlap_s = 2;
+    app.settings.poll_tick_ms = 50;
+    app.settings.poll_lease_s = 2;
+    app.settings.poll_retry_base_ms = 50;
+    app.settings.poll_page_attempts = 8;
+    set_interval(&app, 1).await;
+    app
+}
+
+async fn set_interval(app: &TestApp, seconds: i32) {
+    app.db
+        .execute_unprepared(&format!("UPDATE shops SET poll_interval_s = {seconds}"))
+        .await
+        .expect("shop interval");
+}
+
+/// Connects another shop of the test account to its own Prom stand-in.
+async fn add_shop(app: &TestApp, server: &MockServer, token: &str) -> i64 {
+    provision::create_shop(
+        &app.db,
+        NewShop {
+            account_id: app.account_id,
+            name: format!("Shop {token}"),
+            prom_url: server.uri(),
+            prom_token: token.into(),
+            language: Language::Uk,
+            match_products_by: MatchProductsBy::Sku,
+            client_matching: ClientMatching::AlwaysNew,
+        },
+    )
+    .await
+    .expect("shop")
+    .shop_id
+}
+
+async fn wait_count(app: &TestApp, what: &str, sql: &str, want: i64) {
+    eventually(what, WAIT, || async {
+        (app.count(sql).await == want).then_some(())
+    })
+    .await;
+}
+
+async fn remote_status(app: &TestApp, external_id: i64) -> Option<String> {
+    app.text(&format!(
+        "SELECT remote_status FROM orders WHERE external_id = '{external_id}'"
+    ))
+    .await
+}
+
+async fn wait_status(app: &TestApp, external_id: i64, status: &str) {
+    eventually(
+        &format!("order {external_id} to be {status}"),
+        WAIT,
+        || async {
+            (remote_status(app, external_id).await.as_deref() == Some(status)).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn three_hundred_fifty_orders_across_four_pages_are_all_imported_once() {
+    // Arrange
+    let app = spawn().await;
+    let prom = StandIn::mount(&app.prom, new_orders(1, 350), Duration::ZERO).await;
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_count(&app, "350 orders", "SELECT count(*) FROM orders", 350).await;
+    // Two more sweeps over the same versions.
+    eventually("two more sweeps", WAIT, || async {
+        (prom.sweeps_started() >= 3).then_some(())
+    })
+    .await;
+    app.wait_for_events(350).await;
+
+    // Assert: four pages and the boundary-only page that ends the first sweep.
+    let first: Vec<Option<i64>> = prom.calls().iter().take(5).map(|c| c.last_id).collect();
+    assert_eq!(first, vec![None, Some(251), Some(152), Some(53), Some(1)]);
+    assert_eq!(prom.calls()[4].served, vec![1]);
+    assert_eq!(prom.calls()[5].last_id, None, "the first sweep ended there");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 350);
+    assert_eq!(
+        app.count("SELECT count(DISTINCT external_id) FROM orders")
+            .await,
+        350
+    );
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 350);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM inbound_events WHERE outcome = 'applied' AND source = 'poll'"
+        )
+        .await,
+        350
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE poll_watermark IS NOT NULL")
+            .await,
+        1
+    );
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE lease_owner IS NOT NULL")
+            .await,
+        0,
+        "a graceful stop releases the leases"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_order_that_turns_paid_between_two_sweeps_is_imported_then_updated() {
+    // Arrange
+    let app = spawn().await;
+    let prom = StandIn::mount(&app.prom, new_orders(5001, 1), Duration::ZERO).await;
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_status(&app, 5001, "pending").await;
+
+    // Act: Prom's payment arrives between two sweeps.
+    prom.change(|orders| touch(orders, 5001, "paid"));
+
+    // Assert
+    wait_status(&app, 5001, "paid").await;
+    let sweeps = prom.sweeps_started();
+    eventually("another sweep", WAIT, || async {
+        (prom.sweeps_started() > sweeps + 1).then_some(())
+    })
+    .await;
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events WHERE outcome = 'applied'")
+            .await,
+        2
+    );
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 2);
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn orders_changed_or_created_while_a_sweep_walks_the_pages_are_not_missed() {
+    // Arrange: 250 orders; while the first sweep is between its second and third page, an
+    // order already passed changes, an order not yet reached changes, and a new order
+    // appears above the cursor.
+    let app = spawn().await;
+    let prom = StandIn::mount(&app.prom, new_orders(1, 250), Duration::from_millis(100)).await;
+    prom.after_call(1, |orders| {
+        touch(orders, 240, "received");
+        touch(orders, 20, "canceled");
+        let now = Utc::now();
+        orders.insert(1000, prom_order(1000, "pending", now, now));
+    });
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+
+    // Assert
+    wait_count(&app, "251 orders", "SELECT count(*) FROM orders", 251).await;
+    wait_status(&app, 240, "received").await;
+    wait_status(&app, 20, "canceled").await;
+    assert_eq!(remote_status(&app, 1000).await.as_deref(), Some("pending"));
+    assert_eq!(
+        app.count("SELECT count(DISTINCT external_id) FROM orders")
+            .await,
+        251
+    );
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_poller_killed_mid_sweep_is_replaced_and_nothing_is_missed_or_duplicated() {
+    // Arrange: slow pages, so the kill lands mid-sweep.
+    let app = spawn().await;
+    let prom = StandIn::mount(&app.prom, new_orders(1, 350), Duration::from_millis(300)).await;
+    let (_, first) = app.spawn_poller("poller-a");
+    eventually("two pages served", WAIT, || async {
+        (prom.calls().len() >= 2).then_some(())
+    })
+    .await;
+
+    // Act: kill it abruptly (no lease release, no watermark), start another one.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE poll_watermark IS NULL")
+            .await,
+        1,
+        "an unfinished sweep never moves the watermark"
+    );
+    let killed_at = prom.calls().len();
+    let (stop, second) = app.spawn_poller("poller-b");
+
+    // Assert
+    wait_count(&app, "350 orders", "SELECT count(*) FROM orders", 350).await;
+    app.wait_for_events(350).await;
+    let calls = prom.calls();
+    let repeat = &calls[killed_at..];
+    assert_eq!(repeat[0].last_id, None, "the sweep starts over");
+    assert_eq!(repeat[0].from, calls[0].from, "from the same watermark");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 350);
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events WHERE outcome = 'applied'")
+            .await,
+        350
+    );
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 350);
+    eventually("the watermark", WAIT, || async {
+        (app.count("SELECT count(*) FROM shops WHERE poll_watermark IS NOT NULL")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    stop.cancel();
+    second.await.unwrap().unwrap();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_pollers_on_the_same_shops_fetch_each_page_once() {
+    // Arrange: three shops of 150 orders each (created after the shops were connected),
+    // one sweep per shop (a long interval).
+    let app = spawn().await;
+    let mut servers = Vec::new();
+    for k in 2..=3_i64 {
+        let server = MockServer::start().await;
+        add_shop(&app, &server, &format!("token-{k}")).await;
+        servers.push((k, server));
+    }
+    let mut stand_ins = vec![
+        StandIn::mount(
+            &app.prom,
+            new_orders(10_001, 150),
+            Duration::from_millis(50),
+        )
+        .await,
+    ];
+    for (k, server) in &servers {
+        stand_ins.push(
+            StandIn::mount(
+                server,
+                new_orders(k * 10_000 + 1, 150),
+                Duration::from_millis(50),
+            )
+            .await,
+        );
+    }
+    set_interval(&app, 3600).await;
+
+    // Act
+    let (stop_a, a) = app.spawn_poller("poller-a");
+    let (stop_b, b) = app.spawn_poller("poller-b");
+    wait_count(&app, "450 orders", "SELECT count(*) FROM orders", 450).await;
+    app.wait_for_events(450).await;
+
+    // Assert: per shop, pages of 100, 51 (boundary again) and the boundary alone, once.
+    for prom in &stand_ins {
+        let pages: Vec<Option<i64>> = prom.calls().iter().map(|c| c.last_id).collect();
+        assert_eq!(pages.len(), 3, "{pages:?}");
+        assert_eq!(pages.iter().collect::<HashSet<_>>().len(), 3, "{pages:?}");
+    }
+    let published = app.log_event_ids(451).await;
+    assert_eq!(published.len(), 450, "each order published once");
+    assert_eq!(published.iter().collect::<HashSet<_>>().len(), 450);
+    stop_a.cancel();
+    stop_b.cancel();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn prom_rate_limits_and_server_errors_delay_the_sweep_but_it_completes() {
+    // Arrange: the first page is refused three times (429 with Retry-After, 503, 502),
+    // the second once (429 without a hint).
+    let app = spawn().await;
+    let prom = StandIn::mount(&app.prom, new_orders(1, 120), Duration::ZERO).await;
+    prom.fail(
+        0,
+        ResponseTemplate::new(429)
+            .insert_header("Retry-After", "1")
+            .set_body_json(json!({"error": "Too many requests"})),
+    );
+    prom.fail(1, ResponseTemplate::new(503));
+    prom.fail(2, ResponseTemplate::new(502));
+    prom.fail(4, ResponseTemplate::new(429));
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+
+    // Assert
+    wait_count(&app, "120 orders", "SELECT count(*) FROM orders", 120).await;
+    app.wait_for_events(120).await;
+    let calls = prom.calls();
+    assert_eq!(calls.iter().filter(|c| c.failed).count(), 4);
+    assert_eq!(calls[3].last_id, None, "the first page, at the fourth try");
+    assert_eq!(calls[5].last_id, calls[4].last_id, "the refused page again");
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 120);
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE token_rejected_at IS NOT NULL")
+            .await,
+        0
+    );
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_shop_whose_token_prom_rejects_is_flagged_and_the_other_shops_keep_going() {
+    // Arrange: a second shop whose Prom answers 401 to everything.
+    let app = spawn().await;
+    let good = StandIn::mount(&app.prom, new_orders(1, 50), Duration::ZERO).await;
+    let bad_prom = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "Invalid token"})))
+        .mount(&bad_prom)
+        .await;
+    let bad = add_shop(&app, &bad_prom, "expired-token").await;
+    set_interval(&app, 1).await;
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+
+    // Assert
+    wait_count(&app, "50 orders", "SELECT count(*) FROM orders", 50).await;
+    wait_count(
+        &app,
+        "the bad shop flagged",
+        &format!("SELECT count(*) FROM shops WHERE id = {bad} AND token_rejected_at IS NOT NULL"),
+        1,
+    )
+    .await;
+    let sweeps = good.sweeps_started();
+    eventually("two more sweeps of the good shop", WAIT, || async {
+        (good.sweeps_started() >= sweeps + 2).then_some(())
+    })
+    .await;
+    let bad_calls = bad_prom.received_requests().await.unwrap_or_default();
+    assert_eq!(bad_calls.len(), 1, "a flagged shop is not polled again");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM orders WHERE shop_id = {bad}"
+        ))
+        .await,
+        0
+    );
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_new_shop_imports_only_orders_created_since_it_was_connected_and_never_drafts() {
+    // Arrange: an old order modified after the connection, a draft, and a new order.
+    let app = spawn().await;
+    let now = Utc::now();
+    let orders = vec![
+        prom_order(1, "received", now - chrono::Duration::hours(3), now),
+        prom_order(2, "draft", now, now),
+        prom_order(3, "pending", now, now),
+    ];
+    let prom = StandIn::mount(&app.prom, orders, Duration::ZERO).await;
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_status(&app, 3, "pending").await;
+    eventually("another sweep", WAIT, || async {
+        (prom.sweeps_started() >= 2).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 1);
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+    app.cleanup().await;
+}
