@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, Statement,
+};
+use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 
@@ -46,4 +50,22 @@ pub async fn connect_ready(settings: &Settings) -> anyhow::Result<DatabaseConnec
         migrate(&db).await?;
     }
     Ok(db)
+}
+
+/// A lock named by `name`, held until the transaction ends: a PostgreSQL advisory lock
+/// keyed by a hash of the name. Elsewhere (SQLite) writers are serialized by the database
+/// itself, so nothing needs taking.
+pub async fn advisory_xact_lock(txn: &DatabaseTransaction, name: &str) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [key.into()],
+    ))
+    .await?;
+    Ok(())
 }

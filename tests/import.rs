@@ -658,3 +658,29 @@ async fn draft_orders_are_not_imported() {
     assert_eq!(app.outcomes().await[0].0, "skipped");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_token_prom_refuses_dead_letters_the_message_and_flags_the_shop() {
+    let app = spawn(Options::default()).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/4242"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "bad token"})))
+        .mount(&app.prom)
+        .await;
+
+    let r = app.notify(&json!({"order_id": 4242})).await;
+    assert_eq!(r.status(), 202);
+
+    let letters = eventually("a dead letter", WAIT, || async {
+        let letters = app.dead_letters(Lane::Inbound).await;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters[0].attempts, 1, "a refused token is not retried");
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE token_rejected_at IS NOT NULL")
+            .await,
+        1
+    );
+    app.cleanup().await;
+}

@@ -14,11 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use entity::{categories, clients, inbound_events, order_items, orders, products};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
-    TryInsertResult,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult,
 };
-use sha2::{Digest, Sha256};
 
 use super::{
     plan::{ImportPlan, PlannedLine, ProductKey},
@@ -26,6 +24,7 @@ use super::{
 };
 use crate::{
     broker::InboundMessage,
+    db::advisory_xact_lock,
     domain::{ClientMatching, Outcome},
     prom::order::PromProduct,
 };
@@ -77,23 +76,6 @@ pub async fn find_product<C: ConnectionTrait>(
         ProductKey::Name(name) => query.filter(products::Column::Name.eq(name.as_str())),
     };
     query.order_by_asc(products::Column::Id).one(db).await
-}
-
-/// A transaction-scoped lock named by `name` (PostgreSQL advisory lock; SQLite already
-/// serializes writers).
-async fn lock(txn: &DatabaseTransaction, name: &str) -> Result<(), DbErr> {
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let digest = Sha256::digest(name.as_bytes());
-    let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_advisory_xact_lock($1)",
-        [key.into()],
-    ))
-    .await?;
-    Ok(())
 }
 
 /// Inserts the inbox row; `false` when this event was already recorded.
@@ -166,7 +148,7 @@ pub async fn apply(
     prepared: &Prepared,
 ) -> Result<Applied, DbErr> {
     let txn = db.begin().await?;
-    lock(&txn, &format!("order:{}:{}", ctx.shop_id, plan.external_id)).await?;
+    advisory_xact_lock(&txn, &format!("order:{}:{}", ctx.shop_id, plan.external_id)).await?;
     let existing = orders::Entity::find()
         .filter(orders::Column::ShopId.eq(ctx.shop_id))
         .filter(orders::Column::ExternalId.eq(plan.external_id.as_str()))
@@ -389,7 +371,7 @@ async fn resolve_products(
     let mut lock_names: Vec<String> = keys.iter().map(|k| k.lock_name(ctx.account_id)).collect();
     lock_names.sort();
     for name in &lock_names {
-        lock(txn, name).await?;
+        advisory_xact_lock(txn, name).await?;
     }
     let mut missing = Vec::new();
     for key in keys {
@@ -449,7 +431,7 @@ async fn resolve_categories(
 ) -> Result<HashMap<String, i64>, DbErr> {
     let mut ids = HashMap::new();
     for name in names {
-        lock(txn, &format!("category:{account_id}:{name}")).await?;
+        advisory_xact_lock(txn, &format!("category:{account_id}:{name}")).await?;
     }
     for name in names {
         let existing = categories::Entity::find()
@@ -504,7 +486,7 @@ async fn resolve_client(
             .collect();
         names.sort();
         for name in &names {
-            lock(txn, name).await?;
+            advisory_xact_lock(txn, name).await?;
         }
         let mut any = sea_orm::Condition::any();
         if let Some(phone) = &buyer.phone_normalized {

@@ -208,7 +208,7 @@ impl Importer {
         let order = match self.order(&ctx, &msg).await {
             Ok(Ok(order)) => order,
             Ok(Err(reason)) => return self.record(&ctx, &msg, Outcome::Rejected, reason).await,
-            Err(e) => return prom_failure(e, "fetching the order"),
+            Err(e) => return self.prom_failure(&ctx, e, "fetching the order").await,
         };
         if order.id != msg.order_id {
             let reason = format!(
@@ -233,7 +233,7 @@ impl Importer {
         for _ in 0..TXN_ATTEMPTS {
             let prepared = match self.prepare(&ctx, &plan).await {
                 Ok(Ok(prepared)) => prepared,
-                Ok(Err(e)) => return prom_failure(e, "fetching a product"),
+                Ok(Err(e)) => return self.prom_failure(&ctx, e, "fetching a product").await,
                 Err(e) => {
                     return Disposition::Retry {
                         reason: format!("{e:#}"),
@@ -282,7 +282,20 @@ fn log_applied(applied: &Applied) {
     );
 }
 
-fn prom_failure(e: PromError, doing: &str) -> Disposition {
+impl Importer {
+    /// Transient Prom trouble is retried later; anything else needs a person. A token
+    /// Prom refuses also flags the shop, where operators (and the poller) see it.
+    async fn prom_failure(&self, ctx: &ShopContext, e: PromError, doing: &str) -> Disposition {
+        if matches!(e, PromError::Unauthorized(_)) {
+            if let Err(db) = source::flag_token_rejected(&self.db, ctx.shop_id, true).await {
+                tracing::warn!(error = %db, "could not flag the shop's rejected token");
+            }
+        }
+        prom_disposition(e, doing)
+    }
+}
+
+fn prom_disposition(e: PromError, doing: &str) -> Disposition {
     if e.is_transient() {
         Disposition::Retry {
             after: e.retry_after(),

@@ -19,19 +19,18 @@ use async_trait::async_trait;
 use chrono::Utc;
 use entity::{orders, outbound_sync_log, shops};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Set, Statement, TransactionTrait,
+    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Set,
+    TransactionTrait,
 };
-use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 
 use super::{evaluate, Decision, OutboundError, OutboundMessage};
 use crate::{
     broker::{Disposition, Handler},
     config::Settings,
     domain::Outcome,
+    poll::source,
     prom::{
-        client::{CancellationReason, PromClient, PromCredentials, PromError, SetStatusRequest},
+        client::{CancellationReason, PromClient, PromError, SetStatusRequest},
         order::PromStatus,
     },
 };
@@ -150,7 +149,8 @@ impl Publisher {
                 )
             }),
         };
-        let answer = match credentials(&shop) {
+        let answer = match source::credentials(&shop).map_err(|e| PromError::Invalid(e.to_string()))
+        {
             Ok(creds) => self.prom.set_status(&creds, &request).await,
             Err(e) => Err(e),
         };
@@ -300,46 +300,18 @@ impl SyncLog<'_> {
     }
 }
 
-fn credentials(shop: &shops::Model) -> Result<PromCredentials, PromError> {
-    Ok(PromCredentials {
-        base_url: shop
-            .prom_url
-            .parse()
-            .map_err(|e| PromError::Invalid(format!("shop prom_url: {e}")))?,
-        token: SecretString::from(shop.prom_token.clone()),
-        language: shop.language.clone(),
-    })
-}
-
 async fn set_token_rejected(
     txn: &DatabaseTransaction,
     shop_id: i64,
     rejected: bool,
 ) -> anyhow::Result<()> {
-    let value = rejected.then(Utc::now);
-    shops::Entity::update_many()
-        .col_expr(shops::Column::TokenRejectedAt, Expr::value(value))
-        .filter(shops::Column::Id.eq(shop_id))
-        .exec(txn)
+    source::flag_token_rejected(txn, shop_id, rejected)
         .await
-        .context("flagging the shop's token")?;
-    Ok(())
+        .context("flagging the shop's token")
 }
 
-/// Serializes publishing per order across processes: a transaction-scoped PostgreSQL
-/// advisory lock (released by commit or rollback). Other databases rely on the
-/// in-process lock taken by the caller.
+/// Serializes publishing per order across processes (other databases rely on the
+/// in-process lock taken by the caller).
 async fn lock_order(txn: &DatabaseTransaction, order_id: i64) -> Result<(), sea_orm::DbErr> {
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let digest = Sha256::digest(format!("outbound:{order_id}").as_bytes());
-    let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_advisory_xact_lock($1)",
-        [key.into()],
-    ))
-    .await?;
-    Ok(())
+    crate::db::advisory_xact_lock(txn, &format!("outbound:{order_id}")).await
 }

@@ -3,7 +3,9 @@
 //! manual-refresh path (`GET /orders/{id}`). Both build the shop's credentials here, from
 //! its row, so a change to how a shop talks to Prom (URL, token, language) is made once.
 
+use chrono::Utc;
 use entity::shops;
+use sea_orm::{sea_query::Expr, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -30,6 +32,25 @@ pub fn credentials(shop: &shops::Model) -> Result<PromCredentials, SourceError> 
         token: SecretString::from(shop.prom_token.clone()),
         language: shop.language.clone(),
     })
+}
+
+/// Records whether Prom refuses the shop's token. Every role that meets a 401/403 sets
+/// it (the poller then pauses the shop, `GET /api/shops/{id}` shows it); a call Prom
+/// accepts again clears it.
+pub async fn flag_token_rejected<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: i64,
+    rejected: bool,
+) -> Result<(), DbErr> {
+    shops::Entity::update_many()
+        .col_expr(
+            shops::Column::TokenRejectedAt,
+            Expr::value(rejected.then(Utc::now)),
+        )
+        .filter(shops::Column::Id.eq(shop_id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// One shop's orders on Prom, through the shared client (its pool and throttle).
