@@ -252,17 +252,13 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             let concurrency = args.concurrency.unwrap_or(settings.import_concurrency);
             let importer =
                 startup::spawn_importer(&settings, &backends, concurrency, shutdown.clone());
-            startup::shutdown_signal().await;
-            shutdown.cancel();
-            importer.await.context("importer task")??;
+            until_signal("importer", shutdown, importer).await?;
         }
         Command::Poll => {
             let backends = Backends::connect(&settings).await?;
             let shutdown = CancellationToken::new();
             let poller = startup::spawn_poller(&settings, &backends, shutdown.clone());
-            startup::shutdown_signal().await;
-            shutdown.cancel();
-            poller.await.context("poller task")??;
+            until_signal("poller", shutdown, poller).await?;
         }
         Command::Run(args) => {
             let backends = Backends::connect(&settings).await?;
@@ -293,9 +289,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             let concurrency = args.concurrency.unwrap_or(settings.publish_concurrency);
             let publisher =
                 startup::spawn_publisher(&settings, &backends, concurrency, shutdown.clone());
-            startup::shutdown_signal().await;
-            shutdown.cancel();
-            publisher.await.context("publisher task")??;
+            until_signal("publisher", shutdown, publisher).await?;
         }
         Command::SimulateProm(args) => {
             let push = match (args.push_url, args.push_secret) {
@@ -330,6 +324,18 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Runs a background role until SIGTERM or Ctrl-C, then lets it settle its in-flight
+/// work and reports how it ended.
+async fn until_signal(
+    role: &str,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    startup::shutdown_signal().await;
+    shutdown.cancel();
+    task.await.with_context(|| format!("{role} task"))?
 }
 
 async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
