@@ -202,5 +202,5 @@ PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4
 # one database, which the embedded setup does not promise; it runs on PostgreSQL above.)
 header "cargo test (inbound, poller, recovery, API suites)   (SQLite + embedded broker)"
 PROMSYNC_TEST_BACKEND=embedded cargo test \
-    --test import --test ingress --test recovery --test shutdown --test api \
+    --test import --test ingress --test recovery --test shutdown --test api --test poll \
     -- --test-threads 4
