@@ -225,6 +225,8 @@ run_round() {
     export PROMSYNC_BROKER_URL="$BROKER_URL"
     export PROMSYNC_BROKER_NAMESPACE="$ns"
     export PROMSYNC_LISTEN="$listen"
+    # The bench floods one shop on purpose: no per-shop webhook limit.
+    export PROMSYNC_WEBHOOK_RATE_PER_SHOP_PER_S=0
     export RUST_LOG="${BENCH_RUST_LOG:-warn}"
 
     "$PROMSYNC" migrate >"$WORK/$tag-migrate.log" 2>&1 || {

@@ -27,6 +27,9 @@ pub struct Settings {
     pub webhook_body_limit: usize,
     /// How far a webhook timestamp may be from now, in seconds (Standard Webhooks).
     pub webhook_tolerance_s: u64,
+    /// Accepted webhooks per second per shop (bursts up to twice that); 0 = no limit.
+    /// Counted per `serve` process.
+    pub webhook_rate_per_shop_per_s: u32,
     /// Messages an importer process works on at once.
     pub import_concurrency: usize,
     /// Deliveries after which a message is dead-lettered instead of retried.
@@ -91,6 +94,7 @@ impl Settings {
             .set_default("log_format", "pretty")?
             .set_default("webhook_body_limit", 256 * 1024)?
             .set_default("webhook_tolerance_s", 300)?
+            .set_default("webhook_rate_per_shop_per_s", 200)?
             .set_default("import_concurrency", 8)?
             .set_default("import_max_attempts", 8)?
             .set_default(

@@ -29,6 +29,7 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub settings: Arc<Settings>,
     pub webhook_keys: KeyCache,
+    pub webhook_rate: ingress::ShopRateLimit,
     /// Time for rules that depend on it (refresh limit, secret grace); tests inject one.
     pub clock: Arc<dyn Clock>,
 }
@@ -85,6 +86,7 @@ impl Application {
             broker: backends.broker.clone(),
             settings: Arc::new(settings.clone()),
             webhook_keys: KeyCache::default(),
+            webhook_rate: ingress::ShopRateLimit::new(settings.webhook_rate_per_shop_per_s),
             clock,
         });
         let server = HttpServer::new(move || {

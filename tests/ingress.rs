@@ -280,3 +280,30 @@ async fn a_dead_broker_answers_503_with_retry_after_and_enqueues_nothing() {
     assert_eq!(ready.status(), 503);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_shop_over_its_webhook_rate_gets_429_with_retry_after_and_nothing_more_is_enqueued() {
+    // Arrange: 5 notifications per second per shop, bursts of 10.
+    let app = TestApp::spawn_with(common::Options {
+        importers: 0,
+        webhook_rate_per_shop_per_s: 5,
+        ..Default::default()
+    })
+    .await;
+    let body = json!({ "order": fixture_order(PENDING_ORDER) });
+
+    // Act: 30 at once.
+    let sends = (0..30).map(|_| app.notify(&body));
+    let responses = futures::future::join_all(sends).await;
+
+    // Assert
+    let accepted = responses.iter().filter(|r| r.status() == 202).count();
+    let limited: Vec<_> = responses.iter().filter(|r| r.status() == 429).collect();
+    assert_eq!(accepted + limited.len(), 30);
+    assert!((10..=12).contains(&accepted), "accepted {accepted}");
+    assert!(limited
+        .iter()
+        .all(|r| r.headers().get("retry-after").is_some_and(|v| v == "1")));
+    assert_eq!(app.queue_depth(Lane::Inbound).await as usize, accepted);
+    app.cleanup().await;
+}

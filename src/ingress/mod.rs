@@ -80,6 +80,32 @@ impl KeyCache {
     }
 }
 
+/// A per-shop limit on accepted notifications, so one shop's flood (a misbehaving relay)
+/// cannot crowd out every other shop's orders. Checked after the signature, so forged
+/// requests never spend a shop's allowance.
+pub struct ShopRateLimit(Option<governor::DefaultKeyedRateLimiter<i64>>);
+
+impl ShopRateLimit {
+    pub fn new(per_second: u32) -> Self {
+        Self(std::num::NonZeroU32::new(per_second).map(|rate| {
+            let burst = rate.saturating_mul(std::num::NonZeroU32::new(2).expect("2 > 0"));
+            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+        }))
+    }
+
+    /// `Err(seconds to wait)` when the shop is over its allowance.
+    fn check(&self, shop: ShopId) -> Result<(), u64> {
+        let Some(limiter) = &self.0 else {
+            return Ok(());
+        };
+        limiter.check_key(&shop.get()).map_err(|not_until| {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct WebhookBody<'a> {
     #[serde(borrow, default)]
@@ -205,6 +231,13 @@ async fn receive(
         tracing::info!(%reason, "webhook refused");
         crate::metrics::signature_failure(&reason);
         return Err(ApiError::Unauthorized);
+    }
+    if let Err(retry_after_s) = state.webhook_rate.check(shop) {
+        return Err(ApiError::TooManyRequests {
+            message: "too many notifications for this shop; retry later".into(),
+            retry_after_s: retry_after_s.max(1),
+            results: None,
+        });
     }
     let (order_id, order) = parse_body(&body)?;
     let event_id = EventId::for_webhook(shop, message.id.unwrap_or_default());

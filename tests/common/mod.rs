@@ -99,6 +99,8 @@ pub struct Options {
     pub currency: &'static str,
     pub broker_url: Option<String>,
     pub max_attempts: u32,
+    /// Per-shop webhook limit of the test's ingress (0 = none).
+    pub webhook_rate_per_shop_per_s: u32,
 }
 
 impl Default for Options {
@@ -110,6 +112,7 @@ impl Default for Options {
             currency: "UAH",
             broker_url: None,
             max_attempts: 3,
+            webhook_rate_per_shop_per_s: 0,
         }
     }
 }
@@ -265,6 +268,8 @@ impl TestApp {
         settings.import_concurrency = 4;
         settings.database_max_connections = 10;
         settings.prom_timeout_s = 5;
+        // Tests send bursts on purpose; the per-shop limit has its own test.
+        settings.webhook_rate_per_shop_per_s = options.webhook_rate_per_shop_per_s;
         // Tests call one stand-in with one token far faster than a real shop would.
         settings.prom_rate_per_s = 100;
         settings.outbox_poll_interval_ms = 20;
