@@ -4,7 +4,7 @@
 
 use std::{net::TcpListener, sync::Arc};
 
-use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use actix_web::{dev::Server, middleware, web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +97,11 @@ impl Application {
                 .app_data(state.clone())
                 .configure(ingress::routes)
                 .configure(api::routes)
+                // Unknown paths (and known ones with another method) answer the uniform
+                // JSON error, not actix's empty 404.
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(crate::error::ApiError::NotFound)
+                }))
         })
         .listen(listener)?
         .shutdown_timeout(10)

@@ -1086,6 +1086,10 @@ async fn every_error_answers_the_same_json_body() {
             .send()
             .await
             .unwrap(),
+        app.api(Method::GET, "/webhooks/prom/1", &app.admin_token)
+            .send()
+            .await
+            .unwrap(),
     ];
     let expected = [
         (401, "unauthorized"),
@@ -1093,6 +1097,7 @@ async fn every_error_answers_the_same_json_body() {
         (404, "not_found"),
         (400, "bad_request"),
         (400, "bad_request"),
+        (404, "not_found"),
     ];
     for (response, (status, code)) in cases.into_iter().zip(expected) {
         assert_eq!(response.status().as_u16(), status);
