@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     broker::{Lane, ReplayRequest},
     config::Settings,
-    db,
+    db, demo,
     domain::{ClientMatching, Language, MatchProductsBy},
     prom::ids::ShopId,
     provision, simulator,
@@ -61,6 +61,9 @@ pub enum Command {
     Shop(ShopCommand),
     /// A Prom API stand-in for demos, tests and benchmarks (see deploy/SIMULATOR.md).
     SimulateProm(SimulateArgs),
+    /// Tries everything on a fresh machine: promsync and the Prom simulator in one
+    /// process, orders imported and statuses sent back, then a summary.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +294,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
                 startup::spawn_publisher(&settings, &backends, concurrency, shutdown.clone());
             until_signal("publisher", shutdown, publisher).await?;
         }
+        Command::Demo(args) => demo::run(settings, args).await?,
         Command::SimulateProm(args) => {
             let push = match (args.push_url, args.push_secret) {
                 (Some(url), Some(secret)) => Some(simulator::PushConfig {

@@ -6,6 +6,9 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
+/// The database when none is configured: a SQLite file in the current directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://promsync.db?mode=rwc";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -88,7 +91,7 @@ impl Settings {
 
     fn load_with(file: Option<&Path>, env: config::Environment) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
-            .set_default("database_url", "sqlite://promsync.db?mode=rwc")?
+            .set_default("database_url", DEFAULT_DATABASE_URL)?
             .set_default("broker_namespace", "promsync")?
             .set_default("listen", "127.0.0.1:8080")?
             .set_default("log_format", "pretty")?

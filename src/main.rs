@@ -13,7 +13,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    let default_filter = match args.command {
+        cli::Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    telemetry::init_with_default(settings.log_format, default_filter);
     match cli::execute(args.command, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

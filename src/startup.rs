@@ -116,6 +116,12 @@ impl Application {
         self.port
     }
 
+    /// Stops the server from the same process (`promsync demo --exit`), where no signal
+    /// comes.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

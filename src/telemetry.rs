@@ -7,7 +7,14 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls (tests starting many apps) are no-ops.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info");
+}
+
+/// Like `init`, with the filter used when `RUST_LOG` is unset (`promsync demo` keeps the
+/// console for its summary and logs only warnings unless asked).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry

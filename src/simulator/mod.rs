@@ -730,6 +730,11 @@ impl Simulator {
         self.handle.clone()
     }
 
+    /// Stops the server from the same process (`promsync demo` shutting down).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves (and pushes, if configured) until the server stops (SIGTERM/Ctrl-C).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let pusher = self
