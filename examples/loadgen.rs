@@ -36,6 +36,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Fixture paths tried, in order, when `--fixture` is not given (repo root, then the
 /// shared folder of the workplace). If none exists a built-in template is used.
 const FIXTURE_CANDIDATES: &[&str] = &[
+    "tests/fixtures/prom/order-pending-cash-on-delivery.json",
     "../shared/fixtures/prom/order-pending-cash-on-delivery.json",
     "shared/fixtures/prom/order-pending-cash-on-delivery.json",
     "/work/shared/fixtures/prom/order-pending-cash-on-delivery.json",

@@ -210,8 +210,7 @@ mod tests {
     use crate::prom::order::OrderEnvelope;
 
     fn fixture() -> PromOrder {
-        let text =
-            include_str!("../../../shared/fixtures/prom/order-pending-cash-on-delivery.json");
+        let text = include_str!("../../tests/fixtures/prom/order-pending-cash-on-delivery.json");
         serde_json::from_str::<OrderEnvelope>(text).unwrap().order
     }
 

@@ -532,7 +532,7 @@ mod tests {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     const PENDING_COD: &str =
-        include_str!("../../../shared/fixtures/prom/order-pending-cash-on-delivery.json");
+        include_str!("../../tests/fixtures/prom/order-pending-cash-on-delivery.json");
 
     fn creds(server: &MockServer) -> PromCredentials {
         PromCredentials {

@@ -424,9 +424,9 @@ mod tests {
     use serde_json::json;
 
     const PENDING_COD: &str =
-        include_str!("../../../shared/fixtures/prom/order-pending-cash-on-delivery.json");
+        include_str!("../../tests/fixtures/prom/order-pending-cash-on-delivery.json");
     const CUSTOM_PROM_PAY: &str =
-        include_str!("../../../shared/fixtures/prom/order-custom-status-prom-payment.json");
+        include_str!("../../tests/fixtures/prom/order-custom-status-prom-payment.json");
 
     fn order(doc: &str) -> PromOrder {
         serde_json::from_str::<OrderEnvelope>(doc).unwrap().order

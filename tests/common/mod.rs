@@ -38,9 +38,9 @@ use wiremock::{
 };
 
 pub const PENDING_ORDER: &str =
-    include_str!("../../../shared/fixtures/prom/order-pending-cash-on-delivery.json");
+    include_str!("../fixtures/prom/order-pending-cash-on-delivery.json");
 pub const CUSTOM_STATUS_ORDER: &str =
-    include_str!("../../../shared/fixtures/prom/order-custom-status-prom-payment.json");
+    include_str!("../fixtures/prom/order-custom-status-prom-payment.json");
 
 pub fn admin_database_url() -> String {
     std::env::var("PROMSYNC_TEST_DATABASE_URL")
