@@ -89,6 +89,15 @@ impl Settings {
         Self::load_with(file, config::Environment::with_prefix("PROMSYNC"))
     }
 
+    /// The built-in defaults alone: no file, no environment (what `deploy/` files are
+    /// written against).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::load_with(
+            None,
+            config::Environment::with_prefix("PROMSYNC").source(Some(Default::default())),
+        )
+    }
+
     fn load_with(file: Option<&Path>, env: config::Environment) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
             .set_default("database_url", DEFAULT_DATABASE_URL)?
