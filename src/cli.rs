@@ -14,6 +14,7 @@ use crate::{
     config::Settings,
     db, demo,
     domain::{ClientMatching, Language, MatchProductsBy},
+    keyring,
     prom::ids::ShopId,
     provision, simulator,
     startup::{self, Application, Backends},
@@ -59,6 +60,9 @@ pub enum Command {
     /// Connected Prom shops.
     #[command(subcommand)]
     Shop(ShopCommand),
+    /// Shops' Prom tokens and webhook secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// A Prom API stand-in for demos, tests and benchmarks (see deploy/SIMULATOR.md).
     SimulateProm(SimulateArgs),
     /// Tries everything on a fresh machine: promsync and the Prom simulator in one
@@ -172,6 +176,17 @@ pub enum DlqCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypts every shop's secrets under PROMSYNC_SECRET_KEY (plaintext ones too);
+    /// safe while promsync runs, and idempotent. Prints a JSON summary.
+    Rotate {
+        /// Shops read and rewritten per batch.
+        #[arg(long, default_value_t = 100)]
+        batch_size: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AccountCommand {
     /// Creates an account with default statuses and an admin; prints its id and token.
     Create {
@@ -225,9 +240,11 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             match_products_by,
             client_matching,
         }) => {
+            let keyring = startup::keyring(&settings)?;
             let db = db::connect_ready(&settings).await?;
             let created = provision::create_shop(
                 &db,
+                &keyring,
                 provision::NewShop {
                     account_id: account,
                     name,
@@ -240,6 +257,19 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             )
             .await?;
             println!("{}", serde_json::to_string(&created)?);
+        }
+        Command::Secrets(SecretsCommand::Rotate { batch_size }) => {
+            let keyring = startup::keyring(&settings)?;
+            let db = db::connect_ready(&settings).await?;
+            let summary = keyring::rotate::rotate(&db, &keyring, batch_size).await?;
+            println!("{}", serde_json::to_string(&summary)?);
+            if !summary.failed.is_empty() {
+                anyhow::bail!(
+                    "{} secret(s) could not be re-encrypted (listed above): keep \
+                     PROMSYNC_SECRET_KEY_PREVIOUS until they are fixed",
+                    summary.failed.len()
+                );
+            }
         }
         Command::Replay(args) => replay(&settings, args).await?,
         Command::Dlq(command) => dlq(&settings, command).await?,

@@ -4,7 +4,10 @@
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use crate::keyring::{Keyring, SecretKey};
 
 /// The database when none is configured: a SQLite file in the current directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://promsync.db?mode=rwc";
@@ -73,6 +76,12 @@ pub struct Settings {
     pub poll_retry_base_ms: u64,
     /// Poller: attempts per page before the sweep is left to the next interval.
     pub poll_page_attempts: u32,
+    /// Key that encrypts shops' Prom tokens and webhook secrets at rest: standard base64
+    /// of 32 random bytes. Unset: they are stored as plaintext (a warning says so).
+    pub secret_key: Option<SecretString>,
+    /// Earlier keys, still read (not written) while `promsync secrets rotate` moves
+    /// every value to `secret_key`.
+    pub secret_key_previous: Vec<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +137,8 @@ impl Settings {
             .set_default("poll_page_size", 100)?
             .set_default("poll_concurrency", 4)?
             .set_default("poll_retry_base_ms", 1_000)?
-            .set_default("poll_page_attempts", 8)?;
+            .set_default("poll_page_attempts", 8)?
+            .set_default("secret_key_previous", Vec::<String>::new())?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -138,7 +148,8 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("retry_delays_ms"),
+                    .with_list_parse_key("retry_delays_ms")
+                    .with_list_parse_key("secret_key_previous"),
             )
             .build()?
             .try_deserialize()?;
@@ -228,7 +239,38 @@ impl Settings {
                 "retry delay and poll_page_attempts must be at least 1",
             );
         }
+        self.keyring()?;
         Ok(())
+    }
+
+    /// The keys of `secret_key` and `secret_key_previous`. An empty value counts as
+    /// unset (an orchestrator's blank variable), anything else must be a valid key.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let parse = |field, value: &SecretString| -> Result<Option<SecretKey>, ConfigError> {
+            let value = value.expose_secret().trim();
+            if value.is_empty() {
+                return Ok(None);
+            }
+            value
+                .parse()
+                .map(Some)
+                .map_err(|e: crate::keyring::KeyError| ConfigError::Invalid {
+                    field,
+                    reason: e.to_string(),
+                })
+        };
+        let current = match &self.secret_key {
+            Some(value) => parse("secret_key", value)?,
+            None => None,
+        };
+        let mut previous = Vec::new();
+        for value in &self.secret_key_previous {
+            previous.extend(parse("secret_key_previous", value)?);
+        }
+        Keyring::new(current, previous).map_err(|e| ConfigError::Invalid {
+            field: "secret_key_previous",
+            reason: e.to_string(),
+        })
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -334,5 +376,55 @@ mod tests {
         assert!(err.to_string().contains("`listen`"), "{err}");
         let err = load(&[("PROMSYNC_BROKER_URL", "http://x")]).unwrap_err();
         assert!(err.to_string().contains("`broker_url`"), "{err}");
+    }
+
+    const KEY_A: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const KEY_B: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+    #[test]
+    fn without_a_secret_key_secrets_are_not_encrypted() {
+        let s = load(&[]).expect("defaults are valid");
+        assert!(!s.keyring().unwrap().is_enabled());
+        let s = load(&[("PROMSYNC_SECRET_KEY", "")]).expect("blank is unset");
+        assert!(!s.keyring().unwrap().is_enabled());
+    }
+
+    #[test]
+    fn secret_keys_come_from_the_environment_with_previous_keys_as_a_list() {
+        let s = load(&[
+            ("PROMSYNC_SECRET_KEY", KEY_B),
+            ("PROMSYNC_SECRET_KEY_PREVIOUS", &format!("{KEY_A},{KEY_B}")),
+        ])
+        .expect("valid keys");
+        let ring = s.keyring().unwrap();
+        assert_eq!(
+            ring.current_id(),
+            Some(KEY_B.parse::<SecretKey>().unwrap().id())
+        );
+        assert_eq!(s.secret_key_previous.len(), 2);
+        // The key never shows in the settings' debug output.
+        assert!(!format!("{s:?}").contains(KEY_B));
+    }
+
+    #[test]
+    fn a_bad_secret_key_is_a_startup_error_naming_the_field() {
+        for (var, value, field) in [
+            ("PROMSYNC_SECRET_KEY", "c2hvcnQ=", "`secret_key`"),
+            ("PROMSYNC_SECRET_KEY", "not base64 at all!", "`secret_key`"),
+            (
+                "PROMSYNC_SECRET_KEY_PREVIOUS",
+                "c2hvcnQ=",
+                "`secret_key_previous`",
+            ),
+        ] {
+            let err = load(&[("PROMSYNC_SECRET_KEY", KEY_A), (var, value)]).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+            assert!(
+                !err.to_string().contains(value),
+                "the value is not echoed: {err}"
+            );
+        }
+        let err = load(&[("PROMSYNC_SECRET_KEY_PREVIOUS", KEY_A)]).unwrap_err();
+        assert!(err.to_string().contains("`secret_key_previous`"), "{err}");
     }
 }

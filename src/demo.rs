@@ -151,6 +151,7 @@ async fn run_in(
         .context("creating the demo account")?;
     let shop = provision::create_shop(
         &backends.db,
+        &backends.keyring,
         provision::NewShop {
             account_id: account.account_id,
             name: "Demo shop".into(),

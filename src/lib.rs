@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod import;
 pub mod ingress;
+pub mod keyring;
 pub mod metrics;
 pub mod outbound;
 pub mod poll;

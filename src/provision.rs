@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::{
     domain::{ClientMatching, Language, MatchProductsBy, Permission, StatusKind},
+    keyring::{Keyring, Slot},
     prom::money::Currency,
     secrets,
 };
@@ -131,14 +132,24 @@ pub fn normalize_prom_url(raw: &str) -> anyhow::Result<String> {
     Ok(url.origin().ascii_serialization())
 }
 
-pub async fn create_shop(db: &DatabaseConnection, new: NewShop) -> anyhow::Result<CreatedShop> {
+/// Creates the shop with its Prom token and a fresh webhook secret sealed by `keyring`
+/// (encrypted when a key is configured).
+pub async fn create_shop(
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+    new: NewShop,
+) -> anyhow::Result<CreatedShop> {
     let name = new.name.trim();
     if name.is_empty() {
         bail!("shop name must not be empty");
     }
-    if new.prom_token.trim().is_empty() {
+    let prom_token = new.prom_token.trim();
+    if prom_token.is_empty() {
         bail!("the Prom API token must not be empty");
     }
+    keyring
+        .check_storable(prom_token)
+        .context("invalid Prom API token")?;
     let prom_url = normalize_prom_url(&new.prom_url)?;
     let txn = db.begin().await.context("starting a transaction")?;
     if accounts::Entity::find_by_id(new.account_id)
@@ -167,8 +178,10 @@ pub async fn create_shop(db: &DatabaseConnection, new: NewShop) -> anyhow::Resul
         account_id: Set(new.account_id),
         name: Set(name.to_owned()),
         prom_url: Set(prom_url),
-        prom_token: Set(new.prom_token.trim().to_owned()),
-        webhook_secret: Set(secret.clone()),
+        // Sealed values are bound to the shop's id, known only after the insert: these
+        // placeholders are replaced below, in the same transaction.
+        prom_token: Set(String::new()),
+        webhook_secret: Set(String::new()),
         previous_webhook_secret: Set(None),
         previous_secret_expires_at: Set(None),
         language: Set(new.language.as_str().to_owned()),
@@ -188,6 +201,15 @@ pub async fn create_shop(db: &DatabaseConnection, new: NewShop) -> anyhow::Resul
     .insert(&txn)
     .await
     .context("inserting the shop")?;
+    shops::ActiveModel {
+        id: Set(shop.id),
+        prom_token: Set(keyring.seal(Slot::prom_token(shop.id), prom_token)?),
+        webhook_secret: Set(keyring.seal(Slot::webhook_secret(shop.id), &secret)?),
+        ..Default::default()
+    }
+    .update(&txn)
+    .await
+    .context("storing the shop's secrets")?;
     let inbound = DEFAULT_INBOUND
         .iter()
         .filter_map(|(prom, kind)| Some(("inbound", *prom, status_of(*kind)?)));

@@ -18,6 +18,7 @@ use crate::{
     db,
     import::Importer,
     ingress::{self, KeyCache},
+    keyring::Keyring,
     outbound::{publisher::Publisher, relay::Relay},
     poll::{self, PollSettings, Poller},
     prom::client::PromClient,
@@ -29,6 +30,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub settings: Arc<Settings>,
     pub webhook_keys: KeyCache,
+    /// Seals the Prom tokens and webhook secrets the API writes.
+    pub keyring: Arc<Keyring>,
     pub webhook_rate: ingress::ShopRateLimit,
     /// Time for rules that depend on it (refresh limit, secret grace); tests inject one.
     pub clock: Arc<dyn Clock>,
@@ -42,12 +45,15 @@ pub struct Backends {
     /// The process's one Prom client: its per-token throttle only works if every role
     /// (importer, poller, publisher) calls Prom through it.
     pub prom: PromClient,
+    /// Encrypts and opens shops' secrets at rest; the Prom client holds the same one.
+    pub keyring: Arc<Keyring>,
 }
 
 impl Backends {
     /// Connects to the configured database and broker. The broker connects lazily (and
     /// reconnects by itself), so a broker that is down does not stop a role from starting.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let keyring = keyring(settings)?;
         let db = db::connect_ready(settings).await?;
         let broker: Arc<dyn Broker> = match &settings.broker_url {
             Some(url) => Arc::new(RabbitBroker::new(url, settings)),
@@ -56,9 +62,30 @@ impl Backends {
                 Arc::new(EmbeddedBroker::new(db.clone(), settings))
             }
         };
-        let prom = PromClient::new(settings.prom_timeout()).with_rate(settings.prom_rate());
-        Ok(Self { db, broker, prom })
+        let prom = PromClient::new(settings.prom_timeout())
+            .with_rate(settings.prom_rate())
+            .with_keyring(keyring.clone());
+        Ok(Self {
+            db,
+            broker,
+            prom,
+            keyring,
+        })
     }
+}
+
+/// The process's keyring, from the validated settings; says once whether shop secrets
+/// are encrypted (by key id, never the key).
+pub fn keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
+    let keyring = settings.keyring()?;
+    match keyring.current_id() {
+        Some(key_id) => tracing::info!(%key_id, "shop secrets are encrypted at rest"),
+        None => tracing::warn!(
+            "PROMSYNC_SECRET_KEY is not set: shops' Prom tokens and webhook secrets are \
+             stored unencrypted"
+        ),
+    }
+    Ok(Arc::new(keyring))
 }
 
 pub struct Application {
@@ -85,7 +112,8 @@ impl Application {
             db: backends.db.clone(),
             broker: backends.broker.clone(),
             settings: Arc::new(settings.clone()),
-            webhook_keys: KeyCache::default(),
+            webhook_keys: KeyCache::new(backends.keyring.clone()),
+            keyring: backends.keyring.clone(),
             webhook_rate: ingress::ShopRateLimit::new(settings.webhook_rate_per_shop_per_s),
             clock,
         });

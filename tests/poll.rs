@@ -225,6 +225,7 @@ async fn set_interval(app: &TestApp, seconds: i32) {
 async fn add_shop(app: &TestApp, server: &MockServer, token: &str) -> i64 {
     provision::create_shop(
         &app.db,
+        &app.keyring(),
         NewShop {
             account_id: app.account_id,
             name: format!("Shop {token}"),

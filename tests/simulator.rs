@@ -26,7 +26,7 @@ fn start(config: SimConfig) -> (String, SimHandle) {
 fn creds(url: &str, token: &str) -> PromCredentials {
     PromCredentials {
         base_url: url.parse().unwrap(),
-        token: SecretString::from(token.to_owned()),
+        token: promsync::keyring::StoredSecret::plain(token),
         language: "uk".into(),
     }
 }

@@ -19,6 +19,7 @@ use super::{auth::Caller, ErrorBody};
 use crate::{
     domain::{ClientMatching, Language, MatchProductsBy, Permission},
     error::ApiError,
+    keyring::Slot,
     provision::{self, NewShop},
     secrets,
     startup::AppState,
@@ -107,6 +108,22 @@ pub async fn find_shop<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or(ApiError::NotFound)
+}
+
+/// Refuses a Prom token that cannot be stored as it is (see `Keyring::check_storable`).
+fn storable(state: &AppState, token: &str) -> Result<(), ApiError> {
+    state
+        .keyring
+        .check_storable(token)
+        .map_err(|e| ApiError::BadRequest(format!("`prom_token`: {e}")))
+}
+
+/// A secret in the form it is stored in (encrypted when a key is configured).
+fn seal(state: &AppState, slot: Slot, secret: &str) -> Result<String, ApiError> {
+    state
+        .keyring
+        .seal(slot, secret)
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("sealing a secret")))
 }
 
 /// 404 before 403: a foreign shop is not found, whoever asks.
@@ -213,7 +230,8 @@ pub async fn create(
             body.client_matching.as_deref().unwrap_or("always_new"),
         )?,
     };
-    let created = provision::create_shop(&state.db, new).await?;
+    storable(&state, &new.prom_token)?;
+    let created = provision::create_shop(&state.db, &state.keyring, new).await?;
     tracing::Span::current().record("shop_id", created.shop_id);
     tracing::info!("shop connected");
     let shop = find_shop(&state.db, caller.account_id, created.shop_id).await?;
@@ -283,6 +301,7 @@ pub async fn patch(
     state: web::Data<AppState>,
 ) -> Result<web::Json<ShopView>, ApiError> {
     let shop = shop_for_manager(&state, &caller, *id, "changing a shop").await?;
+    let shop_id = shop.id;
     let p = body.into_inner();
     let mut update: shops::ActiveModel = shop.into();
     if let Some(name) = &p.name {
@@ -292,7 +311,9 @@ pub async fn patch(
         update.prom_url = Set(prom_origin(url)?);
     }
     if let Some(token) = &p.prom_token {
-        update.prom_token = Set(non_empty("prom_token", token)?);
+        let token = non_empty("prom_token", token)?;
+        storable(&state, &token)?;
+        update.prom_token = Set(seal(&state, Slot::prom_token(shop_id), &token)?);
         update.token_rejected_at = Set(None);
     }
     if let Some(language) = &p.language {
@@ -385,8 +406,11 @@ pub async fn rotate_secret(
     let secret = secrets::new_webhook_secret();
     let expires_at = state.clock.now() + Duration::seconds(grace);
     let previous = shop.webhook_secret.clone();
+    // The stored previous value moves as it is: both webhook-secret columns share one
+    // encryption binding (see `keyring`).
+    let sealed = seal(&state, Slot::webhook_secret(shop.id), &secret)?;
     let mut update: shops::ActiveModel = shop.into();
-    update.webhook_secret = Set(secret.clone());
+    update.webhook_secret = Set(sealed);
     update.previous_webhook_secret = Set(Some(previous));
     update.previous_secret_expires_at = Set(Some(expires_at));
     update.update(&state.db).await?;

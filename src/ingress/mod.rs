@@ -14,6 +14,7 @@ use entity::shops;
 use futures::StreamExt;
 use moka::future::Cache;
 use sea_orm::{DatabaseConnection, EntityTrait};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -22,6 +23,7 @@ use crate::{
     broker::InboundMessage,
     domain::Source,
     error::ApiError,
+    keyring::{Keyring, Slot},
     prom::ids::{EventId, ShopId},
     startup::AppState,
 };
@@ -40,23 +42,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Clone)]
 pub struct ShopKeys(Arc<Vec<SigningKey>>);
 
+/// Shops' signing keys, opened from their stored (possibly encrypted) secrets.
 #[derive(Clone)]
-pub struct KeyCache(Cache<i64, Option<ShopKeys>>);
+pub struct KeyCache(Cache<i64, Option<ShopKeys>>, Arc<Keyring>);
 
-impl Default for KeyCache {
-    fn default() -> Self {
+impl KeyCache {
+    pub fn new(keyring: Arc<Keyring>) -> Self {
         Self(
             Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
+            keyring,
         )
     }
-}
 
-impl KeyCache {
     async fn get(&self, db: &DatabaseConnection, shop: ShopId) -> anyhow::Result<Option<ShopKeys>> {
-        let db = db.clone();
+        let (db, keyring) = (db.clone(), self.1.clone());
         self.0
             .try_get_with(shop.get(), async move {
                 let shop = shops::Entity::find_by_id(shop.get())
@@ -70,7 +72,13 @@ impl KeyCache {
                         .filter(|_| s.previous_secret_expires_at.is_none_or(|until| until > now));
                     let keys = std::iter::once(s.webhook_secret)
                         .chain(previous)
-                        .filter_map(|secret| secret.parse::<SigningKey>().ok())
+                        .filter_map(|secret| {
+                            keyring
+                                .open_logged(Slot::webhook_secret(s.id), secret)?
+                                .expose_secret()
+                                .parse::<SigningKey>()
+                                .ok()
+                        })
                         .collect();
                     ShopKeys(Arc::new(keys))
                 }))

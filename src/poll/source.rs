@@ -6,12 +6,14 @@
 use chrono::Utc;
 use entity::shops;
 use sea_orm::{sea_query::Expr, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
-use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::prom::{
-    client::{OrderListQuery, PromClient, PromCredentials, PromError},
-    order::PromOrder,
+use crate::{
+    keyring::{Slot, StoredSecret},
+    prom::{
+        client::{OrderListQuery, PromClient, PromCredentials, PromError},
+        order::PromOrder,
+    },
 };
 
 /// Why a shop's row cannot be turned into Prom credentials.
@@ -21,15 +23,15 @@ pub enum SourceError {
     BadUrl(String),
 }
 
-/// The shop's access to Prom, from its row. The token is wrapped at once so it can never
-/// reach a log through `Debug`.
+/// The shop's access to Prom, from its row. The token stays as stored (encrypted when a
+/// key is configured) and bound to its shop; the Prom client opens it per request.
 pub fn credentials(shop: &shops::Model) -> Result<PromCredentials, SourceError> {
     Ok(PromCredentials {
         base_url: shop
             .prom_url
             .parse()
             .map_err(|e: url::ParseError| SourceError::BadUrl(e.to_string()))?,
-        token: SecretString::from(shop.prom_token.clone()),
+        token: StoredSecret::new(Slot::prom_token(shop.id), shop.prom_token.clone()),
         language: shop.language.clone(),
     })
 }

@@ -14,13 +14,14 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use url::Url;
 
 use super::order::{OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus};
 use super::throttle::{Throttle, TokenKey};
+use crate::keyring::{Keyring, StoredSecret};
 
 /// Calls per second per token when nothing else is configured (`prom_rate_per_s`).
 pub const DEFAULT_RATE_PER_S: NonZeroU32 = NonZeroU32::new(2).expect("non-zero");
@@ -85,7 +86,9 @@ pub struct PromCredentials {
     /// The origin, such as `https://my.prom.ua` or `http://127.0.0.1:1234`; `/api/v1/...`
     /// is appended (a trailing `/api/v1` already present is not doubled).
     pub base_url: Url,
-    pub token: SecretString,
+    /// The token as stored (possibly encrypted); only the client opens it, for the
+    /// request it sends, so the plain token lives no longer than that request.
+    pub token: StoredSecret,
     /// `uk` or `ru`: the language of names in Prom's answers.
     pub language: String,
 }
@@ -235,6 +238,8 @@ impl SetStatusResponse {
 pub struct PromClient {
     http: reqwest::Client,
     throttle: Arc<Throttle>,
+    /// Opens the shops' stored tokens (none configured: tokens are plaintext).
+    keyring: Arc<Keyring>,
 }
 
 impl PromClient {
@@ -265,15 +270,21 @@ impl PromClient {
         Self {
             http,
             throttle: Arc::new(Throttle::new(DEFAULT_RATE_PER_S)),
+            keyring: Arc::default(),
         }
     }
 
     /// The same client with its own throttle of `rate_per_s` calls per second per token.
     pub fn with_rate(self, rate_per_s: NonZeroU32) -> Self {
         Self {
-            http: self.http,
             throttle: Arc::new(Throttle::new(rate_per_s)),
+            ..self
         }
+    }
+
+    /// The same client opening stored tokens with `keyring`.
+    pub fn with_keyring(self, keyring: Arc<Keyring>) -> Self {
+        Self { keyring, ..self }
     }
 
     /// `GET /orders/{id}`.
@@ -353,7 +364,13 @@ impl PromClient {
         url: Url,
         body: Option<&B>,
     ) -> Result<T, PromError> {
-        let key = TokenKey::of(&creds.token);
+        // A token that cannot be opened (its key is not configured) fails like any
+        // request that cannot be built: permanently, with the reason, nothing sent.
+        let token = self
+            .keyring
+            .open(&creds.token)
+            .map_err(|e| PromError::Invalid(e.to_string()))?;
+        let key = TokenKey::of(&token);
         if let Err(left) = self.throttle.acquire(key).await {
             // Prom told us to slow down for longer than is worth waiting here: do not
             // send, let the caller retry later.
@@ -367,7 +384,7 @@ impl PromClient {
         let mut req = self
             .http
             .request(method.clone(), url.clone())
-            .bearer_auth(creds.token.expose_secret())
+            .bearer_auth(token.expose_secret())
             .header("X-LANGUAGE", creds.language.as_str())
             .header(ACCEPT, "application/json");
         if let Some(body) = body {
@@ -537,7 +554,7 @@ mod tests {
     fn creds(server: &MockServer) -> PromCredentials {
         PromCredentials {
             base_url: Url::parse(&server.uri()).unwrap(),
-            token: SecretString::from("secret-token-123"),
+            token: StoredSecret::plain("secret-token-123"),
             language: "uk".to_owned(),
         }
     }
@@ -670,7 +687,7 @@ mod tests {
     fn credentials_debug_hides_token() {
         let c = PromCredentials {
             base_url: url("https://my.prom.ua"),
-            token: SecretString::from("secret-token-123"),
+            token: StoredSecret::plain("secret-token-123"),
             language: "uk".into(),
         };
         assert!(!format!("{c:?}").contains("secret-token-123"));
@@ -844,7 +861,7 @@ mod tests {
         drop(listener);
         let c = PromCredentials {
             base_url: url(&format!("http://{addr}")),
-            token: SecretString::from("t"),
+            token: StoredSecret::plain("t"),
             language: "uk".into(),
         };
         let e = client().get_order(&c, 1).await.unwrap_err();

@@ -101,6 +101,9 @@ pub struct Options {
     pub max_attempts: u32,
     /// Per-shop webhook limit of the test's ingress (0 = none).
     pub webhook_rate_per_shop_per_s: u32,
+    /// `PROMSYNC_SECRET_KEY` of the test's processes (none: secrets stored as plaintext).
+    pub secret_key: Option<String>,
+    pub secret_key_previous: Vec<String>,
 }
 
 impl Default for Options {
@@ -113,6 +116,8 @@ impl Default for Options {
             broker_url: None,
             max_attempts: 3,
             webhook_rate_per_shop_per_s: 0,
+            secret_key: None,
+            secret_key_previous: Vec::new(),
         }
     }
 }
@@ -274,6 +279,13 @@ impl TestApp {
         settings.prom_rate_per_s = 100;
         settings.outbox_poll_interval_ms = 20;
         settings.publish_concurrency = 4;
+        settings.secret_key = options.secret_key.map(Into::into);
+        settings.secret_key_previous = options
+            .secret_key_previous
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        settings.keyring().expect("the test's secret keys");
 
         let backends = Backends::connect(&settings).await.expect("backends");
         promsync::db::migrate(&backends.db)
@@ -285,6 +297,7 @@ impl TestApp {
         let prom = MockServer::start().await;
         let shop = provision::create_shop(
             &backends.db,
+            &backends.keyring,
             NewShop {
                 account_id: account.account_id,
                 name: "Test shop".into(),
@@ -387,6 +400,11 @@ impl TestApp {
         handle
     }
 
+    /// The keyring the test's processes seal and open shop secrets with.
+    pub fn keyring(&self) -> Arc<promsync::keyring::Keyring> {
+        self.backends.keyring.clone()
+    }
+
     pub fn broker(&self) -> Arc<dyn Broker> {
         self.backends.broker.clone()
     }
@@ -432,6 +450,7 @@ impl TestApp {
             .expect("account");
         let shop = provision::create_shop(
             &self.db,
+            &self.backends.keyring,
             NewShop {
                 account_id: account.account_id,
                 name: "Other shop".into(),
