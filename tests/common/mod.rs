@@ -400,6 +400,31 @@ impl TestApp {
         handle
     }
 
+    /// Restarts the test's processes (HTTP, importers, publishers) with changed settings,
+    /// as a redeploy would; the database and queues stay. The old HTTP server keeps
+    /// running but is no longer addressed.
+    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Settings)) {
+        let importers = self.importers.len();
+        let publishers = self.publishers.len();
+        self.stop_publishers().await;
+        self.stop_importers().await;
+        change(&mut self.settings);
+        self.settings.keyring().expect("the restarted settings");
+        self.backends = Backends::connect(&self.settings).await.expect("backends");
+        self.db = self.backends.db.clone();
+        let app = Application::build_with_clock(&self.settings, &self.backends, self.clock.clone())
+            .await
+            .expect("application");
+        self.address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        for _ in 0..importers {
+            self.start_importer();
+        }
+        for _ in 0..publishers {
+            self.start_publisher();
+        }
+    }
+
     /// The keyring the test's processes seal and open shop secrets with.
     pub fn keyring(&self) -> Arc<promsync::keyring::Keyring> {
         self.backends.keyring.clone()
