@@ -44,6 +44,20 @@ async fn stored(app: &TestApp, column: &str, shop_id: i64) -> Option<String> {
         .await
 }
 
+/// Stores `secret` at `slot` sealed under a key no process of the test has.
+async fn store_under_unknown_key(app: &TestApp, slot: Slot, secret: &str) {
+    let stranger = Keyring::new(Some(KEY_C.parse().unwrap()), Vec::new()).unwrap();
+    let sealed = stranger.seal(slot, secret).unwrap();
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE shops SET {} = '{sealed}' WHERE id = {}",
+            slot.field.as_str(),
+            slot.shop_id
+        ))
+        .await
+        .unwrap();
+}
+
 /// Prom answers the thin notification's order only for the shop's real token.
 async fn mount_order_for_token(app: &TestApp, token: &str) {
     let document: Value = serde_json::from_str(CUSTOM_STATUS_ORDER).unwrap();
@@ -239,21 +253,16 @@ async fn rotation_moves_every_secret_to_the_new_key_after_which_the_old_key_can_
 #[tokio::test]
 async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports() {
     let app = spawn_with_key(KEY_A).await;
-    let stranger = Keyring::new(Some(KEY_C.parse().unwrap()), Vec::new()).unwrap();
 
     // The other shop's webhook secret was sealed under a key no process has: its
     // webhooks get exactly what an unknown shop gets.
     let other = app.other_tenant().await.shop;
-    let sealed = stranger
-        .seal(Slot::webhook_secret(other.shop_id), &other.webhook_secret)
-        .unwrap();
-    app.db
-        .execute_unprepared(&format!(
-            "UPDATE shops SET webhook_secret = '{sealed}' WHERE id = {}",
-            other.shop_id
-        ))
-        .await
-        .unwrap();
+    store_under_unknown_key(
+        &app,
+        Slot::webhook_secret(other.shop_id),
+        &other.webhook_secret,
+    )
+    .await;
     let raw = serde_json::to_vec(&json!({"order_id": 1})).unwrap();
     let now = chrono::Utc::now().timestamp();
     let signature = other
@@ -281,16 +290,7 @@ async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports(
 
     // The test shop's Prom token under that key: the import that needs it is dead-lettered
     // with the reason, and Prom is never called with anything.
-    let shop = app.shop.shop_id;
-    let sealed = stranger
-        .seal(Slot::prom_token(shop), "prom-token-1")
-        .unwrap();
-    app.db
-        .execute_unprepared(&format!(
-            "UPDATE shops SET prom_token = '{sealed}' WHERE id = {shop}"
-        ))
-        .await
-        .unwrap();
+    store_under_unknown_key(&app, Slot::prom_token(app.shop.shop_id), "prom-token-1").await;
     let r = app.notify(&json!({ "order_id": THIN_ORDER_ID })).await;
     assert_eq!(r.status(), 202);
     let letters = eventually("a dead letter", Duration::from_secs(30), || async {
@@ -309,5 +309,67 @@ async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports(
         .await
         .unwrap_or_default()
         .is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_status_update_for_a_shop_whose_token_is_under_an_unknown_key_is_recorded_failed() {
+    let mut app = spawn_with_key(KEY_A).await;
+    app.start_publisher();
+    app.prom_products_missing().await;
+    app.push_order(&common::fixture_order(common::PENDING_ORDER))
+        .await;
+    let order_id = eventually("the order to be imported", Duration::from_secs(30), || {
+        let app = &app;
+        async move {
+            (app.count("SELECT count(*) FROM orders").await == 1).then_some(())?;
+            Some(app.count("SELECT id FROM orders").await)
+        }
+    })
+    .await;
+    store_under_unknown_key(&app, Slot::prom_token(app.shop.shop_id), "prom-token-1").await;
+    let in_progress = app
+        .count(&format!(
+            "SELECT id FROM order_statuses WHERE account_id = {} AND kind = 'in_progress'",
+            app.account_id
+        ))
+        .await;
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/orders/{order_id}/status"),
+            &app.admin_token,
+            Some(json!({ "status_id": in_progress })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["outbound"].clone()),
+        (200, json!("queued")),
+        "{body}"
+    );
+
+    let detail = eventually("a failed outbound entry", Duration::from_secs(30), || async {
+        app.text(&format!(
+            "SELECT detail FROM outbound_sync_log WHERE order_id = {order_id} AND outcome = 'failed'"
+        ))
+        .await
+    })
+    .await;
+    assert!(
+        detail.contains(&key_id(KEY_C)) && detail.contains("not configured"),
+        "{detail}"
+    );
+    let set_status_calls = app
+        .prom
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path().ends_with("set_status"))
+        .count();
+    assert_eq!(
+        set_status_calls, 0,
+        "nothing is sent without the real token"
+    );
     app.cleanup().await;
 }
