@@ -373,3 +373,37 @@ async fn a_status_update_for_a_shop_whose_token_is_under_an_unknown_key_is_recor
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn without_a_key_secrets_are_stored_as_they_are_and_a_token_that_looks_encrypted_is_refused()
+{
+    let app = TestApp::spawn().await;
+    let shop = app.shop.shop_id;
+    assert_eq!(
+        stored(&app, "prom_token", shop).await.as_deref(),
+        Some("prom-token-1")
+    );
+    for (method, path, body) in [
+        (
+            reqwest::Method::PATCH,
+            format!("/api/shops/{shop}"),
+            json!({"prom_token": "enc:v1:00000000:abc"}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/shops".to_owned(),
+            json!({"name": "X", "prom_token": "enc:v1:00000000:abc"}),
+        ),
+    ] {
+        let (status, body) = app.call(method, &path, &app.admin_token, Some(body)).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("enc:"));
+    }
+    assert_eq!(
+        stored(&app, "prom_token", shop).await.as_deref(),
+        Some("prom-token-1"),
+        "nothing changed"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM shops").await, 1);
+    app.cleanup().await;
+}

@@ -19,7 +19,7 @@ use super::{auth::Caller, ErrorBody};
 use crate::{
     domain::{ClientMatching, Language, MatchProductsBy, Permission},
     error::ApiError,
-    keyring::Slot,
+    keyring::{KeyringError, Slot},
     provision::{self, NewShop},
     secrets,
     startup::AppState,
@@ -120,10 +120,10 @@ fn storable(state: &AppState, token: &str) -> Result<(), ApiError> {
 
 /// A secret in the form it is stored in (encrypted when a key is configured).
 fn seal(state: &AppState, slot: Slot, secret: &str) -> Result<String, ApiError> {
-    state
-        .keyring
-        .seal(slot, secret)
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("sealing a secret")))
+    state.keyring.seal(slot, secret).map_err(|e| match e {
+        KeyringError::LooksEncrypted => ApiError::BadRequest(format!("`prom_token`: {e}")),
+        e => ApiError::Internal(anyhow::Error::new(e).context("sealing a secret")),
+    })
 }
 
 /// 404 before 403: a foreign shop is not found, whoever asks.
@@ -312,7 +312,6 @@ pub async fn patch(
     }
     if let Some(token) = &p.prom_token {
         let token = non_empty("prom_token", token)?;
-        storable(&state, &token)?;
         update.prom_token = Set(seal(&state, Slot::prom_token(shop_id), &token)?);
         update.token_rejected_at = Set(None);
     }
