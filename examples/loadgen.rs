@@ -75,6 +75,10 @@ struct Args {
     /// Prom order fixture (`{"order": {...}}` or a bare order object).
     #[arg(long)]
     fixture: Option<PathBuf>,
+    /// Requests per second to send at (open loop, `--concurrency` still caps the requests
+    /// in flight); 0 sends as fast as the concurrency allows.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
@@ -359,7 +363,15 @@ async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
         args.count, args.concurrency, args.orders, shared.endpoint
     );
     let started = Instant::now();
+    // A fixed rate paces the start of each request; the in-flight cap stays.
+    let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let samples: Vec<Sample> = stream::iter(0..args.count)
+        .then(|i| async move {
+            if let Some(every) = pace {
+                tokio::time::sleep_until((started + every.mul_f64(i as f64)).into()).await;
+            }
+            i
+        })
         .map(|i| {
             let client = client.clone();
             let shared = Arc::clone(&shared);
@@ -421,6 +433,7 @@ async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
         "max_ms": max,
         "concurrency": args.concurrency,
         "orders": args.orders,
+        "rate": args.rate,
     });
     println!("loadgen-json: {summary}");
     Ok(())

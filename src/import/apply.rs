@@ -5,9 +5,10 @@
 //! event id) inserted first, so a redelivered event stops there; a lock on the order's
 //! `(shop, Prom id)` so concurrent versions of one order serialize; and the stored
 //! `date_modified`, so an older version changes nothing. Products, categories and clients
-//! that may be created are locked by their match key in one global order (order →
-//! products → categories → clients, each sorted), so concurrent importers neither
-//! duplicate them nor deadlock. On SQLite the database lock serializes writers instead.
+//! that may be created are locked by their match key. Several messages share one
+//! transaction (`batch`): each runs inside its own savepoint, and every lock a batch needs
+//! ([`lock_names`]) is taken up front in one global order, so concurrent importers neither
+//! duplicate anything nor deadlock. On SQLite the database lock serializes writers instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -24,7 +25,6 @@ use super::{
 };
 use crate::{
     broker::InboundMessage,
-    db::advisory_xact_lock,
     domain::{ClientMatching, Outcome},
     prom::order::PromProduct,
 };
@@ -86,6 +86,7 @@ async fn claim_event(
     outcome: Outcome,
     order_id: Option<i64>,
     detail: Option<String>,
+    processed_at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let row = inbound_events::ActiveModel {
         id: Set(msg.event_id.to_string()),
@@ -96,7 +97,7 @@ async fn claim_event(
         outcome: Set(outcome.as_str().to_owned()),
         detail: Set(detail),
         received_at: Set(msg.received_at),
-        processed_at: Set(Utc::now()),
+        processed_at: Set(processed_at),
     };
     let result = inbound_events::Entity::insert(row)
         .on_conflict_do_nothing_on([inbound_events::Column::Id])
@@ -129,54 +130,120 @@ pub async fn record_only(
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let order_id = order_id_of(&txn, ctx, &msg.order_id.to_string()).await?;
-    let fresh = claim_event(&txn, ctx, msg, outcome, order_id, Some(detail)).await?;
+    let fresh = claim_event(&txn, ctx, msg, outcome, order_id, Some(detail), Utc::now()).await?;
     txn.commit().await?;
     Ok(fresh)
 }
 
-/// Applies one order version. Returns `Outcome::Duplicate` without keeping anything when
-/// the event was applied before.
+/// Every lock applying this plan may need: the order's, and those of the products,
+/// categories and contacts it may create. The batch takes them all before its first
+/// statement (`db::advisory_xact_locks`); nothing here takes a lock of its own.
+pub fn lock_names(ctx: &ShopContext, plan: &ImportPlan, prepared: &Prepared) -> Vec<String> {
+    let account = ctx.account_id;
+    let mut names = vec![format!("order:{}:{}", ctx.shop_id, plan.external_id)];
+    let language = ctx.language.as_str();
+    for line in &plan.lines {
+        if prepared.known.contains_key(&line.key) {
+            continue;
+        }
+        names.push(line.key.lock_name(account));
+        let category = line
+            .prom_id
+            .and_then(|id| prepared.fetched.get(&id))
+            .and_then(Option::as_ref)
+            .and_then(|p| p.category_name(language));
+        if let Some(name) = category {
+            names.push(format!("category:{account}:{name}"));
+        }
+    }
+    if ctx.client_matching == ClientMatching::PhoneOrEmail {
+        let buyer = &plan.buyer;
+        names.extend(
+            buyer
+                .phone_normalized
+                .iter()
+                .map(|p| format!("client:{account}:phone:{p}")),
+        );
+        names.extend(
+            buyer
+                .email
+                .iter()
+                .map(|e| format!("client:{account}:email:{e}")),
+        );
+    }
+    names
+}
+
+/// Applies one order version inside the batch's transaction, whose locks it relies on,
+/// and inside a savepoint of its own, so that a failure or a duplicate undoes this message
+/// alone. Returns `Outcome::Duplicate` without keeping anything when the event was
+/// applied before (earlier, or by an earlier message of the same batch).
+///
+/// The outer error means the transaction itself is broken (its savepoint could not be
+/// rolled back): nothing of the batch may be committed then. PostgreSQL would answer a
+/// COMMIT of an aborted transaction with a silent rollback, so the caller must not try.
 ///
 /// The inbox row is written last: two deliveries of one event serialize on the order
 /// lock, and the second finds the first's inbox row and rolls back. Writing it last
 /// saves a round trip per message over claiming first and settling later.
-pub async fn apply(
-    db: &DatabaseConnection,
+pub async fn apply_one(
+    txn: &DatabaseTransaction,
     ctx: &ShopContext,
     msg: &InboundMessage,
     plan: &ImportPlan,
     prepared: &Prepared,
-) -> Result<Applied, DbErr> {
-    let txn = db.begin().await?;
-    advisory_xact_lock(&txn, &format!("order:{}:{}", ctx.shop_id, plan.external_id)).await?;
+    processed_at: DateTime<Utc>,
+) -> Result<Result<Applied, DbErr>, DbErr> {
+    // A savepoint is never released: it ends with the transaction, which spares a round
+    // trip, and a batch holds too few of them for PostgreSQL to mind.
+    txn.execute_unprepared("SAVEPOINT import_message").await?;
+    let undo = || txn.execute_unprepared("ROLLBACK TO SAVEPOINT import_message");
+    match apply_here(txn, ctx, msg, plan, prepared, processed_at).await {
+        Ok((applied, true)) => Ok(Ok(applied)),
+        Ok((applied, false)) => {
+            undo().await?;
+            Ok(Ok(Applied::new(
+                Outcome::Duplicate,
+                applied.order_id,
+                "event already processed".into(),
+            )))
+        }
+        Err(e) => {
+            undo().await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// The work of [`apply_one`]; `false` when the inbox already had the event.
+async fn apply_here(
+    txn: &DatabaseTransaction,
+    ctx: &ShopContext,
+    msg: &InboundMessage,
+    plan: &ImportPlan,
+    prepared: &Prepared,
+    processed_at: DateTime<Utc>,
+) -> Result<(Applied, bool), DbErr> {
     let existing = orders::Entity::find()
         .filter(orders::Column::ShopId.eq(ctx.shop_id))
         .filter(orders::Column::ExternalId.eq(plan.external_id.as_str()))
-        .one(&txn)
+        .one(txn)
         .await?;
     let applied = match existing {
-        Some(order) => update_order(&txn, ctx, plan, prepared, order).await?,
-        None => create_order(&txn, ctx, plan, prepared).await?,
+        Some(order) => update_order(txn, ctx, plan, prepared, order).await?,
+        None => create_order(txn, ctx, plan, prepared).await?,
     };
     let fresh = claim_event(
-        &txn,
+        txn,
         ctx,
         msg,
         applied.outcome,
         applied.order_id,
         applied.detail.clone(),
+        processed_at,
     )
     .await?;
-    if !fresh {
-        txn.rollback().await?;
-        return Ok(Applied::new(
-            Outcome::Duplicate,
-            applied.order_id,
-            "event already processed".into(),
-        ));
-    }
-    txn.commit().await?;
-    Ok(applied)
+    Ok((applied, fresh))
 }
 
 async fn create_order(
@@ -349,7 +416,8 @@ async fn insert_items(
 }
 
 /// Finds or creates the product of every line (rule 5), never duplicating one. Known
-/// products are taken as they are; only the others are locked and looked up.
+/// products are taken as they are; only the others (locked by the batch beforehand, see
+/// [`lock_names`]) are looked up.
 async fn resolve_products(
     txn: &DatabaseTransaction,
     ctx: &ShopContext,
@@ -367,11 +435,6 @@ async fn resolve_products(
                 keys.insert(&line.key);
             }
         }
-    }
-    let mut lock_names: Vec<String> = keys.iter().map(|k| k.lock_name(ctx.account_id)).collect();
-    lock_names.sort();
-    for name in &lock_names {
-        advisory_xact_lock(txn, name).await?;
     }
     let mut missing = Vec::new();
     for key in keys {
@@ -431,9 +494,6 @@ async fn resolve_categories(
 ) -> Result<HashMap<String, i64>, DbErr> {
     let mut ids = HashMap::new();
     for name in names {
-        advisory_xact_lock(txn, &format!("category:{account_id}:{name}")).await?;
-    }
-    for name in names {
         let existing = categories::Entity::find()
             .filter(categories::Column::AccountId.eq(account_id))
             .filter(categories::Column::Name.eq(name.as_str()))
@@ -473,21 +533,6 @@ async fn resolve_client(
         return Ok(None);
     }
     if ctx.client_matching == ClientMatching::PhoneOrEmail {
-        let mut names: Vec<String> = buyer
-            .phone_normalized
-            .iter()
-            .map(|p| format!("client:{}:phone:{p}", ctx.account_id))
-            .chain(
-                buyer
-                    .email
-                    .iter()
-                    .map(|e| format!("client:{}:email:{e}", ctx.account_id)),
-            )
-            .collect();
-        names.sort();
-        for name in &names {
-            advisory_xact_lock(txn, name).await?;
-        }
         let mut any = sea_orm::Condition::any();
         if let Some(phone) = &buyer.phone_normalized {
             any = any.add(clients::Column::PhoneNormalized.eq(phone.as_str()));
@@ -495,7 +540,7 @@ async fn resolve_client(
         if let Some(email) = &buyer.email {
             any = any.add(clients::Column::Email.eq(email.as_str()));
         }
-        if !names.is_empty() {
+        if buyer.phone_normalized.is_some() || buyer.email.is_some() {
             let existing = clients::Entity::find()
                 .filter(clients::Column::AccountId.eq(ctx.account_id))
                 .filter(any)
