@@ -31,7 +31,10 @@ use promsync::broker::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "rawpublish", about = "Raw confirmed publishes into promsync's topology")]
+#[command(
+    name = "rawpublish",
+    about = "Raw confirmed publishes into promsync's topology"
+)]
 struct Args {
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     url: String,
@@ -64,7 +67,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
-    anyhow::ensure!(args.count > 0 && args.concurrency > 0, "count and concurrency must be > 0");
+    anyhow::ensure!(
+        args.count > 0 && args.concurrency > 0,
+        "count and concurrency must be > 0"
+    );
     let topology = Topology::new(&args.namespace);
     // The retry tiers are part of the ingress topology too (no traffic goes there).
     let delays: Vec<Duration> = promsync::config::Settings::defaults()?
@@ -81,7 +87,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let exchange = topology.exchange(Lane::Inbound);
     // JSON-ish filler of the requested size, like the ingress's message.
     let body: Arc<Vec<u8>> = Arc::new(
-        format!("{{\"pad\":\"{}\"}}", "x".repeat(args.size.saturating_sub(10))).into_bytes(),
+        format!(
+            "{{\"pad\":\"{}\"}}",
+            "x".repeat(args.size.saturating_sub(10))
+        )
+        .into_bytes(),
     );
 
     let started = Instant::now();

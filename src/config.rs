@@ -113,7 +113,7 @@ impl Settings {
             .set_default("webhook_body_limit", 256 * 1024)?
             .set_default("webhook_tolerance_s", 300)?
             .set_default("webhook_rate_per_shop_per_s", 200)?
-            .set_default("import_concurrency", 8)?
+            .set_default("import_concurrency", 32)?
             .set_default("import_batch_size", 32)?
             .set_default("import_batch_linger_ms", 2)?
             .set_default("import_max_attempts", 8)?
@@ -267,13 +267,19 @@ impl Settings {
         std::num::NonZeroU32::new(self.prom_rate_per_s).expect("validated prom_rate_per_s")
     }
 
-    /// How the importer groups messages into transactions. Two batches commit at once on
-    /// PostgreSQL (one gathers while the other commits); SQLite has a single connection.
-    pub fn import_batch(&self) -> crate::import::batch::BatchSettings {
+    /// How an importer with `concurrency` messages in flight groups them into
+    /// transactions. On PostgreSQL, at least two batches are under way at once (one
+    /// gathers while another commits), one more per 16 messages in flight, at most four
+    /// (each holds a connection); SQLite has a single connection.
+    pub fn import_batch(&self, concurrency: usize) -> crate::import::batch::BatchSettings {
         crate::import::batch::BatchSettings {
             size: self.import_batch_size,
             linger: Duration::from_millis(self.import_batch_linger_ms),
-            workers: if self.is_sqlite() { 1 } else { 2 },
+            workers: if self.is_sqlite() {
+                1
+            } else {
+                (concurrency / 16).clamp(2, 4)
+            },
         }
     }
 
@@ -356,16 +362,18 @@ mod tests {
     fn import_batching_has_defaults_env_names_and_bounds() {
         let s = load(&[]).expect("defaults are valid");
         assert_eq!((s.import_batch_size, s.import_batch_linger_ms), (32, 2));
-        assert_eq!(s.import_batch().workers, 1, "SQLite has one connection");
+        assert_eq!(s.import_batch(64).workers, 1, "SQLite has one connection");
         let s = load(&[
             ("PROMSYNC_IMPORT_BATCH_SIZE", "1"),
             ("PROMSYNC_IMPORT_BATCH_LINGER_MS", "0"),
             ("PROMSYNC_DATABASE_URL", "postgres://u@h/db"),
         ])
         .expect("valid");
-        assert_eq!(s.import_batch().size, 1);
-        assert_eq!(s.import_batch().linger, Duration::ZERO);
-        assert_eq!(s.import_batch().workers, 2);
+        assert_eq!(s.import_batch(8).size, 1);
+        assert_eq!(s.import_batch(8).linger, Duration::ZERO);
+        assert_eq!(s.import_batch(8).workers, 2);
+        assert_eq!(s.import_batch(48).workers, 3);
+        assert_eq!(s.import_batch(1000).workers, 4);
         let err = load(&[("PROMSYNC_IMPORT_BATCH_SIZE", "0")]).unwrap_err();
         assert!(err.to_string().contains("`import_batch_size`"), "{err}");
     }

@@ -167,7 +167,7 @@ pub fn spawn_importer(
     let importer = Arc::new(Importer::new(
         backends.db.clone(),
         backends.prom.clone(),
-        settings.import_batch(),
+        settings.import_batch(concurrency),
     ));
     let broker = backends.broker.clone();
     tokio::spawn(async move {

@@ -31,6 +31,7 @@
 #   BENCH_SKIP_BUILD=1 (use the binaries already in target/release)
 #   BENCH_RESULTS=<path> (default deploy/bench/RESULTS.md; "-" writes none)
 #   BENCH_NOTE="..." (a line about the machine's other load, copied into RESULTS.md)
+#   BENCH_PROFILE_DIR=<dir> (perf profiles of every ingress and drain phase, see prof_start)
 #   PROMSYNC_* settings (e.g. PROMSYNC_IMPORT_BATCH_SIZE) reach every promsync process.
 #
 # Every loop is bounded in time; processes, databases and queues made here are removed
@@ -312,7 +313,9 @@ wait_events() {
     VERDICT="drained"
     local stall_deadline=$((SECONDS + STALL_S)) drain_deadline=$((SECONDS + DRAIN_TIMEOUT_S))
     while [ "$LAST_COUNT" -lt "$expected" ]; do
-        sleep 0.25
+        # Each look is a new PostgreSQL backend: looking often would cost the database
+        # measurable CPU. The drain's end comes from the rows themselves (drain_end).
+        sleep 0.5
         count="$(events || echo "$LAST_COUNT")"
         now="$(date +%s.%N)"
         if [ "$count" -gt "$LAST_COUNT" ]; then
@@ -329,6 +332,11 @@ wait_events() {
             return
         fi
     done
+}
+
+# drain_end: when the last inbound_events row was applied (epoch seconds), or T_LAST.
+drain_end() {
+    psql_db "$DB" "select extract(epoch from max(processed_at)) from inbound_events" 2>/dev/null || echo "$T_LAST"
 }
 
 # sql_baseline CLIENTS: pgbench with the import's rows, in the current database; prints tps.
@@ -350,6 +358,24 @@ sql_baseline() {
     sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench-$clients.out" | head -n 1
 }
 
+# prof_start NAME / prof_stop: with BENCH_PROFILE_DIR set, a system-wide perf profile
+# (cpu-clock, every process: promsync, PostgreSQL, RabbitMQ, the load generators) of one
+# phase, written to BENCH_PROFILE_DIR/NAME.data (`perf report -i … --sort comm,dso,sym`).
+PERF_PID=""
+prof_start() {
+    [ -n "${BENCH_PROFILE_DIR:-}" ] || return 0
+    mkdir -p "$BENCH_PROFILE_DIR"
+    perf record -q -a -g -e cpu-clock -F 499 -o "$BENCH_PROFILE_DIR/$1.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+    PIDS+=("$PERF_PID")
+}
+prof_stop() {
+    [ -n "$PERF_PID" ] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
+}
+
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "?" }'
 }
@@ -369,9 +395,11 @@ run_round() {
     # --- ingress ------------------------------------------------------------------------
     start_serve "$tag"
     log "serve is up on $LISTEN; loadgen: $N requests, concurrency $CONCURRENCY, $ORDERS orders"
+    prof_start "ingress-$k"
     timeout $((DRAIN_TIMEOUT_S + 60)) "$LOADGEN" --url "http://$LISTEN" --shop-id "$SHOP_ID" \
         --secret "$SECRET" --count "$N" --concurrency "$CONCURRENCY" --orders "$ORDERS" \
         >"$WORK/$tag-loadgen.out"
+    prof_stop
     local lg
     lg="$(sed -n 's/^loadgen-json: //p' "$WORK/$tag-loadgen.out" | tail -n 1)"
     [ -n "$lg" ] || die "loadgen printed no summary"
@@ -385,14 +413,10 @@ run_round() {
     log "ingress: accepted $accepted/$N at $ingress_rps req/s (p50 $p50 ms, p99 $p99 ms)"
 
     # --- raw publish, same size and concurrency -------------------------------------------
-    local size=3000 qline
-    if command -v rabbitmqctl >/dev/null 2>&1; then
-        qline="$(timeout 30 rabbitmqctl list_queues -q --no-table-headers name messages message_bytes 2>/dev/null \
-            | awk -v q="$NS.inbound.import" '$1 == q { print $2, $3 }')"
-        if [ -n "$qline" ]; then
-            size="$(awk '{ if ($1 > 0) printf "%d", $2 / $1; else print 3000 }' <<<"$qline")"
-        fi
-    fi
+    # The broker message is the webhook's order inside the envelope (event id, shop,
+    # source, received_at, order id): about 140 bytes more than the webhook body.
+    local size
+    size=$(($(jq -r '.body_bytes' <<<"$lg") + 140))
     timeout 300 "$RAWPUBLISH" --url "$BROKER_URL" --namespace "raw_$tag" --count "$N" \
         --concurrency "$CONCURRENCY" --size "$size" >"$WORK/$tag-raw.out" 2>&1 || {
         tail_log "$WORK/$tag-raw.out"
@@ -407,6 +431,7 @@ run_round() {
     local before
     before="$(events)" || die "cannot query inbound_events in $DB"
     local ipids=() i t0
+    prof_start "import-$k"
     t0="$(date +%s.%N)"
     for ((i = 1; i <= k; i++)); do
         # shellcheck disable=SC2046
@@ -414,6 +439,7 @@ run_round() {
         ipids+=("$ROLE_PID")
     done
     wait_events $((before + accepted))
+    prof_stop
     local rss_max=0 r p
     for p in "${ipids[@]}"; do
         r="$(vm_hwm_kib "$p")"
@@ -421,7 +447,7 @@ run_round() {
     done
     for p in "${ipids[@]}"; do stop_pid "$p" 15; done
     local processed=$((LAST_COUNT - before)) drain_s rate
-    drain_s="$(awk -v a="$t0" -v b="$T_LAST" 'BEGIN { printf "%.2f", b - a }')"
+    drain_s="$(awk -v a="$t0" -v b="$(drain_end)" 'BEGIN { printf "%.2f", b - a }')"
     rate="$(awk -v n="$processed" -v s="$drain_s" 'BEGIN { if (s > 0) printf "%.1f", n / s; else print "?" }')"
     local outcomes
     outcomes="$(psql_db "$DB" "select string_agg(outcome || '=' || n, ',' order by outcome) from (select outcome, count(*) n from inbound_events group by outcome) t" || echo "?")"

@@ -193,14 +193,22 @@ pub async fn apply_one(
     plan: &ImportPlan,
     prepared: &Prepared,
     processed_at: DateTime<Utc>,
+    orders: &mut BatchOrders,
 ) -> Result<Result<Applied, DbErr>, DbErr> {
     // A savepoint is never released: it ends with the transaction, which spares a round
     // trip, and a batch holds too few of them for PostgreSQL to mind.
     txn.execute_unprepared("SAVEPOINT import_message").await?;
     let undo = || txn.execute_unprepared("ROLLBACK TO SAVEPOINT import_message");
-    match apply_here(txn, ctx, msg, plan, prepared, processed_at).await {
-        Ok((applied, true)) => Ok(Ok(applied)),
-        Ok((applied, false)) => {
+    let key = (ctx.shop_id, plan.external_id.clone());
+    let existing = orders.0.get(&key).cloned();
+    match apply_here(txn, ctx, msg, plan, prepared, processed_at, existing).await {
+        Ok((applied, order, true)) => {
+            // Only a kept message changes what the batch knows: a rolled-back one left
+            // the order as it was.
+            orders.0.insert(key, order);
+            Ok(Ok(applied))
+        }
+        Ok((applied, _, false)) => {
             undo().await?;
             Ok(Ok(Applied::new(
                 Outcome::Duplicate,
@@ -215,7 +223,8 @@ pub async fn apply_one(
     }
 }
 
-/// The work of [`apply_one`]; `false` when the inbox already had the event.
+/// The work of [`apply_one`]: what happened, the order as it now stands, and `false`
+/// when the inbox already had the event.
 async fn apply_here(
     txn: &DatabaseTransaction,
     ctx: &ShopContext,
@@ -223,13 +232,9 @@ async fn apply_here(
     plan: &ImportPlan,
     prepared: &Prepared,
     processed_at: DateTime<Utc>,
-) -> Result<(Applied, bool), DbErr> {
-    let existing = orders::Entity::find()
-        .filter(orders::Column::ShopId.eq(ctx.shop_id))
-        .filter(orders::Column::ExternalId.eq(plan.external_id.as_str()))
-        .one(txn)
-        .await?;
-    let applied = match existing {
+    existing: Option<orders::Model>,
+) -> Result<(Applied, orders::Model, bool), DbErr> {
+    let (applied, order) = match existing {
         Some(order) => update_order(txn, ctx, plan, prepared, order).await?,
         None => create_order(txn, ctx, plan, prepared).await?,
     };
@@ -243,7 +248,38 @@ async fn apply_here(
         processed_at,
     )
     .await?;
-    Ok((applied, fresh))
+    Ok((applied, order, fresh))
+}
+
+/// The orders a batch works on, as they stand inside its transaction: read once for the
+/// whole batch (under its locks, so nobody else changes them meanwhile), then kept up to
+/// date by each message the batch keeps. Spares every message a lookup.
+#[derive(Debug, Default)]
+pub struct BatchOrders(HashMap<(i64, String), orders::Model>);
+
+impl BatchOrders {
+    pub async fn load<'a>(
+        txn: &DatabaseTransaction,
+        keys: impl IntoIterator<Item = (i64, &'a str)>,
+    ) -> Result<Self, DbErr> {
+        let (mut shops, mut ids) = (BTreeSet::new(), BTreeSet::new());
+        for (shop, id) in keys {
+            shops.insert(shop);
+            ids.insert(id.to_owned());
+        }
+        // Both lists in one query; a pair the batch did not ask for is merely unused.
+        let found = orders::Entity::find()
+            .filter(orders::Column::ShopId.is_in(shops))
+            .filter(orders::Column::ExternalId.is_in(ids))
+            .all(txn)
+            .await?;
+        Ok(Self(
+            found
+                .into_iter()
+                .filter_map(|o| Some(((o.shop_id?, o.external_id.clone()?), o)))
+                .collect(),
+        ))
+    }
 }
 
 async fn create_order(
@@ -251,7 +287,7 @@ async fn create_order(
     ctx: &ShopContext,
     plan: &ImportPlan,
     prepared: &Prepared,
-) -> Result<Applied, DbErr> {
+) -> Result<(Applied, orders::Model), DbErr> {
     let product_ids = resolve_products(txn, ctx, &plan.lines, prepared).await?;
     let client_id = resolve_client(txn, ctx, plan).await?;
     let status_id = ctx
@@ -282,7 +318,7 @@ async fn create_order(
     .insert(txn)
     .await?;
     insert_items(txn, order.id, &plan.lines, &product_ids).await?;
-    Ok(Applied {
+    let applied = Applied {
         products: product_ids,
         ..Applied::new(
             Outcome::Applied,
@@ -293,7 +329,8 @@ async fn create_order(
                 plan.status
             ),
         )
-    })
+    };
+    Ok((applied, order))
 }
 
 async fn update_order(
@@ -302,7 +339,7 @@ async fn update_order(
     plan: &ImportPlan,
     prepared: &Prepared,
     order: orders::Model,
-) -> Result<Applied, DbErr> {
+) -> Result<(Applied, orders::Model), DbErr> {
     let order_id = Some(order.id);
     if let Some(stored) = order.remote_modified_at {
         if plan.modified_at <= stored {
@@ -311,11 +348,12 @@ async fn update_order(
             } else {
                 (Outcome::Stale, "older than the stored version")
             };
-            return Ok(Applied::new(
+            let applied = Applied::new(
                 outcome,
                 order_id,
                 format!("{what} (date_modified {})", plan.modified_at),
-            ));
+            );
+            return Ok((applied, order));
         }
     }
     let mut changes = Vec::new();
@@ -367,14 +405,15 @@ async fn update_order(
     update.remote_modified_at = Set(Some(plan.modified_at));
     update.last_synced_at = Set(Some(now));
     update.updated_at = Set(now);
-    update.update(txn).await?;
+    let updated = update.update(txn).await?;
     if changes.is_empty() {
         changes.push("no visible change".into());
     }
-    Ok(Applied {
+    let applied = Applied {
         products,
         ..Applied::new(outcome, order_id, changes.join("; "))
-    })
+    };
+    Ok((applied, updated))
 }
 
 fn same_lines(items: &[order_items::Model], lines: &[PlannedLine]) -> bool {

@@ -22,7 +22,7 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{
-    apply::{self, Applied, Prepared},
+    apply::{self, Applied, BatchOrders, Prepared},
     plan::ImportPlan,
     ShopContext,
 };
@@ -167,11 +167,24 @@ async fn apply_all(
         .iter()
         .flat_map(|w| apply::lock_names(&w.ctx, &w.plan, &w.prepared));
     advisory_xact_locks(&txn, locks).await?;
+    let keys = batch
+        .iter()
+        .map(|w| (w.ctx.shop_id, w.plan.external_id.as_str()));
+    let mut orders = BatchOrders::load(&txn, keys).await?;
     let mut results = Vec::with_capacity(batch.len());
     for w in batch {
-        let result = apply::apply_one(&txn, &w.ctx, &w.msg, &w.plan, &w.prepared, processed_at)
-            .await?
-            .map_err(|e| BatchError::Message(e.to_string()));
+        let (ctx, plan) = (&w.ctx, &w.plan);
+        let result = apply::apply_one(
+            &txn,
+            ctx,
+            &w.msg,
+            plan,
+            &w.prepared,
+            processed_at,
+            &mut orders,
+        )
+        .await?
+        .map_err(|e| BatchError::Message(e.to_string()));
         results.push(result);
     }
     txn.commit().await?;
