@@ -501,8 +501,13 @@ run_e2e() {
     lat="$(psql_db "$DB" "select round(percentile_cont(0.5) within group (order by ms)::numeric, 1) || ' ' ||
         round(percentile_cont(0.99) within group (order by ms)::numeric, 1) || ' ' || round(max(ms)::numeric, 1)
         from (select extract(epoch from processed_at - received_at) * 1000 as ms from inbound_events) t")"
-    local e50 e99 emax
+    local e50 e99 emax w99
     read -r e50 e99 emax <<<"$lat"
+    # The same without the first 2 seconds, when the importers' caches are cold (shop,
+    # products: the first orders look their products up and fetch them from "Prom").
+    w99="$(psql_db "$DB" "select round(percentile_cont(0.99) within group (order by ms)::numeric, 1)
+        from (select extract(epoch from processed_at - received_at) * 1000 as ms from inbound_events
+              where received_at >= (select min(received_at) + interval '2 seconds' from inbound_events)) t")"
     local serve_rss import_rss=0 r p publish_rss poll_rss
     serve_rss="$(vm_hwm_kib "$SERVE_PID")"
     for p in "${ipids[@]}"; do
@@ -513,7 +518,7 @@ run_e2e() {
     poll_rss="$(vm_hwm_kib "$poll_pid")"
     for p in "$SERVE_PID" "${ipids[@]}" "$publish_pid" "$poll_pid"; do stop_pid "$p" 15; done
     log "end to end: $accepted accepted at $sent_rps req/s; webhook->applied p50 $e50 ms, p99 $e99 ms, max $emax ms ($VERDICT)"
-    E2E_ROW="| $k | $target (50% of $capacity) | $sent_rps | $accepted | $e50 | $e99 | $emax | $VERDICT |"
+    E2E_ROW="| $k | $target (50% of $capacity) | $sent_rps | $accepted | $e50 | $e99 | $w99 | $emax | $VERDICT |"
     RSS_ROW="| $(mib "$serve_rss") | $(mib "$import_rss") | $(mib "$publish_rss") | $(mib "$poll_rss") |"
     [ "$VERDICT" = drained ] || NOT_DRAINED+=("e2e")
     teardown
@@ -531,7 +536,7 @@ machine() {
     echo "- cores: $(nproc) × $cpu; RAM: $ram"
     echo "- PostgreSQL $pg, RabbitMQ $rabbit, all on 127.0.0.1"
     echo "- load average at start: $LOAD_AT_START${BENCH_NOTE:+; $BENCH_NOTE}"
-    echo "- settings: BENCH_N=$N, concurrency $CONCURRENCY, import --concurrency ${IMPORT_CONCURRENCY:-default}, $(env | grep '^PROMSYNC_IMPORT' | sort | tr '\n' ' ')"
+    echo "- settings: BENCH_N=$N, loadgen/rawpublish concurrency $CONCURRENCY, import --concurrency ${IMPORT_CONCURRENCY:-<setting>}; $(env | grep '^PROMSYNC_IMPORT' | sort | tr '\n' ' ')(unset = the defaults in README)"
 }
 
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -563,8 +568,8 @@ report() {
     echo
     echo "## End to end (webhook -> applied) at 50% load"
     echo
-    echo "| importers | target req/s | sent req/s | accepted | p50 ms | p99 ms | max ms | drain |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| importers | target req/s | sent req/s | accepted | p50 ms | p99 ms | p99 ms after 2 s | max ms | drain |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     echo "$E2E_ROW"
     echo
     echo "Latency = inbound_events.processed_at - received_at: from the ingress receiving the webhook"
