@@ -75,6 +75,10 @@ struct Args {
     /// Prom order fixture (`{"order": {...}}` or a bare order object).
     #[arg(long)]
     fixture: Option<PathBuf>,
+    /// Requests per second to send at (open loop, `--concurrency` still caps the requests
+    /// in flight); 0 sends as fast as the concurrency allows.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
@@ -91,10 +95,11 @@ struct Shared {
     seq: AtomicU64,
 }
 
-/// Outcome of one request: HTTP status (or transport error kind) and latency.
+/// Outcome of one request: HTTP status (or transport error kind), latency, body size.
 struct Sample {
     status: Result<u16, &'static str>,
     latency: Duration,
+    body_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -304,17 +309,35 @@ fn build_message(shared: &Shared, products: &Value, i: u64) -> (String, i64, Vec
     (id, Utc::now().timestamp(), body)
 }
 
-async fn send_one(client: &reqwest::Client, shared: &Shared, products: &Value, i: u64) -> Sample {
+/// One request, built and signed before the clock starts.
+struct Prebuilt {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: bytes::Bytes,
+}
+
+fn prebuild(shared: &Shared, products: &Value, i: u64) -> Prebuilt {
     let (id, ts, body) = build_message(shared, products, i);
     let signature = sign(&shared.key, &id, ts, &body);
+    Prebuilt {
+        id,
+        timestamp: ts.to_string(),
+        signature,
+        body: body.into(),
+    }
+}
+
+async fn send_one(client: &reqwest::Client, endpoint: &str, message: Prebuilt) -> Sample {
+    let body_bytes = message.body.len();
     let started = Instant::now();
     let res = client
-        .post(&shared.endpoint)
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
+        .post(endpoint)
+        .header("webhook-id", message.id)
+        .header("webhook-timestamp", message.timestamp)
+        .header("webhook-signature", message.signature)
         .header("content-type", "application/json")
-        .body(body)
+        .body(message.body)
         .send()
         .await;
     let status = match res {
@@ -331,6 +354,7 @@ async fn send_one(client: &reqwest::Client, shared: &Shared, products: &Value, i
     Sample {
         status,
         latency: started.elapsed(),
+        body_bytes,
     }
 }
 
@@ -358,14 +382,28 @@ async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
         "loadgen: {} requests, concurrency {}, {} distinct orders -> {}",
         args.count, args.concurrency, args.orders, shared.endpoint
     );
+    // Every body is built and signed before the clock starts: on a small machine the load
+    // generator shares the cores with the system under test, and JSON work here would
+    // be measured as the ingress being slow. Memory: about count × body size.
+    let messages: Vec<Prebuilt> = (0..args.count)
+        .map(|i| prebuild(&shared, &products, i))
+        .collect();
+    let endpoint: Arc<str> = shared.endpoint.as_str().into();
     let started = Instant::now();
-    let samples: Vec<Sample> = stream::iter(0..args.count)
-        .map(|i| {
+    // A fixed rate paces the start of each request; the in-flight cap stays.
+    let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    let samples: Vec<Sample> = stream::iter(messages.into_iter().enumerate())
+        .then(|(i, message)| async move {
+            if let Some(every) = pace {
+                tokio::time::sleep_until((started + every.mul_f64(i as f64)).into()).await;
+            }
+            message
+        })
+        .map(|message| {
             let client = client.clone();
-            let shared = Arc::clone(&shared);
-            let products = Arc::clone(&products);
-            // Spawn so request building, signing and I/O use every runtime worker.
-            tokio::spawn(async move { send_one(&client, &shared, &products, i).await })
+            let endpoint = Arc::clone(&endpoint);
+            // Spawn so the I/O uses every runtime worker.
+            tokio::spawn(async move { send_one(&client, &endpoint, message).await })
         })
         .buffer_unordered(args.concurrency)
         .filter_map(|r| async move { r.ok() })
@@ -421,6 +459,8 @@ async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
         "max_ms": max,
         "concurrency": args.concurrency,
         "orders": args.orders,
+        "rate": args.rate,
+        "body_bytes": samples.iter().map(|s| s.body_bytes).sum::<usize>() / samples.len().max(1),
     });
     println!("loadgen-json: {summary}");
     Ok(())

@@ -59,8 +59,7 @@ pub async fn advisory_xact_lock(txn: &DatabaseTransaction, name: &str) -> Result
     if txn.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
-    let digest = Sha256::digest(name.as_bytes());
-    let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    let key = lock_key(name);
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT pg_advisory_xact_lock($1)",
@@ -68,4 +67,40 @@ pub async fn advisory_xact_lock(txn: &DatabaseTransaction, name: &str) -> Result
     ))
     .await?;
     Ok(())
+}
+
+/// Several named locks (see [`advisory_xact_lock`]) taken in one round trip, in ascending
+/// key order. Every transaction that takes all its locks this way, before anything else,
+/// takes them in the same global order, so no two of them can deadlock on each other.
+pub async fn advisory_xact_locks<I, S>(txn: &DatabaseTransaction, names: I) -> Result<(), DbErr>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut keys: Vec<i64> = names.into_iter().map(|n| lock_key(n.as_ref())).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    // The keys are integers we formatted ourselves: nothing to escape. `unnest` yields
+    // them in array order, and the aggregate makes PostgreSQL evaluate every lock call.
+    let list = keys
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    txn.execute_unprepared(&format!(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(ARRAY[{list}]::bigint[]) AS k"
+    ))
+    .await?;
+    Ok(())
+}
+
+fn lock_key(name: &str) -> i64 {
+    let digest = Sha256::digest(name.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }

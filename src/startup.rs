@@ -187,12 +187,16 @@ async fn echo_request_id(
 /// Starts the importer as a task; it stops taking messages when `shutdown` fires and
 /// returns once its in-flight messages are settled.
 pub fn spawn_importer(
-    _settings: &Settings,
+    settings: &Settings,
     backends: &Backends,
     concurrency: usize,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    let importer = Arc::new(Importer::new(backends.db.clone(), backends.prom.clone()));
+    let importer = Arc::new(Importer::new(
+        backends.db.clone(),
+        backends.prom.clone(),
+        settings.import_batch(concurrency),
+    ));
     let broker = backends.broker.clone();
     tokio::spawn(async move {
         broker

@@ -684,3 +684,134 @@ async fn a_token_prom_refuses_dead_letters_the_message_and_flags_the_shop() {
     );
     app.cleanup().await;
 }
+
+/// An app whose importer is not started yet, with batches large and patient enough that
+/// every message queued before [`start_batching_importer`] lands in one transaction.
+async fn spawn_stopped(max_attempts: u32) -> TestApp {
+    let mut app = spawn(Options {
+        importers: 0,
+        max_attempts,
+        ..Default::default()
+    })
+    .await;
+    app.settings.import_concurrency = 32;
+    app.settings.import_batch_size = 64;
+    app.settings.import_batch_linger_ms = 1000;
+    app
+}
+
+/// How many transactions the applied events came from (a batch stamps one time on all).
+async fn batches(app: &TestApp) -> i64 {
+    app.count("SELECT count(DISTINCT processed_at) FROM inbound_events")
+        .await
+}
+
+#[tokio::test]
+async fn ten_versions_of_one_order_in_one_batch_leave_it_at_the_newest_version() {
+    // Arrange: versions 1..=10 (quantity = version) queued in a scrambled order.
+    let mut app = spawn_stopped(3).await;
+    for version in [3_u32, 7, 1, 10, 5, 2, 9, 4, 8, 6] {
+        app.push_order(&one_line(4242, version, "pending", f64::from(version)))
+            .await;
+    }
+
+    // Act
+    app.start_importer();
+    app.wait_for_events(10).await;
+
+    // Assert
+    assert_eq!(batches(&app).await, 1, "all ten in one transaction");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+    let items = the_items(&app).await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].quantity, dec!(10), "the newest version wins");
+    assert_eq!(
+        the_order(&app).await.remote_modified_at,
+        Some(Utc.with_ymd_and_hms(2025, 4, 7, 7, 0, 10).unwrap())
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_event_delivered_twice_into_one_batch_is_applied_once_and_acked_as_duplicate() {
+    // Arrange
+    let mut app = spawn_stopped(3).await;
+    let webhook_id = format!("msg_twice_{}", uuid::Uuid::new_v4().simple());
+    let body = json!({ "order": one_line(5151, 1, "pending", 2.0) });
+    let mut event = String::new();
+    for _ in 0..2 {
+        let response = app.notify_with_id(&webhook_id, &body).await;
+        assert_eq!(response.status(), 202);
+        let answer: Value = response.json().await.expect("JSON answer");
+        event = answer["event_id"].as_str().expect("event id").to_owned();
+    }
+    app.push_order(&one_line(5252, 1, "pending", 1.0)).await;
+
+    // Act
+    app.start_importer();
+    app.wait_for_events(2).await;
+    eventually("the queue to drain", WAIT, || async {
+        (app.queue_depth(Lane::Inbound).await == 0).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(batches(&app).await, 1, "one transaction");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM clients").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM order_items").await, 2);
+    let sql =
+        format!("SELECT count(*) FROM inbound_events WHERE id = '{event}' AND outcome = 'applied'");
+    assert_eq!(app.count(&sql).await, 1);
+    assert!(
+        app.dead_letters(Lane::Inbound).await.is_empty(),
+        "the second delivery is settled as a duplicate, not failed"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_message_failing_inside_a_batch_rolls_back_alone_and_the_others_commit() {
+    if common::backend() == common::Backend::Embedded {
+        // SQLite does not enforce DECIMAL precision, so this poison is harmless there.
+        return;
+    }
+    // Arrange: one order whose price overflows the database's DECIMAL(18, 2), between
+    // four good ones.
+    let mut app = spawn_stopped(2).await;
+    for id in [6001, 6002] {
+        app.push_order(&one_line(id, 1, "pending", 1.0)).await;
+    }
+    let poison = order(
+        6666,
+        1,
+        "pending",
+        &[(501, "SKU-1", "Шкарпетки", 1.0, 4_000_000_000)],
+    );
+    let mut poison = poison;
+    poison["products"][0]["price"] = json!("10000000000000000000 грн");
+    poison["price"] = json!("10000000000000000000 грн");
+    app.push_order(&poison).await;
+    for id in [6003, 6004] {
+        app.push_order(&one_line(id, 1, "pending", 1.0)).await;
+    }
+
+    // Act
+    app.start_importer();
+
+    // Assert
+    app.wait_for_events(4).await;
+    eventually("the poison in the dead letters", WAIT, || async {
+        (app.dead_letters(Lane::Inbound).await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 4);
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders WHERE external_id = '6666'")
+            .await,
+        0
+    );
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 4);
+    assert_eq!(batches(&app).await, 1, "the good four share one commit");
+    app.cleanup().await;
+}

@@ -5,9 +5,10 @@
 //! event id) inserted first, so a redelivered event stops there; a lock on the order's
 //! `(shop, Prom id)` so concurrent versions of one order serialize; and the stored
 //! `date_modified`, so an older version changes nothing. Products, categories and clients
-//! that may be created are locked by their match key in one global order (order →
-//! products → categories → clients, each sorted), so concurrent importers neither
-//! duplicate them nor deadlock. On SQLite the database lock serializes writers instead.
+//! that may be created are locked by their match key. Several messages share one
+//! transaction (`batch`): each runs inside its own savepoint, and every lock a batch needs
+//! ([`lock_names`]) is taken up front in one global order, so concurrent importers neither
+//! duplicate anything nor deadlock. On SQLite the database lock serializes writers instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -24,7 +25,6 @@ use super::{
 };
 use crate::{
     broker::InboundMessage,
-    db::advisory_xact_lock,
     domain::{ClientMatching, Outcome},
     prom::order::PromProduct,
 };
@@ -86,6 +86,7 @@ async fn claim_event(
     outcome: Outcome,
     order_id: Option<i64>,
     detail: Option<String>,
+    processed_at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let row = inbound_events::ActiveModel {
         id: Set(msg.event_id.to_string()),
@@ -96,7 +97,7 @@ async fn claim_event(
         outcome: Set(outcome.as_str().to_owned()),
         detail: Set(detail),
         received_at: Set(msg.received_at),
-        processed_at: Set(Utc::now()),
+        processed_at: Set(processed_at),
     };
     let result = inbound_events::Entity::insert(row)
         .on_conflict_do_nothing_on([inbound_events::Column::Id])
@@ -129,54 +130,156 @@ pub async fn record_only(
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let order_id = order_id_of(&txn, ctx, &msg.order_id.to_string()).await?;
-    let fresh = claim_event(&txn, ctx, msg, outcome, order_id, Some(detail)).await?;
+    let fresh = claim_event(&txn, ctx, msg, outcome, order_id, Some(detail), Utc::now()).await?;
     txn.commit().await?;
     Ok(fresh)
 }
 
-/// Applies one order version. Returns `Outcome::Duplicate` without keeping anything when
-/// the event was applied before.
+/// Every lock applying this plan may need: the order's, and those of the products,
+/// categories and contacts it may create. The batch takes them all before its first
+/// statement (`db::advisory_xact_locks`); nothing here takes a lock of its own.
+pub fn lock_names(ctx: &ShopContext, plan: &ImportPlan, prepared: &Prepared) -> Vec<String> {
+    let account = ctx.account_id;
+    let mut names = vec![format!("order:{}:{}", ctx.shop_id, plan.external_id)];
+    let language = ctx.language.as_str();
+    for line in &plan.lines {
+        if prepared.known.contains_key(&line.key) {
+            continue;
+        }
+        names.push(line.key.lock_name(account));
+        let category = line
+            .prom_id
+            .and_then(|id| prepared.fetched.get(&id))
+            .and_then(Option::as_ref)
+            .and_then(|p| p.category_name(language));
+        if let Some(name) = category {
+            names.push(format!("category:{account}:{name}"));
+        }
+    }
+    if ctx.client_matching == ClientMatching::PhoneOrEmail {
+        let buyer = &plan.buyer;
+        names.extend(
+            buyer
+                .phone_normalized
+                .iter()
+                .map(|p| format!("client:{account}:phone:{p}")),
+        );
+        names.extend(
+            buyer
+                .email
+                .iter()
+                .map(|e| format!("client:{account}:email:{e}")),
+        );
+    }
+    names
+}
+
+/// Applies one order version inside the batch's transaction, whose locks it relies on,
+/// and inside a savepoint of its own, so that a failure or a duplicate undoes this message
+/// alone. Returns `Outcome::Duplicate` without keeping anything when the event was
+/// applied before (earlier, or by an earlier message of the same batch).
+///
+/// The outer error means the transaction itself is broken (its savepoint could not be
+/// rolled back): nothing of the batch may be committed then. PostgreSQL would answer a
+/// COMMIT of an aborted transaction with a silent rollback, so the caller must not try.
 ///
 /// The inbox row is written last: two deliveries of one event serialize on the order
 /// lock, and the second finds the first's inbox row and rolls back. Writing it last
 /// saves a round trip per message over claiming first and settling later.
-pub async fn apply(
-    db: &DatabaseConnection,
+pub async fn apply_one(
+    txn: &DatabaseTransaction,
     ctx: &ShopContext,
     msg: &InboundMessage,
     plan: &ImportPlan,
     prepared: &Prepared,
-) -> Result<Applied, DbErr> {
-    let txn = db.begin().await?;
-    advisory_xact_lock(&txn, &format!("order:{}:{}", ctx.shop_id, plan.external_id)).await?;
-    let existing = orders::Entity::find()
-        .filter(orders::Column::ShopId.eq(ctx.shop_id))
-        .filter(orders::Column::ExternalId.eq(plan.external_id.as_str()))
-        .one(&txn)
-        .await?;
-    let applied = match existing {
-        Some(order) => update_order(&txn, ctx, plan, prepared, order).await?,
-        None => create_order(&txn, ctx, plan, prepared).await?,
+    processed_at: DateTime<Utc>,
+    orders: &mut BatchOrders,
+) -> Result<Result<Applied, DbErr>, DbErr> {
+    // A savepoint is never released: it ends with the transaction, which spares a round
+    // trip, and a batch holds too few of them for PostgreSQL to mind.
+    txn.execute_unprepared("SAVEPOINT import_message").await?;
+    let undo = || txn.execute_unprepared("ROLLBACK TO SAVEPOINT import_message");
+    let key = (ctx.shop_id, plan.external_id.clone());
+    let existing = orders.0.get(&key).cloned();
+    match apply_here(txn, ctx, msg, plan, prepared, processed_at, existing).await {
+        Ok((applied, order, true)) => {
+            // Only a kept message changes what the batch knows: a rolled-back one left
+            // the order as it was.
+            orders.0.insert(key, order);
+            Ok(Ok(applied))
+        }
+        Ok((applied, _, false)) => {
+            undo().await?;
+            Ok(Ok(Applied::new(
+                Outcome::Duplicate,
+                applied.order_id,
+                "event already processed".into(),
+            )))
+        }
+        Err(e) => {
+            undo().await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// The work of [`apply_one`]: what happened, the order as it now stands, and `false`
+/// when the inbox already had the event.
+async fn apply_here(
+    txn: &DatabaseTransaction,
+    ctx: &ShopContext,
+    msg: &InboundMessage,
+    plan: &ImportPlan,
+    prepared: &Prepared,
+    processed_at: DateTime<Utc>,
+    existing: Option<orders::Model>,
+) -> Result<(Applied, orders::Model, bool), DbErr> {
+    let (applied, order) = match existing {
+        Some(order) => update_order(txn, ctx, plan, prepared, order).await?,
+        None => create_order(txn, ctx, plan, prepared).await?,
     };
     let fresh = claim_event(
-        &txn,
+        txn,
         ctx,
         msg,
         applied.outcome,
         applied.order_id,
         applied.detail.clone(),
+        processed_at,
     )
     .await?;
-    if !fresh {
-        txn.rollback().await?;
-        return Ok(Applied::new(
-            Outcome::Duplicate,
-            applied.order_id,
-            "event already processed".into(),
-        ));
+    Ok((applied, order, fresh))
+}
+
+/// The orders a batch works on, as they stand inside its transaction: read once for the
+/// whole batch (under its locks, so nobody else changes them meanwhile), then kept up to
+/// date by each message the batch keeps. Spares every message a lookup.
+#[derive(Debug, Default)]
+pub struct BatchOrders(HashMap<(i64, String), orders::Model>);
+
+impl BatchOrders {
+    pub async fn load<'a>(
+        txn: &DatabaseTransaction,
+        keys: impl IntoIterator<Item = (i64, &'a str)>,
+    ) -> Result<Self, DbErr> {
+        let (mut shops, mut ids) = (BTreeSet::new(), BTreeSet::new());
+        for (shop, id) in keys {
+            shops.insert(shop);
+            ids.insert(id.to_owned());
+        }
+        // Both lists in one query; a pair the batch did not ask for is merely unused.
+        let found = orders::Entity::find()
+            .filter(orders::Column::ShopId.is_in(shops))
+            .filter(orders::Column::ExternalId.is_in(ids))
+            .all(txn)
+            .await?;
+        Ok(Self(
+            found
+                .into_iter()
+                .filter_map(|o| Some(((o.shop_id?, o.external_id.clone()?), o)))
+                .collect(),
+        ))
     }
-    txn.commit().await?;
-    Ok(applied)
 }
 
 async fn create_order(
@@ -184,7 +287,7 @@ async fn create_order(
     ctx: &ShopContext,
     plan: &ImportPlan,
     prepared: &Prepared,
-) -> Result<Applied, DbErr> {
+) -> Result<(Applied, orders::Model), DbErr> {
     let product_ids = resolve_products(txn, ctx, &plan.lines, prepared).await?;
     let client_id = resolve_client(txn, ctx, plan).await?;
     let status_id = ctx
@@ -215,7 +318,7 @@ async fn create_order(
     .insert(txn)
     .await?;
     insert_items(txn, order.id, &plan.lines, &product_ids).await?;
-    Ok(Applied {
+    let applied = Applied {
         products: product_ids,
         ..Applied::new(
             Outcome::Applied,
@@ -226,7 +329,8 @@ async fn create_order(
                 plan.status
             ),
         )
-    })
+    };
+    Ok((applied, order))
 }
 
 async fn update_order(
@@ -235,7 +339,7 @@ async fn update_order(
     plan: &ImportPlan,
     prepared: &Prepared,
     order: orders::Model,
-) -> Result<Applied, DbErr> {
+) -> Result<(Applied, orders::Model), DbErr> {
     let order_id = Some(order.id);
     if let Some(stored) = order.remote_modified_at {
         if plan.modified_at <= stored {
@@ -244,11 +348,12 @@ async fn update_order(
             } else {
                 (Outcome::Stale, "older than the stored version")
             };
-            return Ok(Applied::new(
+            let applied = Applied::new(
                 outcome,
                 order_id,
                 format!("{what} (date_modified {})", plan.modified_at),
-            ));
+            );
+            return Ok((applied, order));
         }
     }
     let mut changes = Vec::new();
@@ -300,14 +405,15 @@ async fn update_order(
     update.remote_modified_at = Set(Some(plan.modified_at));
     update.last_synced_at = Set(Some(now));
     update.updated_at = Set(now);
-    update.update(txn).await?;
+    let updated = update.update(txn).await?;
     if changes.is_empty() {
         changes.push("no visible change".into());
     }
-    Ok(Applied {
+    let applied = Applied {
         products,
         ..Applied::new(outcome, order_id, changes.join("; "))
-    })
+    };
+    Ok((applied, updated))
 }
 
 fn same_lines(items: &[order_items::Model], lines: &[PlannedLine]) -> bool {
@@ -349,7 +455,8 @@ async fn insert_items(
 }
 
 /// Finds or creates the product of every line (rule 5), never duplicating one. Known
-/// products are taken as they are; only the others are locked and looked up.
+/// products are taken as they are; only the others (locked by the batch beforehand, see
+/// [`lock_names`]) are looked up.
 async fn resolve_products(
     txn: &DatabaseTransaction,
     ctx: &ShopContext,
@@ -367,11 +474,6 @@ async fn resolve_products(
                 keys.insert(&line.key);
             }
         }
-    }
-    let mut lock_names: Vec<String> = keys.iter().map(|k| k.lock_name(ctx.account_id)).collect();
-    lock_names.sort();
-    for name in &lock_names {
-        advisory_xact_lock(txn, name).await?;
     }
     let mut missing = Vec::new();
     for key in keys {
@@ -431,9 +533,6 @@ async fn resolve_categories(
 ) -> Result<HashMap<String, i64>, DbErr> {
     let mut ids = HashMap::new();
     for name in names {
-        advisory_xact_lock(txn, &format!("category:{account_id}:{name}")).await?;
-    }
-    for name in names {
         let existing = categories::Entity::find()
             .filter(categories::Column::AccountId.eq(account_id))
             .filter(categories::Column::Name.eq(name.as_str()))
@@ -473,21 +572,6 @@ async fn resolve_client(
         return Ok(None);
     }
     if ctx.client_matching == ClientMatching::PhoneOrEmail {
-        let mut names: Vec<String> = buyer
-            .phone_normalized
-            .iter()
-            .map(|p| format!("client:{}:phone:{p}", ctx.account_id))
-            .chain(
-                buyer
-                    .email
-                    .iter()
-                    .map(|e| format!("client:{}:email:{e}", ctx.account_id)),
-            )
-            .collect();
-        names.sort();
-        for name in &names {
-            advisory_xact_lock(txn, name).await?;
-        }
         let mut any = sea_orm::Condition::any();
         if let Some(phone) = &buyer.phone_normalized {
             any = any.add(clients::Column::PhoneNormalized.eq(phone.as_str()));
@@ -495,7 +579,7 @@ async fn resolve_client(
         if let Some(email) = &buyer.email {
             any = any.add(clients::Column::Email.eq(email.as_str()));
         }
-        if !names.is_empty() {
+        if buyer.phone_normalized.is_some() || buyer.email.is_some() {
             let existing = clients::Entity::find()
                 .filter(clients::Column::AccountId.eq(ctx.account_id))
                 .filter(any)

@@ -2,13 +2,15 @@
 //!
 //! For each message: load the shop's context; take the order from the message or, for a
 //! thin notification, fetch it from Prom; plan it (parse, validate, reject as a whole);
-//! fetch from Prom the products that will be new; then apply everything in one
-//! transaction (`apply`). The broker acks only after that commit. Failures are sorted
+//! fetch from Prom the products that will be new; then apply everything in a transaction
+//! shared with the other messages in flight (`batch`, `apply`). The broker acks only after
+//! that commit. Failures are sorted
 //! here: Prom or database trouble is transient (retry later), a token Prom refuses or an
 //! unknown shop is permanent (dead letter), a bad order is a business rejection (recorded
 //! on the sync log and acked).
 
 pub mod apply;
+pub mod batch;
 pub mod plan;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -21,6 +23,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, 
 
 use self::{
     apply::{Applied, Prepared},
+    batch::{BatchSettings, Batcher},
     plan::ProductKey,
 };
 use crate::{
@@ -37,8 +40,8 @@ use crate::{
 /// Shop settings are re-read this often, so a changed mapping or token takes effect soon
 /// without a database round trip per message.
 const SHOP_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Conflicts between concurrent transactions (deadlock victim, unique race) are retried
-/// in place this many times before the message goes to a delayed retry.
+/// A failed transaction (a lost connection, a product the cache remembered wrongly) is
+/// retried in place this many times before the message goes to a delayed retry.
 const TXN_ATTEMPTS: usize = 3;
 
 /// Everything about a shop the importer needs, loaded once per cache period.
@@ -64,6 +67,7 @@ pub struct Importer {
     /// Product ids by match key. Products are never deleted, so a committed id stays
     /// right; knowing it spares the transaction a lock and a lookup per line.
     products: moka::sync::Cache<(i64, ProductKey), i64>,
+    batcher: Batcher,
 }
 
 /// Why loading a shop failed.
@@ -78,8 +82,10 @@ enum ShopError {
 }
 
 impl Importer {
-    pub fn new(db: DatabaseConnection, prom: PromClient) -> Self {
+    /// Starts the batch workers too: call from within the Tokio runtime.
+    pub fn new(db: DatabaseConnection, prom: PromClient, batch: BatchSettings) -> Self {
         Self {
+            batcher: Batcher::start(db.clone(), batch),
             db,
             prom,
             shops: Cache::builder()
@@ -229,6 +235,7 @@ impl Importer {
             let detail = "draft orders are not imported".to_owned();
             return self.record(&ctx, &msg, Outcome::Skipped, detail).await;
         }
+        let (msg, plan) = (Arc::new(msg), Arc::new(plan));
         let mut last_error = None;
         for _ in 0..TXN_ATTEMPTS {
             let prepared = match self.prepare(&ctx, &plan).await {
@@ -241,7 +248,11 @@ impl Importer {
                     }
                 }
             };
-            match apply::apply(&self.db, &ctx, &msg, &plan, &prepared).await {
+            let applied = self
+                .batcher
+                .apply(ctx.clone(), msg.clone(), plan.clone(), prepared)
+                .await;
+            match applied {
                 Ok(applied) => {
                     for (key, id) in &applied.products {
                         self.products.insert((ctx.account_id, key.clone()), *id);
@@ -263,10 +274,7 @@ impl Importer {
             }
         }
         Disposition::Retry {
-            reason: format!(
-                "import transaction: {}",
-                last_error.map(|e| e.to_string()).unwrap_or_default()
-            ),
+            reason: last_error.map(|e| e.to_string()).unwrap_or_default(),
             after: None,
         }
     }

@@ -1,0 +1,192 @@
+//! Group commit: the messages an importer works on at once share one transaction.
+//!
+//! A commit costs a WAL flush and two round trips; paid per message it capped imports
+//! near the database's single-commit rate. Here each `handle()` prepares its message
+//! (parse, plan, product lookups) on its own, then hands the work to a batch worker and
+//! waits. A worker takes up to `size` waiting messages (lingering at most `linger` for
+//! more), and in ONE transaction: takes every lock the batch needs in one global order
+//! (so batches of concurrent importers cannot deadlock), applies each message inside its
+//! own savepoint sorted by (shop, order) (so a failing message rolls back alone and gets
+//! its own answer), commits, and only then answers each waiting `handle()` — the broker
+//! still acks a message only after the commit that holds it. A failed commit answers every
+//! message of the batch with an error, and each is retried.
+//!
+//! Messages of one batch are applied one after another in the same transaction, so two
+//! versions of one order, or two deliveries of one event, behave exactly as they do in
+//! separate transactions: newest version wins, one inbox row per event.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{
+    apply::{self, Applied, BatchOrders, Prepared},
+    plan::ImportPlan,
+    ShopContext,
+};
+use crate::{broker::InboundMessage, db::advisory_xact_locks};
+
+/// How messages are grouped into transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Most messages in one transaction (1 = a transaction per message).
+    pub size: usize,
+    /// How long a worker holding fewer than `size` messages waits for more.
+    pub linger: Duration,
+    /// Batches committing at once (each holds one database connection meanwhile).
+    pub workers: usize,
+}
+
+/// Why a message's batch did not apply it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError {
+    /// This message failed; its savepoint was rolled back, the others went on.
+    #[error("applying the order: {0}")]
+    Message(String),
+    /// The batch's transaction failed (begin, locks or commit): nothing was kept.
+    #[error("batch transaction: {0}")]
+    Transaction(String),
+    #[error("the batch worker stopped")]
+    Stopped,
+}
+
+struct Work {
+    ctx: Arc<ShopContext>,
+    msg: Arc<InboundMessage>,
+    plan: Arc<ImportPlan>,
+    prepared: Prepared,
+    reply: oneshot::Sender<Result<Applied, BatchError>>,
+}
+
+/// The handle `handle()` calls submit through. Workers stop once every handle is gone.
+pub struct Batcher {
+    queue: mpsc::Sender<Work>,
+}
+
+impl Batcher {
+    pub fn start(db: DatabaseConnection, settings: BatchSettings) -> Self {
+        let size = settings.size.max(1);
+        let workers = settings.workers.max(1);
+        let (queue, receiver) = mpsc::channel(size * workers * 2);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..workers {
+            tokio::spawn(work(
+                db.clone(),
+                Arc::clone(&receiver),
+                size,
+                settings.linger,
+            ));
+        }
+        Self { queue }
+    }
+
+    /// Applies one prepared message in the next batch; returns after that batch committed.
+    pub async fn apply(
+        &self,
+        ctx: Arc<ShopContext>,
+        msg: Arc<InboundMessage>,
+        plan: Arc<ImportPlan>,
+        prepared: Prepared,
+    ) -> Result<Applied, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        let work = Work {
+            ctx,
+            msg,
+            plan,
+            prepared,
+            reply,
+        };
+        self.queue
+            .send(work)
+            .await
+            .map_err(|_| BatchError::Stopped)?;
+        answer.await.map_err(|_| BatchError::Stopped)?
+    }
+}
+
+async fn work(
+    db: DatabaseConnection,
+    receiver: Arc<Mutex<mpsc::Receiver<Work>>>,
+    size: usize,
+    linger: Duration,
+) {
+    loop {
+        // One worker gathers at a time; the others are committing meanwhile, so batches
+        // form from whatever arrived during the previous commit.
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + linger;
+            while batch.len() < size {
+                // `timeout_at` polls the channel before the clock: with no linger, what
+                // is already waiting still joins.
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(work)) => batch.push(work),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            batch
+        };
+        run(&db, batch).await;
+    }
+}
+
+#[tracing::instrument(skip_all, fields(size = batch.len()))]
+async fn run(db: &DatabaseConnection, mut batch: Vec<Work>) {
+    // A stable sort: versions of one order keep their arrival order.
+    batch.sort_by(|a, b| {
+        (a.ctx.shop_id, &a.plan.external_id).cmp(&(b.ctx.shop_id, &b.plan.external_id))
+    });
+    let results = match apply_all(db, &batch).await {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::debug!(error = %e, "batch transaction failed");
+            let e = BatchError::Transaction(e.to_string());
+            vec![Err(e); batch.len()]
+        }
+    };
+    for (work, result) in batch.into_iter().zip(results) {
+        // A handler that went away (its task was cancelled) needs no answer.
+        let _ = work.reply.send(result);
+    }
+}
+
+async fn apply_all(
+    db: &DatabaseConnection,
+    batch: &[Work],
+) -> Result<Vec<Result<Applied, BatchError>>, DbErr> {
+    // One time for the whole batch: the moment its transaction applied the messages.
+    let processed_at = Utc::now();
+    let txn = db.begin().await?;
+    let locks = batch
+        .iter()
+        .flat_map(|w| apply::lock_names(&w.ctx, &w.plan, &w.prepared));
+    advisory_xact_locks(&txn, locks).await?;
+    let keys = batch
+        .iter()
+        .map(|w| (w.ctx.shop_id, w.plan.external_id.as_str()));
+    let mut orders = BatchOrders::load(&txn, keys).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for w in batch {
+        let (ctx, plan) = (&w.ctx, &w.plan);
+        let result = apply::apply_one(
+            &txn,
+            ctx,
+            &w.msg,
+            plan,
+            &w.prepared,
+            processed_at,
+            &mut orders,
+        )
+        .await?
+        .map_err(|e| BatchError::Message(e.to_string()));
+        results.push(result);
+    }
+    txn.commit().await?;
+    Ok(results)
+}
