@@ -69,7 +69,7 @@ async fn importers_sigkilled_every_few_seconds_import_every_order_once_at_its_ne
     let started = Instant::now();
     let cluster = Cluster::start("importer-sigkill", &["--orders", "0"]).await;
     let notes = versioned_load(700_000_000, 5_000, 20_000, 1);
-    let mut importers = vec![
+    let mut importers = [
         cluster.spawn("import-a", &["import"]),
         cluster.spawn("import-b", &["import"]),
     ];
@@ -243,6 +243,8 @@ async fn postgresql_crashed_and_restarted_mid_import_loses_and_duplicates_nothin
         .settle(&expected, events, Duration::from_secs(240))
         .await;
     let dead = cluster.dead_letters().await;
+    // Messages the crash sent back to a retry tier: proof it hit work in flight.
+    let retried = cluster.log_lines("import", "will retry");
     Report {
         name: "postgres-restart",
         sent: notes.len(),
@@ -251,9 +253,10 @@ async fn postgresql_crashed_and_restarted_mid_import_loses_and_duplicates_nothin
         duplicates: tally.duplicates,
         lost: tally.lost,
         started,
-        extra: format!(" dead_letters={}", dead.len()),
+        extra: format!(" retried={retried} dead_letters={}", dead.len()),
     }
     .print();
+    assert!(retried > 0, "the database crash hit no import in flight");
     for importer in &importers {
         importer.assert_running();
     }

@@ -423,6 +423,21 @@ impl Cluster {
         }
     }
 
+    /// Log lines containing `needle` across the logs of the processes named `name*`.
+    pub fn log_lines(&self, name: &str, needle: &str) -> usize {
+        std::fs::read_dir(&self.launcher.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                file.ends_with(".log") && file.get(4..).is_some_and(|f| f.starts_with(name))
+            })
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+            .sum()
+    }
+
     /// Dead letters of the inbound lane, as `promsync dlq list` prints them.
     pub async fn dead_letters(&self) -> Vec<Value> {
         self.run(&["dlq", "list", "--queue", "inbound"])
