@@ -89,6 +89,12 @@ pub struct Notification {
     pub body: Vec<u8>,
 }
 
+/// Line items of the fixture order, each a distinct product.
+fn fixture_lines() -> i64 {
+    let doc: Value = serde_json::from_str(FIXTURE).expect("fixture JSON");
+    doc["order"]["products"].as_array().map_or(0, Vec::len) as i64
+}
+
 /// `date_modified` of version `v` of every generated order: a fixed base plus v seconds,
 /// so a version is an exact epoch second to compare with the database.
 fn version_time(version: i64) -> DateTime<Utc> {
@@ -155,7 +161,8 @@ impl Report {
 pub struct Tally {
     /// Expected orders present (at any version).
     pub imported: usize,
-    /// Rows beyond the first for one `(shop, external_id)`.
+    /// Rows beyond the first for one `(shop, external_id)`, line items beyond the
+    /// document's, and products beyond the document's (matched by SKU, never re-created).
     pub duplicates: usize,
     /// Expected orders missing, or not at their newest version.
     pub lost: usize,
@@ -383,8 +390,29 @@ impl Cluster {
             self.shop_id
         );
         let newest: HashMap<i64, i64> = self.pairs(&sql).await?.into_iter().collect();
+        // Applied twice would also show as extra line items or a second product.
+        let sql = format!(
+            "SELECT o.external_id, count(i.id)::text FROM orders o \
+             JOIN order_items i ON i.order_id = o.id WHERE o.shop_id = {} \
+             GROUP BY o.external_id",
+            self.shop_id
+        );
+        let items = self.pairs(&sql).await?;
+        let products = self
+            .count(&format!(
+                "SELECT count(*) FROM products p JOIN shops s ON s.account_id = p.account_id \
+                 WHERE s.id = {}",
+                self.shop_id
+            ))
+            .await?;
+        let extra_items: i64 = items
+            .iter()
+            .map(|(_, n)| (*n - fixture_lines()).max(0))
+            .sum();
+        let extra_orders: i64 = counts.values().map(|c| (*c - 1).max(0)).sum();
+        let extra_products = (products - fixture_lines()).max(0);
         let mut tally = Tally {
-            duplicates: counts.values().map(|c| (*c - 1).max(0) as usize).sum(),
+            duplicates: (extra_orders + extra_items + extra_products) as usize,
             ..Tally::default()
         };
         for (id, version) in expected {
