@@ -80,6 +80,19 @@ impl Proc {
     }
 }
 
+impl Drop for Proc {
+    /// Kills and reaps the process before the scratch directory goes, so no late log
+    /// write keeps the directory from being removed.
+    fn drop(&mut self) {
+        let child = self.child.get_mut().expect("child lock");
+        let _ = child.start_kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// One notification as Prom (or a relay) would push it.
 #[derive(Clone)]
 pub struct Notification {

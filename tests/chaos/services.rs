@@ -161,7 +161,14 @@ impl Drop for Scratch {
         if std::thread::panicking() {
             eprintln!("chaos: logs kept in {}", self.0.display());
         } else {
-            let _ = std::fs::remove_dir_all(&self.0);
+            // A server process may still be closing files: try again for a moment.
+            for _ in 0..50 {
+                if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!("chaos: could not remove {}", self.0.display());
         }
     }
 }
@@ -435,11 +442,20 @@ impl PrivateRabbit {
 impl Drop for PrivateRabbit {
     fn drop(&mut self) {
         let _ = self.ctl(&["stop"]);
-        // Whatever is left of the tree (the shell wrapper, a node that ignored the stop).
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        // Whatever is left of the tree (the shell wrapper, a node that ignored the
+        // stop): its own process group, signalled with killpg. (Not the `kill` CLI:
+        // procps reads `kill -KILL -15000` as signal to pid -1, that is everything.)
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            if pgid > 1 {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         let _ = self.child.wait();
     }
 }
