@@ -412,12 +412,13 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
         .await;
     let calls = calls["calls"].as_array().expect("calls");
     let failed = calls.iter().filter(|c| c["status"] != 200).count();
+    let resent = resent_statuses(calls);
     Report {
         name: "publisher-kill",
         sent: changes,
         accepted: answers.iter().filter(|c| **c == 200).count(),
         imported: orders.len() - mismatches.len(),
-        duplicates: resent_statuses(calls),
+        duplicates: resent,
         lost: mismatches.len(),
         started,
         extra: format!(
@@ -433,6 +434,15 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
     );
     assert_eq!(kills, 3, "the publisher was not killed mid-batch");
     assert!(failed > 0, "Prom never failed a call");
+    // A status Prom already has is sent again only by a publisher killed between Prom's
+    // answer and its commit: at most once per message in flight at a kill.
+    let in_flight = promsync::config::Settings::defaults()
+        .expect("defaults")
+        .publish_concurrency;
+    assert!(
+        resent <= kills * in_flight,
+        "{resent} statuses re-sent to Prom after {kills} kills"
+    );
     assert!(
         mismatches.is_empty(),
         "(order, RO App's status, Prom's status): {:?}",
