@@ -17,7 +17,10 @@ mod chaos {
 
 use std::{
     collections::HashMap,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -127,27 +130,36 @@ async fn importers_sigkilled_every_few_seconds_import_every_order_once_at_its_ne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rabbitmq_stopped_for_ten_seconds_mid_ingress_imports_every_accepted_notification() {
-    const COUNT: usize = 6_000;
     const RATE_PER_S: u64 = 200;
+    /// Load keeps flowing this long after the broker is back (the recovery window).
+    const AFTER: Duration = Duration::from_secs(10);
     let started = Instant::now();
     let cluster = Cluster::start("rabbitmq-outage", &["--orders", "0"]).await;
     let importer = cluster.spawn("import", &["import"]);
-    let notes: Vec<Notification> = (0..COUNT)
-        .map(|i| order_notification(800_000_000 + i as i64, 1))
-        .collect();
 
-    // Paced load: request i leaves at i / RATE seconds, whatever the answers do.
+    // Paced load: request i leaves at i / RATE seconds, whatever the answers do, until
+    // AFTER past the broker's return (however slow stopping and starting it was).
+    let load_end: OnceLock<tokio::time::Instant> = OnceLock::new();
     let load_start = tokio::time::Instant::now();
-    let load = stream::iter(notes.iter().enumerate())
-        .map(|(i, note)| {
-            let cluster = &cluster;
+    let load = stream::iter(0..RATE_PER_S as usize * 120)
+        .map(|i| {
+            let (cluster, load_end) = (&cluster, &load_end);
             async move {
                 let at = load_start + Duration::from_millis(i as u64 * 1000 / RATE_PER_S);
+                if load_end.get().is_some_and(|end| at > *end) {
+                    return None;
+                }
                 tokio::time::sleep_until(at).await;
-                (i, at, cluster.send(note).await)
+                if load_end.get().is_some_and(|end| at > *end) {
+                    return None;
+                }
+                let note = order_notification(800_000_000 + i as i64, 1);
+                let result = cluster.send(&note).await;
+                Some((i, at, note, result))
             }
         })
         .buffer_unordered(1024)
+        .filter_map(|answer| async move { answer })
         .collect::<Vec<_>>();
     let outage = async {
         tokio::time::sleep(Duration::from_secs(8)).await;
@@ -156,11 +168,14 @@ async fn rabbitmq_stopped_for_ten_seconds_mid_ingress_imports_every_accepted_not
         // The outage itself: ten seconds without a broker.
         tokio::time::sleep(Duration::from_secs(10)).await;
         cluster.rabbit.start_app().await;
-        (stopped, tokio::time::Instant::now())
+        let restarted = tokio::time::Instant::now();
+        load_end.set(restarted + AFTER).expect("set once");
+        (stopped, restarted)
     };
     let (mut answers, (stopped, restarted)) = tokio::join!(load, outage);
-    answers.sort_by_key(|(i, _, _)| *i);
-    let results: Vec<Result<u16, String>> = answers.iter().map(|(_, _, r)| r.clone()).collect();
+    answers.sort_by_key(|(i, _, _, _)| *i);
+    let notes: Vec<Notification> = answers.iter().map(|(_, _, n, _)| n.clone()).collect();
+    let results: Vec<Result<u16, String>> = answers.iter().map(|(_, _, _, r)| r.clone()).collect();
 
     let accepted = results.iter().filter(|r| matches!(r, Ok(202))).count();
     let refused = results.iter().filter(|r| matches!(r, Ok(503))).count();
@@ -193,14 +208,14 @@ async fn rabbitmq_stopped_for_ten_seconds_mid_ingress_imports_every_accepted_not
     // Recovered without a restart: well after the broker came back, everything is 202.
     let late: Vec<_> = answers
         .iter()
-        .filter(|(_, at, _)| *at > restarted + Duration::from_secs(5))
+        .filter(|(_, at, _, _)| *at > restarted + Duration::from_secs(5))
         .collect();
     assert!(
         !late.is_empty(),
         "the load ended before the broker came back"
     );
     assert!(
-        late.iter().all(|(_, _, r)| matches!(r, Ok(202))),
+        late.iter().all(|(_, _, _, r)| matches!(r, Ok(202))),
         "the ingress still refused requests 5 s after the broker came back"
     );
     cluster.serve.assert_running();
