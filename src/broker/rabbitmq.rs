@@ -187,13 +187,9 @@ impl RabbitBroker {
             confirm_timeout: self.confirm_timeout,
         };
         let settler = &settler;
-        consumer
-            .take_until(shutdown.cancelled())
+        until_first_error(consumer.take_until(shutdown.cancelled()))
             .for_each_concurrent(concurrency, |delivery| async move {
-                match delivery {
-                    Ok(delivery) => settler.process(delivery, handler.as_ref()).await,
-                    Err(e) => tracing::warn!(error = %e, "consumer error"),
-                }
+                settler.process(delivery, handler.as_ref()).await
             })
             .await;
         if shutdown.is_cancelled() {
@@ -203,6 +199,23 @@ impl RabbitBroker {
         }
         anyhow::bail!("consumer stream ended (connection lost)")
     }
+}
+
+/// A consumer's deliveries up to its first error. lapin reports a lost connection as an
+/// error item and may then leave the stream open forever (seen when the broker's app was
+/// stopped and started: the importer never consumed again), so the session ends there
+/// and `consume` reconnects.
+fn until_first_error<T, E: std::fmt::Display>(
+    deliveries: impl futures::Stream<Item = Result<T, E>>,
+) -> impl futures::Stream<Item = T> {
+    deliveries
+        .take_while(|delivery| {
+            if let Err(e) = delivery {
+                tracing::warn!(error = %e, "consumer error: ending the session");
+            }
+            futures::future::ready(delivery.is_ok())
+        })
+        .filter_map(|delivery| futures::future::ready(delivery.ok()))
 }
 
 struct Settler<'a> {
@@ -875,5 +888,27 @@ impl Broker for RabbitBroker {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::{stream, StreamExt};
+
+    use super::until_first_error;
+
+    #[tokio::test]
+    async fn a_consumer_session_ends_at_the_first_error_even_if_lapin_keeps_the_stream_open() {
+        let deliveries = stream::iter(vec![Ok(1), Ok(2), Err("connection reset"), Ok(3)])
+            .chain(stream::pending());
+        let seen: Vec<i32> = tokio::time::timeout(
+            Duration::from_secs(5),
+            until_first_error(deliveries).collect(),
+        )
+        .await
+        .expect("the session ended at the error");
+        assert_eq!(seen, vec![1, 2]);
     }
 }
