@@ -184,6 +184,7 @@ async fn rabbitmq_stopped_for_ten_seconds_mid_ingress_imports_every_accepted_not
         .settle(&expected, accepted, Duration::from_secs(180))
         .await;
     let dead = cluster.dead_letters().await;
+    let reconnects = cluster.log_lines("import", "consumer lost its broker connection");
     Report {
         name: "rabbitmq-outage",
         sent: notes.len(),
@@ -193,7 +194,7 @@ async fn rabbitmq_stopped_for_ten_seconds_mid_ingress_imports_every_accepted_not
         lost: tally.lost,
         started,
         extra: format!(
-            " refused_503={refused} outage_s={:.1}",
+            " refused_503={refused} outage_s={:.1} importer_reconnects={reconnects}",
             (restarted - stopped).as_secs_f64()
         ),
     }
@@ -220,6 +221,7 @@ async fn rabbitmq_stopped_for_ten_seconds_mid_ingress_imports_every_accepted_not
     );
     cluster.serve.assert_running();
     importer.assert_running();
+    assert!(reconnects > 0, "the importer never noticed the outage");
     assert_eq!(tally.lost, 0, "accepted notifications not imported");
     assert_eq!(tally.duplicates, 0, "orders imported more than once");
     assert!(dead.is_empty(), "dead letters: {dead:?}");

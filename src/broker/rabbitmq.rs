@@ -231,13 +231,28 @@ impl Settler<'_> {
     async fn process(&self, delivery: Delivery, handler: &dyn Handler) {
         let attempt = header_u32(&delivery, ATTEMPTS_HEADER).unwrap_or(0) + 1;
         let disposition = handler.handle(&delivery.data, attempt).await;
+        // On a connection that died meanwhile, lapin's publish and ack may never return,
+        // and the session (which waits for every message in flight) would never end and
+        // reconnect. Unsettled, the message is redelivered; the inbox makes that safe.
+        let within = self.confirm_timeout * 2;
+        if tokio::time::timeout(within, self.settle(&delivery, attempt, disposition))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not settle the message within {within:?}: the broker redelivers it"
+            );
+        }
+    }
+
+    async fn settle(&self, delivery: &Delivery, attempt: u32, disposition: Disposition) {
         let settled = match disposition {
             Disposition::Done => Ok(()),
             Disposition::Retry { reason, after } if attempt < self.max_attempts => {
                 let delay = retry_delay(self.retry_delays, attempt, after);
                 tracing::warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "will retry");
                 self.forward(
-                    &delivery,
+                    delivery,
                     "",
                     &self.topology.retry_queue(self.lane, delay),
                     attempt,
@@ -248,7 +263,7 @@ impl Settler<'_> {
             Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
                 tracing::error!(%reason, attempt, "dead-lettered");
                 let dead = self.topology.dead_exchange(self.lane);
-                self.forward(&delivery, &dead, "", attempt, &reason).await
+                self.forward(delivery, &dead, "", attempt, &reason).await
             }
         };
         match settled {
