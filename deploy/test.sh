@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The single test command for promsync.
 #
-#   deploy/test.sh                  services + fmt + clippy + tests
+#   deploy/test.sh                  services + fmt + clippy + tests + chaos suite
 #   deploy/test.sh --quick          services + tests (skips fmt and clippy)
 #   deploy/test.sh --services-only  only make sure PostgreSQL and RabbitMQ are up
 #
@@ -192,6 +192,8 @@ if [ "$QUICK" -eq 0 ]; then
 
     header "cargo clippy --all-targets -- -D warnings"
     cargo clippy --all-targets -- -D warnings
+    # The chaos suite is not among --all-targets (Cargo.toml: test = false).
+    cargo clippy --test chaos -- -D warnings
 fi
 
 header "cargo test --all-targets -- --test-threads 4   (PostgreSQL + RabbitMQ)"
@@ -204,3 +206,9 @@ header "cargo test (inbound, poller, recovery, API suites)   (SQLite + embedded 
 PROMSYNC_TEST_BACKEND=embedded cargo test \
     --test import --test ingress --test recovery --test shutdown --test api --test poll \
     -- --test-threads 4
+
+# Last, alone: the fault-injection suite starts its own PostgreSQL and RabbitMQ (needs
+# root and both installed, which ensure_* above made sure of), SIGKILLs promsync
+# processes and stops those private services. One scenario at a time.
+header "cargo test --test chaos   (fault injection, private PostgreSQL + RabbitMQ)"
+cargo test --test chaos -- --test-threads=1 --nocapture

@@ -187,13 +187,9 @@ impl RabbitBroker {
             confirm_timeout: self.confirm_timeout,
         };
         let settler = &settler;
-        consumer
-            .take_until(shutdown.cancelled())
+        until_first_error(consumer.take_until(shutdown.cancelled()))
             .for_each_concurrent(concurrency, |delivery| async move {
-                match delivery {
-                    Ok(delivery) => settler.process(delivery, handler.as_ref()).await,
-                    Err(e) => tracing::warn!(error = %e, "consumer error"),
-                }
+                settler.process(delivery, handler.as_ref()).await
             })
             .await;
         if shutdown.is_cancelled() {
@@ -203,6 +199,23 @@ impl RabbitBroker {
         }
         anyhow::bail!("consumer stream ended (connection lost)")
     }
+}
+
+/// A consumer's deliveries up to its first error. lapin reports a lost connection as an
+/// error item and may then leave the stream open forever (seen when the broker's app was
+/// stopped and started: the importer never consumed again), so the session ends there
+/// and `consume` reconnects.
+fn until_first_error<T, E: std::fmt::Display>(
+    deliveries: impl futures::Stream<Item = Result<T, E>>,
+) -> impl futures::Stream<Item = T> {
+    deliveries
+        .take_while(|delivery| {
+            if let Err(e) = delivery {
+                tracing::warn!(error = %e, "consumer error: ending the session");
+            }
+            futures::future::ready(delivery.is_ok())
+        })
+        .filter_map(|delivery| futures::future::ready(delivery.ok()))
 }
 
 struct Settler<'a> {
@@ -218,13 +231,28 @@ impl Settler<'_> {
     async fn process(&self, delivery: Delivery, handler: &dyn Handler) {
         let attempt = header_u32(&delivery, ATTEMPTS_HEADER).unwrap_or(0) + 1;
         let disposition = handler.handle(&delivery.data, attempt).await;
+        // On a connection that died meanwhile, lapin's publish and ack may never return,
+        // and the session (which waits for every message in flight) would never end and
+        // reconnect. Unsettled, the message is redelivered; the inbox makes that safe.
+        let within = self.confirm_timeout * 2;
+        if tokio::time::timeout(within, self.settle(&delivery, attempt, disposition))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not settle the message within {within:?}: the broker redelivers it"
+            );
+        }
+    }
+
+    async fn settle(&self, delivery: &Delivery, attempt: u32, disposition: Disposition) {
         let settled = match disposition {
             Disposition::Done => Ok(()),
             Disposition::Retry { reason, after } if attempt < self.max_attempts => {
                 let delay = retry_delay(self.retry_delays, attempt, after);
                 tracing::warn!(%reason, attempt, delay_ms = delay.as_millis() as u64, "will retry");
                 self.forward(
-                    &delivery,
+                    delivery,
                     "",
                     &self.topology.retry_queue(self.lane, delay),
                     attempt,
@@ -235,7 +263,7 @@ impl Settler<'_> {
             Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
                 tracing::error!(%reason, attempt, "dead-lettered");
                 let dead = self.topology.dead_exchange(self.lane);
-                self.forward(&delivery, &dead, "", attempt, &reason).await
+                self.forward(delivery, &dead, "", attempt, &reason).await
             }
         };
         match settled {
@@ -875,5 +903,27 @@ impl Broker for RabbitBroker {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::{stream, StreamExt};
+
+    use super::until_first_error;
+
+    #[tokio::test]
+    async fn a_consumer_session_ends_at_the_first_error_even_if_lapin_keeps_the_stream_open() {
+        let deliveries = stream::iter(vec![Ok(1), Ok(2), Err("connection reset"), Ok(3)])
+            .chain(stream::pending());
+        let seen: Vec<i32> = tokio::time::timeout(
+            Duration::from_secs(5),
+            until_first_error(deliveries).collect(),
+        )
+        .await
+        .expect("the session ended at the error");
+        assert_eq!(seen, vec![1, 2]);
     }
 }
