@@ -5,10 +5,17 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use common::{capture_logs, employee, imported_order, roapp_order, statuses, Options, TestApp};
-use reqwest::{header, redirect, StatusCode};
+use promsync::broker::Lane;
+use reqwest::{header, redirect, Method, StatusCode};
+use wiremock::{
+    matchers::{method, path},
+    Mock, ResponseTemplate,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
 
 async fn spawn() -> TestApp {
     capture_logs();
@@ -462,5 +469,231 @@ async fn english_is_chosen_with_lang_and_remembered() {
     );
     let uk = ui.get("/ui/orders?lang=uk").await;
     assert!(uk.body.contains("Оновити замовлення"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn shop_settings_keep_the_api_rules_and_never_show_the_token() {
+    let app = spawn().await;
+    let shop = app.shop.shop_id;
+    let kinds = statuses(&app, &app.admin_token).await;
+    let token_before = app
+        .text(&format!("SELECT prom_token FROM shops WHERE id = {shop}"))
+        .await;
+    let mut ui = Ui::new(&app);
+    let (page, _) = ui.sign_in(&app.admin_token).await;
+    let csrf = page.csrf();
+    let path = format!("/ui/shops/{shop}?lang=en");
+
+    let settings = ui.get(&path).await;
+    assert_eq!(settings.status, 200, "{}", settings.body);
+    assert!(
+        !settings.body.contains("prom-token-1"),
+        "the token is write-only"
+    );
+    assert!(!settings.body.contains(&app.shop.webhook_secret));
+    assert!(settings.body.contains("Token accepted"));
+
+    // A value the API refuses changes nothing.
+    let bad = ui
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Renamed"),
+                ("poll_interval_s", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("poll_interval_s"), "{}", bad.body);
+    assert_eq!(
+        app.text(&format!("SELECT name FROM shops WHERE id = {shop}"))
+            .await
+            .as_deref(),
+        Some("Test shop")
+    );
+
+    // An empty token field keeps the token; an unticked box turns polling off.
+    let saved = ui
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Renamed"),
+                ("prom_url", "https://my.prom.ua"),
+                ("prom_token", ""),
+                ("language", "ru"),
+                ("match_products_by", "name"),
+                ("client_matching", "phone_or_email"),
+                ("poll_interval_s", "120"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("Saved."));
+    let (status, view) = app
+        .call(
+            Method::GET,
+            &format!("/api/shops/{shop}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(view["name"], "Renamed");
+    assert_eq!(view["language"], "ru");
+    assert_eq!(view["match_products_by"], "name");
+    assert_eq!(view["client_matching"], "phone_or_email");
+    assert_eq!(view["poll_interval_s"], 120);
+    assert_eq!(view["poll_enabled"], false);
+    assert_eq!(
+        app.text(&format!("SELECT prom_token FROM shops WHERE id = {shop}"))
+            .await,
+        token_before
+    );
+
+    // The mapping editor replaces the whole mapping; a bad entry changes nothing.
+    let done = kinds["done"].to_string();
+    let mapped = ui
+        .post(
+            &format!("/ui/shops/{shop}/mapping"),
+            &[
+                ("csrf", &csrf),
+                ("in:pending", &kinds["new"].to_string()),
+                ("in:paid", ""),
+                (&format!("out:{done}"), "delivered"),
+            ],
+        )
+        .await;
+    assert_eq!(mapped.status, 200, "{}", mapped.body);
+    let expected = serde_json::json!({
+        "inbound": {"pending": kinds["new"]},
+        "outbound": {done.clone(): "delivered"},
+    });
+    let mapping_path = format!("/api/shops/{shop}/status-mapping");
+    let (_, mapping) = app
+        .call(Method::GET, &mapping_path, &app.admin_token, None)
+        .await;
+    assert_eq!(mapping, expected);
+    let refused = ui
+        .post(
+            &format!("/ui/shops/{shop}/mapping"),
+            &[("csrf", &csrf), (&format!("out:{done}"), "pending")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    let (_, mapping) = app
+        .call(Method::GET, &mapping_path, &app.admin_token, None)
+        .await;
+    assert_eq!(mapping, expected);
+
+    // Rotation shows the new secret once; the old one stays valid for the grace period.
+    let rotated = ui
+        .post(
+            &format!("/ui/shops/{shop}/rotate-secret?lang=en"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    let secret = app
+        .text(&format!(
+            "SELECT webhook_secret FROM shops WHERE id = {shop}"
+        ))
+        .await
+        .unwrap();
+    assert_ne!(secret, app.shop.webhook_secret);
+    assert!(rotated.body.contains("shown once") && rotated.body.contains(&secret));
+    assert!(!ui.get(&path).await.body.contains(&secret));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn sync_problems_show_rejections_with_reasons_and_requeue_a_dead_letter() {
+    let app = TestApp::spawn_with(Options {
+        currency: "USD",
+        max_attempts: 1,
+        ..Options::default()
+    })
+    .await;
+    app.prom_products_missing().await;
+    // A notification in UAH for a USD account is rejected with its reason.
+    app.push_order(&common::fixture_order(common::PENDING_ORDER))
+        .await;
+    // Prom refuses the token once: the thin notification is dead-lettered.
+    let document: serde_json::Value = serde_json::from_str(common::CUSTOM_STATUS_ORDER).unwrap();
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/32345434343"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.prom)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/32345434343"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(document))
+        .mount(&app.prom)
+        .await;
+    let thin = app
+        .notify(&serde_json::json!({"order_id": 32345434343_i64}))
+        .await;
+    assert_eq!(thin.status(), 202);
+    app.wait_for_events(1).await;
+    common::eventually("a dead letter", WAIT, || async {
+        (app.dead_letters(Lane::Inbound).await.len() == 1).then_some(())
+    })
+    .await;
+
+    let clerk = employee(&app, &[]).await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&clerk).await;
+    let page = ui.get("/ui/problems?lang=en").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("rejected"), "{}", page.body);
+    assert!(page.body.contains("UAH"), "the reason names the currency");
+    assert!(page.body.contains("401"), "{}", page.body);
+    assert!(
+        page.body.contains("can manage integrations"),
+        "requeue is disabled"
+    );
+    let letter = app.dead_letters(Lane::Inbound).await.remove(0);
+    let refused = ui
+        .post(
+            "/ui/problems/requeue",
+            &[
+                ("csrf", &page.csrf()),
+                ("lane", "inbound"),
+                ("id", &letter.id),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(app.dead_letters(Lane::Inbound).await.len(), 1);
+
+    let mut admin = Ui::new(&app);
+    let (page, _) = admin.sign_in(&app.admin_token).await;
+    let health = admin
+        .get(&format!("/ui/shops/{}?lang=en", app.shop.shop_id))
+        .await;
+    assert!(
+        health.body.contains("Prom rejected the token"),
+        "{}",
+        health.body
+    );
+    let requeued = admin
+        .post(
+            "/ui/problems/requeue?lang=en",
+            &[
+                ("csrf", &page.csrf()),
+                ("lane", "inbound"),
+                ("id", &letter.id),
+            ],
+        )
+        .await;
+    assert_eq!(requeued.status, 200, "{}", requeued.body);
+    assert!(requeued.body.contains("back in its queue"));
+    // Processed again (and, in UAH, rejected for the currency like the other one).
+    app.wait_for_events(2).await;
+    assert!(app.dead_letters(Lane::Inbound).await.is_empty());
     app.cleanup().await;
 }
