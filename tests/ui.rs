@@ -697,3 +697,26 @@ async fn sync_problems_show_rejections_with_reasons_and_requeue_a_dead_letter() 
     assert!(app.dead_letters(Lane::Inbound).await.is_empty());
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn behind_an_https_proxy_the_ui_cookies_are_secure() {
+    let app = spawn().await;
+    let answer = reqwest::Client::new()
+        .get(format!("{}/ui/login", app.address))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .expect("request");
+    let cookie = answer
+        .headers()
+        .get(header::SET_COOKIE)
+        .expect("login cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let plain = Ui::new(&app).get("/ui/login").await;
+    assert_eq!(plain.status, 200);
+    app.cleanup().await;
+}
