@@ -8,12 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use common::{
-    capture_logs, employee, eventually, fixture_order, imported_order, product, roapp_order,
-    statuses, Options, TestApp, PENDING_ORDER,
+    capture_logs, employee, eventually, fixture_order, imported_order, post_webhook, product,
+    roapp_order, statuses, Options, TestApp, PENDING_ORDER,
 };
-use promsync::ingress::signature::SigningKey;
 use reqwest::Method;
 use serde_json::{json, Value};
 use wiremock::{
@@ -705,31 +703,6 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
     assert_eq!(status, 404);
     assert_eq!(app.call(Method::GET, &url, token, None).await.1, mapping);
     app.cleanup().await;
-}
-
-fn signed(key: &str, body: &[u8]) -> (String, String, String) {
-    let key: SigningKey = key.parse().unwrap();
-    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let now = Utc::now().timestamp();
-    let signature = key.sign(&id, now, body);
-    (id, now.to_string(), signature)
-}
-
-async fn post_webhook(app: &TestApp, shop_id: i64, secret: &str) -> u16 {
-    let body = br#"{"order_id": 5}"#;
-    let (id, ts, sig) = signed(secret, body);
-    app.http
-        .post(app.webhook_url(shop_id))
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts)
-        .header("webhook-signature", sig)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[tokio::test]

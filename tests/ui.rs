@@ -7,7 +7,9 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use common::{capture_logs, employee, imported_order, roapp_order, statuses, Options, TestApp};
+use common::{
+    capture_logs, employee, imported_order, post_webhook, roapp_order, statuses, Options, TestApp,
+};
 use promsync::broker::Lane;
 use reqwest::{header, redirect, Method, StatusCode};
 use wiremock::{
@@ -169,6 +171,10 @@ async fn signing_in_sets_an_httponly_samesite_session_cookie_and_shows_the_order
         1,
         "one stored session"
     );
+    // Neither the employee token nor the session id reaches a log line.
+    let session_id = ui.cookies["promsync_session"].clone();
+    let logs = capture_logs().contents();
+    assert!(!logs.contains(&app.admin_token) && !logs.contains(&session_id));
     app.cleanup().await;
 }
 
@@ -588,7 +594,8 @@ async fn shop_settings_keep_the_api_rules_and_never_show_the_token() {
         .await;
     assert_eq!(mapping, expected);
 
-    // Rotation shows the new secret once; the old one stays valid for the grace period.
+    // Rotation shows the new secret once; it signs notifications from now on, and the
+    // old one stays valid for the grace period.
     let rotated = ui
         .post(
             &format!("/ui/shops/{shop}/rotate-secret?lang=en"),
@@ -596,14 +603,16 @@ async fn shop_settings_keep_the_api_rules_and_never_show_the_token() {
         )
         .await;
     assert_eq!(rotated.status, 200);
-    let secret = app
-        .text(&format!(
-            "SELECT webhook_secret FROM shops WHERE id = {shop}"
-        ))
-        .await
-        .unwrap();
+    assert!(rotated.body.contains("shown once"));
+    let start = rotated.body.find("whsec_").expect("the new secret");
+    let end = start + rotated.body[start..].find('<').expect("end of the secret");
+    let secret = rotated.body[start..end].to_owned();
     assert_ne!(secret, app.shop.webhook_secret);
-    assert!(rotated.body.contains("shown once") && rotated.body.contains(&secret));
+    assert_eq!(post_webhook(&app, shop, &secret).await, 202);
+    assert_eq!(
+        post_webhook(&app, shop, &app.shop.webhook_secret).await,
+        202
+    );
     assert!(!ui.get(&path).await.body.contains(&secret));
     app.cleanup().await;
 }

@@ -819,3 +819,30 @@ pub async fn employee(app: &TestApp, permissions: &[&str]) -> String {
     assert!(body["id"].as_i64().is_some());
     body["token"].as_str().unwrap().to_owned()
 }
+
+/// A Standard Webhooks signature of `body` with `key`: (id, timestamp, signature).
+pub fn signed(key: &str, body: &[u8]) -> (String, String, String) {
+    let key: SigningKey = key.parse().unwrap();
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let now = Utc::now().timestamp();
+    let signature = key.sign(&id, now, body);
+    (id, now.to_string(), signature)
+}
+
+/// Posts a thin notification for `shop_id` signed with `secret`; answers the status.
+pub async fn post_webhook(app: &TestApp, shop_id: i64, secret: &str) -> u16 {
+    let body = br#"{"order_id": 5}"#;
+    let (id, ts, sig) = signed(secret, body);
+    app.http
+        .post(app.webhook_url(shop_id))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts)
+        .header("webhook-signature", sig)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
