@@ -38,6 +38,7 @@ struct Ui {
 struct Page {
     status: StatusCode,
     location: Option<String>,
+    headers: header::HeaderMap,
     body: String,
 }
 
@@ -95,6 +96,7 @@ impl Ui {
         }
         Page {
             status: response.status(),
+            headers: response.headers().clone(),
             location: response
                 .headers()
                 .get(header::LOCATION)
@@ -346,6 +348,7 @@ async fn update_orders_shows_each_orders_result_and_when_a_refused_one_is_availa
         )
         .await;
     assert_eq!(again.status, 429);
+    assert_eq!(again.headers[header::RETRY_AFTER], "600");
     assert!(again.body.contains("available again in 10 min"));
     app.cleanup().await;
 }
@@ -727,5 +730,28 @@ async fn behind_an_https_proxy_the_ui_cookies_are_secure() {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let plain = Ui::new(&app).get("/ui/login").await;
     assert_eq!(plain.status, 200);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn unknown_ui_pages_and_ids_answer_an_html_not_found() {
+    let app = spawn().await;
+    let tenant = app.other_tenant().await;
+    let foreign = imported_order(&app, tenant.account_id, tenant.shop.shop_id, "777").await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    for path in [
+        "/ui/nowhere?lang=en".to_owned(),
+        "/ui/orders/not-a-number?lang=en".to_owned(),
+        format!("/ui/orders/{foreign}?lang=en"),
+    ] {
+        let page = ui.get(&path).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(page.body.contains("Not found."), "{path}: {}", page.body);
+    }
     app.cleanup().await;
 }

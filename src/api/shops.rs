@@ -9,13 +9,13 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use entity::{inbound_events, order_statuses, outbound_sync_log, shops, status_mappings};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{auth::Caller, ErrorBody};
+use super::{auth::Caller, orders::ShopRef, ErrorBody};
 use crate::{
     domain::{ClientMatching, Language, MatchProductsBy, Outcome, Permission},
     error::ApiError,
@@ -151,25 +151,40 @@ pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<web::Json<ShopList>, ApiError> {
-    caller.require(Permission::ManageIntegrations, "listing shops")?;
-    let shops = shop_names(&state, &caller)
-        .await?
-        .into_iter()
-        .map(ShopView::from)
-        .collect();
+    let shops = list_shops(&state, &caller).await?;
     Ok(web::Json(ShopList { shops }))
 }
 
-/// The account's shops, oldest first, without asking for a permission: the orders list
-/// shows every employee the shops' names (the UI's shop filter). Callers that show more
-/// than id and name check `manage_integrations` themselves.
+/// The account's shops with their settings, oldest first, for `manage_integrations`.
 #[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
-pub async fn shop_names(state: &AppState, caller: &Caller) -> Result<Vec<shops::Model>, ApiError> {
+pub async fn list_shops(state: &AppState, caller: &Caller) -> Result<Vec<ShopView>, ApiError> {
+    caller.require(Permission::ManageIntegrations, "listing shops")?;
     Ok(shops::Entity::find()
         .filter(shops::Column::AccountId.eq(caller.account_id))
         .order_by_asc(shops::Column::Id)
         .all(&state.db)
-        .await?)
+        .await?
+        .into_iter()
+        .map(ShopView::from)
+        .collect())
+}
+
+/// The ids and names of the account's shops, oldest first, for any employee (the orders
+/// list shows shop names to everyone). Only those two columns are read: the shop row
+/// also holds its credentials.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
+pub async fn shop_names(state: &AppState, caller: &Caller) -> Result<Vec<ShopRef>, ApiError> {
+    Ok(shops::Entity::find()
+        .select_only()
+        .columns([shops::Column::Id, shops::Column::Name])
+        .filter(shops::Column::AccountId.eq(caller.account_id))
+        .order_by_asc(shops::Column::Id)
+        .into_tuple::<(i64, String)>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|(id, name)| ShopRef { id, name })
+        .collect())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -54,7 +54,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/shops/{id}/mapping", web::post().to(shops::save_mapping))
             .route("/shops/{id}/rotate-secret", web::post().to(shops::rotate))
             .route("/problems", web::get().to(problems::show))
-            .route("/problems/requeue", web::post().to(problems::requeue)),
+            .route("/problems/requeue", web::post().to(problems::requeue))
+            .app_data(web::PathConfig::default().error_handler(|_, req| {
+                let lang = Lang::of(req);
+                let page = page::bare_error(
+                    lang,
+                    actix_web::http::StatusCode::NOT_FOUND,
+                    lang.texts().error_not_found,
+                );
+                actix_web::error::InternalError::from_response("not found", page).into()
+            }))
+            .default_service(web::to(page::not_found)),
     );
 }
 

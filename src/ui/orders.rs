@@ -421,10 +421,15 @@ pub async fn refresh_one(
             .await?
             .pop()
             .ok_or(ApiError::NotFound)?;
-        let too_soon = result.result == RefreshOutcome::TooSoon;
+        let too_soon = result
+            .retry_after_s
+            .filter(|_| result.result == RefreshOutcome::TooSoon);
         let mut response = order_page(op, *id, &state, Some(Notice::Refreshed(result))).await?;
-        if too_soon {
+        if let Some(retry_after_s) = too_soon {
             *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, retry_after_s.into());
         }
         Ok(response)
     }

@@ -101,6 +101,12 @@ pub fn html_response(status: StatusCode, markup: Markup) -> HttpResponse {
         .body(markup.into_string())
 }
 
+/// Unknown UI paths (and ids that are not numbers) answer an HTML 404.
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    let lang = Lang::of(&req);
+    bare_error(lang, StatusCode::NOT_FOUND, lang.texts().error_not_found)
+}
+
 /// What a UI handler answers: its page, or the error in the page frame. A 500 shows
 /// a generic message; `ApiError` logs the cause.
 pub fn respond(op: &Operator, result: Result<HttpResponse, ApiError>) -> HttpResponse {
@@ -110,9 +116,9 @@ pub fn respond(op: &Operator, result: Result<HttpResponse, ApiError>) -> HttpRes
             let t = op.lang.texts();
             let status = actix_web::ResponseError::status_code(&e);
             let message = match &e {
-                ApiError::Internal(_) => {
-                    // Logged with its cause (the JSON API does the same).
-                    let _ = actix_web::ResponseError::error_response(&e);
+                ApiError::Internal(cause) => {
+                    // Logged once with its cause, shown to nobody (as the JSON API does).
+                    tracing::error!(error = ?cause, "UI request failed");
                     t.error_internal.to_owned()
                 }
                 ApiError::NotFound => t.error_not_found.to_owned(),

@@ -28,24 +28,33 @@ use crate::{
 const INBOUND: [&str; 5] = ["pending", "received", "delivered", "canceled", "paid"];
 const OUTBOUND: [&str; 3] = ["received", "delivered", "canceled"];
 
-/// `GET /ui/shops`: every employee sees the shop names; settings need the permission.
+/// `GET /ui/shops`: every employee sees the shop names; settings and health need
+/// `manage_integrations`.
 pub async fn list(op: Operator, state: web::Data<AppState>) -> HttpResponse {
     let result = async {
         let t = op.lang.texts();
-        let shops = api::shop_names(&state, &op.caller).await?;
-        let refused = lacks(&op, Permission::ManageIntegrations);
-        let body = html! {
-            @if let Some(reason) = refused { (notice(reason, "warn")) }
-            table {
-                thead { tr { th { (t.shop_name) } th { (t.prom_url) } th { (t.health) } } }
-                tbody {
-                    @for shop in &shops {
-                        tr {
-                            td { @if refused.is_some() { (shop.name) } @else {
-                                a href=(format!("/ui/shops/{}", shop.id)) { (shop.name) } } }
-                            td { (shop.prom_url) }
-                            td { @if shop.token_rejected_at.is_some() { span.badge.pending { (t.token_rejected) } }
-                                 @else { (t.token_ok) } }
+        let body = match lacks(&op, Permission::ManageIntegrations) {
+            Some(reason) => {
+                let names = api::shop_names(&state, &op.caller).await?;
+                html! {
+                    (notice(reason, "warn"))
+                    ul { @for shop in &names { li { (shop.name) } } }
+                }
+            }
+            None => {
+                let shops = api::list_shops(&state, &op.caller).await?;
+                html! {
+                    table {
+                        thead { tr { th { (t.shop_name) } th { (t.prom_url) } th { (t.prom_token) } } }
+                        tbody {
+                            @for shop in &shops {
+                                tr {
+                                    td { a href=(format!("/ui/shops/{}", shop.id)) { (shop.name) } }
+                                    td { (shop.prom_url) }
+                                    td { @if shop.token_rejected { span.badge.pending { (t.token_rejected) } }
+                                         @else { (t.token_ok) } }
+                                }
+                            }
                         }
                     }
                 }
