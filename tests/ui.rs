@@ -380,6 +380,10 @@ async fn a_status_change_says_what_happened_to_prom_and_the_write_off_sends_it()
         deferred.body
     );
     assert!(deferred.body.contains("after the write-off"));
+    // The answer to a form switches language through the order's own GET address.
+    assert!(deferred
+        .body
+        .contains(&format!(r#"href="/ui/orders/{order}?lang=uk""#)));
 
     let written = ui
         .post(&format!("{path}/write-off"), &[("csrf", &csrf)])

@@ -113,6 +113,7 @@ async fn headers_and_language(
     if let Some(lang) = chosen {
         let cookie = Cookie::build(LANG_COOKIE, lang.code())
             .path("/ui")
+            .http_only(true)
             .same_site(SameSite::Lax)
             .max_age(actix_web::cookie::time::Duration::days(365))
             .finish();

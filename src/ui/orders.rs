@@ -192,7 +192,7 @@ async fn list_page(
             @if list.page < pages { " " a rel="next" href=(params.link(list.page + 1)) { (t.next) } }
         }
     };
-    Ok(frame(op, t.orders_title, body))
+    Ok(frame(op, &params.link(list.page), t.orders_title, body))
 }
 
 /// `POST /ui/orders/refresh`: the bulk "Update orders"; shows the list again with each
@@ -344,7 +344,12 @@ async fn order_page(
     };
     Ok(html_response(
         StatusCode::OK,
-        frame(op, &with_n(t.order_title, &order.number), body),
+        frame(
+            op,
+            &format!("/ui/orders/{id}"),
+            &with_n(t.order_title, &order.number),
+            body,
+        ),
     ))
 }
 

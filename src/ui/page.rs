@@ -30,8 +30,15 @@ fn head(title: &str) -> Markup {
     }
 }
 
-/// A page for a signed-in employee.
-pub fn frame(op: &Operator, title: &str, body: Markup) -> Markup {
+/// `here` with `lang=` added: the language links must lead to a page that answers GET,
+/// also from a page that answered a form (whose own URL only takes POST).
+fn in_lang(here: &str, code: &str) -> String {
+    let joint = if here.contains('?') { '&' } else { '?' };
+    format!("{here}{joint}lang={code}")
+}
+
+/// A page for a signed-in employee; `here` is the GET address of what it shows.
+pub fn frame(op: &Operator, here: &str, title: &str, body: Markup) -> Markup {
     let t = op.lang.texts();
     html! {
         html lang=(op.lang.code()) {
@@ -46,9 +53,9 @@ pub fn frame(op: &Operator, title: &str, body: Markup) -> Markup {
                     }
                     span.who { (op.name) }
                     span.langs {
-                        a href="?lang=uk" hreflang="uk" { "UA" }
+                        a href=(in_lang(here, "uk")) hreflang="uk" { "UA" }
                         " "
-                        a href="?lang=en" hreflang="en" { "EN" }
+                        a href=(in_lang(here, "en")) hreflang="en" { "EN" }
                     }
                     form method="post" action="/ui/logout" {
                         (csrf(op))
@@ -125,7 +132,10 @@ pub fn respond(op: &Operator, result: Result<HttpResponse, ApiError>) -> HttpRes
                 ApiError::Forbidden(why) => format!("{} {why}", t.error_forbidden),
                 other => other.to_string(),
             };
-            html_response(status, frame(op, t.error_title, notice(&message, "error")))
+            html_response(
+                status,
+                frame(op, "/ui/orders", t.error_title, notice(&message, "error")),
+            )
         }
     }
 }

@@ -96,7 +96,7 @@ async fn problems_page(
     };
     Ok(html_response(
         StatusCode::OK,
-        frame(op, t.problems_title, body),
+        frame(op, "/ui/problems", t.problems_title, body),
     ))
 }
 

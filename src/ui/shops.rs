@@ -60,7 +60,7 @@ pub async fn list(op: Operator, state: web::Data<AppState>) -> HttpResponse {
                 }
             }
         };
-        Ok(html_response(StatusCode::OK, frame(&op, t.shops_title, body)))
+        Ok(html_response(StatusCode::OK, frame(&op, "/ui/shops", t.shops_title, body)))
     }
     .await;
     respond(&op, result)
@@ -181,7 +181,10 @@ async fn shop_page(
             }
         }
     };
-    Ok(html_response(StatusCode::OK, frame(op, &shop.name, body)))
+    Ok(html_response(
+        StatusCode::OK,
+        frame(op, &format!("/ui/shops/{id}"), &shop.name, body),
+    ))
 }
 
 /// `GET /ui/shops/{id}`
