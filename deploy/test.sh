@@ -174,6 +174,17 @@ ensure_rust() {
     cargo --version
 }
 
+# The operator UI's browser tests (tests/ui_browser.rs) drive Debian's headless Chromium
+# through chromedriver; without them those tests fail and say so.
+ensure_chromium() {
+    header "Chromium (browser tests)"
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        echo "Chromium or chromedriver is missing: installing chromium chromium-driver"
+        apt_install chromium chromium-driver
+    fi
+    /usr/bin/chromium --version 2>/dev/null || true
+}
+
 ensure_postgres
 ensure_rabbitmq
 echo
@@ -185,6 +196,7 @@ if [ "$SERVICES_ONLY" -eq 1 ]; then
 fi
 
 ensure_rust
+ensure_chromium
 
 if [ "$QUICK" -eq 0 ]; then
     header "cargo fmt --all -- --check"
@@ -202,9 +214,10 @@ PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4
 # One suite, two backends: the inbound pipeline, recovery and API suites again on SQLite
 # and the embedded broker. (The outbound suite drives several relays and publishers at
 # one database, which the embedded setup does not promise; it runs on PostgreSQL above.)
-header "cargo test (inbound, poller, recovery, API suites)   (SQLite + embedded broker)"
+header "cargo test (inbound, poller, recovery, API, UI suites)   (SQLite + embedded broker)"
 PROMSYNC_TEST_BACKEND=embedded cargo test \
     --test import --test ingress --test recovery --test shutdown --test api --test poll \
+    --test ui \
     -- --test-threads 4
 
 # Last, alone: the fault-injection suite starts its own PostgreSQL and RabbitMQ (needs

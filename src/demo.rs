@@ -408,6 +408,10 @@ fn summary(
         "  API             {base}  (OpenAPI: {base}/api/openapi.json)"
     );
     let _ = writeln!(out, "  admin token     {token}");
+    let _ = writeln!(
+        out,
+        "  operator UI     {base}/ui  (sign in with the admin token)"
+    );
     let _ = writeln!(out, "  shop id         {shop_id}");
     let _ = writeln!(
         out,

@@ -25,3 +25,4 @@ pub mod secrets;
 pub mod simulator;
 pub mod startup;
 pub mod telemetry;
+pub mod ui;

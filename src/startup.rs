@@ -22,6 +22,7 @@ use crate::{
     outbound::{publisher::Publisher, relay::Relay},
     poll::{self, PollSettings, Poller},
     prom::client::PromClient,
+    ui,
 };
 
 /// What every HTTP handler shares.
@@ -125,6 +126,7 @@ impl Application {
                 .app_data(state.clone())
                 .configure(ingress::routes)
                 .configure(api::routes)
+                .configure(ui::routes)
                 // Unknown paths (and known ones with another method) answer the uniform
                 // JSON error, not actix's empty 404.
                 .default_service(web::to(|| async {

@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
-use chrono::Utc;
-use common::{capture_logs, eventually, fixture_order, Options, TestApp, PENDING_ORDER};
-use entity::{order_items, orders, products};
-use promsync::ingress::signature::SigningKey;
+use common::{
+    capture_logs, employee, eventually, fixture_order, imported_order, post_webhook, product,
+    roapp_order, statuses, Options, TestApp, PENDING_ORDER,
+};
 use reqwest::Method;
-use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{json, Value};
 use wiremock::{
     matchers::{method, path},
@@ -27,111 +26,6 @@ async fn spawn() -> TestApp {
     let app = TestApp::spawn_with(Options::default()).await;
     app.prom_products_missing().await;
     app
-}
-
-/// The account's status ids by kind (`new`, `in_progress`, `done`, `canceled`).
-async fn statuses(app: &TestApp, token: &str) -> HashMap<String, i64> {
-    let (status, body) = app.call(Method::GET, "/api/statuses", token, None).await;
-    assert_eq!(status, 200, "{body}");
-    body["statuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["kind"].as_str().unwrap().to_owned(),
-                s["id"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-async fn product(app: &TestApp, account_id: i64, sku: &str) -> i64 {
-    products::ActiveModel {
-        account_id: Set(account_id),
-        name: Set(format!("Product {sku}")),
-        sku: Set(Some(sku.to_owned())),
-        prom_id: Set(None),
-        description: Set(None),
-        unit: Set("pcs".into()),
-        category_id: Set(None),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(&app.db)
-    .await
-    .expect("product")
-    .id
-}
-
-/// An imported order written directly (status `new`, one line, not written off).
-async fn imported_order(app: &TestApp, account_id: i64, shop_id: i64, external_id: &str) -> i64 {
-    let status_id = app
-        .count(&format!(
-            "SELECT min(id) FROM order_statuses WHERE account_id = {account_id} AND kind = 'new'"
-        ))
-        .await;
-    let now = Utc::now();
-    let order = orders::ActiveModel {
-        account_id: Set(account_id),
-        number: Set(external_id.to_owned()),
-        shop_id: Set(Some(shop_id)),
-        external_id: Set(Some(external_id.to_owned())),
-        status_id: Set(status_id),
-        remote_status: Set(Some("pending".into())),
-        remote_created_at: Set(Some(now)),
-        remote_modified_at: Set(Some(now)),
-        last_synced_at: Set(Some(now)),
-        last_refresh_at: Set(None),
-        client_id: Set(None),
-        total: Set(rust_decimal::Decimal::new(24400, 2)),
-        currency: Set("UAH".into()),
-        written_off_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&app.db)
-    .await
-    .expect("order");
-    let product_id = product(app, account_id, &format!("SKU-{external_id}")).await;
-    order_items::ActiveModel {
-        order_id: Set(order.id),
-        product_id: Set(product_id),
-        position: Set(0),
-        name: Set("Шкарпетки".into()),
-        sku: Set(Some(format!("SKU-{external_id}"))),
-        quantity: Set(rust_decimal::Decimal::new(2, 0)),
-        price: Set(rust_decimal::Decimal::new(12200, 2)),
-        written_off: Set(false),
-        ..Default::default()
-    }
-    .insert(&app.db)
-    .await
-    .expect("item");
-    order.id
-}
-
-async fn roapp_order(app: &TestApp, token: &str) -> Value {
-    let (status, body) = app
-        .call(Method::POST, "/api/orders", token, Some(json!({})))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body
-}
-
-async fn employee(app: &TestApp, permissions: &[&str]) -> String {
-    let (status, body) = app
-        .call(
-            Method::POST,
-            "/api/employees",
-            &app.admin_token,
-            Some(json!({"name": "clerk", "permissions": permissions})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    assert!(body["id"].as_i64().is_some());
-    body["token"].as_str().unwrap().to_owned()
 }
 
 fn ids(body: &Value) -> Vec<i64> {
@@ -809,31 +703,6 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
     assert_eq!(status, 404);
     assert_eq!(app.call(Method::GET, &url, token, None).await.1, mapping);
     app.cleanup().await;
-}
-
-fn signed(key: &str, body: &[u8]) -> (String, String, String) {
-    let key: SigningKey = key.parse().unwrap();
-    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let now = Utc::now().timestamp();
-    let signature = key.sign(&id, now, body);
-    (id, now.to_string(), signature)
-}
-
-async fn post_webhook(app: &TestApp, shop_id: i64, secret: &str) -> u16 {
-    let body = br#"{"order_id": 5}"#;
-    let (id, ts, sig) = signed(secret, body);
-    app.http
-        .post(app.webhook_url(shop_id))
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts)
-        .header("webhook-signature", sig)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[tokio::test]

@@ -80,6 +80,10 @@ fn the_demo_imports_the_pushed_orders_and_sends_statuses_back_to_prom_on_a_fresh
         "the summary shows how to call the API\n{report}"
     );
     assert!(
+        stdout.contains("operator UI") && stdout.contains("/ui  (sign in"),
+        "the summary points at the operator UI\n{report}"
+    );
+    assert!(
         !wrote_cwd_db,
         "the demo must not write promsync.db into the current directory"
     );

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod products;
 pub mod shops;
 pub mod status_mappings;
+pub mod ui_sessions;
 
 pub mod prelude {
     pub use super::accounts::Entity as Account;
@@ -35,4 +36,5 @@ pub mod prelude {
     pub use super::products::Entity as Product;
     pub use super::shops::Entity as Shop;
     pub use super::status_mappings::Entity as StatusMapping;
+    pub use super::ui_sessions::Entity as UiSession;
 }

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
 mod m20261128_000002_embedded_broker;
+mod m20261129_000010_ui_sessions;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261128_000002_embedded_broker::Migration),
+            Box::new(m20261129_000010_ui_sessions::Migration),
         ]
     }
 }

@@ -66,12 +66,21 @@ pub struct ClientList {
     responses((status = 200, body = StatusList)),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
 pub async fn statuses(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusList>, ApiError> {
-    let statuses = order_statuses::Entity::find()
+    let statuses = account_statuses(&state, &caller).await?;
+    Ok(web::Json(StatusList { statuses }))
+}
+
+/// The account's order statuses in their display order.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
+pub async fn account_statuses(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<StatusView>, ApiError> {
+    Ok(order_statuses::Entity::find()
         .filter(order_statuses::Column::AccountId.eq(caller.account_id))
         .order_by_asc(order_statuses::Column::Position)
         .order_by_asc(order_statuses::Column::Id)
@@ -79,8 +88,7 @@ pub async fn statuses(
         .await?
         .into_iter()
         .map(StatusView::from)
-        .collect();
-    Ok(web::Json(StatusList { statuses }))
+        .collect())
 }
 
 async fn category_map(state: &AppState, account_id: i64) -> Result<HashMap<i64, String>, ApiError> {

@@ -368,13 +368,23 @@ pub struct ListQuery {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
 pub async fn list(
     caller: Caller,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<OrderList>, ApiError> {
-    let query = query.into_inner();
+    Ok(web::Json(
+        list_orders(&state, &caller, query.into_inner()).await?,
+    ))
+}
+
+/// The orders list of the JSON API and the UI: one page of the account's orders.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
+pub async fn list_orders(
+    state: &AppState,
+    caller: &Caller,
+    query: ListQuery,
+) -> Result<OrderList, ApiError> {
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
     if page == 0 {
@@ -402,12 +412,12 @@ pub async fn list(
     let total = paginator.num_items().await?;
     let rows = paginator.fetch_page(page - 1).await?;
     let orders = views(&state.db, caller.account_id, rows).await?;
-    Ok(web::Json(OrderList {
+    Ok(OrderList {
         orders,
         page,
         per_page,
         total,
-    }))
+    })
 }
 
 /// One order of the account.
@@ -417,14 +427,19 @@ pub async fn list(
     responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = *id))]
 pub async fn get(
     caller: Caller,
     id: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<OrderView>, ApiError> {
-    let order = find_order(&state.db, caller.account_id, *id, false).await?;
-    Ok(web::Json(view(&state.db, caller.account_id, order).await?))
+    Ok(web::Json(get_order(&state, &caller, *id).await?))
+}
+
+/// One order of the caller's account (404 for any other).
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = id))]
+pub async fn get_order(state: &AppState, caller: &Caller, id: i64) -> Result<OrderView, ApiError> {
+    let order = find_order(&state.db, caller.account_id, id, false).await?;
+    view(&state.db, caller.account_id, order).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -699,18 +714,30 @@ async fn outbound_for_status(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = *id, outbound = tracing::field::Empty))]
 pub async fn change_status(
     caller: Caller,
     id: web::Path<i64>,
     body: web::Json<StatusChange>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusChanged>, ApiError> {
+    Ok(web::Json(
+        set_status(&state, &caller, *id, body.status_id).await?,
+    ))
+}
+
+/// Changes an order's status and decides, in the same transaction, what goes to Prom.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = id, outbound = tracing::field::Empty))]
+pub async fn set_status(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    status_id: i64,
+) -> Result<StatusChanged, ApiError> {
     let now = state.clock.now();
     let txn = state.db.begin().await?;
-    let order = find_order(&txn, caller.account_id, *id, true).await?;
-    require_for_synced(&caller, &order, "changing the status of an imported order")?;
-    let status = account_status(&txn, caller.account_id, body.status_id).await?;
+    let order = find_order(&txn, caller.account_id, id, true).await?;
+    require_for_synced(caller, &order, "changing the status of an imported order")?;
+    let status = account_status(&txn, caller.account_id, status_id).await?;
     let mut update: orders::ActiveModel = order.into();
     update.status_id = Set(status.id);
     update.updated_at = Set(now);
@@ -721,7 +748,7 @@ pub async fn change_status(
     tracing::Span::current().record("outbound", outbound.as_str());
     tracing::info!(status_id = status.id, "status changed");
     let order = view(&state.db, caller.account_id, order).await?;
-    Ok(web::Json(StatusChanged { order, outbound }))
+    Ok(StatusChanged { order, outbound })
 }
 
 /// Writes off the order's goods. If its status maps to Prom `delivered`, that update is
@@ -736,20 +763,25 @@ pub async fn change_status(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = *id, outbound = tracing::field::Empty))]
 pub async fn write_off(
     caller: Caller,
     id: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusChanged>, ApiError> {
+    Ok(web::Json(write_off_goods(&state, &caller, *id).await?))
+}
+
+/// Writes off an order's goods, queueing a Prom `delivered` that waited for it.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = id, outbound = tracing::field::Empty))]
+pub async fn write_off_goods(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<StatusChanged, ApiError> {
     let now = state.clock.now();
     let txn = state.db.begin().await?;
-    let order = find_order(&txn, caller.account_id, *id, true).await?;
-    require_for_synced(
-        &caller,
-        &order,
-        "writing off the goods of an imported order",
-    )?;
+    let order = find_order(&txn, caller.account_id, id, true).await?;
+    require_for_synced(caller, &order, "writing off the goods of an imported order")?;
     let mut outbound = Outbound::None;
     let order = if order.written_off_at.is_some() {
         order
@@ -778,7 +810,7 @@ pub async fn write_off(
     tracing::Span::current().record("outbound", outbound.as_str());
     tracing::info!("goods written off");
     let order = view(&state.db, caller.account_id, order).await?;
-    Ok(web::Json(StatusChanged { order, outbound }))
+    Ok(StatusChanged { order, outbound })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -845,14 +877,46 @@ fn retry_after(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u64 {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, orders = tracing::field::Empty))]
 pub async fn refresh(
     caller: Caller,
     body: web::Json<RefreshRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let results = refresh_orders(&state, &caller, &body.order_ids).await?;
+    match all_too_soon(&results) {
+        Some(refusal) => Err(refusal),
+        None => Ok(HttpResponse::Ok().json(RefreshResults { results })),
+    }
+}
+
+/// The 429 of a bulk refresh none of whose orders could be queued, with the soonest
+/// `Retry-After` and every order's result beside it.
+pub fn all_too_soon(results: &[RefreshResult]) -> Option<ApiError> {
+    let queued = results.iter().any(|r| r.result == RefreshOutcome::Queued);
+    let soonest = results.iter().filter_map(|r| r.retry_after_s).min();
+    match (queued, soonest) {
+        (false, Some(retry_after_s)) => Some(ApiError::TooManyRequests {
+            message: format!(
+                "each order can be refreshed once per {} minutes; retry in {retry_after_s} s",
+                REFRESH_INTERVAL_S / 60
+            ),
+            retry_after_s,
+            results: serde_json::to_value(results).ok(),
+        }),
+        _ => None,
+    }
+}
+
+/// Re-fetches the named orders from Prom, each at most once per 10 minutes (rule 17);
+/// answers every order's result, in the order asked.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, orders = tracing::field::Empty))]
+pub async fn refresh_orders(
+    state: &AppState,
+    caller: &Caller,
+    order_ids: &[i64],
+) -> Result<Vec<RefreshResult>, ApiError> {
     let mut ids: Vec<i64> = Vec::new();
-    for id in &body.order_ids {
+    for id in order_ids {
         if !ids.contains(id) {
             ids.push(*id);
         }
@@ -883,23 +947,11 @@ pub async fn refresh(
     let mut results = Vec::with_capacity(ids.len());
     for id in ids {
         let order = &found[&id];
-        let result = refresh_one(&state, order).await?;
+        let result = refresh_one(state, order).await?;
         crate::metrics::refresh(result.result.as_str());
         results.push(result);
     }
-    let queued = results.iter().any(|r| r.result == RefreshOutcome::Queued);
-    let soonest = results.iter().filter_map(|r| r.retry_after_s).min();
-    match (queued, soonest) {
-        (false, Some(retry_after_s)) => Err(ApiError::TooManyRequests {
-            message: format!(
-                "each order can be refreshed once per {} minutes; retry in {retry_after_s} s",
-                REFRESH_INTERVAL_S / 60
-            ),
-            retry_after_s,
-            results: Some(serde_json::to_value(&results).map_err(anyhow::Error::from)?),
-        }),
-        _ => Ok(HttpResponse::Ok().json(RefreshResults { results })),
-    }
+    Ok(results)
 }
 
 async fn refresh_one(state: &AppState, order: &orders::Model) -> Result<RefreshResult, ApiError> {

@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
-use entity::{order_statuses, shops, status_mappings};
+use entity::{inbound_events, order_statuses, outbound_sync_log, shops, status_mappings};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{auth::Caller, ErrorBody};
+use super::{auth::Caller, orders::ShopRef, ErrorBody};
 use crate::{
-    domain::{ClientMatching, Language, MatchProductsBy, Permission},
+    domain::{ClientMatching, Language, MatchProductsBy, Outcome, Permission},
     error::ApiError,
     keyring::{KeyringError, Slot},
     provision::{self, NewShop},
@@ -164,21 +164,44 @@ fn prom_origin(value: &str) -> Result<String, ApiError> {
     responses((status = 200, body = ShopList), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
 pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<web::Json<ShopList>, ApiError> {
+    let shops = list_shops(&state, &caller).await?;
+    Ok(web::Json(ShopList { shops }))
+}
+
+/// The account's shops with their settings, oldest first, for `manage_integrations`.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
+pub async fn list_shops(state: &AppState, caller: &Caller) -> Result<Vec<ShopView>, ApiError> {
     caller.require(Permission::ManageIntegrations, "listing shops")?;
-    let shops = shops::Entity::find()
+    Ok(shops::Entity::find()
         .filter(shops::Column::AccountId.eq(caller.account_id))
         .order_by_asc(shops::Column::Id)
         .all(&state.db)
         .await?
         .into_iter()
         .map(ShopView::from)
-        .collect();
-    Ok(web::Json(ShopList { shops }))
+        .collect())
+}
+
+/// The ids and names of the account's shops, oldest first, for any employee (the orders
+/// list shows shop names to everyone). Only those two columns are read: the shop row
+/// also holds its credentials.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
+pub async fn shop_names(state: &AppState, caller: &Caller) -> Result<Vec<ShopRef>, ApiError> {
+    Ok(shops::Entity::find()
+        .select_only()
+        .columns([shops::Column::Id, shops::Column::Name])
+        .filter(shops::Column::AccountId.eq(caller.account_id))
+        .order_by_asc(shops::Column::Id)
+        .into_tuple::<(i64, String)>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|(id, name)| ShopRef { id, name })
+        .collect())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -252,14 +275,63 @@ pub async fn create(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
 pub async fn get(
     caller: Caller,
     id: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<ShopView>, ApiError> {
-    let shop = shop_for_manager(&state, &caller, *id, "viewing a shop").await?;
-    Ok(web::Json(shop.into()))
+    Ok(web::Json(get_shop(&state, &caller, *id).await?))
+}
+
+/// One shop of the account, for an employee with `manage_integrations`.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = id))]
+pub async fn get_shop(state: &AppState, caller: &Caller, id: i64) -> Result<ShopView, ApiError> {
+    let shop = shop_for_manager(state, caller, id, "viewing a shop").await?;
+    Ok(shop.into())
+}
+
+/// How a shop's integration is doing, for the operator UI.
+#[derive(Debug)]
+pub struct ShopHealth {
+    /// How far the poller has read Prom's orders (its watermark).
+    pub polled_until: Option<DateTime<Utc>>,
+    /// The newest rejected or failed sync-log entry: when, and why.
+    pub last_error: Option<(DateTime<Utc>, String)>,
+    /// When Prom last refused the shop's token (cleared by a new token).
+    pub token_rejected_at: Option<DateTime<Utc>>,
+}
+
+/// The health of one shop, for an employee with `manage_integrations`.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = id))]
+pub async fn shop_health(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<ShopHealth, ApiError> {
+    let shop = shop_for_manager(state, caller, id, "viewing a shop").await?;
+    let failed = [Outcome::Rejected.as_str(), Outcome::Failed.as_str()];
+    let inbound = inbound_events::Entity::find()
+        .filter(inbound_events::Column::ShopId.eq(shop.id))
+        .filter(inbound_events::Column::Outcome.is_in(failed))
+        .order_by_desc(inbound_events::Column::ProcessedAt)
+        .one(&state.db)
+        .await?
+        .map(|e| (e.processed_at, e.detail.unwrap_or(e.outcome)));
+    let outbound = outbound_sync_log::Entity::find()
+        .filter(outbound_sync_log::Column::ShopId.eq(shop.id))
+        .filter(outbound_sync_log::Column::Outcome.is_in(failed))
+        .order_by_desc(outbound_sync_log::Column::At)
+        .one(&state.db)
+        .await?
+        .map(|e| (e.at, e.detail.unwrap_or(e.outcome)));
+    Ok(ShopHealth {
+        polled_until: shop.poll_watermark,
+        last_error: inbound
+            .into_iter()
+            .chain(outbound)
+            .max_by_key(|(at, _)| *at),
+        token_rejected_at: shop.token_rejected_at,
+    })
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -293,16 +365,28 @@ pub struct ShopPatch {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
 pub async fn patch(
     caller: Caller,
     id: web::Path<i64>,
     body: web::Json<ShopPatch>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<ShopView>, ApiError> {
-    let shop = shop_for_manager(&state, &caller, *id, "changing a shop").await?;
+    Ok(web::Json(
+        patch_shop(&state, &caller, *id, body.into_inner()).await?,
+    ))
+}
+
+/// Changes the given settings of a shop; every value is checked before anything is
+/// written, so a bad one changes nothing.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = id))]
+pub async fn patch_shop(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    p: ShopPatch,
+) -> Result<ShopView, ApiError> {
+    let shop = shop_for_manager(state, caller, id, "changing a shop").await?;
     let shop_id = shop.id;
-    let p = body.into_inner();
     let mut update: shops::ActiveModel = shop.into();
     if let Some(name) = &p.name {
         update.name = Set(non_empty("name", name)?);
@@ -312,7 +396,7 @@ pub async fn patch(
     }
     if let Some(token) = &p.prom_token {
         let token = non_empty("prom_token", token)?;
-        update.prom_token = Set(seal(&state, Slot::prom_token(shop_id), &token)?);
+        update.prom_token = Set(seal(state, Slot::prom_token(shop_id), &token)?);
         update.token_rejected_at = Set(None);
     }
     if let Some(language) = &p.language {
@@ -356,7 +440,7 @@ pub async fn patch(
     }
     let shop = update.update(&state.db).await?;
     tracing::info!("shop changed");
-    Ok(web::Json(shop.into()))
+    Ok(shop.into())
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -387,16 +471,29 @@ pub struct RotatedSecret {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
 pub async fn rotate_secret(
     caller: Caller,
     id: web::Path<i64>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<web::Json<RotatedSecret>, ApiError> {
-    let shop = shop_for_manager(&state, &caller, *id, "rotating a webhook secret").await?;
     let body: RotateSecret = super::optional_json(&body)?;
-    let grace = body.grace_period_s.unwrap_or(DEFAULT_GRACE_S);
+    Ok(web::Json(
+        rotate_shop_secret(&state, &caller, *id, body.grace_period_s).await?,
+    ))
+}
+
+/// Gives the shop a new webhook secret (answered once); the previous one stays valid for
+/// `grace_period_s` (default a day).
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = id))]
+pub async fn rotate_shop_secret(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    grace_period_s: Option<i64>,
+) -> Result<RotatedSecret, ApiError> {
+    let shop = shop_for_manager(state, caller, id, "rotating a webhook secret").await?;
+    let grace = grace_period_s.unwrap_or(DEFAULT_GRACE_S);
     if !(0..=MAX_GRACE_S).contains(&grace) {
         return Err(ApiError::BadRequest(format!(
             "`grace_period_s` must be between 0 and {MAX_GRACE_S}"
@@ -407,17 +504,17 @@ pub async fn rotate_secret(
     let previous = shop.webhook_secret.clone();
     // The stored previous value moves as it is: both webhook-secret columns share one
     // encryption binding (see `keyring`).
-    let sealed = seal(&state, Slot::webhook_secret(shop.id), &secret)?;
+    let sealed = seal(state, Slot::webhook_secret(shop.id), &secret)?;
     let mut update: shops::ActiveModel = shop.into();
     update.webhook_secret = Set(sealed);
     update.previous_webhook_secret = Set(Some(previous));
     update.previous_secret_expires_at = Set(Some(expires_at));
     update.update(&state.db).await?;
     tracing::info!(grace_period_s = grace, "webhook secret rotated");
-    Ok(web::Json(RotatedSecret {
+    Ok(RotatedSecret {
         webhook_secret: secret,
         previous_secret_expires_at: expires_at,
-    }))
+    })
 }
 
 /// A shop's whole status mapping. A Prom status or RO App status left out is unmapped.
@@ -462,13 +559,22 @@ fn check_prom_status(status: &str, known: &[&str], direction: &str) -> Result<()
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
 pub async fn get_mapping(
     caller: Caller,
     id: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusMapping>, ApiError> {
-    let shop = shop_for_manager(&state, &caller, *id, "viewing a status mapping").await?;
+    Ok(web::Json(status_mapping(&state, &caller, *id).await?))
+}
+
+/// A shop's whole status mapping, for an employee with `manage_integrations`.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = id))]
+pub async fn status_mapping(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<StatusMapping, ApiError> {
+    let shop = shop_for_manager(state, caller, id, "viewing a status mapping").await?;
     let mut mapping = StatusMapping::default();
     for row in status_mappings::Entity::find()
         .filter(status_mappings::Column::ShopId.eq(shop.id))
@@ -492,7 +598,7 @@ pub async fn get_mapping(
             _ => {}
         }
     }
-    Ok(web::Json(mapping))
+    Ok(mapping)
 }
 
 /// Replaces the whole mapping, after checking every Prom status against the known set and
@@ -509,15 +615,27 @@ pub async fn get_mapping(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = *id))]
 pub async fn put_mapping(
     caller: Caller,
     id: web::Path<i64>,
     body: web::Json<StatusMapping>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusMapping>, ApiError> {
-    let shop = shop_for_manager(&state, &caller, *id, "changing a status mapping").await?;
-    let mapping = body.into_inner();
+    Ok(web::Json(
+        replace_status_mapping(&state, &caller, *id, body.into_inner()).await?,
+    ))
+}
+
+/// Replaces a shop's whole status mapping after checking every entry; a bad entry
+/// changes nothing.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, shop_id = id))]
+pub async fn replace_status_mapping(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    mapping: StatusMapping,
+) -> Result<StatusMapping, ApiError> {
+    let shop = shop_for_manager(state, caller, id, "changing a status mapping").await?;
     let account_statuses: Vec<i64> = order_statuses::Entity::find()
         .filter(order_statuses::Column::AccountId.eq(caller.account_id))
         .all(&state.db)
@@ -566,7 +684,7 @@ pub async fn put_mapping(
     }
     txn.commit().await?;
     tracing::info!("status mapping replaced");
-    get_mapping(caller, id, state).await
+    status_mapping(state, caller, id).await
 }
 
 #[cfg(test)]

@@ -48,8 +48,8 @@ pub struct SyncLogQuery {
     pub limit: Option<u64>,
 }
 
-/// Filters shared by both endpoints; `order_id` for one order's log.
-async fn entries(
+/// Filters shared by both endpoints and the UI; `order_id` for one order's log.
+pub async fn entries(
     state: &AppState,
     account_id: i64,
     order_id: Option<i64>,

@@ -744,3 +744,149 @@ impl TestApp {
             .await;
     }
 }
+
+// Helpers the API and UI suites share: statuses, products and orders written directly,
+// employees with chosen permissions.
+
+use std::collections::HashMap;
+
+use entity::{order_items, orders, products};
+use reqwest::Method;
+use sea_orm::{ActiveModelTrait, Set};
+
+/// The account's status ids by kind (`new`, `in_progress`, `done`, `canceled`).
+pub async fn statuses(app: &TestApp, token: &str) -> HashMap<String, i64> {
+    let (status, body) = app.call(Method::GET, "/api/statuses", token, None).await;
+    assert_eq!(status, 200, "{body}");
+    body["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_owned(),
+                s["id"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub async fn product(app: &TestApp, account_id: i64, sku: &str) -> i64 {
+    products::ActiveModel {
+        account_id: Set(account_id),
+        name: Set(format!("Product {sku}")),
+        sku: Set(Some(sku.to_owned())),
+        prom_id: Set(None),
+        description: Set(None),
+        unit: Set("pcs".into()),
+        category_id: Set(None),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .expect("product")
+    .id
+}
+
+/// An imported order written directly (status `new`, one line, not written off).
+pub async fn imported_order(
+    app: &TestApp,
+    account_id: i64,
+    shop_id: i64,
+    external_id: &str,
+) -> i64 {
+    let status_id = app
+        .count(&format!(
+            "SELECT min(id) FROM order_statuses WHERE account_id = {account_id} AND kind = 'new'"
+        ))
+        .await;
+    let now = Utc::now();
+    let order = orders::ActiveModel {
+        account_id: Set(account_id),
+        number: Set(external_id.to_owned()),
+        shop_id: Set(Some(shop_id)),
+        external_id: Set(Some(external_id.to_owned())),
+        status_id: Set(status_id),
+        remote_status: Set(Some("pending".into())),
+        remote_created_at: Set(Some(now)),
+        remote_modified_at: Set(Some(now)),
+        last_synced_at: Set(Some(now)),
+        last_refresh_at: Set(None),
+        client_id: Set(None),
+        total: Set(rust_decimal::Decimal::new(24400, 2)),
+        currency: Set("UAH".into()),
+        written_off_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .expect("order");
+    let product_id = product(app, account_id, &format!("SKU-{external_id}")).await;
+    order_items::ActiveModel {
+        order_id: Set(order.id),
+        product_id: Set(product_id),
+        position: Set(0),
+        name: Set("Шкарпетки".into()),
+        sku: Set(Some(format!("SKU-{external_id}"))),
+        quantity: Set(rust_decimal::Decimal::new(2, 0)),
+        price: Set(rust_decimal::Decimal::new(12200, 2)),
+        written_off: Set(false),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .expect("item");
+    order.id
+}
+
+pub async fn roapp_order(app: &TestApp, token: &str) -> Value {
+    let (status, body) = app
+        .call(Method::POST, "/api/orders", token, Some(json!({})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+pub async fn employee(app: &TestApp, permissions: &[&str]) -> String {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/employees",
+            &app.admin_token,
+            Some(json!({"name": "clerk", "permissions": permissions})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body["id"].as_i64().is_some());
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// A Standard Webhooks signature of `body` with `key`: (id, timestamp, signature).
+pub fn signed(key: &str, body: &[u8]) -> (String, String, String) {
+    let key: SigningKey = key.parse().unwrap();
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let now = Utc::now().timestamp();
+    let signature = key.sign(&id, now, body);
+    (id, now.to_string(), signature)
+}
+
+/// Posts a thin notification for `shop_id` signed with `secret`; answers the status.
+pub async fn post_webhook(app: &TestApp, shop_id: i64, secret: &str) -> u16 {
+    let body = br#"{"order_id": 5}"#;
+    let (id, ts, sig) = signed(secret, body);
+    app.http
+        .post(app.webhook_url(shop_id))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts)
+        .header("webhook-signature", sig)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}

@@ -1,0 +1,761 @@
+//! The operator UI over plain HTTP (cheaper than a browser): sign-in and its cookie flags,
+//! CSRF on every form, the orders table's filter and Prom links, bulk refresh results,
+//! status outcomes, permission refusals, shop settings and sync problems, in Ukrainian
+//! by default and English on request.
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use common::{
+    capture_logs, employee, imported_order, post_webhook, roapp_order, statuses, Options, TestApp,
+};
+use promsync::broker::Lane;
+use reqwest::{header, redirect, Method, StatusCode};
+use wiremock::{
+    matchers::{method, path},
+    Mock, ResponseTemplate,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn spawn() -> TestApp {
+    capture_logs();
+    let app = TestApp::spawn_with(Options::default()).await;
+    app.prom_products_missing().await;
+    app
+}
+
+/// A browser stand-in: keeps cookies by hand, never follows redirects.
+struct Ui {
+    http: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+    /// `Set-Cookie` headers of the last answer, as sent.
+    last_set_cookies: Vec<String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    headers: header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let start = self
+            .body
+            .find(r#"name="csrf" value=""#)
+            .unwrap_or_else(|| panic!("no csrf field in: {}", self.body))
+            + r#"name="csrf" value=""#.len();
+        let end = self.body[start..].find('"').expect("end of csrf") + start;
+        self.body[start..end].to_owned()
+    }
+}
+
+impl Ui {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: app.address.clone(),
+            cookies: HashMap::new(),
+            last_set_cookies: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let response = request
+            .header(header::COOKIE, cookie.join("; "))
+            .send()
+            .await
+            .expect("request");
+        self.last_set_cookies = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for set in &self.last_set_cookies {
+            let pair = set.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || set.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Page {
+            status: response.status(),
+            headers: response.headers().clone(),
+            location: response
+                .headers()
+                .get(header::LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            body: response.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let request = self.http.post(format!("{}{path}", self.base)).form(fields);
+        self.send(request).await
+    }
+
+    /// Signs in with an employee token; answers the orders page and the session's
+    /// `Set-Cookie` header.
+    async fn sign_in(&mut self, token: &str) -> (Page, String) {
+        let form = self.get("/ui/login").await;
+        assert_eq!(form.status, 200);
+        let answer = self
+            .post("/ui/login", &[("csrf", &form.csrf()), ("token", token)])
+            .await;
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        assert_eq!(answer.location.as_deref(), Some("/ui/orders"));
+        let session = self
+            .last_set_cookies
+            .iter()
+            .find(|c| c.starts_with("promsync_session="))
+            .expect("session cookie")
+            .clone();
+        (self.get("/ui/orders").await, session)
+    }
+}
+
+async fn status_of(app: &TestApp, order_id: i64) -> i64 {
+    app.count(&format!(
+        "SELECT status_id FROM orders WHERE id = {order_id}"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn signing_in_sets_an_httponly_samesite_session_cookie_and_shows_the_orders() {
+    let app = spawn().await;
+    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let mut ui = Ui::new(&app);
+
+    // Signed out: the root and the orders page send the browser to the sign-in form.
+    let root = ui.get("/").await;
+    assert_eq!(root.status, 303);
+    assert_eq!(root.location.as_deref(), Some("/ui/orders"));
+    let orders = ui.get("/ui/orders").await;
+    assert_eq!(orders.status, 303);
+    assert_eq!(orders.location.as_deref(), Some("/ui/login"));
+
+    let (page, session) = ui.sign_in(&app.admin_token).await;
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Strict"), "{session}");
+    assert!(session.contains("Path=/ui"), "{session}");
+    assert!(
+        !session.contains(&app.admin_token),
+        "the API token is not the session"
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(r#"lang="uk""#), "Ukrainian by default");
+    assert!(page.body.contains("Замовлення"));
+    assert!(page.body.contains(&format!("/ui/orders/{order}")));
+    assert_eq!(
+        app.count("SELECT count(*) FROM ui_sessions").await,
+        1,
+        "one stored session"
+    );
+    // Neither the employee token nor the session id reaches a log line.
+    let session_id = ui.cookies["promsync_session"].clone();
+    let logs = capture_logs().contents();
+    assert!(!logs.contains(&app.admin_token) && !logs.contains(&session_id));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_or_a_forged_sign_in_form_starts_no_session() {
+    let app = spawn().await;
+    let mut ui = Ui::new(&app);
+
+    let form = ui.get("/ui/login").await;
+    let wrong = ui
+        .post("/ui/login", &[("csrf", &form.csrf()), ("token", "ps_nope")])
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Невідомий токен"), "{}", wrong.body);
+
+    // A form posted from elsewhere has no matching double-submit cookie.
+    let mut other = Ui::new(&app);
+    let forged = other
+        .post(
+            "/ui/login",
+            &[("csrf", "guess"), ("token", &app.admin_token)],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(!other.cookies.contains_key("promsync_session"));
+    assert_eq!(app.count("SELECT count(*) FROM ui_sessions").await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
+    let app = spawn().await;
+    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let done = statuses(&app, &app.admin_token).await["done"];
+    let before = status_of(&app, order).await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    let done_s = done.to_string();
+
+    for csrf in ["", "0000", "forged-token"] {
+        let page = ui
+            .post(
+                &format!("/ui/orders/{order}/status"),
+                &[("csrf", csrf), ("status_id", &done_s)],
+            )
+            .await;
+        assert_eq!(page.status, 403, "csrf {csrf:?}");
+    }
+    let refresh = ui
+        .post("/ui/orders/refresh", &[("order_id", &order.to_string())])
+        .await;
+    assert_eq!(refresh.status, 403);
+    assert_eq!(status_of(&app, order).await, before);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM orders WHERE id = {order} AND last_refresh_at IS NOT NULL"
+        ))
+        .await,
+        0
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_for_every_copy_of_the_cookie() {
+    let app = spawn().await;
+    let mut ui = Ui::new(&app);
+    let (page, _) = ui.sign_in(&app.admin_token).await;
+    let stolen = ui.cookies.clone();
+    let out = ui.post("/ui/logout", &[("csrf", &page.csrf())]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.location.as_deref(), Some("/ui/login"));
+
+    let mut replay = Ui::new(&app);
+    replay.cookies = stolen;
+    let again = replay.get("/ui/orders").await;
+    assert_eq!(again.status, 303);
+    assert_eq!(again.location.as_deref(), Some("/ui/login"));
+    assert_eq!(app.count("SELECT count(*) FROM ui_sessions").await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_orders_table_filters_by_shop_and_links_each_prom_order_in_a_new_tab() {
+    let app = spawn().await;
+    let imported = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let own = roapp_order(&app, &app.admin_token).await;
+    let own_id = own["id"].as_i64().unwrap();
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    let row = |id: i64| format!(r#"data-order="{id}""#);
+
+    let all = ui.get("/ui/orders?source=all&shop_id=").await;
+    assert!(all.body.contains(&row(imported)) && all.body.contains(&row(own_id)));
+    assert!(
+        all.body.contains(
+            r#"href="https://my.prom.ua/cms/order/edit/338390710" target="_blank" rel="noopener""#
+        ),
+        "{}",
+        all.body
+    );
+
+    let roapp = ui.get("/ui/orders?source=roapp&shop_id=").await;
+    assert!(roapp.body.contains(&row(own_id)) && !roapp.body.contains(&row(imported)));
+
+    let shop = ui
+        .get(&format!(
+            "/ui/orders?source=integrations&shop_id={}",
+            app.shop.shop_id
+        ))
+        .await;
+    assert!(shop.body.contains(&row(imported)) && !shop.body.contains(&row(own_id)));
+
+    // Another account's shop is not a filter anyone here may use.
+    let tenant = app.other_tenant().await;
+    let foreign = ui
+        .get(&format!("/ui/orders?shop_id={}", tenant.shop.shop_id))
+        .await;
+    assert_eq!(foreign.status, 404);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn update_orders_shows_each_orders_result_and_when_a_refused_one_is_available_again() {
+    let app = spawn().await;
+    let first = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let second = imported_order(&app, app.account_id, app.shop.shop_id, "338390711").await;
+    let mut ui = Ui::new(&app);
+    let (page, _) = ui.sign_in(&app.admin_token).await;
+    let csrf = page.csrf();
+
+    let one = ui
+        .post(
+            &format!("/ui/orders/{first}/refresh?lang=en"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert!(one.body.contains("update queued"), "{}", one.body);
+
+    let both = ui
+        .post(
+            "/ui/orders/refresh?lang=en",
+            &[
+                ("csrf", &csrf),
+                ("order_id", &first.to_string()),
+                ("order_id", &second.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(both.status, 200, "{}", both.body);
+    assert!(
+        both.body
+            .contains(&format!("#{first}: available again in 10 min")),
+        "{}",
+        both.body
+    );
+    assert!(
+        both.body.contains(&format!("#{second}: update queued")),
+        "{}",
+        both.body
+    );
+
+    // The single-order button says the same, with the API's 429.
+    let again = ui
+        .post(
+            &format!("/ui/orders/{second}/refresh?lang=en"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(again.status, 429);
+    assert_eq!(again.headers[header::RETRY_AFTER], "600");
+    assert!(again.body.contains("available again in 10 min"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_status_change_says_what_happened_to_prom_and_the_write_off_sends_it() {
+    let app = spawn().await;
+    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let kinds = statuses(&app, &app.admin_token).await;
+    let mut ui = Ui::new(&app);
+    let (page, _) = ui.sign_in(&app.admin_token).await;
+    let csrf = page.csrf();
+    let path = format!("/ui/orders/{order}");
+
+    let shown = ui.get(&format!("{path}?lang=en")).await;
+    assert!(shown.body.contains("without write-off"));
+    assert!(shown.body.contains("External ID") && shown.body.contains("338390710"));
+
+    let change = |status: i64| {
+        let status = status.to_string();
+        (format!("{path}/status"), status)
+    };
+    let (to, done) = change(kinds["done"]);
+    let deferred = ui.post(&to, &[("csrf", &csrf), ("status_id", &done)]).await;
+    assert_eq!(deferred.status, 200, "{}", deferred.body);
+    assert!(
+        deferred.body.contains("outbound-deferred"),
+        "{}",
+        deferred.body
+    );
+    assert!(deferred.body.contains("after the write-off"));
+    // The answer to a form switches language through the order's own GET address.
+    assert!(deferred
+        .body
+        .contains(&format!(r#"href="/ui/orders/{order}?lang=uk""#)));
+
+    let written = ui
+        .post(&format!("{path}/write-off"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(written.status, 200);
+    assert!(written.body.contains("written off"));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM outbox WHERE order_id = {order}"
+        ))
+        .await,
+        1,
+        "the write-off queued the held-back delivered"
+    );
+
+    let (to, canceled) = change(kinds["canceled"]);
+    let queued = ui
+        .post(&to, &[("csrf", &csrf), ("status_id", &canceled)])
+        .await;
+    assert!(queued.body.contains("sent to Prom"), "{}", queued.body);
+
+    let (to, new) = change(kinds["new"]);
+    let unmapped = ui.post(&to, &[("csrf", &csrf), ("status_id", &new)]).await;
+    assert!(unmapped.body.contains("not mapped"), "{}", unmapped.body);
+    assert_eq!(status_of(&app, order).await, kinds["new"]);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn without_the_permission_actions_are_shown_disabled_and_the_server_refuses_them() {
+    let app = spawn().await;
+    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let done = statuses(&app, &app.admin_token).await["done"];
+    let before = status_of(&app, order).await;
+    let clerk = employee(&app, &[]).await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&clerk).await;
+
+    let page = ui.get(&format!("/ui/orders/{order}?lang=en")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("disabled"), "{}", page.body);
+    assert!(page.body.contains("can add goods without write-off"));
+    let csrf = page.csrf();
+
+    let refused = ui
+        .post(
+            &format!("/ui/orders/{order}/status"),
+            &[("csrf", &csrf), ("status_id", &done.to_string())],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("goods_without_write_off"));
+    for action in ["write-off", "refresh"] {
+        let refused = ui
+            .post(&format!("/ui/orders/{order}/{action}"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(refused.status, 403, "{action}");
+    }
+    assert_eq!(status_of(&app, order).await, before);
+
+    // Shop settings need `manage_integrations`.
+    let shops = ui.get("/ui/shops?lang=en").await;
+    assert!(shops.body.contains("can manage integrations"));
+    let settings = ui.get(&format!("/ui/shops/{}", app.shop.shop_id)).await;
+    assert_eq!(settings.status, 403);
+    let save = ui
+        .post(
+            &format!("/ui/shops/{}", app.shop.shop_id),
+            &[("csrf", &csrf), ("name", "Hijacked")],
+        )
+        .await;
+    assert_eq!(save.status, 403);
+    assert_eq!(
+        app.text(&format!(
+            "SELECT name FROM shops WHERE id = {}",
+            app.shop.shop_id
+        ))
+        .await
+        .as_deref(),
+        Some("Test shop")
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn english_is_chosen_with_lang_and_remembered() {
+    let app = spawn().await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    let en = ui.get("/ui/orders?lang=en").await;
+    assert!(en.body.contains(r#"lang="en""#) && en.body.contains("Other actions"));
+    let next = ui.get("/ui/orders").await;
+    assert!(
+        next.body.contains("Update orders"),
+        "the cookie keeps English"
+    );
+    let uk = ui.get("/ui/orders?lang=uk").await;
+    assert!(uk.body.contains("Оновити замовлення"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn shop_settings_keep_the_api_rules_and_never_show_the_token() {
+    let app = spawn().await;
+    let shop = app.shop.shop_id;
+    let kinds = statuses(&app, &app.admin_token).await;
+    let token_before = app
+        .text(&format!("SELECT prom_token FROM shops WHERE id = {shop}"))
+        .await;
+    let mut ui = Ui::new(&app);
+    let (page, _) = ui.sign_in(&app.admin_token).await;
+    let csrf = page.csrf();
+    let path = format!("/ui/shops/{shop}?lang=en");
+
+    let settings = ui.get(&path).await;
+    assert_eq!(settings.status, 200, "{}", settings.body);
+    assert!(
+        !settings.body.contains("prom-token-1"),
+        "the token is write-only"
+    );
+    assert!(!settings.body.contains(&app.shop.webhook_secret));
+    assert!(settings.body.contains("Token accepted"));
+
+    // A value the API refuses changes nothing.
+    let bad = ui
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Renamed"),
+                ("poll_interval_s", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("poll_interval_s"), "{}", bad.body);
+    assert_eq!(
+        app.text(&format!("SELECT name FROM shops WHERE id = {shop}"))
+            .await
+            .as_deref(),
+        Some("Test shop")
+    );
+
+    // An empty token field keeps the token; an unticked box turns polling off.
+    let saved = ui
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Renamed"),
+                ("prom_url", "https://my.prom.ua"),
+                ("prom_token", ""),
+                ("language", "ru"),
+                ("match_products_by", "name"),
+                ("client_matching", "phone_or_email"),
+                ("poll_interval_s", "120"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("Saved."));
+    let (status, view) = app
+        .call(
+            Method::GET,
+            &format!("/api/shops/{shop}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(view["name"], "Renamed");
+    assert_eq!(view["language"], "ru");
+    assert_eq!(view["match_products_by"], "name");
+    assert_eq!(view["client_matching"], "phone_or_email");
+    assert_eq!(view["poll_interval_s"], 120);
+    assert_eq!(view["poll_enabled"], false);
+    assert_eq!(
+        app.text(&format!("SELECT prom_token FROM shops WHERE id = {shop}"))
+            .await,
+        token_before
+    );
+
+    // The mapping editor replaces the whole mapping; a bad entry changes nothing.
+    let done = kinds["done"].to_string();
+    let mapped = ui
+        .post(
+            &format!("/ui/shops/{shop}/mapping"),
+            &[
+                ("csrf", &csrf),
+                ("in:pending", &kinds["new"].to_string()),
+                ("in:paid", ""),
+                (&format!("out:{done}"), "delivered"),
+            ],
+        )
+        .await;
+    assert_eq!(mapped.status, 200, "{}", mapped.body);
+    let expected = serde_json::json!({
+        "inbound": {"pending": kinds["new"]},
+        "outbound": {done.clone(): "delivered"},
+    });
+    let mapping_path = format!("/api/shops/{shop}/status-mapping");
+    let (_, mapping) = app
+        .call(Method::GET, &mapping_path, &app.admin_token, None)
+        .await;
+    assert_eq!(mapping, expected);
+    let refused = ui
+        .post(
+            &format!("/ui/shops/{shop}/mapping"),
+            &[("csrf", &csrf), (&format!("out:{done}"), "pending")],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    let (_, mapping) = app
+        .call(Method::GET, &mapping_path, &app.admin_token, None)
+        .await;
+    assert_eq!(mapping, expected);
+
+    // Rotation shows the new secret once; it signs notifications from now on, and the
+    // old one stays valid for the grace period.
+    let rotated = ui
+        .post(
+            &format!("/ui/shops/{shop}/rotate-secret?lang=en"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    assert!(rotated.body.contains("shown once"));
+    let start = rotated.body.find("whsec_").expect("the new secret");
+    let end = start + rotated.body[start..].find('<').expect("end of the secret");
+    let secret = rotated.body[start..end].to_owned();
+    assert_ne!(secret, app.shop.webhook_secret);
+    assert_eq!(post_webhook(&app, shop, &secret).await, 202);
+    assert_eq!(
+        post_webhook(&app, shop, &app.shop.webhook_secret).await,
+        202
+    );
+    assert!(!ui.get(&path).await.body.contains(&secret));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn sync_problems_show_rejections_with_reasons_and_requeue_a_dead_letter() {
+    let app = TestApp::spawn_with(Options {
+        currency: "USD",
+        max_attempts: 1,
+        ..Options::default()
+    })
+    .await;
+    app.prom_products_missing().await;
+    // A notification in UAH for a USD account is rejected with its reason.
+    app.push_order(&common::fixture_order(common::PENDING_ORDER))
+        .await;
+    // Prom refuses the token once: the thin notification is dead-lettered.
+    let document: serde_json::Value = serde_json::from_str(common::CUSTOM_STATUS_ORDER).unwrap();
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/32345434343"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.prom)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/32345434343"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(document))
+        .mount(&app.prom)
+        .await;
+    let thin = app
+        .notify(&serde_json::json!({"order_id": 32345434343_i64}))
+        .await;
+    assert_eq!(thin.status(), 202);
+    app.wait_for_events(1).await;
+    common::eventually("a dead letter", WAIT, || async {
+        (app.dead_letters(Lane::Inbound).await.len() == 1).then_some(())
+    })
+    .await;
+
+    let clerk = employee(&app, &[]).await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&clerk).await;
+    let page = ui.get("/ui/problems?lang=en").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("rejected"), "{}", page.body);
+    assert!(page.body.contains("UAH"), "the reason names the currency");
+    assert!(page.body.contains("401"), "{}", page.body);
+    assert!(
+        page.body.contains("can manage integrations"),
+        "requeue is disabled"
+    );
+    let letter = app.dead_letters(Lane::Inbound).await.remove(0);
+    let refused = ui
+        .post(
+            "/ui/problems/requeue",
+            &[
+                ("csrf", &page.csrf()),
+                ("lane", "inbound"),
+                ("id", &letter.id),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(app.dead_letters(Lane::Inbound).await.len(), 1);
+
+    let mut admin = Ui::new(&app);
+    let (page, _) = admin.sign_in(&app.admin_token).await;
+    let health = admin
+        .get(&format!("/ui/shops/{}?lang=en", app.shop.shop_id))
+        .await;
+    assert!(
+        health.body.contains("Prom rejected the token"),
+        "{}",
+        health.body
+    );
+    let requeued = admin
+        .post(
+            "/ui/problems/requeue?lang=en",
+            &[
+                ("csrf", &page.csrf()),
+                ("lane", "inbound"),
+                ("id", &letter.id),
+            ],
+        )
+        .await;
+    assert_eq!(requeued.status, 200, "{}", requeued.body);
+    assert!(requeued.body.contains("back in its queue"));
+    // Processed again (and, in UAH, rejected for the currency like the other one).
+    app.wait_for_events(2).await;
+    assert!(app.dead_letters(Lane::Inbound).await.is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn behind_an_https_proxy_the_ui_cookies_are_secure() {
+    let app = spawn().await;
+    let answer = reqwest::Client::new()
+        .get(format!("{}/ui/login", app.address))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .expect("request");
+    let cookie = answer
+        .headers()
+        .get(header::SET_COOKIE)
+        .expect("login cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let plain = Ui::new(&app).get("/ui/login").await;
+    assert_eq!(plain.status, 200);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn unknown_ui_pages_and_ids_answer_an_html_not_found() {
+    let app = spawn().await;
+    let tenant = app.other_tenant().await;
+    let foreign = imported_order(&app, tenant.account_id, tenant.shop.shop_id, "777").await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    for path in [
+        "/ui/nowhere?lang=en".to_owned(),
+        "/ui/orders/not-a-number?lang=en".to_owned(),
+        format!("/ui/orders/{foreign}?lang=en"),
+    ] {
+        let page = ui.get(&path).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(page.body.contains("Not found."), "{path}: {}", page.body);
+    }
+    app.cleanup().await;
+}
