@@ -6,7 +6,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, Statement,
+    DbErr,
 };
 use sha2::{Digest, Sha256};
 
@@ -56,17 +56,7 @@ pub async fn connect_ready(settings: &Settings) -> anyhow::Result<DatabaseConnec
 /// keyed by a hash of the name. Elsewhere (SQLite) writers are serialized by the database
 /// itself, so nothing needs taking.
 pub async fn advisory_xact_lock(txn: &DatabaseTransaction, name: &str) -> Result<(), DbErr> {
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let key = lock_key(name);
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_advisory_xact_lock($1)",
-        [key.into()],
-    ))
-    .await?;
-    Ok(())
+    advisory_xact_locks(txn, [name]).await
 }
 
 /// Several named locks (see [`advisory_xact_lock`]) taken in one round trip, in ascending

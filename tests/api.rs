@@ -22,10 +22,7 @@ use wiremock::{
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn spawn() -> TestApp {
-    capture_logs();
-    let app = TestApp::spawn_with(Options::default()).await;
-    app.prom_products_missing().await;
-    app
+    TestApp::spawn_for_api().await
 }
 
 fn ids(body: &Value) -> Vec<i64> {

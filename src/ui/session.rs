@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::i18n::Lang;
 use crate::{
-    api::auth::{parse_permissions, Caller},
+    api::auth::{employee_by_token, Caller},
     error::ApiError,
     secrets,
     startup::AppState,
@@ -132,11 +132,7 @@ impl FromRequest for Operator {
                 .map_err(ApiError::from)?
                 .ok_or(Refusal::SignIn)?;
             Ok(Operator {
-                caller: Caller {
-                    employee_id: employee.id,
-                    account_id: employee.account_id,
-                    permissions: parse_permissions(&employee.permissions),
-                },
+                caller: Caller::from(&employee),
                 name: employee.name,
                 csrf: csrf_of(&session),
                 lang,
@@ -257,12 +253,10 @@ pub async fn login(
         ));
     }
     let token = fields.get("token").unwrap_or_default().trim();
-    let employee = employees::Entity::find()
-        .filter(employees::Column::TokenHash.eq(secrets::hash_api_token(token)))
-        .one(&state.db)
+    let employee = employee_by_token(&state.db, token)
         .await
         .map_err(ApiError::from)?;
-    let Some(employee) = employee.filter(|_| !token.is_empty()) else {
+    let Some(employee) = employee else {
         tracing::info!("UI sign-in refused: unknown token");
         return Ok(login_page(
             &req,

@@ -232,6 +232,16 @@ impl TestApp {
         Self::spawn_with(Options::default()).await
     }
 
+    /// The app most API-level tests want: logs captured (so tests can check nothing
+    /// secret is logged) and every Prom product lookup answered 404, so imports never
+    /// wait on a product fetch.
+    pub async fn spawn_for_api() -> Self {
+        capture_logs();
+        let app = Self::spawn_with(Options::default()).await;
+        app.prom_products_missing().await;
+        app
+    }
+
     pub async fn spawn_with(options: Options) -> Self {
         // Logs show with a failing test's output (RUST_LOG picks the level).
         let _ = tracing_subscriber::fmt()
