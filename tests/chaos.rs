@@ -241,12 +241,15 @@ async fn postgresql_crashed_and_restarted_mid_import_loses_and_duplicates_nothin
         cluster.spawn("import-a", &["import"]),
         cluster.spawn("import-b", &["import"]),
     ];
+    // The crash comes once importing is under way, early: with group commit the
+    // importers drain the rest in a couple of seconds, so waiting for a quarter let a
+    // quiet machine finish before the crash and the crash hit nothing in flight.
     chaos::cluster::eventually(
-        "a quarter of the notifications imported",
+        "the first notifications imported",
         Duration::from_secs(120),
         || async {
             let n = cluster.count("SELECT count(*) FROM inbound_events").await?;
-            (n as usize >= events / 4).then_some(())
+            (n as usize >= events / 20).then_some(())
         },
     )
     .await;
