@@ -15,6 +15,9 @@
 //! `loadgen-json: `. Exits non-zero only on setup errors (bad secret, unreadable fixture,
 //! bad URL); request failures are counted, not fatal.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,8 +29,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Parser;
-use futures::stream::{self, StreamExt};
 use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -106,7 +110,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match setup(&args) {
         Ok(shared) => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
+            // One thread: on a small machine every core the load generator takes is a
+            // core the ingress and the broker under test do not get.
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
@@ -148,7 +154,7 @@ fn setup(args: &Args) -> Result<Shared, String> {
     if key.is_empty() {
         return Err("secret key is empty".into());
     }
-    let base = reqwest::Url::parse(&args.url).map_err(|e| format!("bad --url: {e}"))?;
+    let base = url::Url::parse(&args.url).map_err(|e| format!("bad --url: {e}"))?;
     let endpoint = base
         .join(&format!("/webhooks/prom/{}", args.shop_id))
         .map_err(|e| format!("bad --url: {e}"))?
@@ -328,28 +334,77 @@ fn prebuild(shared: &Shared, products: &Value, i: u64) -> Prebuilt {
     }
 }
 
-async fn send_one(client: &reqwest::Client, endpoint: &str, message: Prebuilt) -> Sample {
+/// One keep-alive HTTP/1.1 connection: the load generator's own cost per request stays
+/// small (no pool, no locks, no per-request task), so the cores go to the system under
+/// test. A connection the server closed is opened again.
+struct Connection {
+    addr: String,
+    authority: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>>,
+}
+
+impl Connection {
+    async fn sender(
+        &mut self,
+    ) -> Result<&mut hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>, &'static str>
+    {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(&self.addr)
+                .await
+                .map_err(|_| "connect")?;
+            let _ = stream.set_nodelay(true);
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| "connect")?;
+            tokio::spawn(connection);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().ok_or("connect")?;
+        sender.ready().await.map_err(|_| "transport")?;
+        Ok(sender)
+    }
+
+    async fn send(&mut self, path: &str, message: Prebuilt) -> Result<u16, &'static str> {
+        let request = hyper::Request::post(path)
+            .header("host", self.authority.as_str())
+            .header("webhook-id", message.id)
+            .header("webhook-timestamp", message.timestamp)
+            .header("webhook-signature", message.signature)
+            .header("content-type", "application/json")
+            .body(Full::new(message.body))
+            .map_err(|_| "request")?;
+        let response = self
+            .sender()
+            .await?
+            .send_request(request)
+            .await
+            .map_err(|_| "transport")?;
+        let code = response.status().as_u16();
+        // Read the body so the connection can carry the next request.
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "transport")?;
+        Ok(code)
+    }
+}
+
+async fn send_one(
+    connection: &mut Connection,
+    path: &str,
+    message: Prebuilt,
+    timeout: Duration,
+) -> Sample {
     let body_bytes = message.body.len();
     let started = Instant::now();
-    let res = client
-        .post(endpoint)
-        .header("webhook-id", message.id)
-        .header("webhook-timestamp", message.timestamp)
-        .header("webhook-signature", message.signature)
-        .header("content-type", "application/json")
-        .body(message.body)
-        .send()
-        .await;
-    let status = match res {
-        Ok(resp) => {
-            let code = resp.status().as_u16();
-            // Read the body so the connection goes back to the pool.
-            let _ = resp.bytes().await;
-            Ok(code)
+    let status = match tokio::time::timeout(timeout, connection.send(path, message)).await {
+        Ok(result) => result,
+        Err(_) => {
+            // The request may still be on the wire: this connection cannot be reused.
+            connection.sender = None;
+            Err("timeout")
         }
-        Err(e) if e.is_timeout() => Err("timeout"),
-        Err(e) if e.is_connect() => Err("connect"),
-        Err(_) => Err("transport"),
     };
     Sample {
         status,
@@ -368,14 +423,6 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(args.timeout_s))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
     let products = Arc::new(build_products(&shared.template));
 
     eprintln!(
@@ -388,27 +435,56 @@ async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
     let messages: Vec<Prebuilt> = (0..args.count)
         .map(|i| prebuild(&shared, &products, i))
         .collect();
-    let endpoint: Arc<str> = shared.endpoint.as_str().into();
+    let url: hyper::Uri = shared
+        .endpoint
+        .parse()
+        .map_err(|e| format!("bad --url: {e}"))?;
+    let authority = url
+        .authority()
+        .ok_or("--url has no host")?
+        .as_str()
+        .to_string();
+    let addr = format!(
+        "{}:{}",
+        url.host().unwrap_or("127.0.0.1"),
+        url.port_u16().unwrap_or(80)
+    );
+    let path: Arc<str> = url.path().into();
+    let queue = Arc::new(std::sync::Mutex::new(messages.into_iter().enumerate()));
+    let timeout = Duration::from_secs(args.timeout_s);
+    let cpu_before = cpu::cpu_seconds();
     let started = Instant::now();
     // A fixed rate paces the start of each request; the in-flight cap stays.
     let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
-    let samples: Vec<Sample> = stream::iter(messages.into_iter().enumerate())
-        .then(|(i, message)| async move {
-            if let Some(every) = pace {
-                tokio::time::sleep_until((started + every.mul_f64(i as f64)).into()).await;
-            }
-            message
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (queue, path) = (Arc::clone(&queue), Arc::clone(&path));
+            let mut connection = Connection {
+                addr: addr.clone(),
+                authority: authority.clone(),
+                sender: None,
+            };
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                loop {
+                    let next = queue.lock().expect("queue lock").next();
+                    let Some((i, message)) = next else {
+                        break;
+                    };
+                    if let Some(every) = pace {
+                        tokio::time::sleep_until((started + every.mul_f64(i as f64)).into()).await;
+                    }
+                    samples.push(send_one(&mut connection, &path, message, timeout).await);
+                }
+                samples
+            })
         })
-        .map(|message| {
-            let client = client.clone();
-            let endpoint = Arc::clone(&endpoint);
-            // Spawn so the I/O uses every runtime worker.
-            tokio::spawn(async move { send_one(&client, &endpoint, message).await })
-        })
-        .buffer_unordered(args.concurrency)
-        .filter_map(|r| async move { r.ok() })
-        .collect()
-        .await;
+        .collect();
+    let mut samples: Vec<Sample> = Vec::with_capacity(args.count as usize);
+    for worker in workers {
+        samples.extend(worker.await.map_err(|e| format!("worker failed: {e}"))?);
+    }
+    let cpu_s = cpu::cpu_seconds() - cpu_before;
     let elapsed = started.elapsed();
 
     let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
@@ -460,6 +536,7 @@ async fn run(args: &Args, shared: Arc<Shared>) -> Result<(), String> {
         "concurrency": args.concurrency,
         "orders": args.orders,
         "rate": args.rate,
+        "cpu_s": cpu_s,
         "body_bytes": samples.iter().map(|s| s.body_bytes).sum::<usize>() / samples.len().max(1),
     });
     println!("loadgen-json: {summary}");

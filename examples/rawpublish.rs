@@ -13,6 +13,9 @@
 //! failed, elapsed_s, rate, p50_ms, p99_ms). Deletes the namespace's queues and exchanges
 //! afterwards unless `--keep`.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::{
     process::ExitCode,
     sync::Arc,
@@ -94,6 +97,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .into_bytes(),
     );
 
+    let cpu_before = cpu::cpu_seconds();
     let started = Instant::now();
     let results: Vec<Result<Duration, String>> = stream::iter(0..args.count)
         .map(|i| {
@@ -128,6 +132,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .buffer_unordered(args.concurrency)
         .collect()
         .await;
+    let cpu_s = cpu::cpu_seconds() - cpu_before;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
 
     let mut latencies: Vec<Duration> = results.iter().filter_map(|r| r.clone().ok()).collect();
@@ -149,6 +154,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "p99_ms": pct(0.99),
         "size": body.len(),
         "concurrency": args.concurrency,
+        "cpu_s": cpu_s,
     });
     println!(
         "raw publish: {} confirmed, {} failed, {:.1}/s, p50 {:.2} ms, p99 {:.2} ms",

@@ -380,6 +380,34 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "?" }'
 }
 
+# proc_cpu PID: CPU seconds (user + system, every thread) the process has used so far.
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+proc_cpu() {
+    [ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo "?"; return; }
+    # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
+    sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{ printf "%.3f", ($12 + $13) / hz }'
+}
+
+# per_msg_us BEFORE AFTER COUNT: CPU microseconds per message between two proc_cpu readings.
+per_msg_us() {
+    awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (a == "?" || b == "?" || n + 0 <= 0) print "?"; else printf "%.0f", (b - a) * 1e6 / n }'
+}
+
+# sum_us A B ...: the sum, or "?" when any is unknown.
+sum_us() {
+    local total=0 x
+    for x in "$@"; do
+        [ "$x" != "?" ] || { echo "?"; return; }
+        total=$((total + x))
+    done
+    echo "$total"
+}
+
+# RabbitMQ's Erlang VM, whose CPU the ingress and raw phases both pay (empty if not local).
+rabbit_pid() {
+    pgrep -o -f 'beam.smp.*rabbit' 2>/dev/null || true
+}
+
 round1() {
     awk -v x="$1" 'BEGIN { if (x == "?" || x == "") print "?"; else printf "%.1f", x }'
 }
@@ -396,9 +424,16 @@ run_round() {
     start_serve "$tag"
     log "serve is up on $LISTEN; loadgen: $N requests, concurrency $CONCURRENCY, $ORDERS orders"
     prof_start "ingress-$k"
+    local beam serve_cpu0 beam_cpu0
+    beam="$(rabbit_pid)"
+    serve_cpu0="$(proc_cpu "$SERVE_PID")"
+    beam_cpu0="$(proc_cpu "$beam")"
     timeout $((DRAIN_TIMEOUT_S + 60)) "$LOADGEN" --url "http://$LISTEN" --shop-id "$SHOP_ID" \
         --secret "$SECRET" --count "$N" --concurrency "$CONCURRENCY" --orders "$ORDERS" \
         >"$WORK/$tag-loadgen.out"
+    local serve_cpu1 beam_cpu1
+    serve_cpu1="$(proc_cpu "$SERVE_PID")"
+    beam_cpu1="$(proc_cpu "$beam")"
     prof_stop
     local lg
     lg="$(sed -n 's/^loadgen-json: //p' "$WORK/$tag-loadgen.out" | tail -n 1)"
@@ -415,16 +450,29 @@ run_round() {
     # --- raw publish, same size and concurrency -------------------------------------------
     # The broker message is the webhook's order inside the envelope (event id, shop,
     # source, received_at, order id): about 140 bytes more than the webhook body.
-    local size
+    local size beam_cpu2 beam_cpu3
     size=$(($(jq -r '.body_bytes' <<<"$lg") + 140))
+    beam_cpu2="$(proc_cpu "$beam")"
     timeout 300 "$RAWPUBLISH" --url "$BROKER_URL" --namespace "raw_$tag" --count "$N" \
         --concurrency "$CONCURRENCY" --size "$size" >"$WORK/$tag-raw.out" 2>&1 || {
         tail_log "$WORK/$tag-raw.out"
         die "rawpublish failed"
     }
+    beam_cpu3="$(proc_cpu "$beam")"
     local raw raw_rate
     raw="$(sed -n 's/^rawpublish-json: //p' "$WORK/$tag-raw.out" | tail -n 1)"
     raw_rate="$(jq -r '.rate | . * 10 | round / 10' <<<"$raw")"
+    # Where each message's CPU went, in µs: what bounds ingress/raw on a machine whose
+    # cores are shared by the load generator, promsync and RabbitMQ.
+    local lg_us serve_us beam_in_us raw_us beam_raw_us published
+    published="$(jq -r '.published' <<<"$raw")"
+    lg_us="$(per_msg_us 0 "$(jq -r '.cpu_s // "?"' <<<"$lg")" "$N")"
+    serve_us="$(per_msg_us "$serve_cpu0" "$serve_cpu1" "$accepted")"
+    beam_in_us="$(per_msg_us "$beam_cpu0" "$beam_cpu1" "$accepted")"
+    raw_us="$(per_msg_us 0 "$(jq -r '.cpu_s // "?"' <<<"$raw")" "$published")"
+    beam_raw_us="$(per_msg_us "$beam_cpu2" "$beam_cpu3" "$published")"
+    log "CPU µs/message: ingress = loadgen $lg_us + serve $serve_us + RabbitMQ $beam_in_us; raw = rawpublish $raw_us + RabbitMQ $beam_raw_us"
+    CPU_ROWS+=("| $k | $lg_us | $serve_us | $beam_in_us | $(sum_us "$lg_us" "$serve_us" "$beam_in_us") | $raw_us | $beam_raw_us | $(sum_us "$raw_us" "$beam_raw_us") |")
     log "raw publish ($size B): $raw_rate/s; ingress/raw $(ratio "$ingress_rps" "$raw_rate")"
 
     # --- drain --------------------------------------------------------------------------
@@ -542,6 +590,7 @@ machine() {
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A INGRESS_RPS IMPORT_RATE
 ROWS=()
+CPU_ROWS=()
 NOT_DRAINED=()
 E2E_ROW=""
 RSS_ROW=""
@@ -565,6 +614,16 @@ report() {
     echo "- raw publish: examples/rawpublish, lapin with confirms into the same topology, same size and concurrency, right after."
     echo "- import: drain of the pre-filled queue, first importer start to the last new inbound_events row."
     echo "- plain SQL: pgbench with deploy/bench/import.pgbench (advisory lock, product lookup, order lookup, client, order, 3 items, inbox row; one commit per order; prepared statements), as many clients as importers, right after."
+    echo
+    echo "## CPU per message, ingress and raw (µs, all on this machine's $(nproc) cores)"
+    echo
+    echo "| importers | loadgen | serve | RabbitMQ (ingress) | ingress total | rawpublish | RabbitMQ (raw) | raw total |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for row in "${CPU_ROWS[@]}"; do echo "$row"; done
+    echo
+    echo "- CPU time (user + system) each process used during the phase, over the messages sent:"
+    echo "  loadgen and rawpublish report their own (getrusage), serve and RabbitMQ's beam.smp are read"
+    echo "  from /proc. When the cores are saturated, ingress/raw is close to raw total / ingress total."
     echo
     echo "## End to end (webhook -> applied) at 50% load"
     echo
