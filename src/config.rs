@@ -36,6 +36,8 @@ pub struct Settings {
     /// Accepted webhooks per second per shop (bursts up to twice that); 0 = no limit.
     /// Counted per `serve` process.
     pub webhook_rate_per_shop_per_s: u32,
+    /// HTTP worker threads of `serve`/`run`; 0 = one per CPU core (actix's default).
+    pub http_workers: usize,
     /// Messages an importer process works on at once.
     pub import_concurrency: usize,
     /// Most messages an importer applies in one transaction (group commit); 1 turns
@@ -122,6 +124,7 @@ impl Settings {
             .set_default("webhook_body_limit", 256 * 1024)?
             .set_default("webhook_tolerance_s", 300)?
             .set_default("webhook_rate_per_shop_per_s", 200)?
+            .set_default("http_workers", 0)?
             .set_default("import_concurrency", 32)?
             .set_default("import_batch_size", 32)?
             .set_default("import_batch_linger_ms", 2)?
@@ -373,6 +376,13 @@ mod tests {
         assert_eq!(s.broker_url.as_deref(), Some("amqp://g:g@h:5672/%2f"));
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.retry_delays_ms, vec![10, 20]);
+    }
+
+    #[test]
+    fn http_workers_default_to_one_per_core_and_come_from_the_environment() {
+        assert_eq!(load(&[]).expect("defaults are valid").http_workers, 0);
+        let s = load(&[("PROMSYNC_HTTP_WORKERS", "1")]).expect("valid");
+        assert_eq!(s.http_workers, 1);
     }
 
     #[test]

@@ -3,6 +3,11 @@
 use clap::Parser;
 use promsync::{cli, config::Settings, telemetry};
 
+// Every role allocates per message (bodies, JSON, frames); mimalloc's thread-local free
+// lists cost less CPU per request than glibc's malloc under many threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();

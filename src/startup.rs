@@ -118,7 +118,7 @@ impl Application {
             webhook_rate: ingress::ShopRateLimit::new(settings.webhook_rate_per_shop_per_s),
             clock,
         });
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(middleware::from_fn(api::metrics::count_webhook_answers))
                 .wrap(middleware::from_fn(echo_request_id))
@@ -132,12 +132,16 @@ impl Application {
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(crate::error::ApiError::NotFound)
                 }))
-        })
-        .listen(listener)?
-        .shutdown_timeout(10)
-        // Signals are ours (`stop_on_signal`): every role shuts down the same way.
-        .disable_signals()
-        .run();
+        });
+        if settings.http_workers > 0 {
+            server = server.workers(settings.http_workers);
+        }
+        let server = server
+            .listen(listener)?
+            .shutdown_timeout(10)
+            // Signals are ours (`stop_on_signal`): every role shuts down the same way.
+            .disable_signals()
+            .run();
         tracing::info!(port, "HTTP listening");
         Ok(Self { port, server })
     }
