@@ -11,7 +11,8 @@
 #      BENCH_CONCURRENCY) while no importer runs, so the import queue fills up;
 #   2. raw: examples/rawpublish publishes BENCH_N messages of the same average size with
 #      the same concurrency into a fresh namespace of the same topology (quorum queue +
-#      stream, confirms, mandatory, persistent): ingress/raw is printed;
+#      stream, confirms, mandatory, persistent): ingress/raw is printed, with the CPU
+#      each process spent per message in both phases (loadgen, serve, RabbitMQ, rawpublish);
 #   3. drain: K `promsync import` processes; orders/s = processed events / time until the
 #      last new inbound_events row;
 #   4. sql: pgbench runs deploy/bench/import.pgbench (the rows one import writes, one
