@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use common::{
     capture_logs, employee, eventually, fixture_order, imported_order, post_webhook, product,
-    roapp_order, statuses, Options, TestApp, PENDING_ORDER,
+    roapp_order, statuses, Backend, Options, TestApp, PENDING_ORDER,
 };
 use reqwest::Method;
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::{json, Value};
 use wiremock::{
     matchers::{method, path},
@@ -699,6 +700,89 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
         .await;
     assert_eq!(status, 404);
     assert_eq!(app.call(Method::GET, &url, token, None).await.1, mapping);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_rotations_chain_so_the_last_two_answered_secrets_both_sign() {
+    // Arrange
+    let app = spawn().await;
+    let token = app.admin_token.clone();
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/api/shops",
+            &token,
+            Some(json!({"name": "Busy shop", "prom_url": app.prom.uri(), "prom_token": "t"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let shop = created["id"].as_i64().unwrap();
+    let original = created["webhook_secret"].as_str().unwrap().to_owned();
+    let url = format!("/api/shops/{shop}/rotate-secret");
+
+    // Act: several operators rotate at the same moment. On PostgreSQL a row lock held by
+    // the test makes every rotation read the same current secret before any can write,
+    // the interleaving that would let two of them demote the same secret.
+    const ROTATIONS: usize = 6;
+    let lock = match app.backend {
+        Backend::RabbitMq => {
+            let txn = app.db.begin().await.unwrap();
+            txn.execute_unprepared(&format!("select 1 from shops where id = {shop} for update"))
+                .await
+                .unwrap();
+            Some(txn)
+        }
+        Backend::Embedded => None,
+    };
+    let rotations = futures::future::join_all((0..ROTATIONS).map(|_| {
+        app.call(
+            Method::POST,
+            &url,
+            &token,
+            Some(json!({"grace_period_s": 3600})),
+        )
+    }));
+    let release = async {
+        if let Some(txn) = lock {
+            let waiting = format!(
+                "select count(*) as n from pg_stat_activity \
+                 where datname = '{}' and wait_event_type = 'Lock'",
+                app.db_name
+            );
+            eventually(
+                "every rotation waiting to write",
+                Duration::from_secs(20),
+                || {
+                    let (db, sql) = (&app.db, waiting.clone());
+                    async move {
+                        let row = db
+                            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                            .await
+                            .ok()??;
+                        let n: i64 = row.try_get("", "n").ok()?;
+                        (n as usize >= ROTATIONS).then_some(())
+                    }
+                },
+            )
+            .await;
+            txn.commit().await.unwrap();
+        }
+    };
+    let (answers, ()) = futures::join!(rotations, release);
+
+    // Assert: the rotations applied one after another, so the current secret and the
+    // previous one are both secrets someone was given; none was demoted twice.
+    let mut signing = 0;
+    for (status, rotated) in &answers {
+        assert_eq!(*status, 200, "{rotated}");
+        let secret = rotated["webhook_secret"].as_str().unwrap();
+        if post_webhook(&app, shop, secret).await == 202 {
+            signing += 1;
+        }
+    }
+    assert_eq!(signing, 2, "exactly the last two rotations' secrets sign");
+    assert_eq!(post_webhook(&app, shop, &original).await, 401);
     app.cleanup().await;
 }
 

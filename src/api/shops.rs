@@ -443,6 +443,9 @@ pub async fn patch_shop(
     Ok(shop.into())
 }
 
+/// Compare-and-set attempts of one rotation before it gives up with 429.
+const ROTATE_ATTEMPTS: usize = 16;
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
@@ -492,7 +495,8 @@ pub async fn rotate_shop_secret(
     id: i64,
     grace_period_s: Option<i64>,
 ) -> Result<RotatedSecret, ApiError> {
-    let shop = shop_for_manager(state, caller, id, "rotating a webhook secret").await?;
+    let action = "rotating a webhook secret";
+    let mut shop = shop_for_manager(state, caller, id, action).await?;
     let grace = grace_period_s.unwrap_or(DEFAULT_GRACE_S);
     if !(0..=MAX_GRACE_S).contains(&grace) {
         return Err(ApiError::BadRequest(format!(
@@ -500,16 +504,45 @@ pub async fn rotate_shop_secret(
         )));
     }
     let secret = secrets::new_webhook_secret();
-    let expires_at = state.clock.now() + Duration::seconds(grace);
-    let previous = shop.webhook_secret.clone();
-    // The stored previous value moves as it is: both webhook-secret columns share one
-    // encryption binding (see `keyring`).
-    let sealed = seal(state, Slot::webhook_secret(shop.id), &secret)?;
-    let mut update: shops::ActiveModel = shop.into();
-    update.webhook_secret = Set(sealed);
-    update.previous_webhook_secret = Set(Some(previous));
-    update.previous_secret_expires_at = Set(Some(expires_at));
-    update.update(&state.db).await?;
+    let sealed = seal(state, Slot::webhook_secret(id), &secret)?;
+    let mut expires_at = state.clock.now();
+    let mut rotated = false;
+    // Compare-and-set on the current secret: two rotations at once must not both demote
+    // the same old secret, or the first one's answer would name a secret nobody accepts.
+    // Each lost race means another rotation landed, so a few attempts always suffice.
+    for attempt in 0..ROTATE_ATTEMPTS {
+        if attempt > 0 {
+            shop = shop_for_manager(state, caller, id, action).await?;
+        }
+        expires_at = state.clock.now() + Duration::seconds(grace);
+        // The stored previous value moves as it is: both webhook-secret columns share one
+        // encryption binding (see `keyring`).
+        let result = shops::Entity::update_many()
+            .col_expr(shops::Column::WebhookSecret, sealed.clone().into())
+            .col_expr(
+                shops::Column::PreviousWebhookSecret,
+                Some(shop.webhook_secret.clone()).into(),
+            )
+            .col_expr(
+                shops::Column::PreviousSecretExpiresAt,
+                Some(expires_at).into(),
+            )
+            .filter(shops::Column::Id.eq(shop.id))
+            .filter(shops::Column::WebhookSecret.eq(shop.webhook_secret.clone()))
+            .exec(&state.db)
+            .await?;
+        if result.rows_affected == 1 {
+            rotated = true;
+            break;
+        }
+    }
+    if !rotated {
+        return Err(ApiError::TooManyRequests {
+            message: "the webhook secret is being rotated by others right now; retry".into(),
+            retry_after_s: 1,
+            results: None,
+        });
+    }
     tracing::info!(grace_period_s = grace, "webhook secret rotated");
     Ok(RotatedSecret {
         webhook_secret: secret,
