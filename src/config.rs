@@ -64,6 +64,9 @@ pub struct Settings {
     pub outbox_poll_interval_ms: u64,
     /// Outbox rows one relay claims and publishes per round.
     pub outbox_batch_size: u64,
+    /// Hours a published outbox row is kept (for inspection) before the relay deletes it;
+    /// 0 keeps every row.
+    pub outbox_retention_h: u64,
     /// The `cancellation_text` sent with Prom's `canceled` (reason `another` needs one).
     pub prom_cancellation_text: String,
     /// Poller: how far each window reaches back before the watermark, in seconds.
@@ -140,6 +143,7 @@ impl Settings {
             .set_default("publish_concurrency", 8)?
             .set_default("outbox_poll_interval_ms", 250)?
             .set_default("outbox_batch_size", 100)?
+            .set_default("outbox_retention_h", 168)?
             .set_default("prom_cancellation_text", "Замовлення скасовано продавцем")?
             .set_default("poll_overlap_s", 300)?
             .set_default("poll_backfill_s", 0)?
@@ -329,6 +333,12 @@ impl Settings {
         }
     }
 
+    /// How long published outbox rows are kept; `None` keeps them forever.
+    pub fn outbox_retention(&self) -> Option<chrono::Duration> {
+        let hours = i64::try_from(self.outbox_retention_h).ok()?;
+        (hours > 0).then(|| chrono::Duration::hours(hours))
+    }
+
     pub fn outbox_poll_interval(&self) -> Duration {
         Duration::from_millis(self.outbox_poll_interval_ms)
     }
@@ -383,6 +393,16 @@ mod tests {
         assert_eq!(load(&[]).expect("defaults are valid").http_workers, 0);
         let s = load(&[("PROMSYNC_HTTP_WORKERS", "1")]).expect("valid");
         assert_eq!(s.http_workers, 1);
+    }
+
+    #[test]
+    fn published_outbox_rows_are_kept_a_week_unless_configured() {
+        let week = chrono::Duration::hours(168);
+        assert_eq!(load(&[]).expect("valid").outbox_retention(), Some(week));
+        let s = load(&[("PROMSYNC_OUTBOX_RETENTION_H", "0")]).expect("valid");
+        assert_eq!(s.outbox_retention(), None);
+        let s = load(&[("PROMSYNC_OUTBOX_RETENTION_H", "2")]).expect("valid");
+        assert_eq!(s.outbox_retention(), Some(chrono::Duration::hours(2)));
     }
 
     #[test]

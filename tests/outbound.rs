@@ -586,3 +586,81 @@ async fn a_publisher_killed_after_prom_applied_but_before_its_ack_resends_at_mos
     assert_eq!(prom_status(&sim, prom_id), "canceled");
     app.cleanup().await;
 }
+
+/// An outbox row as the relay leaves it: published at `published_at` (or not yet).
+/// Its order is a fresh RO App order (the outbox references real orders).
+async fn outbox_row(app: &TestApp, published_at: Option<chrono::DateTime<Utc>>) -> i64 {
+    let order = common::roapp_order(app, &app.admin_token).await;
+    entity::outbox::ActiveModel {
+        account_id: Set(app.account_id),
+        shop_id: Set(app.shop.shop_id),
+        order_id: Set(order["id"].as_i64().expect("order id")),
+        kind: Set(promsync::outbound::KIND_ORDER_STATUS.to_owned()),
+        payload: Set("{}".to_owned()),
+        created_at: Set(Utc::now() - chrono::Duration::days(30)),
+        published_at: Set(published_at),
+        ..Default::default()
+    }
+    .insert(&app.db)
+    .await
+    .expect("outbox row")
+    .id
+}
+
+async fn outbox_ids(app: &TestApp) -> Vec<i64> {
+    let mut ids: Vec<i64> = entity::outbox::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn the_relay_deletes_published_outbox_rows_past_the_retention_and_keeps_the_recent() {
+    // Arrange: one row published eight days ago, one an hour ago; a week's retention.
+    let mut app = TestApp::spawn_with(Options::default()).await;
+    let expired = outbox_row(&app, Some(Utc::now() - chrono::Duration::days(8))).await;
+    let recent = outbox_row(&app, Some(Utc::now() - chrono::Duration::hours(1))).await;
+    app.settings.outbox_retention_h = 168;
+
+    // Act
+    app.start_publisher();
+
+    // Assert
+    eventually("the expired row to be deleted", WAIT, || async {
+        (!outbox_ids(&app).await.contains(&expired)).then_some(())
+    })
+    .await;
+    assert_eq!(outbox_ids(&app).await, vec![recent]);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_outbox_clean_up_never_deletes_an_unpublished_row_and_stops_at_its_limit() {
+    // Arrange: three long-published rows and one old row not yet published.
+    let app = TestApp::spawn_with(Options::default()).await;
+    let long_ago = Some(Utc::now() - chrono::Duration::days(30));
+    let mut published = Vec::new();
+    for _ in 0..3 {
+        published.push(outbox_row(&app, long_ago).await);
+    }
+    let unpublished = outbox_row(&app, None).await;
+    let before = Utc::now() - chrono::Duration::days(7);
+
+    // Act
+    let first = promsync::outbound::relay::purge_published(&app.db, before, 2)
+        .await
+        .unwrap();
+    let second = promsync::outbound::relay::purge_published(&app.db, before, 2)
+        .await
+        .unwrap();
+
+    // Assert: the oldest two went first, then the third; the unpublished one stays.
+    assert_eq!((first, second), (2, 1));
+    assert_eq!(outbox_ids(&app).await, vec![unpublished]);
+    app.cleanup().await;
+}

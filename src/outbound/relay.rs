@@ -7,11 +7,15 @@
 //! writers are serialized by the database anyway. A crash between the confirm and the
 //! commit publishes a row again on the next round, which is harmless: the publisher sends
 //! the order's current state, which Prom then already has.
+//!
+//! Published rows are only history once the broker holds the message; the relay deletes
+//! those older than `outbox_retention_h` when it is idle, a bounded batch at a time, so
+//! the table stays the size of the recent past.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::outbox;
 use sea_orm::{
     sea_query::{Expr, LockBehavior, LockType},
@@ -28,12 +32,17 @@ use crate::{
 
 /// Longest pause after a failed round (database or broker down).
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+/// Published rows deleted per statement: short statements, no long lock on the table.
+const PURGE_BATCH: u64 = 1000;
+/// How often an idle relay looks for published rows past the retention.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Relay {
     db: DatabaseConnection,
     broker: Arc<dyn Broker>,
     batch_size: u64,
     interval: Duration,
+    retention: Option<chrono::Duration>,
 }
 
 impl Relay {
@@ -43,12 +52,14 @@ impl Relay {
             broker,
             batch_size: settings.outbox_batch_size,
             interval: settings.outbox_poll_interval(),
+            retention: settings.outbox_retention(),
         }
     }
 
     /// Relays until `shutdown` fires; the round in progress finishes first.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = self.interval;
+        let mut next_purge = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             let pause = match self.relay_batch().await {
                 // A full batch means more rows are probably waiting: go on at once.
@@ -58,6 +69,9 @@ impl Relay {
                         tracing::debug!(published = n, "outbox rows relayed");
                     }
                     backoff = self.interval;
+                    if tokio::time::Instant::now() >= next_purge {
+                        next_purge = self.purge_round().await;
+                    }
                     self.interval
                 }
                 Err(e) => {
@@ -77,6 +91,28 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Deletes one batch of expired published rows; returns when to look again (at once
+    /// while full batches keep coming).
+    async fn purge_round(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let Some(retention) = self.retention else {
+            return now + PURGE_EVERY;
+        };
+        match purge_published(&self.db, Utc::now() - retention, PURGE_BATCH).await {
+            Ok(deleted) if deleted == PURGE_BATCH => now,
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::info!(deleted, "published outbox rows past the retention deleted");
+                }
+                now + PURGE_EVERY
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "outbox clean-up failed");
+                now + PURGE_EVERY
+            }
+        }
     }
 
     /// One round: claims up to a batch of rows, publishes them, marks the confirmed ones.
@@ -164,6 +200,36 @@ impl Relay {
 
 /// The broker message of a row. The row's columns are authoritative for the ids; the
 /// payload adds the reason (a row written by hand with an odd payload still goes out).
+/// Deletes up to `limit` rows published before `before`, oldest first; returns how many.
+/// Unpublished rows are never touched. The lookup walks the primary key from the oldest
+/// id, where the expired rows are, and stops at `limit`; without an index on
+/// `published_at` a round that finds fewer reads the table once, every `PURGE_EVERY`.
+pub async fn purge_published<C: ConnectionTrait>(
+    db: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> anyhow::Result<u64> {
+    let ids: Vec<i64> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Id)
+        .filter(outbox::Column::PublishedAt.lt(before))
+        .order_by_asc(outbox::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
+        .context("finding published outbox rows past the retention")?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let deleted = outbox::Entity::delete_many()
+        .filter(outbox::Column::Id.is_in(ids))
+        .exec(db)
+        .await
+        .context("deleting published outbox rows past the retention")?;
+    Ok(deleted.rows_affected)
+}
+
 fn message_of(row: &outbox::Model) -> OutboundMessage {
     let reason = serde_json::from_str::<OutboxPayload>(&row.payload)
         .map(|p| p.reason)
