@@ -328,7 +328,7 @@ impl Cluster {
             .send()
             .await
             .map(|r| r.status().as_u16())
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{e:?}"))
     }
 
     /// Sends every notification, `concurrency` at a time; statuses in input order.
