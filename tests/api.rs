@@ -705,20 +705,11 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
 
 #[tokio::test]
 async fn concurrent_rotations_chain_so_the_last_two_answered_secrets_both_sign() {
-    // Arrange
+    // Arrange: the test app's own shop, whose secret was never looked up yet.
     let app = spawn().await;
     let token = app.admin_token.clone();
-    let (status, created) = app
-        .call(
-            Method::POST,
-            "/api/shops",
-            &token,
-            Some(json!({"name": "Busy shop", "prom_url": app.prom.uri(), "prom_token": "t"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let shop = created["id"].as_i64().unwrap();
-    let original = created["webhook_secret"].as_str().unwrap().to_owned();
+    let shop = app.shop.shop_id;
+    let original = app.shop.webhook_secret.clone();
     let url = format!("/api/shops/{shop}/rotate-secret");
 
     // Act: several operators rotate at the same moment. On PostgreSQL a row lock held by

@@ -505,8 +505,6 @@ pub async fn rotate_shop_secret(
     }
     let secret = secrets::new_webhook_secret();
     let sealed = seal(state, Slot::webhook_secret(id), &secret)?;
-    let mut expires_at = state.clock.now();
-    let mut rotated = false;
     // Compare-and-set on the current secret: two rotations at once must not both demote
     // the same old secret, or the first one's answer would name a secret nobody accepts.
     // Each lost race means another rotation landed, so a few attempts always suffice.
@@ -514,7 +512,7 @@ pub async fn rotate_shop_secret(
         if attempt > 0 {
             shop = shop_for_manager(state, caller, id, action).await?;
         }
-        expires_at = state.clock.now() + Duration::seconds(grace);
+        let expires_at = state.clock.now() + Duration::seconds(grace);
         // The stored previous value moves as it is: both webhook-secret columns share one
         // encryption binding (see `keyring`).
         let result = shops::Entity::update_many()
@@ -532,21 +530,17 @@ pub async fn rotate_shop_secret(
             .exec(&state.db)
             .await?;
         if result.rows_affected == 1 {
-            rotated = true;
-            break;
+            tracing::info!(grace_period_s = grace, "webhook secret rotated");
+            return Ok(RotatedSecret {
+                webhook_secret: secret,
+                previous_secret_expires_at: expires_at,
+            });
         }
     }
-    if !rotated {
-        return Err(ApiError::TooManyRequests {
-            message: "the webhook secret is being rotated by others right now; retry".into(),
-            retry_after_s: 1,
-            results: None,
-        });
-    }
-    tracing::info!(grace_period_s = grace, "webhook secret rotated");
-    Ok(RotatedSecret {
-        webhook_secret: secret,
-        previous_secret_expires_at: expires_at,
+    Err(ApiError::TooManyRequests {
+        message: "the webhook secret is being rotated by others right now; retry".into(),
+        retry_after_s: 1,
+        results: None,
     })
 }
 

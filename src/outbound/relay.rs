@@ -198,8 +198,6 @@ impl Relay {
     }
 }
 
-/// The broker message of a row. The row's columns are authoritative for the ids; the
-/// payload adds the reason (a row written by hand with an odd payload still goes out).
 /// Deletes up to `limit` rows published before `before`, oldest first; returns how many.
 /// Unpublished rows are never touched. The lookup walks the primary key from the oldest
 /// id, where the expired rows are, and stops at `limit`; without an index on
@@ -230,6 +228,8 @@ pub async fn purge_published<C: ConnectionTrait>(
     Ok(deleted.rows_affected)
 }
 
+/// The broker message of a row. The row's columns are authoritative for the ids; the
+/// payload adds the reason (a row written by hand with an odd payload still goes out).
 fn message_of(row: &outbox::Model) -> OutboundMessage {
     let reason = serde_json::from_str::<OutboxPayload>(&row.payload)
         .map(|p| p.reason)
