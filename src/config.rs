@@ -28,6 +28,9 @@ pub struct Settings {
     /// Prefix of every exchange and queue, so several deployments (or tests) share a broker.
     pub broker_namespace: String,
     pub listen: String,
+    /// Where `/metrics` is served instead of `listen`, when set: an address the
+    /// installation's monitoring reaches and the internet does not.
+    pub metrics_listen: Option<String>,
     pub log_format: LogFormat,
     /// Largest accepted webhook body, in bytes.
     pub webhook_body_limit: usize,
@@ -193,6 +196,14 @@ impl Settings {
         if self.listen.parse::<SocketAddr>().is_err() {
             return invalid("listen", "must be an address such as 127.0.0.1:8080");
         }
+        if let Some(addr) = &self.metrics_listen {
+            if addr.parse::<SocketAddr>().is_err() {
+                return invalid(
+                    "metrics_listen",
+                    "must be an address such as 127.0.0.1:9100",
+                );
+            }
+        }
         let ns = &self.broker_namespace;
         if ns.is_empty()
             || ns.len() > 64
@@ -299,6 +310,13 @@ impl Settings {
         self.listen.parse().expect("validated listen address")
     }
 
+    /// The separate metrics listener, if one is configured (checked by `validate`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen
+            .as_deref()
+            .map(|addr| addr.parse().expect("validated metrics address"))
+    }
+
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
@@ -386,6 +404,15 @@ mod tests {
         assert_eq!(s.broker_url.as_deref(), Some("amqp://g:g@h:5672/%2f"));
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.retry_delays_ms, vec![10, 20]);
+    }
+
+    #[test]
+    fn metrics_share_the_main_listener_unless_given_their_own() {
+        assert_eq!(load(&[]).expect("defaults are valid").metrics_addr(), None);
+        let s = load(&[("PROMSYNC_METRICS_LISTEN", "127.0.0.1:9100")]).expect("valid");
+        assert_eq!(s.metrics_addr(), Some("127.0.0.1:9100".parse().unwrap()));
+        let err = load(&[("PROMSYNC_METRICS_LISTEN", "somewhere")]).unwrap_err();
+        assert!(err.to_string().contains("`metrics_listen`"), "{err}");
     }
 
     #[test]

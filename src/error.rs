@@ -1,13 +1,21 @@
 //! The HTTP error type and its mapping to responses, in one place. Every error answers
 //! `{"error": {"code", "message"}}`; a 500 never shows internals (they are logged once,
 //! here, with the request's span). Extractor failures (bad JSON, query or path) are routed
-//! here too (`json_error`, `query_error`), so no answer escapes the uniform body.
+//! here too (`json_error`, `query_error`), so no answer escapes the uniform body, and
+//! `catch_panics` turns a handler that panics (a bug) into the same generic 500 instead of
+//! a dropped connection.
+
+use std::panic::AssertUnwindSafe;
 
 use actix_web::{
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
     error::{JsonPayloadError, QueryPayloadError},
     http::StatusCode,
+    middleware::Next,
     HttpRequest, HttpResponse, ResponseError,
 };
+use futures::FutureExt;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,11 +132,67 @@ pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Err
     ApiError::BadRequest(format!("invalid query string: {err}")).into()
 }
 
+/// Middleware: a handler that panics answers the generic 500 body instead of a dropped
+/// connection, after which a client cannot tell a bug from a network fault and retries
+/// into the same panic. The failure is logged once, where errors are turned into answers,
+/// without the panic's payload (it may quote input).
+pub async fn catch_panics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Calling the service may itself run handler code before the first await.
+    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| next.call(req))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+        Err(panic) => Err(panic),
+    };
+    match answer {
+        Ok(result) => result.map(ServiceResponse::map_into_boxed_body),
+        // The request is gone with the unwound handler; an error is answered by the
+        // server from its `error_response`, the same uniform body.
+        Err(_) => Err(ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use actix_web::body::to_bytes;
+    use actix_web::{body::to_bytes, middleware, test, web, App};
 
     use super::*;
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_the_generic_500_and_the_server_keeps_serving() {
+        let app = test::init_service(
+            App::new()
+                .wrap(middleware::from_fn(catch_panics))
+                .route(
+                    "/boom",
+                    web::get().to(|| async {
+                        let secret = "password=hunter2";
+                        if !secret.is_empty() {
+                            panic!("bug near {secret}");
+                        }
+                        HttpResponse::Ok().finish()
+                    }),
+                )
+                .route("/fine", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+
+        // The server answers a service's error with its `error_response`, as here.
+        let boom = test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+            .await
+            .expect_err("the panic becomes an error")
+            .error_response();
+        assert_eq!(boom.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(boom.into_body()).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains(r#""code":"internal""#), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+
+        let fine =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(fine.status(), StatusCode::OK);
+    }
 
     #[actix_web::test]
     async fn an_internal_error_does_not_leak_its_cause() {

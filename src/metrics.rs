@@ -126,6 +126,7 @@ pub fn signature_failure(reason: &VerifyError) {
         VerifyError::BadTimestamp => "bad_timestamp",
         VerifyError::StaleTimestamp => "stale_timestamp",
         VerifyError::NoValidSignature => "no_valid_signature",
+        VerifyError::OversizedSignatureHeader => "oversized_header",
     };
     SIGNATURE_FAILURES.with_label_values(&[label]).inc();
 }

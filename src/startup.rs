@@ -92,6 +92,8 @@ pub fn keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on its own listener, when `PROMSYNC_METRICS_LISTEN` asks for one.
+    metrics: Option<(u16, Server)>,
 }
 
 impl Application {
@@ -118,14 +120,23 @@ impl Application {
             webhook_rate: ingress::ShopRateLimit::new(settings.webhook_rate_per_shop_per_s),
             clock,
         });
+        let metrics_apart = settings.metrics_addr();
+        let main_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                // Innermost, so a panic still passes through the request id and the log.
+                .wrap(middleware::from_fn(crate::error::catch_panics))
                 .wrap(middleware::from_fn(api::metrics::count_webhook_answers))
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::default())
-                .app_data(state.clone())
+                .app_data(main_state.clone())
                 .configure(ingress::routes)
                 .configure(api::routes)
+                .configure(|cfg| {
+                    if metrics_apart.is_none() {
+                        api::metrics_routes(cfg);
+                    }
+                })
                 .configure(ui::routes)
                 // Unknown paths (and known ones with another method) answer the uniform
                 // JSON error, not actix's empty 404.
@@ -143,7 +154,31 @@ impl Application {
             .disable_signals()
             .run();
         tracing::info!(port, "HTTP listening");
-        Ok(Self { port, server })
+        let metrics = match metrics_apart {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .with_context(|| format!("binding the metrics listener {addr}"))?;
+                let metrics_port = listener.local_addr()?.port();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .wrap(middleware::from_fn(crate::error::catch_panics))
+                        .app_data(state.clone())
+                        .configure(api::metrics_routes)
+                })
+                .workers(1)
+                .listen(listener)?
+                .disable_signals()
+                .run();
+                tracing::info!(port = metrics_port, "metrics listening");
+                Some((metrics_port, server))
+            }
+            None => None,
+        };
+        Ok(Self {
+            port,
+            server,
+            metrics,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -156,8 +191,22 @@ impl Application {
         self.server.handle()
     }
 
+    /// The port of the separate metrics listener, if there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Serves until the main server stops; the metrics listener stops with it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((_, metrics)) = self.metrics else {
+            return self.server.await;
+        };
+        let metrics_handle = metrics.handle();
+        let metrics = tokio::spawn(metrics);
+        let served = self.server.await;
+        metrics_handle.stop(true).await;
+        let _ = metrics.await;
+        served
     }
 
     /// Stops the server gracefully (in-flight requests finish) on SIGTERM or Ctrl-C.

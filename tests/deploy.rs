@@ -112,3 +112,73 @@ fn docker_compose_loads_the_definitions_file() {
     assert!(compose.contains("./rabbitmq/definitions.json:/etc/rabbitmq/definitions.json:ro"));
     assert!(compose.contains("./rabbitmq/rabbitmq.conf:/etc/rabbitmq/rabbitmq.conf:ro"));
 }
+
+#[test]
+fn promsyncs_rabbitmq_user_may_touch_only_its_own_names_and_has_no_committed_password() {
+    let (topology, delays) = default_topology();
+    let expected = topology_definitions(&topology, &delays);
+    let file: Value = serde_json::from_str(&repo_file("deploy/rabbitmq/definitions.json"))
+        .expect("deploy/rabbitmq/definitions.json is JSON");
+    for user in file["users"].as_array().expect("users") {
+        let name = user["name"].as_str().expect("user name");
+        assert_eq!(
+            user["tags"].as_array().map(Vec::len),
+            Some(0),
+            "user {name} has management tags: {}",
+            user["tags"]
+        );
+        assert_eq!(
+            user["password_hash"], "",
+            "user {name} has a password hash committed; its password comes from a secret"
+        );
+    }
+    let own = format!("^{}\\.", topology.namespace());
+    for permission in file["permissions"].as_array().expect("permissions") {
+        for right in ["configure", "write", "read"] {
+            assert_eq!(
+                permission[right].as_str(),
+                Some(own.as_str()),
+                "the `{right}` permission must be limited to promsync's own names"
+            );
+        }
+    }
+    // The limit must still cover everything the code declares.
+    let prefix = format!("{}.", topology.namespace());
+    for section in ["exchanges", "queues"] {
+        for entry in expected[section].as_array().unwrap() {
+            let name = entry["name"].as_str().unwrap();
+            assert!(
+                name.starts_with(&prefix),
+                "{section}: {name} is outside {own}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kubernetes_routes_only_the_public_paths_and_serves_metrics_apart() {
+    let ingress = repo_file("deploy/k8s/serve-ingress.yaml");
+    let paths: Vec<(&str, &str)> = ingress
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("- path: "))
+        .zip(
+            ingress
+                .lines()
+                .map(str::trim)
+                .filter_map(|l| l.strip_prefix("pathType: ")),
+        )
+        .collect();
+    assert!(!paths.is_empty(), "no paths in serve-ingress.yaml");
+    for (path, kind) in &paths {
+        assert!(
+            ["/webhooks/", "/api/", "/ui/"].contains(path) || (*path == "/" && *kind == "Exact"),
+            "the ingress routes {path} ({kind}) publicly"
+        );
+    }
+    let config = repo_file("deploy/k8s/configmap.yaml");
+    assert!(
+        config.contains("PROMSYNC_METRICS_LISTEN:"),
+        "the ConfigMap does not move /metrics to its own listener"
+    );
+}

@@ -4,6 +4,13 @@
 
 mod common;
 
+use std::time::Duration;
+
+/// How long a test waits for something asynchronous (an import, a rejection).
+pub const WAIT: Duration = Duration::from_secs(30);
+
 mod hostile {
+    pub mod input;
+    pub mod metrics;
     pub mod signature;
 }

@@ -39,10 +39,16 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// `/metrics` alone, for the main listener or a listener of its own
+/// (`PROMSYNC_METRICS_LISTEN`): the totals of every tenant are for the installation's
+/// monitoring, not for the internet.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics::metrics));
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::scope("/api")
                 .app_data(

@@ -8,7 +8,7 @@
 //! status (rule 14). The refresh limit is a conditional UPDATE in the database, so two
 //! replicas racing for the same order can never both pass.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
@@ -32,6 +32,7 @@ use crate::{
     outbound::{self, Decision, OutboxReason},
     prom::{
         ids::{EventId, ShopId},
+        money::{book_amount, Quantity},
         order::PromStatus,
     },
     startup::AppState,
@@ -45,6 +46,10 @@ pub const REFRESH_INTERVAL_S: i64 = 600;
 const BROKER_RETRY_AFTER_S: u64 = 5;
 const DEFAULT_PER_PAGE: u64 = 50;
 const MAX_PER_PAGE: u64 = 200;
+/// The last page that may be asked for. The offset `(page - 1) * per_page` must stay far
+/// inside the database's 64-bit range (a page of 2^64 made the query builder panic), and
+/// no account pages through more than 20 million orders one screen at a time.
+const MAX_PAGE: u64 = 100_000;
 /// A bulk refresh names at most this many orders (one Prom fetch each).
 const MAX_REFRESH_IDS: usize = 100;
 
@@ -387,8 +392,10 @@ pub async fn list_orders(
 ) -> Result<OrderList, ApiError> {
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if page == 0 {
-        return Err(ApiError::BadRequest("`page` starts at 1".into()));
+    if page == 0 || page > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "`page` must be between 1 and {MAX_PAGE}"
+        )));
     }
     if per_page == 0 || per_page > MAX_PER_PAGE {
         return Err(ApiError::BadRequest(format!(
@@ -534,11 +541,15 @@ pub async fn create(
                 "items[{position}].quantity must be above zero"
             )));
         }
+        Quantity::try_from(item.quantity)
+            .map_err(|e| ApiError::BadRequest(format!("items[{position}].quantity: {e}")))?;
         if item.price < Decimal::ZERO {
             return Err(ApiError::BadRequest(format!(
                 "items[{position}].price must not be negative"
             )));
         }
+        book_amount(item.price)
+            .map_err(|e| ApiError::BadRequest(format!("items[{position}].price: {e}")))?;
         let product = products::Entity::find_by_id(item.product_id)
             .filter(products::Column::AccountId.eq(account_id))
             .one(&txn)
@@ -579,11 +590,16 @@ pub async fn create(
         .filter(orders::Column::ExternalId.is_null())
         .count(&txn)
         .await?;
-    let total: Decimal = lines
+    // Each factor fits its column, but their product and sum need not: checked, so an
+    // order of absurd size is a 400 rather than an overflow panic under the account lock.
+    let total = lines
         .iter()
-        .map(|(_, item, _)| item.quantity * item.price)
-        .sum::<Decimal>()
-        .round_dp(2);
+        .try_fold(Decimal::ZERO, |sum, (_, item, _)| {
+            sum.checked_add(item.quantity.checked_mul(item.price)?)
+        })
+        .map(|total| total.round_dp(2))
+        .and_then(|total| book_amount(total).ok())
+        .ok_or_else(|| ApiError::BadRequest("the order's total does not fit the books".into()))?;
     let order = orders::ActiveModel {
         account_id: Set(account_id),
         number: Set(format!("R-{}", roapp_orders + 1)),
@@ -915,16 +931,24 @@ pub async fn refresh_orders(
     caller: &Caller,
     order_ids: &[i64],
 ) -> Result<Vec<RefreshResult>, ApiError> {
-    let mut ids: Vec<i64> = Vec::new();
-    for id in order_ids {
-        if !ids.contains(id) {
-            ids.push(*id);
-        }
-    }
-    if ids.is_empty() || ids.len() > MAX_REFRESH_IDS {
-        return Err(ApiError::BadRequest(format!(
+    // Repeats are forgiven, but a body of tens of thousands of ids is refused before any
+    // work; what remains dedupes in linear time, keeping the order asked.
+    let too_many = || {
+        ApiError::BadRequest(format!(
             "`order_ids` must name 1 to {MAX_REFRESH_IDS} orders"
-        )));
+        ))
+    };
+    if order_ids.len() > MAX_REFRESH_IDS * 10 {
+        return Err(too_many());
+    }
+    let mut seen = HashSet::with_capacity(order_ids.len());
+    let ids: Vec<i64> = order_ids
+        .iter()
+        .copied()
+        .filter(|id| seen.insert(*id))
+        .collect();
+    if ids.is_empty() || ids.len() > MAX_REFRESH_IDS {
+        return Err(too_many());
     }
     tracing::Span::current().record("orders", ids.len());
     let found: HashMap<i64, orders::Model> = orders::Entity::find()

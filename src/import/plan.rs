@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use crate::{
     domain::{normalize_email, normalize_phone, Language, MatchProductsBy},
     prom::{
-        money::{Currency, Money, MoneyError},
+        money::{excerpt, Currency, Money, MoneyError},
         order::{PromOrder, PromOrderLine, PromStatus},
     },
 };
@@ -100,11 +100,17 @@ fn money_in(
     value: &serde_json::Value,
     currency: Currency,
 ) -> Result<Decimal, Rejection> {
+    // The reason lands on the sync log and the operator page: quote a bounded excerpt, so
+    // a price field of a hundred kilobytes is not copied there.
     let raw = || match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+        serde_json::Value::String(s) => excerpt(s),
+        other => excerpt(&other.to_string()),
     };
     let money = Money::from_json(value).map_err(|e| match e {
+        MoneyError::OutOfRange(_) => Rejection::Invalid {
+            field: field.to_owned(),
+            reason: e.to_string(),
+        },
         MoneyError::UnknownCurrency(_) => Rejection::UnknownCurrency {
             field: field.to_owned(),
             raw: raw(),

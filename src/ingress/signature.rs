@@ -1,13 +1,31 @@
 //! Standard Webhooks signatures: `v1,<base64 HMAC-SHA256>` over
 //! `"{webhook-id}.{webhook-timestamp}.{raw body}"`, keyed by the base64 part of a
-//! `whsec_…` secret. Verification is constant-time (`Mac::verify_slice`) and accepts any one
-//! valid signature from any one of the shop's current keys (rotation).
+//! `whsec_…` secret. Verification accepts any one valid signature from any one of the
+//! shop's current keys (rotation), compared in constant time.
+//!
+//! The door is open to anyone, so a forged request must cost little: the header is
+//! refused beyond [`MAX_SIGNATURE_HEADER`] bytes, at most [`MAX_CANDIDATES`] signatures
+//! are looked at, and each key's tag is computed once over the body and compared with
+//! every candidate, never recomputed per candidate. A forgery costs one HMAC per key.
 
 use std::{fmt, str::FromStr};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Longest `webhook-signature` header looked at. Eight signatures of a 32-byte HMAC take
+/// about 390 bytes; anything far beyond that is not a sender rotating keys.
+pub const MAX_SIGNATURE_HEADER: usize = 1024;
+/// Most signatures of one header that are checked. Standard Webhooks senders put one per
+/// key they hold, which is two during a rotation; the rest of a longer list is ignored.
+pub const MAX_CANDIDATES: usize = 8;
+/// Longest `webhook-id` accepted: senders use short unique ids (`msg_…`), and the id is
+/// part of the signed content, so an endless one would be hashed for nothing.
+pub const MAX_ID_LEN: usize = 256;
+/// An HMAC-SHA256 tag's length: a candidate of another length can never match.
+const TAG_LEN: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -81,6 +99,8 @@ pub enum VerifyError {
     StaleTimestamp,
     #[error("no valid signature")]
     NoValidSignature,
+    #[error("webhook-signature is longer than {MAX_SIGNATURE_HEADER} bytes")]
+    OversizedSignatureHeader,
 }
 
 pub struct SignedMessage<'a> {
@@ -99,7 +119,7 @@ pub fn verify(
 ) -> Result<(), VerifyError> {
     let id = message
         .id
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN)
         .ok_or(VerifyError::MissingHeader("webhook-id"))?;
     let timestamp = message
         .timestamp
@@ -114,19 +134,31 @@ pub fn verify(
     if now_unix.abs_diff(sent_at) > tolerance_s {
         return Err(VerifyError::StaleTimestamp);
     }
-    let candidates: Vec<Vec<u8>> = signatures
+    if signatures.len() > MAX_SIGNATURE_HEADER {
+        return Err(VerifyError::OversizedSignatureHeader);
+    }
+    let candidates: Vec<[u8; TAG_LEN]> = signatures
         .split(' ')
         .filter_map(|part| part.strip_prefix("v1,"))
-        .filter_map(|b64| STANDARD.decode(b64).ok())
+        .take(MAX_CANDIDATES)
+        .filter_map(|b64| STANDARD.decode(b64).ok()?.try_into().ok())
         .collect();
-    let valid = keys.iter().any(|key| {
-        candidates.iter().any(|sig| {
-            key.mac(id, timestamp.trim(), message.body)
-                .verify_slice(sig)
-                .is_ok()
-        })
-    });
-    if valid {
+    if candidates.is_empty() {
+        return Err(VerifyError::NoValidSignature);
+    }
+    let mut valid = subtle::Choice::from(0);
+    for key in keys {
+        let tag = key
+            .mac(id, timestamp.trim(), message.body)
+            .finalize()
+            .into_bytes();
+        // Every candidate is compared (no early exit), so timing says nothing of which
+        // one, if any, matched.
+        for candidate in &candidates {
+            valid |= tag.as_slice().ct_eq(candidate);
+        }
+    }
+    if bool::from(valid) {
         Ok(())
     } else {
         Err(VerifyError::NoValidSignature)
@@ -222,6 +254,49 @@ mod tests {
         assert_eq!(
             verify(&[key()], &m, NOW, 300),
             Err(VerifyError::MissingHeader("webhook-id"))
+        );
+    }
+
+    #[test]
+    fn a_valid_signature_after_the_first_eight_candidates_is_not_looked_at() {
+        let body = b"{}";
+        let good = key().sign("msg_1", NOW, body);
+        let ts = NOW.to_string();
+        let within = format!("{} {good}", ["v1,Zm9v"; MAX_CANDIDATES - 1].join(" "));
+        let beyond = format!("{} {good}", ["v1,Zm9v"; MAX_CANDIDATES].join(" "));
+        assert_eq!(
+            verify(&[key()], &message(&within, &ts, body), NOW, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&[key()], &message(&beyond, &ts, body), NOW, 300),
+            Err(VerifyError::NoValidSignature)
+        );
+    }
+
+    #[test]
+    fn an_oversized_signature_header_is_refused_before_any_hmac() {
+        let body = b"{}";
+        let good = key().sign("msg_1", NOW, body);
+        let ts = NOW.to_string();
+        let padded = format!("{good}{}", " ".repeat(MAX_SIGNATURE_HEADER));
+        assert_eq!(
+            verify(&[key()], &message(&padded, &ts, body), NOW, 300),
+            Err(VerifyError::OversizedSignatureHeader)
+        );
+    }
+
+    #[test]
+    fn a_signature_of_the_wrong_length_never_matches() {
+        let body = b"{}";
+        let good = key().sign("msg_1", NOW, body);
+        let ts = NOW.to_string();
+        // The first 16 bytes of the right tag: a prefix must not pass.
+        let tag = STANDARD.decode(good.strip_prefix("v1,").unwrap()).unwrap();
+        let short = format!("v1,{}", STANDARD.encode(&tag[..16]));
+        assert_eq!(
+            verify(&[key()], &message(&short, &ts, body), NOW, 300),
+            Err(VerifyError::NoValidSignature)
         );
     }
 

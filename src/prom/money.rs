@@ -21,6 +21,43 @@ pub enum MoneyError {
     UnknownCurrency(String),
     #[error("negative price")]
     Negative,
+    #[error("price {0} does not fit the books (at most 16 digits before the point and 2 after)")]
+    OutOfRange(String),
+}
+
+/// The books keep money as `NUMERIC(18,2)` and quantities as `NUMERIC(18,3)`. A value
+/// beyond them would be rounded or refused by the database (a 500, or an import retried
+/// forever), so it is refused where it enters, naming the value.
+const MONEY_SCALE: u32 = 2;
+const QUANTITY_SCALE: u32 = 3;
+const BOOK_PRECISION: u32 = 18;
+
+/// How many characters of an unreadable value an error quotes: enough to recognise it,
+/// never a whole hostile document copied into the sync log.
+const QUOTED_CHARS: usize = 64;
+
+/// The start of `text`, cut at [`QUOTED_CHARS`] characters with an ellipsis.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// True when `value` fits a `NUMERIC(BOOK_PRECISION, scale)` column exactly.
+fn fits_column(value: Decimal, scale: u32) -> bool {
+    let limit = Decimal::from(10u64.pow(BOOK_PRECISION - scale));
+    value.normalize().scale() <= scale && value.abs() < limit
+}
+
+/// An amount the books can hold: `NUMERIC(18,2)`, so at most 16 digits before the point
+/// and 2 after. Request bodies' prices and computed totals go through this.
+pub fn book_amount(value: Decimal) -> Result<Decimal, MoneyError> {
+    if fits_column(value, MONEY_SCALE) {
+        Ok(value)
+    } else {
+        Err(MoneyError::OutOfRange(value.to_string()))
+    }
 }
 
 /// The currencies a Prom seller (Ukraine, and historically Russia) can price in.
@@ -79,7 +116,7 @@ impl FromStr for Currency {
         Currency::ALL
             .into_iter()
             .find(|c| c.code().eq_ignore_ascii_case(code))
-            .ok_or_else(|| MoneyError::UnknownCurrency(s.to_owned()))
+            .ok_or_else(|| MoneyError::UnknownCurrency(excerpt(s)))
     }
 }
 
@@ -115,7 +152,7 @@ pub struct Money {
 impl Money {
     /// Parses a Prom price string such as `"1 234,50 грн"`, `"₴ 99"`, `"$12.5"`, `"1234.50"`.
     pub fn parse(s: &str) -> Result<Money, MoneyError> {
-        let unparseable = || MoneyError::Unparseable(s.to_owned());
+        let unparseable = || MoneyError::Unparseable(excerpt(s));
         let trimmed = s.trim();
 
         let (Some(first), Some(last)) = (
@@ -161,6 +198,7 @@ impl Money {
         if negative && !amount.is_zero() {
             return Err(MoneyError::Negative);
         }
+        let amount = book_amount(amount)?;
         Ok(Money { amount, currency })
     }
 
@@ -170,16 +208,16 @@ impl Money {
             serde_json::Value::String(s) => Money::parse(s),
             serde_json::Value::Number(n) => {
                 let amount = decimal_from_json_number(n)
-                    .ok_or_else(|| MoneyError::Unparseable(n.to_string()))?;
+                    .ok_or_else(|| MoneyError::Unparseable(excerpt(&n.to_string())))?;
                 if amount.is_sign_negative() && !amount.is_zero() {
                     return Err(MoneyError::Negative);
                 }
                 Ok(Money {
-                    amount,
+                    amount: book_amount(amount)?,
                     currency: None,
                 })
             }
-            other => Err(MoneyError::Unparseable(other.to_string())),
+            other => Err(MoneyError::Unparseable(excerpt(&other.to_string()))),
         }
     }
 
@@ -212,9 +250,9 @@ fn currency_token(token: &str, original: &str) -> Result<Option<Currency>, Money
         .chars()
         .all(|c| c.is_ascii_punctuation() || c.is_whitespace())
     {
-        return Err(MoneyError::Unparseable(original.to_owned()));
+        return Err(MoneyError::Unparseable(excerpt(original)));
     }
-    Err(MoneyError::UnknownCurrency(token.to_owned()))
+    Err(MoneyError::UnknownCurrency(excerpt(token)))
 }
 
 /// Spaces that Prom (and browsers copying from it) put between thousands.
@@ -314,6 +352,10 @@ pub enum QuantityError {
     NotANumber(String),
     #[error("quantity must be greater than zero, got {0}")]
     NotPositive(String),
+    #[error(
+        "quantity {0} does not fit the books (at most 15 digits before the point and 3 after)"
+    )]
+    OutOfRange(String),
 }
 
 /// A line quantity: a positive decimal (Prom sends floats such as `1.0` or `2.5`, and goods
@@ -331,10 +373,12 @@ impl TryFrom<Decimal> for Quantity {
     type Error = QuantityError;
 
     fn try_from(d: Decimal) -> Result<Self, Self::Error> {
-        if d > Decimal::ZERO {
-            Ok(Quantity(d.normalize()))
-        } else {
+        if d <= Decimal::ZERO {
             Err(QuantityError::NotPositive(d.to_string()))
+        } else if !fits_column(d, QUANTITY_SCALE) {
+            Err(QuantityError::OutOfRange(d.to_string()))
+        } else {
+            Ok(Quantity(d.normalize()))
         }
     }
 }
@@ -354,7 +398,7 @@ impl TryFrom<&serde_json::Value> for Quantity {
             }
             _ => None,
         }
-        .ok_or_else(|| QuantityError::NotANumber(v.to_string()))?;
+        .ok_or_else(|| QuantityError::NotANumber(excerpt(&v.to_string())))?;
         Quantity::try_from(d)
     }
 }
@@ -653,5 +697,55 @@ mod tests {
         assert_eq!(serde_json::from_str::<Quantity>("2.0").unwrap(), q);
         assert!(serde_json::from_str::<Quantity>("0").is_err());
         assert_eq!("1.5".parse::<Quantity>().unwrap().to_string(), "1.5");
+    }
+
+    #[test]
+    fn amounts_beyond_numeric_18_2_are_out_of_range_not_rounded() {
+        assert_eq!(
+            money("9999999999999999.99").amount,
+            dec("9999999999999999.99")
+        );
+        for too_big in [
+            "10000000000000000",
+            "79228162514264337593543950335",
+            "1.005",
+        ] {
+            assert!(
+                matches!(Money::parse(too_big), Err(MoneyError::OutOfRange(_))),
+                "{too_big}"
+            );
+        }
+        assert!(matches!(
+            Money::from_json(&json!(1e20)),
+            Err(MoneyError::OutOfRange(_))
+        ));
+        assert_eq!(book_amount(dec("12.50")), Ok(dec("12.50")));
+    }
+
+    #[test]
+    fn quantities_beyond_numeric_18_3_are_out_of_range() {
+        assert!(Quantity::try_from(dec("999999999999999.999")).is_ok());
+        for too_big in [json!(1e20), json!("1000000000000000"), json!("0.0001")] {
+            assert!(
+                matches!(
+                    Quantity::try_from(&too_big),
+                    Err(QuantityError::OutOfRange(_))
+                ),
+                "{too_big}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_value_is_quoted_only_in_part() {
+        let long = "x".repeat(10_000);
+        for input in [format!("1{long}"), format!("1 2{long}3")] {
+            let (MoneyError::Unparseable(quoted) | MoneyError::UnknownCurrency(quoted)) =
+                Money::parse(&input).unwrap_err()
+            else {
+                panic!("unreadable expected");
+            };
+            assert!(quoted.chars().count() <= 65, "{}", quoted.len());
+        }
     }
 }

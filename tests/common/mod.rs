@@ -176,6 +176,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub db_name: String,
     pub address: String,
+    /// `/metrics` on its own listener, when the settings ask for one.
+    pub metrics_address: Option<String>,
     pub http: reqwest::Client,
     pub prom: MockServer,
     pub backend: Backend,
@@ -334,6 +336,7 @@ impl TestApp {
             settings,
             db_name,
             address,
+            metrics_address: None,
             http: reqwest::Client::new(),
             prom,
             backend,
@@ -426,6 +429,9 @@ impl TestApp {
             .await
             .expect("application");
         self.address = format!("http://127.0.0.1:{}", app.port());
+        self.metrics_address = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         tokio::spawn(app.run_until_stopped());
         for _ in 0..importers {
             self.start_importer();
