@@ -12,5 +12,6 @@ pub const WAIT: Duration = Duration::from_secs(30);
 mod hostile {
     pub mod input;
     pub mod metrics;
+    pub mod random_bodies;
     pub mod signature;
 }

@@ -383,13 +383,8 @@ pub async fn list(
     ))
 }
 
-/// The orders list of the JSON API and the UI: one page of the account's orders.
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
-pub async fn list_orders(
-    state: &AppState,
-    caller: &Caller,
-    query: ListQuery,
-) -> Result<OrderList, ApiError> {
+/// The page and page size a list query asks for, within their bounds.
+fn paging(query: &ListQuery) -> Result<(u64, u64), ApiError> {
     let page = query.page.unwrap_or(1);
     let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
     if page == 0 || page > MAX_PAGE {
@@ -402,6 +397,17 @@ pub async fn list_orders(
             "`per_page` must be between 1 and {MAX_PER_PAGE}"
         )));
     }
+    Ok((page, per_page))
+}
+
+/// The orders list of the JSON API and the UI: one page of the account's orders.
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
+pub async fn list_orders(
+    state: &AppState,
+    caller: &Caller,
+    query: ListQuery,
+) -> Result<OrderList, ApiError> {
+    let (page, per_page) = paging(&query)?;
     let mut select = orders::Entity::find().filter(orders::Column::AccountId.eq(caller.account_id));
     select = match query.source.unwrap_or_default() {
         SourceFilter::Roapp => select.filter(orders::Column::ExternalId.is_null()),
@@ -1071,5 +1077,39 @@ mod tests {
             600
         );
         assert_eq!(retry_after(Some(now - Duration::minutes(11)), now), 1);
+    }
+
+    mod properties {
+        use actix_web::web::Query;
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any query string either fails to parse (a 400 from the extractor) or yields
+            /// a page whose offset the database can take.
+            #[test]
+            fn any_list_query_is_refused_or_pages_within_the_databases_range(
+                query in "(source=(all|roapp|integrations|x)&?)?(shop_id=-?[0-9]{0,22}&?)?(page=[-+]?[0-9]{0,25}&?)?(per_page=[-+]?[0-9]{0,25})?(&\\PC{0,10})?",
+            ) {
+                if let Ok(parsed) = Query::<ListQuery>::from_query(&query) {
+                    if let Ok((page, per_page)) = paging(&parsed) {
+                        let offset = (page - 1).checked_mul(per_page);
+                        prop_assert!(offset.is_some_and(|o| i64::try_from(o).is_ok()));
+                        prop_assert!((1..=MAX_PER_PAGE).contains(&per_page));
+                    }
+                }
+            }
+
+            #[test]
+            fn arbitrary_query_strings_never_panic(query in "\\PC{0,60}") {
+                if let Ok(parsed) = Query::<ListQuery>::from_query(&query) {
+                    let _ = paging(&parsed);
+                }
+                let _ = Query::<crate::api::sync_log::SyncLogQuery>::from_query(&query);
+            }
+        }
     }
 }

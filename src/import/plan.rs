@@ -107,7 +107,7 @@ fn money_in(
         other => excerpt(&other.to_string()),
     };
     let money = Money::from_json(value).map_err(|e| match e {
-        MoneyError::OutOfRange(_) => Rejection::Invalid {
+        MoneyError::OutOfRange(_) | MoneyError::Imprecise(_) => Rejection::Invalid {
             field: field.to_owned(),
             reason: e.to_string(),
         },
@@ -299,5 +299,98 @@ mod tests {
         let mut order = fixture();
         order.status = "draft".into();
         assert!(plan_uah(&order).unwrap().is_draft());
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        use super::*;
+
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "[-0-9 ,.]{0,24}( ?грн| ?UAH| ?\\$)?".prop_map(Value::from),
+                "\\PC{0,16}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// The fields of a Prom order and of its lines that an attacker (or a Prom bug)
+        /// might fill with anything.
+        const ORDER_FIELDS: &[&str] = &[
+            "id",
+            "date_created",
+            "date_modified",
+            "status",
+            "price",
+            "full_price",
+            "client_first_name",
+            "phone",
+            "email",
+            "client",
+            "products",
+        ];
+        const LINE_FIELDS: &[&str] = &[
+            "id",
+            "sku",
+            "name",
+            "name_multilang",
+            "price",
+            "quantity",
+            "total_price",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// A real order document with some fields replaced by arbitrary JSON is either
+            /// refused by serde, or planned, or rejected with a reason: never a panic, and
+            /// what is planned fits the books.
+            #[test]
+            fn a_mangled_order_document_is_refused_or_planned_within_the_books(
+                order_changes in prop::collection::vec((prop::sample::select(ORDER_FIELDS), any_json()), 0..4),
+                line_changes in prop::collection::vec((prop::sample::select(LINE_FIELDS), any_json()), 0..4),
+            ) {
+                let mut document = serde_json::to_value(fixture()).unwrap();
+                for (field, value) in order_changes {
+                    document[field] = value;
+                }
+                if let Some(line) = document["products"].get_mut(0).filter(|l| l.is_object()) {
+                    for (field, value) in line_changes {
+                        line[field] = value;
+                    }
+                }
+                let Ok(order) = serde_json::from_value::<PromOrder>(document) else {
+                    return Ok(());
+                };
+                // What serde accepted round-trips.
+                let again: PromOrder = serde_json::from_value(serde_json::to_value(&order).unwrap()).unwrap();
+                prop_assert_eq!(&again, &order);
+                if let Ok(plan) = plan_uah(&order) {
+                    prop_assert!(crate::prom::money::book_amount(plan.total).is_ok());
+                    for line in &plan.lines {
+                        prop_assert!(crate::prom::money::book_amount(line.price).is_ok());
+                        prop_assert!(crate::prom::money::Quantity::try_from(line.quantity).is_ok());
+                    }
+                }
+            }
+
+            #[test]
+            fn any_json_value_as_an_order_never_panics(value in any_json()) {
+                if let Ok(order) = serde_json::from_value::<PromOrder>(json!({"order": value})["order"].clone()) {
+                    let _ = plan_uah(&order);
+                }
+            }
+        }
     }
 }

@@ -307,4 +307,69 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// JSON of any shape, nested a few levels, with numbers of every size.
+        fn any_json() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                "\\PC{0,12}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("order".to_owned()),
+                            Just("order_id".to_owned()),
+                            Just("id".to_owned()),
+                            "[a-z]{1,6}"
+                        ],
+                        inner,
+                        0..6,
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            #[test]
+            fn arbitrary_bytes_are_a_400_or_an_order_never_a_panic(
+                body in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                if let Ok((id, _)) = parse_body(&body) {
+                    prop_assert!(id > 0);
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_names_a_positive_order_or_is_refused(value in any_json()) {
+                let body = serde_json::to_vec(&value).unwrap();
+                if let Ok((id, order)) = parse_body(&body) {
+                    prop_assert!(id > 0);
+                    // What was accepted round-trips: the thin form of it names the same id,
+                    // and a full document re-sent is read the same way.
+                    let thin = serde_json::to_vec(&serde_json::json!({"order_id": id})).unwrap();
+                    prop_assert_eq!(parse_body(&thin).unwrap().0, id);
+                    if let Some(order) = order {
+                        let again = format!(r#"{{"order": {}}}"#, order.get());
+                        let (again_id, again_order) = parse_body(again.as_bytes()).unwrap();
+                        let again_order = again_order.expect("a full document again");
+                        prop_assert_eq!(again_id, id);
+                        prop_assert_eq!(again_order.get(), order.get());
+                    }
+                }
+            }
+        }
+    }
 }

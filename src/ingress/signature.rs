@@ -312,4 +312,46 @@ mod tests {
         );
         assert!(format!("{:?}", key()).contains(".."));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_header_is_refused_without_a_panic(
+                signature in "(v1,[A-Za-z0-9+/=]{0,50} ?){0,12}|\\PC{0,200}",
+                id in "\\PC{0,300}",
+                timestamp in "[-+ ]?[0-9]{0,22}",
+            ) {
+                let body = b"{}";
+                let m = SignedMessage {
+                    id: Some(&id),
+                    timestamp: Some(&timestamp),
+                    signature: Some(&signature),
+                    body,
+                };
+                prop_assert!(verify(&[key()], &m, NOW, 300).is_err());
+            }
+
+            #[test]
+            fn what_a_key_signs_it_verifies(
+                id in "[!-~]{1,256}",
+                skew in -300i64..=300,
+                body in prop::collection::vec(any::<u8>(), 0..512),
+                extra in 0usize..MAX_CANDIDATES,
+            ) {
+                let sent_at = NOW + skew;
+                let sig = key().sign(&id, sent_at, &body);
+                // The real signature among a few others, as during a rotation.
+                let header = format!("{}{sig}", "v1,Zm9v ".repeat(extra));
+                let ts = sent_at.to_string();
+                let m = SignedMessage { id: Some(&id), timestamp: Some(&ts), signature: Some(&header), body: &body };
+                prop_assert_eq!(verify(&[key()], &m, NOW, 300), Ok(()));
+            }
+        }
+    }
 }

@@ -23,6 +23,10 @@ pub enum MoneyError {
     Negative,
     #[error("price {0} does not fit the books (at most 16 digits before the point and 2 after)")]
     OutOfRange(String),
+    #[error(
+        "price {0} is a JSON number with more digits than a float keeps exactly; send it as text"
+    )]
+    Imprecise(String),
 }
 
 /// The books keep money as `NUMERIC(18,2)` and quantities as `NUMERIC(18,3)`. A value
@@ -212,8 +216,12 @@ impl Money {
                 if amount.is_sign_negative() && !amount.is_zero() {
                     return Err(MoneyError::Negative);
                 }
+                let amount = book_amount(amount)?;
+                if !is_exact_json_number(n, amount, MONEY_SCALE) {
+                    return Err(MoneyError::Imprecise(n.to_string()));
+                }
                 Ok(Money {
-                    amount: book_amount(amount)?,
+                    amount,
                     currency: None,
                 })
             }
@@ -338,6 +346,18 @@ fn ungroup(int_part: &str, decimal_sep: Option<char>) -> Option<String> {
 /// Exact decimal from a JSON number's own text (`80.0` → `80.0`, `0.1` → `0.1`). serde_json
 /// prints floats in shortest round-trip form, which is the literal the sender wrote for any
 /// price-sized value; exponent forms (`1e-7`) go through `from_scientific`.
+/// Significant decimal digits an `f64` carries exactly, whatever its exponent.
+const F64_EXACT_DIGITS: u32 = 15;
+
+/// True when `n`, read as `amount`, is surely what the sender wrote. serde_json reads
+/// every non-integer as an `f64`, which holds 15 significant digits exactly: with `scale`
+/// decimals allowed, a float is trusted below `10^(15 - scale)`. Above that
+/// `2588794086232713.77` would arrive as `2588794086232714.0`, a wrong price, so it is
+/// refused instead (Prom sends such amounts as text).
+fn is_exact_json_number(n: &serde_json::Number, amount: Decimal, scale: u32) -> bool {
+    n.is_i64() || n.is_u64() || amount.abs() < Decimal::from(10u64.pow(F64_EXACT_DIGITS - scale))
+}
+
 fn decimal_from_json_number(n: &serde_json::Number) -> Option<Decimal> {
     let text = n.to_string();
     Decimal::from_str(&text)
@@ -356,6 +376,8 @@ pub enum QuantityError {
         "quantity {0} does not fit the books (at most 15 digits before the point and 3 after)"
     )]
     OutOfRange(String),
+    #[error("quantity {0} is a JSON number with more digits than a float keeps exactly; send it as text")]
+    Imprecise(String),
 }
 
 /// A line quantity: a positive decimal (Prom sends floats such as `1.0` or `2.5`, and goods
@@ -388,7 +410,15 @@ impl TryFrom<&serde_json::Value> for Quantity {
 
     fn try_from(v: &serde_json::Value) -> Result<Self, Self::Error> {
         let d = match v {
-            serde_json::Value::Number(n) => decimal_from_json_number(n),
+            serde_json::Value::Number(n) => {
+                let d = decimal_from_json_number(n)
+                    .ok_or_else(|| QuantityError::NotANumber(excerpt(&n.to_string())))?;
+                let quantity = Quantity::try_from(d)?;
+                if !is_exact_json_number(n, d, QUANTITY_SCALE) {
+                    return Err(QuantityError::Imprecise(n.to_string()));
+                }
+                return Ok(quantity);
+            }
             serde_json::Value::String(s) => {
                 // A decimal comma is accepted: quantities come from the same localized UI.
                 let t = s.trim().replace(',', ".");
@@ -746,6 +776,82 @@ mod tests {
                 panic!("unreadable expected");
             };
             assert!(quoted.chars().count() <= 65, "{}", quoted.len());
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Exact decimals of every size and scale a `Decimal` can hold.
+        fn any_decimal() -> impl Strategy<Value = Decimal> {
+            (any::<i64>(), 0u32..=28).prop_map(|(mantissa, scale)| Decimal::new(mantissa, scale))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn money_parsing_never_panics(text in "\\PC{0,40}") {
+                let _ = Money::parse(&text);
+            }
+
+            #[test]
+            fn price_shaped_text_parses_or_is_refused_never_panics(
+                text in "[-+₴$€]{0,2}[0-9 \u{a0},.]{0,30}( ?(грн|UAH|USD|руб\\.|₴|\\$|XYZ))?",
+            ) {
+                if let Ok(money) = Money::parse(&text) {
+                    prop_assert!(book_amount(money.amount).is_ok());
+                    // What is accepted round-trips through its display form.
+                    prop_assert_eq!(Money::parse(&money.to_string()), Ok(money));
+                }
+            }
+
+            #[test]
+            fn a_json_number_is_booked_exactly_or_refused(amount in any_decimal()) {
+                let number: serde_json::Value = serde_json::from_str(&amount.to_string()).unwrap();
+                let fits = amount.normalize().scale() <= 2
+                    && amount.abs() < Decimal::from(10u64.pow(13));
+                let digits = amount.normalize().mantissa().unsigned_abs().to_string().len();
+                let float_can_hold_it = number.is_i64() || number.is_u64() || digits <= 15;
+                match Money::from_json(&number) {
+                    // What a float can carry is booked exactly as sent, never as the
+                    // float's neighbour; beyond that (`0.3099777` and 15 more digits)
+                    // JSON itself cannot tell, and the amount stays where floats are exact.
+                    Ok(money) if float_can_hold_it => prop_assert_eq!(money.amount, amount),
+                    Ok(money) => {
+                        prop_assert!(money.amount.abs() < Decimal::from(10u64.pow(13)));
+                        prop_assert!(money.amount.normalize().scale() <= 2);
+                    }
+                    Err(MoneyError::Negative) => prop_assert!(amount.is_sign_negative()),
+                    Err(e) => {
+                        prop_assert!(
+                            matches!(e, MoneyError::OutOfRange(_) | MoneyError::Imprecise(_)),
+                            "{e}"
+                        );
+                        // A price that fits and that a float holds exactly is never refused.
+                        prop_assert!(!fits || amount.is_sign_negative(), "{amount} refused: {e}");
+                    }
+                }
+            }
+
+            #[test]
+            fn quantities_parse_or_are_refused_and_round_trip(text in "\\PC{0,30}") {
+                if let Ok(quantity) = text.parse::<Quantity>() {
+                    prop_assert!(quantity.get() > Decimal::ZERO);
+                    prop_assert_eq!(quantity.to_string().parse::<Quantity>(), Ok(quantity));
+                }
+            }
+
+            #[test]
+            fn a_decimal_quantity_fits_numeric_18_3_or_is_refused(amount in any_decimal()) {
+                if let Ok(quantity) = Quantity::try_from(amount) {
+                    prop_assert!(quantity.get().normalize().scale() <= 3);
+                    prop_assert!(quantity.get() < Decimal::from(10u64.pow(15)));
+                    prop_assert_eq!(quantity.to_string().parse::<Quantity>(), Ok(quantity));
+                }
+            }
         }
     }
 }
