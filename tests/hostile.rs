@@ -5,5 +5,6 @@
 mod common;
 
 mod hostile {
+    pub mod prom_urls;
     pub mod signature;
 }

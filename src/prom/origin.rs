@@ -209,6 +209,14 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     AddressClass::Public
 }
 
+/// `ip` if it is public, or why not.
+fn public(ip: IpAddr) -> Result<(), Refused> {
+    match classify(ip) {
+        AddressClass::Public => Ok(()),
+        class => Err(Refused::Address { ip, class }),
+    }
+}
+
 /// `http` or `https`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
@@ -356,20 +364,17 @@ impl OriginPolicy {
             .collect()
     }
 
-    /// Everything that can be said without DNS: an allowed origin passes; otherwise it
-    /// must be https, an IP literal must be public, and a name must not be a loopback
-    /// name nor the host of an allowed origin (which the resolver lets through). Runs
-    /// before every call, since IP literals never reach the resolver.
+    /// Everything that can be said without DNS: an allowed origin passes; otherwise an
+    /// IP literal must be public, a name must be neither a loopback name nor the host of
+    /// an allowed origin (which the resolver lets through), and the scheme must be https.
+    /// Runs before every call, since IP literals never reach the resolver.
     pub fn check(&self, origin: &PromOrigin) -> Result<(), Refused> {
         if self.is_allowed(origin) {
             return Ok(());
         }
-        if origin.scheme != Scheme::Https {
-            return Err(Refused::NotHttps(origin.to_string()));
-        }
-        let ip = match &origin.host {
-            Host::Ipv4(ip) => IpAddr::V4(*ip),
-            Host::Ipv6(ip) => IpAddr::V6(*ip),
+        match &origin.host {
+            Host::Ipv4(ip) => public(IpAddr::V4(*ip))?,
+            Host::Ipv6(ip) => public(IpAddr::V6(*ip))?,
             Host::Domain(name) => {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
                 if name == "localhost" || name.ends_with(".localhost") {
@@ -378,13 +383,12 @@ impl OriginPolicy {
                 if self.allowed_names().contains(&name) {
                     return Err(Refused::OtherOriginOfAllowedHost(name));
                 }
-                return Ok(());
             }
-        };
-        match classify(ip) {
-            AddressClass::Public => Ok(()),
-            class => Err(Refused::Address { ip, class }),
         }
+        if origin.scheme != Scheme::Https {
+            return Err(Refused::NotHttps(origin.to_string()));
+        }
+        Ok(())
     }
 
     /// The check made when a Prom URL is saved: [`OriginPolicy::check`], then every
@@ -625,8 +629,10 @@ mod tests {
             policy.check(&origin("http://my.prom.ua")),
             Err(Refused::NotHttps(_))
         ));
-        let refused = policy.check(&origin("https://127.0.0.1:9999")).unwrap_err();
-        assert_eq!(refused.to_string(), "127.0.0.1 is a loopback address");
+        for loopback in ["https://127.0.0.1:9999", "http://127.0.0.1:9999"] {
+            let refused = policy.check(&origin(loopback)).unwrap_err();
+            assert_eq!(refused.to_string(), "127.0.0.1 is a loopback address");
+        }
         let refused = policy
             .check(&origin("https://[::ffff:7f00:1]"))
             .unwrap_err();
