@@ -1070,8 +1070,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_host_name_that_resolves_home_is_refused_at_connection_time() {
-        // `localhost` passes no save-time check of this client: here only the resolver
-        // stands between the name and 127.0.0.1.
+        // Arrange: the stand-in is allowed only as http://127.0.0.1:<port>.
         let server = MockServer::start().await;
         Mock::given(method("GET"))
             .respond_with(ResponseTemplate::new(200))
@@ -1084,10 +1083,13 @@ mod tests {
             base_url: url(&format!("http://localhost:{}", server.address().port())),
             ..creds(&server)
         };
+
+        // Act + Assert: the client refuses `localhost` by name before any lookup.
         let e = c.get_order(&creds, 1).await.unwrap_err();
-        // Plain http is refused first; the resolver is what stops https.
         assert!(matches!(e, PromError::Forbidden(_)), "{e:?}");
 
+        // Any other name that resolves home is left to the resolver, which the client
+        // connects through: through reqwest alone, its refusal reads the same.
         let resolver = OriginPolicy::default().resolver();
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(resolver))
