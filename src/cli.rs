@@ -205,7 +205,8 @@ pub enum ShopCommand {
         account: i64,
         #[arg(long)]
         name: String,
-        /// Prom origin; promsync appends /api/v1/….
+        /// Prom origin (https, public addresses, or one PROMSYNC_PROM_ALLOWED_ORIGINS
+        /// lists); promsync appends /api/v1/….
         #[arg(long, default_value = "https://my.prom.ua")]
         prom_url: String,
         #[arg(long)]
@@ -241,6 +242,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             client_matching,
         }) => {
             let keyring = startup::keyring(&settings)?;
+            let prom_url = settings.prom_origins()?.vet_url(&prom_url).await?;
             let db = db::connect_ready(&settings).await?;
             let created = provision::create_shop(
                 &db,

@@ -7,7 +7,10 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::keyring::{Keyring, SecretKey};
+use crate::{
+    keyring::{Keyring, SecretKey},
+    prom::origin::{OriginPolicy, PromOrigin},
+};
 
 /// The database when none is configured: a SQLite file in the current directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://promsync.db?mode=rwc";
@@ -96,6 +99,9 @@ pub struct Settings {
     /// Earlier keys, still read (not written) while `promsync secrets rotate` moves
     /// every value to `secret_key`.
     pub secret_key_previous: Vec<SecretString>,
+    /// Prom origins shops may use besides public `https` ones (`http://127.0.0.1:9400`
+    /// for a simulator, a demo or a test), matched exactly (scheme, host, port).
+    pub prom_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +162,8 @@ impl Settings {
             .set_default("poll_concurrency", 4)?
             .set_default("poll_retry_base_ms", 1_000)?
             .set_default("poll_page_attempts", 8)?
-            .set_default("secret_key_previous", Vec::<String>::new())?;
+            .set_default("secret_key_previous", Vec::<String>::new())?
+            .set_default("prom_allowed_origins", Vec::<String>::new())?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -167,7 +174,8 @@ impl Settings {
                     .try_parsing(true)
                     .list_separator(",")
                     .with_list_parse_key("retry_delays_ms")
-                    .with_list_parse_key("secret_key_previous"),
+                    .with_list_parse_key("secret_key_previous")
+                    .with_list_parse_key("prom_allowed_origins"),
             )
             .build()?
             .try_deserialize()?;
@@ -272,7 +280,24 @@ impl Settings {
             );
         }
         self.keyring()?;
+        self.prom_origins()?;
         Ok(())
+    }
+
+    /// Where shops' Prom calls may go: public `https` origins, and those of
+    /// `prom_allowed_origins` (blank entries ignored, anything else must be an origin).
+    pub fn prom_origins(&self) -> Result<OriginPolicy, ConfigError> {
+        let mut allowed = Vec::new();
+        for value in self.prom_allowed_origins.iter().map(|v| v.trim()) {
+            if value.is_empty() {
+                continue;
+            }
+            allowed.push(PromOrigin::parse(value).map_err(|e| ConfigError::Invalid {
+                field: "prom_allowed_origins",
+                reason: format!("`{value}`: {e}"),
+            })?);
+        }
+        Ok(OriginPolicy::new(allowed))
     }
 
     /// The keys of `secret_key` and `secret_key_previous`. An empty value counts as
@@ -484,6 +509,31 @@ mod tests {
         assert!(err.to_string().contains("`listen`"), "{err}");
         let err = load(&[("PROMSYNC_BROKER_URL", "http://x")]).unwrap_err();
         assert!(err.to_string().contains("`broker_url`"), "{err}");
+    }
+
+    #[test]
+    fn allowed_prom_origins_come_from_the_environment_as_a_list_and_must_be_origins() {
+        let s = load(&[]).expect("defaults are valid");
+        assert!(s.prom_allowed_origins.is_empty());
+        let s = load(&[(
+            "PROMSYNC_PROM_ALLOWED_ORIGINS",
+            "http://127.0.0.1:9400,http://sim:9090/",
+        )])
+        .expect("valid");
+        let policy = s.prom_origins().unwrap();
+        for allowed in ["http://127.0.0.1:9400", "http://sim:9090"] {
+            assert!(
+                policy.is_allowed(&PromOrigin::parse(allowed).unwrap()),
+                "{allowed}"
+            );
+        }
+        assert!(!policy.is_allowed(&PromOrigin::parse("http://127.0.0.1:9401").unwrap()));
+        let s = load(&[("PROMSYNC_PROM_ALLOWED_ORIGINS", "")]).expect("blank is none");
+        assert!(s.prom_origins().is_ok());
+        for bad in ["127.0.0.1:9400", "http://sim:9090/api", "ftp://sim"] {
+            let err = load(&[("PROMSYNC_PROM_ALLOWED_ORIGINS", bad)]).unwrap_err();
+            assert!(err.to_string().contains("`prom_allowed_origins`"), "{err}");
+        }
     }
 
     const KEY_A: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";

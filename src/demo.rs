@@ -125,14 +125,6 @@ async fn run_in(
     args: &DemoArgs,
     scratch: Option<&PathBuf>,
 ) -> anyhow::Result<()> {
-    let backends = Backends::connect(settings)
-        .await
-        .context("connecting the database and the broker")?;
-    if !settings.is_sqlite() {
-        // `connect` migrates only SQLite; a demo must work on a fresh PostgreSQL too.
-        db::migrate(&backends.db).await?;
-    }
-
     let sim = simulator::Simulator::build(simulator::SimConfig {
         listen: "127.0.0.1:0".into(),
         // Orders are placed after the shop is connected, as a real shop's new orders are
@@ -146,6 +138,19 @@ async fn run_in(
     let sim_server = sim.server_handle();
     let sim_task = tokio::spawn(sim.run_until_stopped());
 
+    // The simulator is local (plain http on loopback): its exact origin is allowed, as
+    // `PROMSYNC_PROM_ALLOWED_ORIGINS` would, and nothing else is.
+    let mut settings = settings.clone();
+    settings.prom_allowed_origins.push(sim_url.clone());
+    let settings = &settings;
+    let backends = Backends::connect(settings)
+        .await
+        .context("connecting the database and the broker")?;
+    if !settings.is_sqlite() {
+        // `connect` migrates only SQLite; a demo must work on a fresh PostgreSQL too.
+        db::migrate(&backends.db).await?;
+    }
+
     let account = provision::create_account(&backends.db, "Demo", "UAH")
         .await
         .context("creating the demo account")?;
@@ -155,7 +160,11 @@ async fn run_in(
         provision::NewShop {
             account_id: account.account_id,
             name: "Demo shop".into(),
-            prom_url: sim_url.clone(),
+            prom_url: backends
+                .prom_origins
+                .vet_url(&sim_url)
+                .await
+                .context("the simulator's origin")?,
             prom_token: DEMO_PROM_TOKEN.into(),
             language: Language::Uk,
             match_products_by: MatchProductsBy::Sku,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::{
     domain::{ClientMatching, Language, MatchProductsBy, Permission, StatusKind},
     keyring::{Keyring, Slot},
-    prom::money::Currency,
+    prom::{money::Currency, origin::VettedOrigin},
     secrets,
 };
 
@@ -108,7 +108,8 @@ pub async fn create_account(
 pub struct NewShop {
     pub account_id: i64,
     pub name: String,
-    pub prom_url: String,
+    /// Vetted by the process's [`crate::prom::origin::OriginPolicy`] (`vet_url`).
+    pub prom_url: VettedOrigin,
     pub prom_token: String,
     pub language: Language,
     pub match_products_by: MatchProductsBy,
@@ -120,16 +121,6 @@ pub struct CreatedShop {
     pub shop_id: i64,
     pub account_id: i64,
     pub webhook_secret: String,
-}
-
-/// The Prom origin a shop talks to: scheme and host (and port), no path, since promsync
-/// appends `/api/v1/…` itself.
-pub fn normalize_prom_url(raw: &str) -> anyhow::Result<String> {
-    let url = url::Url::parse(raw.trim()).with_context(|| format!("invalid Prom URL `{raw}`"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        bail!("invalid Prom URL `{raw}`: expected an http(s) origin such as https://my.prom.ua");
-    }
-    Ok(url.origin().ascii_serialization())
 }
 
 /// Creates the shop with its Prom token and a fresh webhook secret sealed by `keyring`
@@ -150,7 +141,6 @@ pub async fn create_shop(
     keyring
         .check_storable(prom_token)
         .context("invalid Prom API token")?;
-    let prom_url = normalize_prom_url(&new.prom_url)?;
     let txn = db.begin().await.context("starting a transaction")?;
     if accounts::Entity::find_by_id(new.account_id)
         .one(&txn)
@@ -177,7 +167,7 @@ pub async fn create_shop(
     let shop = shops::ActiveModel {
         account_id: Set(new.account_id),
         name: Set(name.to_owned()),
-        prom_url: Set(prom_url),
+        prom_url: Set(new.prom_url.to_string()),
         // Sealed values are bound to the shop's id, known only after the insert: these
         // placeholders are replaced below, in the same transaction.
         prom_token: Set(String::new()),
@@ -234,23 +224,4 @@ pub async fn create_shop(
         account_id: new.account_id,
         webhook_secret: secret,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prom_urls_are_reduced_to_their_origin() {
-        assert_eq!(
-            normalize_prom_url("https://my.prom.ua/").unwrap(),
-            "https://my.prom.ua"
-        );
-        assert_eq!(
-            normalize_prom_url("http://127.0.0.1:9000/api/v1").unwrap(),
-            "http://127.0.0.1:9000"
-        );
-        assert!(normalize_prom_url("ftp://x").is_err());
-        assert!(normalize_prom_url("not a url").is_err());
-    }
 }

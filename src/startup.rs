@@ -21,7 +21,7 @@ use crate::{
     keyring::Keyring,
     outbound::{publisher::Publisher, relay::Relay},
     poll::{self, PollSettings, Poller},
-    prom::client::PromClient,
+    prom::{client::PromClient, origin::OriginPolicy},
     ui,
 };
 
@@ -36,6 +36,8 @@ pub struct AppState {
     pub webhook_rate: ingress::ShopRateLimit,
     /// Time for rules that depend on it (refresh limit, secret grace); tests inject one.
     pub clock: Arc<dyn Clock>,
+    /// Which Prom URLs a shop may be given (the Prom client calls by the same policy).
+    pub prom_origins: Arc<OriginPolicy>,
 }
 
 /// The database, broker and Prom client every role works over.
@@ -48,6 +50,9 @@ pub struct Backends {
     pub prom: PromClient,
     /// Encrypts and opens shops' secrets at rest; the Prom client holds the same one.
     pub keyring: Arc<Keyring>,
+    /// Where shops' Prom calls may go: checked when a URL is saved and by the Prom
+    /// client at every call.
+    pub prom_origins: Arc<OriginPolicy>,
 }
 
 impl Backends {
@@ -63,7 +68,9 @@ impl Backends {
                 Arc::new(EmbeddedBroker::new(db.clone(), settings))
             }
         };
-        let prom = PromClient::new(settings.prom_timeout())
+        let prom_origins = settings.prom_origins()?;
+        let prom = PromClient::try_new(settings.prom_timeout(), prom_origins.clone())
+            .context("building the Prom HTTP client")?
             .with_rate(settings.prom_rate())
             .with_keyring(keyring.clone());
         Ok(Self {
@@ -71,6 +78,7 @@ impl Backends {
             broker,
             prom,
             keyring,
+            prom_origins: Arc::new(prom_origins),
         })
     }
 }
@@ -119,6 +127,7 @@ impl Application {
             keyring: backends.keyring.clone(),
             webhook_rate: ingress::ShopRateLimit::new(settings.webhook_rate_per_shop_per_s),
             clock,
+            prom_origins: backends.prom_origins.clone(),
         });
         let metrics_apart = settings.metrics_addr();
         let main_state = state.clone();

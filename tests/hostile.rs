@@ -12,6 +12,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 mod hostile {
     pub mod input;
     pub mod metrics;
+    pub mod prom_urls;
     pub mod random_bodies;
     pub mod signature;
 }

@@ -204,7 +204,16 @@ fn touch(orders: &mut BTreeMap<i64, Value>, id: i64, status: &str) {
 /// A test app whose poller settings and shops are fast: one-second intervals, two-second
 /// leases, ticks of 50 ms, a two-second overlap.
 async fn spawn() -> TestApp {
-    let mut app = TestApp::spawn().await;
+    spawn_with_proms(0).await
+}
+
+/// [`spawn`] with `extra_proms` more Prom stand-ins (allowed origins) for more shops.
+async fn spawn_with_proms(extra_proms: usize) -> TestApp {
+    let mut app = TestApp::spawn_with(common::Options {
+        extra_proms,
+        ..Default::default()
+    })
+    .await;
     app.settings.poll_overlap_s = 2;
     app.settings.poll_tick_ms = 50;
     app.settings.poll_lease_s = 2;
@@ -229,7 +238,7 @@ async fn add_shop(app: &TestApp, server: &MockServer, token: &str) -> i64 {
         NewShop {
             account_id: app.account_id,
             name: format!("Shop {token}"),
-            prom_url: server.uri(),
+            prom_url: app.vet(&server.uri()).await,
             prom_token: token.into(),
             language: Language::Uk,
             match_products_by: MatchProductsBy::Sku,
@@ -432,10 +441,9 @@ async fn a_poller_killed_mid_sweep_is_replaced_and_nothing_is_missed_or_duplicat
 async fn two_pollers_on_the_same_shops_fetch_each_page_once() {
     // Arrange: three shops of 150 orders each (created after the shops were connected),
     // one sweep per shop (a long interval).
-    let app = spawn().await;
+    let mut app = spawn_with_proms(2).await;
     let mut servers = Vec::new();
-    for k in 2..=3_i64 {
-        let server = MockServer::start().await;
+    for (k, server) in (2..=3_i64).zip(std::mem::take(&mut app.extra_proms)) {
         add_shop(&app, &server, &format!("token-{k}")).await;
         servers.push((k, server));
     }
@@ -521,9 +529,9 @@ async fn prom_rate_limits_and_server_errors_delay_the_sweep_but_it_completes() {
 #[tokio::test]
 async fn a_shop_whose_token_prom_rejects_is_flagged_and_the_other_shops_keep_going() {
     // Arrange: a second shop whose Prom answers 401 to everything.
-    let app = spawn().await;
+    let mut app = spawn_with_proms(1).await;
     let good = StandIn::mount(&app.prom, new_orders(1, 50), Duration::ZERO).await;
-    let bad_prom = MockServer::start().await;
+    let bad_prom = app.extra_proms.remove(0);
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "Invalid token"})))
         .mount(&bad_prom)

@@ -9,7 +9,10 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{eventually, TestApp};
 use promsync::{
-    prom::{OrderListQuery, PromClient, PromCredentials, PromError, PromStatus},
+    prom::{
+        origin::{OriginPolicy, PromOrigin},
+        OrderListQuery, PromClient, PromCredentials, PromError, PromStatus,
+    },
     simulator::{PushConfig, SimConfig, SimHandle, Simulator},
 };
 use secrecy::SecretString;
@@ -31,8 +34,12 @@ fn creds(url: &str, token: &str) -> PromCredentials {
     }
 }
 
-fn client() -> PromClient {
-    PromClient::new(Duration::from_secs(5)).with_rate(std::num::NonZeroU32::new(100).unwrap())
+/// promsync's client, allowed to call the simulator at `url` (plain http on loopback).
+fn client(url: &str) -> PromClient {
+    let policy = OriginPolicy::new([PromOrigin::parse(url).unwrap()]);
+    PromClient::try_new(Duration::from_secs(5), policy)
+        .unwrap()
+        .with_rate(std::num::NonZeroU32::new(100).unwrap())
 }
 
 #[tokio::test]
@@ -43,7 +50,7 @@ async fn orders_come_by_descending_id_and_the_last_id_cursor_walks_every_page() 
         ..Default::default()
     });
     let creds = creds(&url, "t");
-    let prom = client();
+    let prom = client(&url);
 
     // Act
     let mut seen = Vec::new();
@@ -91,7 +98,7 @@ async fn a_change_on_prom_bumps_date_modified_and_shows_in_the_last_modified_fil
         .json()
         .await
         .unwrap();
-    let recent = client()
+    let recent = client(&url)
         .list_orders(
             &creds(&url, "t"),
             &OrderListQuery {
@@ -191,7 +198,7 @@ async fn promsyncs_client_reads_the_simulators_errors_as_typed_errors() {
         ..Default::default()
     });
     let id = sim.order_ids()[0];
-    let prom = client();
+    let prom = client(&url);
 
     // Act
     let bad_token = prom.get_order(&creds(&url, "bad"), id).await.unwrap_err();

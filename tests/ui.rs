@@ -524,14 +524,36 @@ async fn shop_settings_keep_the_api_rules_and_never_show_the_token() {
         Some("Test shop")
     );
 
-    // An empty token field keeps the token; an unticked box turns polling off.
-    let saved = ui
+    // A new Prom URL needs the token again: the stored one never goes to another URL.
+    let moved = ui
         .post(
             &path,
             &[
                 ("csrf", &csrf),
                 ("name", "Renamed"),
                 ("prom_url", "https://my.prom.ua"),
+                ("prom_token", ""),
+            ],
+        )
+        .await;
+    assert_eq!(moved.status, 400);
+    assert!(moved.body.contains("prom_token"), "{}", moved.body);
+    assert_eq!(
+        app.text(&format!("SELECT prom_url FROM shops WHERE id = {shop}"))
+            .await,
+        Some(app.prom.uri())
+    );
+
+    // An empty token field keeps the token (the URL unchanged); an unticked box turns
+    // polling off.
+    let prom_url = app.prom.uri();
+    let saved = ui
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Renamed"),
+                ("prom_url", &prom_url),
                 ("prom_token", ""),
                 ("language", "ru"),
                 ("match_products_by", "name"),

@@ -28,7 +28,8 @@
 #   BENCH_E2E_IMPORTERS=2 BENCH_E2E_S=20 BENCH_DRAIN_TIMEOUT_S=300 BENCH_STALL_S=60
 #   BENCH_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f
 #   BENCH_PG_URL_BASE=postgres://postgres@127.0.0.1:5432
-#   BENCH_PROM_URL=<a local stub answering 404 to every product lookup>
+#   BENCH_PROM_URL=<a local stub answering 404 to every product lookup; allowed as a Prom
+#     origin through PROMSYNC_PROM_ALLOWED_ORIGINS>
 #   BENCH_SKIP_BUILD=1 (use the binaries already in target/release)
 #   BENCH_RESULTS=<path> (default deploy/bench/RESULTS.md; "-" writes none)
 #   BENCH_NOTE="..." (a line about the machine's other load, copied into RESULTS.md)
@@ -247,6 +248,9 @@ setup() {
     # The Prom stand-in is local: the per-token throttle that protects the real Prom
     # would only make the cold start (every importer fetching the 3 new products) slow.
     export PROMSYNC_PROM_RATE_PER_S="${PROMSYNC_PROM_RATE_PER_S:-1000}"
+    # The stand-in is plain http on loopback: allowed explicitly, as a deployment lists
+    # its simulator (otherwise `shop create` refuses it and every fetch is refused).
+    export PROMSYNC_PROM_ALLOWED_ORIGINS="$PROM_URL"
     export RUST_LOG="${BENCH_RUST_LOG:-warn}"
 
     "$PROMSYNC" migrate >"$WORK/$tag-migrate.log" 2>&1 || {

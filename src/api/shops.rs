@@ -20,6 +20,7 @@ use crate::{
     domain::{ClientMatching, Language, MatchProductsBy, Outcome, Permission},
     error::ApiError,
     keyring::{KeyringError, Slot},
+    prom::origin::VettedOrigin,
     provision::{self, NewShop},
     secrets,
     startup::AppState,
@@ -155,8 +156,13 @@ fn non_empty(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(value.to_owned())
 }
 
-fn prom_origin(value: &str) -> Result<String, ApiError> {
-    provision::normalize_prom_url(value).map_err(|e| ApiError::BadRequest(format!("{e:#}")))
+/// The Prom URL parsed and vetted by the process's policy, or a 400 naming the reason.
+async fn prom_origin(state: &AppState, value: &str) -> Result<VettedOrigin, ApiError> {
+    state
+        .prom_origins
+        .vet_url(value)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 #[utoipa::path(
@@ -208,7 +214,9 @@ pub async fn shop_names(state: &AppState, caller: &Caller) -> Result<Vec<ShopRef
 #[serde(deny_unknown_fields)]
 pub struct NewShopBody {
     pub name: String,
-    /// Prom origin (default `https://my.prom.ua`); promsync appends `/api/v1/…`.
+    /// Prom origin (default `https://my.prom.ua`): `https://host[:port]`, nothing more,
+    /// on public addresses (or one `PROMSYNC_PROM_ALLOWED_ORIGINS` lists); promsync
+    /// appends `/api/v1/…`.
     pub prom_url: Option<String>,
     /// Write-only.
     pub prom_token: String,
@@ -243,7 +251,7 @@ pub async fn create(
     let new = NewShop {
         account_id: caller.account_id,
         name: non_empty("name", &body.name)?,
-        prom_url: prom_origin(body.prom_url.as_deref().unwrap_or(DEFAULT_PROM_URL))?,
+        prom_url: prom_origin(&state, body.prom_url.as_deref().unwrap_or(DEFAULT_PROM_URL)).await?,
         prom_token: non_empty("prom_token", &body.prom_token)?,
         language: parse::<Language>(body.language.as_deref().unwrap_or("uk"))?,
         match_products_by: parse::<MatchProductsBy>(
@@ -338,6 +346,7 @@ pub async fn shop_health(
 #[serde(deny_unknown_fields)]
 pub struct ShopPatch {
     pub name: Option<String>,
+    /// A Prom origin (see `NewShopBody`); a different one needs `prom_token` too.
     pub prom_url: Option<String>,
     /// Write-only; a new token clears `token_rejected`.
     pub prom_token: Option<String>,
@@ -387,12 +396,21 @@ pub async fn patch_shop(
 ) -> Result<ShopView, ApiError> {
     let shop = shop_for_manager(state, caller, id, "changing a shop").await?;
     let shop_id = shop.id;
+    let shop_prom_url = shop.prom_url.clone();
     let mut update: shops::ActiveModel = shop.into();
     if let Some(name) = &p.name {
         update.name = Set(non_empty("name", name)?);
     }
     if let Some(url) = &p.prom_url {
-        update.prom_url = Set(prom_origin(url)?);
+        let origin = prom_origin(state, url).await?.to_string();
+        // The stored token belongs to the URL it was given for: a new URL gets a new
+        // token in the same request, or the old one would be sent wherever it points.
+        if origin != shop_prom_url && p.prom_token.is_none() {
+            return Err(ApiError::BadRequest(
+                "`prom_token` is required when `prom_url` changes".into(),
+            ));
+        }
+        update.prom_url = Set(origin);
     }
     if let Some(token) = &p.prom_token {
         let token = non_empty("prom_token", token)?;

@@ -13,6 +13,7 @@ use crate::{
     prom::{
         client::{OrderListQuery, PromClient, PromCredentials, PromError},
         order::PromOrder,
+        origin::PromOrigin,
     },
 };
 
@@ -27,8 +28,11 @@ pub enum SourceError {
 /// key is configured) and bound to its shop; the Prom client opens it per request.
 pub fn credentials(shop: &shops::Model) -> Result<PromCredentials, SourceError> {
     Ok(PromCredentials {
-        base_url: shop
-            .prom_url
+        // Parsed as an origin again: a row written around the API (or before origins were
+        // enforced) with a path, query or user info is refused, not half-used.
+        base_url: PromOrigin::parse(&shop.prom_url)
+            .map_err(|e| SourceError::BadUrl(e.to_string()))?
+            .to_string()
             .parse()
             .map_err(|e: url::ParseError| SourceError::BadUrl(e.to_string()))?,
         token: StoredSecret::new(Slot::prom_token(shop.id), shop.prom_token.clone()),
@@ -123,9 +127,15 @@ mod tests {
 
     #[test]
     fn a_bad_prom_url_is_reported_not_panicked_on() {
-        assert!(matches!(
-            credentials(&shop("not a url")),
-            Err(SourceError::BadUrl(_))
-        ));
+        for bad in [
+            "not a url",
+            "https://user:pw@my.prom.ua",
+            "https://my.prom.ua/x",
+        ] {
+            assert!(
+                matches!(credentials(&shop(bad)), Err(SourceError::BadUrl(_))),
+                "{bad}"
+            );
+        }
     }
 }

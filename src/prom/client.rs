@@ -8,18 +8,25 @@
 //! (default 2 requests/s per token, shared by all roles of the process), and a 429 pauses
 //! that token for Prom's `Retry-After`. The token is sent as a sensitive header and never
 //! logged.
+//!
+//! Every call goes only where the [`OriginPolicy`] allows (checked before sending, and by
+//! the client's DNS resolver at connection time), redirects are never followed, and an
+//! answer's body never reaches an error text, which tenants see on the sync log and dead
+//! letters: errors name the HTTP status, the content type and what was expected. Only
+//! Prom's own JSON error message is kept.
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{redirect, Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use url::Url;
 
 use super::order::{OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus};
+use super::origin::{refusal_in, OriginError, OriginPolicy, PromOrigin};
 use super::throttle::{Throttle, TokenKey};
 use crate::keyring::{Keyring, StoredSecret};
 
@@ -28,9 +35,13 @@ pub const DEFAULT_RATE_PER_S: NonZeroU32 = NonZeroU32::new(2).expect("non-zero")
 /// How long a token pauses after a 429 that did not say how long to wait.
 const DEFAULT_429_PAUSE: Duration = Duration::from_secs(1);
 
-/// Longest error text copied from a Prom answer into a [`PromError`]; these end up on the
-/// sync log, which should not fill up with a proxy's HTML error page.
+/// Longest error message of Prom's (`{"error": "…"}`) copied into a [`PromError`]; these
+/// end up on the sync log.
 const MAX_ERROR_TEXT: usize = 300;
+/// Longest excerpt of an unexpected answer written to the debug log (never elsewhere).
+const MAX_LOGGED_EXCERPT: usize = 120;
+/// Longest content type named in an error.
+const MAX_CONTENT_TYPE: usize = 64;
 
 /// What went wrong talking to Prom.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +60,14 @@ pub enum PromError {
     Transport(String),
     #[error("unexpected answer from Prom: {0}")]
     Malformed(String),
+    /// Prom answered a redirect; promsync never follows one (the target could be anywhere,
+    /// and the token would go along). Permanent: the shop's Prom URL needs fixing.
+    #[error("Prom answered HTTP {0}, a redirect, which promsync does not follow: check the shop's Prom URL")]
+    Redirect(u16),
+    /// The shop's Prom URL leads somewhere promsync may not call (see
+    /// [`OriginPolicy`]); nothing was sent.
+    #[error("Prom URL not allowed: {0}")]
+    Forbidden(String),
     /// The request could not be built (bad shop URL, token or language not valid in a
     /// header, incomplete cancellation); nothing was sent.
     #[error("invalid Prom request: {0}")]
@@ -240,38 +259,32 @@ pub struct PromClient {
     throttle: Arc<Throttle>,
     /// Opens the shops' stored tokens (none configured: tokens are plaintext).
     keyring: Arc<Keyring>,
+    /// Where calls may go; the HTTP client's resolver enforces the same policy.
+    policy: Arc<OriginPolicy>,
 }
 
 impl PromClient {
-    /// A client whose every request (connect included) is bounded by `timeout`.
-    ///
-    /// Building a rustls client only fails if the TLS backend cannot start, which would
-    /// fail every other client too; rather than panic, fall back to reqwest's defaults
-    /// and say so loudly. Use [`PromClient::try_new`] to handle that case yourself.
-    pub fn new(timeout: Duration) -> Self {
-        Self::try_new(timeout).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "building the Prom HTTP client failed; using defaults without timeouts");
-            Self::from_reqwest(reqwest::Client::new())
-        })
-    }
-
-    pub fn try_new(timeout: Duration) -> Result<Self, PromError> {
+    /// A client whose every request (connect included) is bounded by `timeout`, calling
+    /// only where `policy` allows: its resolver drops non-public addresses (except for the
+    /// hosts of allowed origins), it never follows a redirect and never goes through a
+    /// proxy from the environment (which would resolve names where the resolver cannot
+    /// see). Fails only if the TLS backend cannot start.
+    pub fn try_new(timeout: Duration, policy: OriginPolicy) -> Result<Self, PromError> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
             .user_agent(concat!("promsync/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(policy.resolver()))
+            .redirect(redirect::Policy::none())
+            .no_proxy()
             .build()
             .map_err(|e| PromError::Invalid(format!("HTTP client: {}", error_chain(&e))))?;
-        Ok(Self::from_reqwest(http))
-    }
-
-    /// Wraps an existing client (shared pools, custom proxies in tests).
-    pub fn from_reqwest(http: reqwest::Client) -> Self {
-        Self {
+        Ok(Self {
             http,
             throttle: Arc::new(Throttle::new(DEFAULT_RATE_PER_S)),
             keyring: Arc::default(),
-        }
+            policy: Arc::new(policy),
+        })
     }
 
     /// The same client with its own throttle of `rate_per_s` calls per second per token.
@@ -294,7 +307,9 @@ impl PromClient {
         id: i64,
     ) -> Result<PromOrder, PromError> {
         let url = api_url(&creds.base_url, &["orders", &id.to_string()])?;
-        let env: OrderEnvelope = self.call(creds, Method::GET, url, None::<&()>).await?;
+        let env: OrderEnvelope = self
+            .call(creds, Method::GET, url, None::<&()>, "JSON with an order")
+            .await?;
         Ok(env.order)
     }
 
@@ -306,7 +321,7 @@ impl PromClient {
     ) -> Result<Option<PromProduct>, PromError> {
         let url = api_url(&creds.base_url, &["products", &id.to_string()])?;
         match self
-            .call::<ProductEnvelope, ()>(creds, Method::GET, url, None)
+            .call::<ProductEnvelope, ()>(creds, Method::GET, url, None, "JSON with a product")
             .await
         {
             Ok(env) => Ok(Some(env.product)),
@@ -323,7 +338,15 @@ impl PromClient {
     ) -> Result<Vec<PromOrder>, PromError> {
         let mut url = api_url(&creds.base_url, &["orders", "list"])?;
         url.query_pairs_mut().extend_pairs(query.pairs());
-        let list: OrderList = self.call(creds, Method::GET, url, None::<&()>).await?;
+        let list: OrderList = self
+            .call(
+                creds,
+                Method::GET,
+                url,
+                None::<&()>,
+                "JSON with a list of orders",
+            )
+            .await?;
         Ok(list.orders)
     }
 
@@ -341,7 +364,15 @@ impl PromClient {
         }
         let mut url = api_url(&creds.base_url, &["orders", "list"])?;
         url.query_pairs_mut().extend_pairs(query.pairs());
-        let list: Documents = self.call(creds, Method::GET, url, None::<&()>).await?;
+        let list: Documents = self
+            .call(
+                creds,
+                Method::GET,
+                url,
+                None::<&()>,
+                "JSON with a list of orders",
+            )
+            .await?;
         Ok(list.orders.unwrap_or_default())
     }
 
@@ -354,7 +385,14 @@ impl PromClient {
     ) -> Result<SetStatusResponse, PromError> {
         let body = request.to_body()?;
         let url = api_url(&creds.base_url, &["orders", "set_status"])?;
-        self.call(creds, Method::POST, url, Some(&body)).await
+        self.call(
+            creds,
+            Method::POST,
+            url,
+            Some(&body),
+            "JSON with processed_ids",
+        )
+        .await
     }
 
     async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
@@ -363,7 +401,21 @@ impl PromClient {
         method: Method,
         url: Url,
         body: Option<&B>,
+        expected: &'static str,
     ) -> Result<T, PromError> {
+        // IP literals never reach the client's resolver: the origin is checked here, and
+        // a name's addresses by the resolver when it connects. User info would be sent as
+        // credentials of its own.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(PromError::Forbidden(OriginError::UserInfo.to_string()));
+        }
+        PromOrigin::of_url(&url)
+            .map_err(|e| PromError::Forbidden(e.to_string()))
+            .and_then(|origin| {
+                self.policy
+                    .check(&origin)
+                    .map_err(|e| PromError::Forbidden(e.to_string()))
+            })?;
         // A token that cannot be opened (its key is not configured) fails like any
         // request that cannot be built: permanently, with the reason, nothing sent.
         let token = self
@@ -392,10 +444,14 @@ impl PromClient {
         }
         let result = match req.send().await {
             Ok(resp) => {
-                let status = resp.status();
-                let retry_after = parse_retry_after(resp.headers());
+                let answer = Answer {
+                    status: resp.status(),
+                    retry_after: parse_retry_after(resp.headers()),
+                    content_type: content_type(resp.headers()),
+                    expected,
+                };
                 match resp.bytes().await {
-                    Ok(bytes) => interpret(status, retry_after, &bytes),
+                    Ok(bytes) => answer.interpret(&bytes),
                     Err(e) => Err(request_error(&e)),
                 }
             }
@@ -444,45 +500,119 @@ pub fn api_url(base: &Url, segments: &[&str]) -> Result<Url, PromError> {
     Ok(url)
 }
 
-/// Maps a complete HTTP answer to the typed result.
-fn interpret<T: DeserializeOwned>(
+/// What is known of Prom's answer before its body is read.
+struct Answer {
     status: StatusCode,
     retry_after: Option<Duration>,
-    body: &[u8],
-) -> Result<T, PromError> {
-    let code = status.as_u16();
-    match code {
-        401 | 403 => return Err(PromError::Unauthorized(code)),
-        404 => return Err(PromError::NotFound),
-        429 => return Err(PromError::RateLimited { retry_after }),
-        500..=599 => return Err(PromError::Server(code)),
-        200..=299 => {}
-        _ => {
-            let text = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| error_text(&v))
-                .unwrap_or_else(|| format!("HTTP {code}: {}", snippet(body)));
-            return Err(PromError::Api(text));
-        }
-    }
+    /// The media type (`text/plain`), or `no content type`.
+    content_type: String,
+    /// What the call expects, for the error when the answer is something else.
+    expected: &'static str,
+}
 
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| PromError::Malformed(format!("not JSON ({e}): {}", snippet(body))))?;
-    // Write calls may answer 200 with {"status":"error","message":...}.
-    if value.get("status").and_then(|s| s.as_str()) == Some("error") {
-        return Err(PromError::Api(
-            error_text(&value).unwrap_or_else(|| "unspecified error".to_owned()),
-        ));
-    }
-    match serde_json::from_value::<T>(value) {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-            match parsed.as_ref().and_then(error_text) {
-                Some(text) => Err(PromError::Api(text)),
-                None => Err(PromError::Malformed(e.to_string())),
+impl Answer {
+    /// Maps the complete answer to the typed result. The body is read, never quoted:
+    /// only Prom's own JSON error message is carried into an error.
+    fn interpret<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, PromError> {
+        let code = self.status.as_u16();
+        match code {
+            401 | 403 => return Err(PromError::Unauthorized(code)),
+            404 => return Err(PromError::NotFound),
+            429 => {
+                return Err(PromError::RateLimited {
+                    retry_after: self.retry_after,
+                })
+            }
+            500..=599 => return Err(PromError::Server(code)),
+            300..=399 => return Err(PromError::Redirect(code)),
+            200..=299 => {}
+            _ => {
+                let parsed = serde_json::from_slice::<serde_json::Value>(body).ok();
+                return Err(PromError::Api(match parsed.as_ref().and_then(error_text) {
+                    Some(text) => text,
+                    None => {
+                        self.log_excerpt(body, parsed.is_some());
+                        self.describe("a JSON error message")
+                    }
+                }));
             }
         }
+
+        let value: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(value) => value,
+            Err(_) => {
+                self.log_excerpt(body, false);
+                return Err(PromError::Malformed(self.describe("JSON")));
+            }
+        };
+        // Write calls may answer 200 with {"status":"error","message":...}.
+        if value.get("status").and_then(|s| s.as_str()) == Some("error") {
+            return Err(PromError::Api(
+                error_text(&value).unwrap_or_else(|| "unspecified error".to_owned()),
+            ));
+        }
+        let prom_message = error_text(&value);
+        serde_json::from_value::<T>(value).map_err(|e| {
+            if let Some(text) = prom_message {
+                return PromError::Api(text);
+            }
+            // Where it went wrong, not the value found there (it may be a buyer's data).
+            tracing::debug!(
+                status = code,
+                content_type = %self.content_type,
+                expected = self.expected,
+                category = ?e.classify(),
+                line = e.line(),
+                column = e.column(),
+                "Prom's answer does not have the expected shape"
+            );
+            PromError::Malformed(self.describe(self.expected))
+        })
+    }
+
+    /// `Prom answered 200 with text/plain; expected JSON`.
+    fn describe(&self, expected: &str) -> String {
+        format!(
+            "Prom answered {} with {}; expected {expected}",
+            self.status.as_u16(),
+            self.content_type
+        )
+    }
+
+    /// A short excerpt of an answer that is not what Prom sends, for whoever debugs the
+    /// server (debug level only); a JSON document is not excerpted, as it may be an order.
+    fn log_excerpt(&self, body: &[u8], is_json: bool) {
+        if is_json || !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let text = String::from_utf8_lossy(body);
+        let excerpt: String = text.trim().chars().take(MAX_LOGGED_EXCERPT).collect();
+        tracing::debug!(
+            status = self.status.as_u16(),
+            content_type = %self.content_type,
+            %excerpt,
+            "unexpected answer from Prom"
+        );
+    }
+}
+
+/// The media type of an answer (`text/html`, parameters dropped), cut to a sane length
+/// and to the characters a media type has, as it is shown to tenants.
+fn content_type(headers: &HeaderMap) -> String {
+    let essence: String = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "/.+-_".contains(*c))
+        .take(MAX_CONTENT_TYPE)
+        .collect();
+    if essence.is_empty() {
+        "no content type".to_owned()
+    } else {
+        essence.to_ascii_lowercase()
     }
 }
 
@@ -494,10 +624,6 @@ fn error_text(v: &serde_json::Value) -> Option<String> {
         other => other.to_string(),
     };
     Some(truncate(&text))
-}
-
-fn snippet(body: &[u8]) -> String {
-    truncate(String::from_utf8_lossy(body).trim())
 }
 
 fn truncate(s: &str) -> String {
@@ -518,6 +644,10 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 fn request_error(e: &reqwest::Error) -> PromError {
+    // The resolver refused every address of the shop's host.
+    if let Some(refused) = refusal_in(e) {
+        return PromError::Forbidden(refused.to_string());
+    }
     if e.is_builder() {
         return PromError::Invalid(error_chain(e));
     }
@@ -559,8 +689,14 @@ mod tests {
         }
     }
 
-    fn client() -> PromClient {
-        PromClient::try_new(Duration::from_secs(5)).unwrap()
+    /// A client allowed to call `server` (a local stand-in, so not public).
+    fn client(server: &MockServer) -> PromClient {
+        client_for(&server.uri(), Duration::from_secs(5))
+    }
+
+    fn client_for(origin: &str, timeout: Duration) -> PromClient {
+        let policy = OriginPolicy::new([PromOrigin::parse(origin).unwrap()]);
+        PromClient::try_new(timeout, policy).unwrap()
     }
 
     fn url(s: &str) -> Url {
@@ -706,7 +842,7 @@ mod tests {
             .mount(&server)
             .await;
 
-        let order = client()
+        let order = client(&server)
             .get_order(&creds(&server), 338390710)
             .await
             .unwrap();
@@ -734,12 +870,12 @@ mod tests {
             .await;
 
         let c = creds(&server);
-        let p = client().get_product(&c, 1).await.unwrap().unwrap();
+        let p = client(&server).get_product(&c, 1).await.unwrap().unwrap();
         assert_eq!(p.category_name("uk"), Some("Шкарпетки"));
-        assert_eq!(client().get_product(&c, 2).await.unwrap(), None);
+        assert_eq!(client(&server).get_product(&c, 2).await.unwrap(), None);
         // For orders a 404 stays an error: an order id always comes from Prom itself.
         assert_eq!(
-            client().get_order(&c, 2).await.unwrap_err(),
+            client(&server).get_order(&c, 2).await.unwrap_err(),
             PromError::NotFound
         );
     }
@@ -750,7 +886,10 @@ mod tests {
             .respond_with(template)
             .mount(&server)
             .await;
-        client().get_order(&creds(&server), 1).await.unwrap_err()
+        client(&server)
+            .get_order(&creds(&server), 1)
+            .await
+            .unwrap_err()
     }
 
     #[tokio::test]
@@ -810,8 +949,14 @@ mod tests {
         .await;
         assert_eq!(e, PromError::Api("Invalid order id".into()));
 
+        // Without Prom's JSON message, the error names the answer, never its body.
         let e = order_error(ResponseTemplate::new(422).set_body_string("nope")).await;
-        assert_eq!(e, PromError::Api("HTTP 422: nope".into()));
+        assert_eq!(
+            e,
+            PromError::Api(
+                "Prom answered 422 with text/plain; expected a JSON error message".into()
+            )
+        );
 
         let e = order_error(
             ResponseTemplate::new(200).set_body_json(json!({"error": "Access denied"})),
@@ -827,15 +972,139 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn malformed_answers() {
+    async fn malformed_answers_name_status_content_type_and_expectation_never_the_body() {
         let e = order_error(ResponseTemplate::new(200).set_body_string("{not json")).await;
-        assert!(matches!(e, PromError::Malformed(_)), "{e:?}");
+        assert_eq!(
+            e,
+            PromError::Malformed("Prom answered 200 with text/plain; expected JSON".into())
+        );
         assert!(!e.is_transient());
 
-        let e =
-            order_error(ResponseTemplate::new(200).set_body_json(json!({"order": {"id": "x"}})))
-                .await;
-        assert!(matches!(e, PromError::Malformed(_)), "{e:?}");
+        let metrics = "# HELP secret_metric_total s3cr3t\nsecret_metric_total 42\n";
+        let e = order_error(
+            ResponseTemplate::new(200)
+                .set_body_raw(metrics, "text/plain; version=0.0.4; charset=utf-8"),
+        )
+        .await;
+        assert_eq!(
+            e.to_string(),
+            "unexpected answer from Prom: Prom answered 200 with text/plain; expected JSON"
+        );
+
+        let e = order_error(
+            ResponseTemplate::new(200).set_body_json(json!({"order": {"id": "s3cr3t"}})),
+        )
+        .await;
+        assert_eq!(
+            e,
+            PromError::Malformed(
+                "Prom answered 200 with application/json; expected JSON with an order".into()
+            )
+        );
+
+        let e = order_error(
+            ResponseTemplate::new(200)
+                .set_body_raw("<html>s3cr3t</html>", "text/html\r\nX-Injected: <script>"),
+        )
+        .await;
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_a_permanent_failure_and_is_not_followed() {
+        // Arrange: "Prom" redirects to a second server, which must hear nothing.
+        let target = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"order": {}})))
+            .expect(0)
+            .mount(&target)
+            .await;
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("Location", format!("{}/api/v1/orders/1", target.uri())),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let policy = OriginPolicy::new([
+            PromOrigin::parse(&server.uri()).unwrap(),
+            PromOrigin::parse(&target.uri()).unwrap(),
+        ]);
+        let c = PromClient::try_new(Duration::from_secs(5), policy).unwrap();
+
+        // Act
+        let e = c.get_order(&creds(&server), 1).await.unwrap_err();
+
+        // Assert (the mocks' expectations are verified when they drop)
+        assert_eq!(e, PromError::Redirect(302));
+        assert!(!e.is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_non_public_or_non_https_origin_is_refused_before_anything_is_sent() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let strict = PromClient::try_new(Duration::from_secs(5), OriginPolicy::default()).unwrap();
+        let port = server.address().port();
+        for base in [
+            server.uri(),
+            format!("https://127.0.0.1:{port}"),
+            format!("https://[::ffff:127.0.0.1]:{port}"),
+            format!("https://user:pw@8.8.8.8:{port}"),
+        ] {
+            let c = PromCredentials {
+                base_url: url(&base),
+                ..creds(&server)
+            };
+            let e = strict.get_order(&c, 1).await.unwrap_err();
+            assert!(matches!(e, PromError::Forbidden(_)), "{base}: {e:?}");
+            assert!(!e.is_transient());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_name_that_resolves_home_is_refused_at_connection_time() {
+        // Arrange: the stand-in is allowed only as http://127.0.0.1:<port>.
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let allowed = PromOrigin::parse(&server.uri()).unwrap();
+        let c = PromClient::try_new(Duration::from_secs(5), OriginPolicy::new([allowed])).unwrap();
+        let creds = PromCredentials {
+            base_url: url(&format!("http://localhost:{}", server.address().port())),
+            ..creds(&server)
+        };
+
+        // Act + Assert: the client refuses `localhost` by name before any lookup.
+        let e = c.get_order(&creds, 1).await.unwrap_err();
+        assert!(matches!(e, PromError::Forbidden(_)), "{e:?}");
+
+        // Any other name that resolves home is left to the resolver, which the client
+        // connects through: through reqwest alone, its refusal reads the same.
+        let resolver = OriginPolicy::default().resolver();
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver))
+            .build()
+            .unwrap();
+        let err = http
+            .get(format!("http://localhost:{}/", server.address().port()))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(request_error(&err), PromError::Forbidden(ref m)
+                if m.starts_with("localhost resolves to") && m.ends_with("a loopback address")),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -845,7 +1114,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
             .mount(&server)
             .await;
-        let c = PromClient::try_new(Duration::from_millis(200)).unwrap();
+        let c = client_for(&server.uri(), Duration::from_millis(200));
         let e = c.get_order(&creds(&server), 1).await.unwrap_err();
         assert!(
             matches!(&e, PromError::Transport(m) if m.contains("timed out")),
@@ -864,7 +1133,10 @@ mod tests {
             token: StoredSecret::plain("t"),
             language: "uk".into(),
         };
-        let e = client().get_order(&c, 1).await.unwrap_err();
+        let e = client_for(&format!("http://{addr}"), Duration::from_secs(5))
+            .get_order(&c, 1)
+            .await
+            .unwrap_err();
         assert!(matches!(e, PromError::Transport(_)), "{e:?}");
         assert!(!e.to_string().contains("secret"));
     }
@@ -893,7 +1165,10 @@ mod tests {
             last_id: Some(338390711),
             ..Default::default()
         };
-        let orders = client().list_orders(&creds(&server), &q).await.unwrap();
+        let orders = client(&server)
+            .list_orders(&creds(&server), &q)
+            .await
+            .unwrap();
         assert_eq!(orders.len(), 1);
         assert_eq!(orders[0].id, 338390710);
     }
@@ -916,7 +1191,10 @@ mod tests {
             status: PromStatus::Received,
             cancellation: None,
         };
-        let answer = client().set_status(&creds(&server), &req).await.unwrap();
+        let answer = client(&server)
+            .set_status(&creds(&server), &req)
+            .await
+            .unwrap();
         assert!(answer.processed(338390710));
         assert!(!answer.processed(1));
     }
@@ -936,7 +1214,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "order": order })))
             .mount(&server)
             .await;
-        let c = client();
+        let c = client(&server);
 
         // Act
         let first = c.get_order(&creds(&server), 338390710).await.unwrap_err();
@@ -962,7 +1240,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let c = client();
+        let c = client(&server);
         c.get_order(&creds(&server), 1).await.unwrap_err();
 
         let started = std::time::Instant::now();
@@ -990,7 +1268,7 @@ mod tests {
             cancellation: None,
         };
         assert_eq!(
-            client()
+            client(&server)
                 .set_status(&creds(&server), &req)
                 .await
                 .unwrap_err(),

@@ -7,6 +7,7 @@ pub mod client;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod origin;
 pub mod throttle;
 
 pub use client::{

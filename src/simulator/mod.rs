@@ -686,6 +686,13 @@ impl Simulator {
     pub fn build(config: SimConfig) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
+        Self::build_on(listener, config)
+    }
+
+    /// Like [`Simulator::build`], on a listener bound beforehand (`config.listen` is not
+    /// used): whoever must know the simulator's origin before it starts (a test allowing
+    /// it as a Prom origin) binds first.
+    pub fn build_on(listener: TcpListener, config: SimConfig) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let handle = SimHandle::new(&config);
         let data = web::Data::new(handle.clone());

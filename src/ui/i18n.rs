@@ -241,7 +241,8 @@ pub static UK: Texts = Texts {
     shop_name: "Назва",
     prom_url: "Адреса Prom",
     prom_token: "Токен Prom",
-    prom_token_hint: "Лише запис: залиште порожнім, щоб не змінювати.",
+    prom_token_hint:
+        "Лише запис: залиште порожнім, щоб не змінювати (нова адреса Prom потребує токена).",
     language: "Мова",
     match_products_by: "Зіставляти товари за",
     client_matching: "Клієнти",
@@ -353,7 +354,8 @@ pub static EN: Texts = Texts {
     shop_name: "Name",
     prom_url: "Prom URL",
     prom_token: "Prom token",
-    prom_token_hint: "Write-only: leave empty to keep the current one.",
+    prom_token_hint:
+        "Write-only: leave empty to keep the current one (a new Prom URL needs the token).",
     language: "Language",
     match_products_by: "Match products by",
     client_matching: "Client matching",

@@ -216,8 +216,13 @@ impl Cluster {
                 )
             })
         };
+        let sim_port = free_port();
+        let sim_url = format!("http://127.0.0.1:{sim_port}");
         let env = vec![
             ("PROMSYNC_DATABASE_URL".to_owned(), pg.url()),
+            // The simulator stands in for Prom on plain http and loopback: allowed
+            // explicitly, as a deployment would list it.
+            ("PROMSYNC_PROM_ALLOWED_ORIGINS".to_owned(), sim_url.clone()),
             ("PROMSYNC_BROKER_URL".to_owned(), rabbit.url()),
             ("PROMSYNC_LOG_FORMAT".to_owned(), "json".to_owned()),
             ("RUST_LOG".to_owned(), "warn".to_owned()),
@@ -242,8 +247,6 @@ impl Cluster {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("HTTP client");
-        let sim_port = free_port();
-        let sim_url = format!("http://127.0.0.1:{sim_port}");
         let launcher = Launcher {
             dir: scratch.0.clone(),
             env,

@@ -25,6 +25,7 @@ use promsync::{
     config::Settings,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
+    prom::origin::VettedOrigin,
     provision::{self, CreatedShop, NewShop},
     simulator::{SimConfig, SimHandle, Simulator},
     startup::{spawn_importer, spawn_publisher, Application, Backends},
@@ -104,6 +105,9 @@ pub struct Options {
     /// `PROMSYNC_SECRET_KEY` of the test's processes (none: secrets stored as plaintext).
     pub secret_key: Option<String>,
     pub secret_key_previous: Vec<String>,
+    /// More Prom stand-ins (wiremock) started with the app, their origins allowed like
+    /// `prom`'s, for tests that connect more shops.
+    pub extra_proms: usize,
 }
 
 impl Default for Options {
@@ -118,6 +122,7 @@ impl Default for Options {
             webhook_rate_per_shop_per_s: 0,
             secret_key: None,
             secret_key_previous: Vec::new(),
+            extra_proms: 0,
         }
     }
 }
@@ -180,6 +185,11 @@ pub struct TestApp {
     pub metrics_address: Option<String>,
     pub http: reqwest::Client,
     pub prom: MockServer,
+    /// `Options::extra_proms` more stand-ins, each an allowed Prom origin.
+    pub extra_proms: Vec<MockServer>,
+    /// Where `start_simulator` will listen, bound at spawn so that its origin could be
+    /// allowed before the app started.
+    sim_listener: Option<std::net::TcpListener>,
     pub backend: Backend,
     sqlite_file: Option<std::path::PathBuf>,
     pub account_id: i64,
@@ -200,6 +210,14 @@ pub struct TestApp {
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     )>,
+}
+
+async fn vet(backends: &Backends, url: &str) -> VettedOrigin {
+    backends
+        .prom_origins
+        .vet_url(url)
+        .await
+        .unwrap_or_else(|e| panic!("{url} as a Prom URL: {e}"))
 }
 
 async fn create_database() -> (String, String) {
@@ -275,7 +293,23 @@ impl TestApp {
             }
         };
         let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+        // The stand-ins are plain http on loopback: the app allows exactly their origins,
+        // as a deployment lists its simulator in PROMSYNC_PROM_ALLOWED_ORIGINS.
+        let prom = MockServer::start().await;
+        let mut extra_proms = Vec::new();
+        for _ in 0..options.extra_proms {
+            extra_proms.push(MockServer::start().await);
+        }
+        let sim_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a simulator port");
+        let sim_origin = format!(
+            "http://127.0.0.1:{}",
+            sim_listener.local_addr().expect("simulator address").port()
+        );
         let mut settings = Settings::load(None).expect("default settings");
+        settings.prom_allowed_origins = std::iter::once(prom.uri())
+            .chain(extra_proms.iter().map(MockServer::uri))
+            .chain([sim_origin])
+            .collect();
         settings.database_url = database_url;
         settings.broker_url = broker;
         settings.broker_namespace = namespace.clone();
@@ -306,14 +340,13 @@ impl TestApp {
         let account = provision::create_account(&backends.db, "Test", options.currency)
             .await
             .expect("account");
-        let prom = MockServer::start().await;
         let shop = provision::create_shop(
             &backends.db,
             &backends.keyring,
             NewShop {
                 account_id: account.account_id,
                 name: "Test shop".into(),
-                prom_url: prom.uri(),
+                prom_url: vet(&backends, &prom.uri()).await,
                 prom_token: "prom-token-1".into(),
                 language: Language::Uk,
                 match_products_by: options.match_products_by,
@@ -339,6 +372,8 @@ impl TestApp {
             metrics_address: None,
             http: reqwest::Client::new(),
             prom,
+            extra_proms,
+            sim_listener: Some(sim_listener),
             backend,
             sqlite_file,
             account_id: account.account_id,
@@ -396,9 +431,14 @@ impl TestApp {
         }
     }
 
-    /// Starts the Prom simulator in-process and points the shop at it.
+    /// Starts the Prom simulator in-process (on the port reserved for it, whatever
+    /// `config.listen` says) and points the shop at it.
     pub async fn start_simulator(&mut self, config: SimConfig) -> SimHandle {
-        let sim = Simulator::build(config).expect("simulator");
+        let listener = self
+            .sim_listener
+            .take()
+            .expect("one simulator per test app");
+        let sim = Simulator::build_on(listener, config).expect("simulator");
         let url = sim.url();
         let handle = sim.handle();
         tokio::spawn(sim.run_until_stopped());
@@ -439,6 +479,12 @@ impl TestApp {
         for _ in 0..publishers {
             self.start_publisher();
         }
+    }
+
+    /// `url` as a shop's Prom URL, vetted by the app's policy (a stand-in of the app's
+    /// passes).
+    pub async fn vet(&self, url: &str) -> VettedOrigin {
+        vet(&self.backends, url).await
     }
 
     /// The keyring the test's processes seal and open shop secrets with.
@@ -495,7 +541,7 @@ impl TestApp {
             NewShop {
                 account_id: account.account_id,
                 name: "Other shop".into(),
-                prom_url: self.prom.uri(),
+                prom_url: self.vet(&self.prom.uri()).await,
                 prom_token: "prom-token-other".into(),
                 language: Language::Uk,
                 match_products_by: MatchProductsBy::Sku,
