@@ -5,5 +5,6 @@
 mod common;
 
 mod hostile {
+    pub mod employees;
     pub mod signature;
 }
