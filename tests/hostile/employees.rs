@@ -384,19 +384,13 @@ async fn two_last_managers_deleting_each_other_at_once_leave_one() {
         assert_eq!(managers(&app, app.account_id).await, 2);
 
         // Act
+        let (fire, return_fire) = (
+            format!("/api/employees/{}", opponent.0),
+            format!("/api/employees/{}", survivor.0),
+        );
         let (a, b) = tokio::join!(
-            app.call(
-                Method::DELETE,
-                &format!("/api/employees/{}", opponent.0),
-                &survivor.1,
-                None
-            ),
-            app.call(
-                Method::DELETE,
-                &format!("/api/employees/{}", survivor.0),
-                &opponent.1,
-                None
-            ),
+            app.call(Method::DELETE, &fire, &survivor.1, None),
+            app.call(Method::DELETE, &return_fire, &opponent.1, None),
         );
 
         // Assert: exactly one deletion went through; the other was refused, as the last
