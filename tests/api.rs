@@ -950,7 +950,11 @@ async fn the_openapi_document_describes_every_route() {
     // Permissions are a closed set, listed by their wire names.
     assert_eq!(
         schemas["Permission"]["enum"],
-        json!(["goods_without_write_off", "manage_integrations", "manage_employees"])
+        json!([
+            "goods_without_write_off",
+            "manage_integrations",
+            "manage_employees"
+        ])
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.cleanup().await;

@@ -783,7 +783,10 @@ async fn the_employees_screen_adds_an_employee_showing_its_token_once_and_revoke
     ui.sign_in(&app.admin_token).await;
     let screen = ui.get("/ui/employees?lang=en").await;
     assert_eq!(screen.status, 200, "{}", screen.body);
-    assert!(screen.body.contains(r#"href="/ui/employees""#), "in the nav");
+    assert!(
+        screen.body.contains(r#"href="/ui/employees""#),
+        "in the nav"
+    );
     assert!(screen.body.contains("(you)"));
     let csrf = screen.csrf();
 
@@ -808,9 +811,11 @@ async fn the_employees_screen_adds_an_employee_showing_its_token_once_and_revoke
         .count("SELECT id FROM employees WHERE name = 'Olha'")
         .await;
     assert_eq!(
-        app.text(&format!("SELECT permissions FROM employees WHERE id = {olha}"))
-            .await
-            .as_deref(),
+        app.text(&format!(
+            "SELECT permissions FROM employees WHERE id = {olha}"
+        ))
+        .await
+        .as_deref(),
         Some("goods_without_write_off")
     );
     let again = ui.get("/ui/employees").await;
@@ -822,7 +827,11 @@ async fn the_employees_screen_adds_an_employee_showing_its_token_once_and_revoke
         .post("/ui/employees", &[("csrf", &csrf), ("name", "  ")])
         .await;
     assert_eq!(refused.status, 400);
-    assert!(refused.body.contains("must not be empty"), "{}", refused.body);
+    assert!(
+        refused.body.contains("must not be empty"),
+        "{}",
+        refused.body
+    );
     assert_eq!(app.count("SELECT count(*) FROM employees").await, 2);
 
     // Act + Assert: revoking Olha stops her token at once.
@@ -869,12 +878,18 @@ async fn revoking_oneself_on_the_employees_screen_ends_the_session() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let (hr, token) = (body["id"].as_i64().unwrap(), body["token"].as_str().unwrap());
+    let (hr, token) = (
+        body["id"].as_i64().unwrap(),
+        body["token"].as_str().unwrap(),
+    );
     let mut ui = Ui::new(&app);
     let (page, _) = ui.sign_in(token).await;
 
     let gone = ui
-        .post(&format!("/ui/employees/{hr}/delete"), &[("csrf", &page.csrf())])
+        .post(
+            &format!("/ui/employees/{hr}/delete"),
+            &[("csrf", &page.csrf())],
+        )
         .await;
 
     assert_eq!(gone.status, 303);
@@ -912,14 +927,24 @@ async fn without_manage_employees_the_employees_screen_gives_the_reason_and_refu
 
     // Assert: the reason, a disabled button, nobody's row.
     assert_eq!(screen.status, 200);
-    assert!(screen.body.contains("can manage employees"), "{}", screen.body);
+    assert!(
+        screen.body.contains("can manage employees"),
+        "{}",
+        screen.body
+    );
     assert!(screen.body.contains("disabled"));
-    assert!(!screen.body.contains(&format!("/ui/employees/{admin}/delete")));
+    assert!(!screen
+        .body
+        .contains(&format!("/ui/employees/{admin}/delete")));
     let csrf = screen.csrf();
     let add = ui
         .post(
             "/ui/employees",
-            &[("csrf", &csrf), ("name", "mole"), ("permission", "manage_integrations")],
+            &[
+                ("csrf", &csrf),
+                ("name", "mole"),
+                ("permission", "manage_integrations"),
+            ],
         )
         .await;
     assert_eq!(add.status, 403);

@@ -189,7 +189,10 @@ pub async fn delete_employee(state: &AppState, caller: &Caller, id: i64) -> Resu
         .find(|e| e.id == caller.employee_id)
         .ok_or(ApiError::Unauthorized)?;
     Caller::from(me).require(Permission::ManageEmployees, "deleting an employee")?;
-    let target = staff.iter().find(|e| e.id == id).ok_or(ApiError::NotFound)?;
+    let target = staff
+        .iter()
+        .find(|e| e.id == id)
+        .ok_or(ApiError::NotFound)?;
     if manages(target) && !staff.iter().any(|e| e.id != id && manages(e)) {
         return Err(ApiError::Conflict(
             "this is the account's last employee with the permission `manage_employees`; \
@@ -343,7 +346,10 @@ mod tests {
         ]);
         assert_eq!(
             list,
-            [Permission::GoodsWithoutWriteOff, Permission::ManageEmployees]
+            [
+                Permission::GoodsWithoutWriteOff,
+                Permission::ManageEmployees
+            ]
         );
     }
 }

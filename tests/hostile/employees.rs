@@ -143,7 +143,11 @@ async fn an_employee_without_manage_employees_gets_403_everywhere_and_creates_no
         );
     }
     assert_eq!(app.count("SELECT count(*) FROM employees").await, before);
-    assert_eq!(managers(&app, app.account_id).await, 1, "the admin is intact");
+    assert_eq!(
+        managers(&app, app.account_id).await,
+        1,
+        "the admin is intact"
+    );
     app.cleanup().await;
 }
 
@@ -234,14 +238,21 @@ async fn the_list_shows_only_the_callers_account_and_never_a_token_or_its_hash()
     assert_eq!(olha["name"], "Olha");
     assert_eq!(olha["permissions"], json!(["goods_without_write_off"]));
     assert!(olha["created_at"].is_string());
-    let keys: HashSet<&str> = olha.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: HashSet<&str> = olha
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(
         keys,
         HashSet::from(["id", "name", "permissions", "created_at"])
     );
     let text = body.to_string();
     let hashes = app
-        .text(&format!("SELECT token_hash FROM employees WHERE id = {own}"))
+        .text(&format!(
+            "SELECT token_hash FROM employees WHERE id = {own}"
+        ))
         .await
         .unwrap();
     for secret in [&own_token, &foreign_token, &app.admin_token, &hashes] {
@@ -342,7 +353,13 @@ async fn the_last_manager_cannot_be_deleted_but_may_leave_once_another_manages()
     // Arrange: the admin is the only manager; a clerk does not count.
     let app = TestApp::spawn_for_api().await;
     let admin = admin_id(&app, app.account_id).await;
-    hire(&app, &app.admin_token, "clerk", &["goods_without_write_off"]).await;
+    hire(
+        &app,
+        &app.admin_token,
+        "clerk",
+        &["goods_without_write_off"],
+    )
+    .await;
     let path = format!("/api/employees/{admin}");
 
     // Act + Assert: refused with a reason, nothing deleted.
@@ -367,7 +384,9 @@ async fn the_last_manager_cannot_be_deleted_but_may_leave_once_another_manages()
         .call(Method::GET, "/api/employees", &app.admin_token, None)
         .await;
     assert_eq!(status, 401);
-    let (status, _) = app.call(Method::GET, "/api/employees", &successor, None).await;
+    let (status, _) = app
+        .call(Method::GET, "/api/employees", &successor, None)
+        .await;
     assert_eq!(status, 200);
     app.cleanup().await;
 }
@@ -377,10 +396,19 @@ async fn two_last_managers_deleting_each_other_at_once_leave_one() {
     // Arrange: the admin and one more manager; every round they delete each other at the
     // same moment, and the survivor hires the next opponent.
     let app = TestApp::spawn_for_api().await;
-    let mut survivor = (admin_id(&app, app.account_id).await, app.admin_token.clone());
+    let mut survivor = (
+        admin_id(&app, app.account_id).await,
+        app.admin_token.clone(),
+    );
 
     for round in 0..12 {
-        let opponent = hire(&app, &survivor.1, &format!("m{round}"), &["manage_employees"]).await;
+        let opponent = hire(
+            &app,
+            &survivor.1,
+            &format!("m{round}"),
+            &["manage_employees"],
+        )
+        .await;
         assert_eq!(managers(&app, app.account_id).await, 2);
 
         // Act
