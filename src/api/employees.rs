@@ -196,7 +196,7 @@ pub async fn delete_employee(state: &AppState, caller: &Caller, id: i64) -> Resu
     if manages(target) && !staff.iter().any(|e| e.id != id && manages(e)) {
         return Err(ApiError::Conflict(
             "this is the account's last employee with the permission `manage_employees`; \
-             grant it to another employee before deleting this one"
+             add another employee with it before deleting this one"
                 .into(),
         ));
     }
