@@ -9,8 +9,10 @@
 //! every lookup had to remember to skip.
 //!
 //! An account always keeps one employee who can manage the others: deleting the last
-//! holder of `manage_employees` is refused (409). Deletions of an account serialize on its
-//! row, so two managers deleting each other at the same moment cannot both succeed.
+//! holder of `manage_employees` is refused (409). Creations and deletions of an account
+//! serialize on its row and check the caller again under that lock, so two managers
+//! deleting each other at the same moment cannot both succeed, and a manager revoked while
+//! its request waited neither creates nor deletes anyone.
 //!
 //! The operator UI's employees screen goes through these same functions.
 
@@ -18,8 +20,8 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use entity::{accounts, employees, ui_sessions};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -107,6 +109,35 @@ fn valid_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
+/// The account's employees, read after locking the account's row, once the caller is
+/// known to still be one of them with `manage_employees`.
+///
+/// Every change to an account's staff takes this lock first, so each sees the one before
+/// it committed: of two managers deleting each other the second finds itself gone (or
+/// last) instead of both succeeding, and a manager deleted while its request waited has
+/// no right left to use (401).
+async fn locked_staff(
+    txn: &DatabaseTransaction,
+    caller: &Caller,
+    action: &str,
+) -> Result<Vec<employees::Model>, ApiError> {
+    accounts::Entity::find_by_id(caller.account_id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let staff = employees::Entity::find()
+        .filter(employees::Column::AccountId.eq(caller.account_id))
+        .all(txn)
+        .await?;
+    let me = staff
+        .iter()
+        .find(|e| e.id == caller.employee_id)
+        .ok_or(ApiError::Unauthorized)?;
+    Caller::from(me).require(Permission::ManageEmployees, action)?;
+    Ok(staff)
+}
+
 /// Creates an employee of the caller's account and returns its token, the only time it is
 /// ever shown. Needs `manage_employees`; an employee can grant only permissions it holds
 /// itself, so nobody can create a colleague more powerful than themselves.
@@ -116,7 +147,8 @@ pub async fn create_employee(
     caller: &Caller,
     body: NewEmployee,
 ) -> Result<CreatedEmployee, ApiError> {
-    caller.require(Permission::ManageEmployees, "creating an employee")?;
+    const ACTION: &str = "creating an employee";
+    caller.require(Permission::ManageEmployees, ACTION)?;
     let name = valid_name(&body.name)?;
     let mut permissions = Vec::new();
     for raw in &body.permissions {
@@ -129,6 +161,9 @@ pub async fn create_employee(
     for permission in &permissions {
         caller.require(*permission, "granting a permission")?;
     }
+    let txn = state.db.begin().await?;
+    // A manager revoked while this request was on its way hands out nothing.
+    locked_staff(&txn, caller, ACTION).await?;
     let token = secrets::new_api_token();
     let stored: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
     let employee = employees::ActiveModel {
@@ -139,8 +174,9 @@ pub async fn create_employee(
         created_at: Set(state.clock.now()),
         ..Default::default()
     }
-    .insert(&state.db)
+    .insert(&txn)
     .await?;
+    txn.commit().await?;
     tracing::Span::current().record("new_employee_id", employee.id);
     tracing::info!("employee created");
     Ok(CreatedEmployee {
@@ -168,27 +204,10 @@ pub async fn list_employees(
 /// `manage_employees` is 409. An employee may delete themselves unless they are that one.
 #[tracing::instrument(skip_all, fields(account_id = caller.account_id, employee_id = id))]
 pub async fn delete_employee(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
-    caller.require(Permission::ManageEmployees, "deleting an employee")?;
+    const ACTION: &str = "deleting an employee";
+    caller.require(Permission::ManageEmployees, ACTION)?;
     let txn = state.db.begin().await?;
-    // Every deletion in the account waits here for the one before it to commit, so the
-    // count of managers below already reflects it: of two managers deleting each other,
-    // the second finds itself gone (or last) instead of both succeeding.
-    accounts::Entity::find_by_id(caller.account_id)
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let staff = employees::Entity::find()
-        .filter(employees::Column::AccountId.eq(caller.account_id))
-        .all(&txn)
-        .await?;
-    // Checked again under the lock: a caller deleted while this request waited has no
-    // right left to use.
-    let me = staff
-        .iter()
-        .find(|e| e.id == caller.employee_id)
-        .ok_or(ApiError::Unauthorized)?;
-    Caller::from(me).require(Permission::ManageEmployees, "deleting an employee")?;
+    let staff = locked_staff(&txn, caller, ACTION).await?;
     let target = staff
         .iter()
         .find(|e| e.id == id)

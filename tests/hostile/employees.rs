@@ -3,12 +3,13 @@
 //! once; an account never loses its last manager, not even to two managers deleting
 //! each other at the same moment.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use reqwest::{header, redirect, Method};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{json, Value};
 
-use crate::common::{employee, TestApp};
+use crate::common::{employee, eventually, Backend, TestApp};
 
 /// Creates an employee as `token`'s holder; answers its id and token.
 async fn hire(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> (i64, String) {
@@ -438,5 +439,79 @@ async fn two_last_managers_deleting_each_other_at_once_leave_one() {
             survivor = opponent;
         }
     }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_manager_revoked_while_its_requests_wait_neither_creates_nor_deletes_anyone() {
+    // SQLite runs one writer at a time through one connection: a request cannot be in
+    // flight beside the revocation, so there is nothing to race.
+    let app = TestApp::spawn_for_api().await;
+    if app.backend == Backend::Embedded {
+        return app.cleanup().await;
+    }
+    // Arrange: a manager about to be revoked, and a clerk it wants to remove. The test
+    // holds the account's row, as a revocation in progress would.
+    let (manager_id, manager) = hire(&app, &app.admin_token, "hr", &["manage_employees"]).await;
+    let (clerk, _) = hire(&app, &app.admin_token, "clerk", &[]).await;
+    let before = app.count("SELECT count(*) FROM employees").await;
+    let revocation = app.db.begin().await.unwrap();
+    revocation
+        .execute_unprepared(&format!(
+            "SELECT id FROM accounts WHERE id = {} FOR UPDATE",
+            app.account_id
+        ))
+        .await
+        .unwrap();
+    let app_ref = &app;
+
+    // Act: both requests pass the token check, wait for the account, and meanwhile the
+    // manager is deleted.
+    let delete_path = format!("/api/employees/{clerk}");
+    let (created, deleted, ()) = tokio::join!(
+        app.call(
+            Method::POST,
+            "/api/employees",
+            &manager,
+            Some(json!({"name": "backdoor", "permissions": []})),
+        ),
+        app.call(Method::DELETE, &delete_path, &manager, None),
+        async move {
+            eventually(
+                "both requests waiting for the account's row",
+                Duration::from_secs(30),
+                || async {
+                    let waiting = app_ref
+                        .count(
+                            "SELECT count(*) FROM pg_stat_activity \
+                             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                        )
+                        .await;
+                    (waiting == 2).then_some(())
+                },
+            )
+            .await;
+            revocation
+                .execute_unprepared(&format!("DELETE FROM employees WHERE id = {manager_id}"))
+                .await
+                .unwrap();
+            revocation.commit().await.unwrap();
+        },
+    );
+
+    // Assert
+    assert_eq!(created.0, 401, "{created:?}");
+    assert_eq!(deleted.0, 401, "{deleted:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM employees").await,
+        before - 1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM employees WHERE id = {clerk}"
+        ))
+        .await,
+        1
+    );
     app.cleanup().await;
 }
