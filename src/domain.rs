@@ -93,8 +93,23 @@ wire_enum!(
     Permission, "permission" {
         GoodsWithoutWriteOff => "goods_without_write_off",
         ManageIntegrations => "manage_integrations",
+        ManageEmployees => "manage_employees",
     }
 );
+
+/// In OpenAPI a permission is a string of a closed set, listed from `Permission::ALL` so
+/// the document cannot drift from what the API accepts.
+impl utoipa::PartialSchema for Permission {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Permission::ALL.iter().map(|p| p.as_str())))
+            .description(Some("An employee permission"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Permission {}
 
 wire_enum!(
     /// Where an inbound notification came from; recorded on the sync log.

@@ -907,7 +907,9 @@ async fn the_openapi_document_describes_every_route() {
         ("get", "/metrics"),
         ("get", "/api/openapi.json"),
         ("post", "/webhooks/prom/{shop_id}"),
+        ("get", "/api/employees"),
         ("post", "/api/employees"),
+        ("delete", "/api/employees/{id}"),
         ("get", "/api/orders"),
         ("post", "/api/orders"),
         ("post", "/api/orders/refresh"),
@@ -945,6 +947,15 @@ async fn the_openapi_document_describes_every_route() {
         assert!(schemas[name].is_object(), "{target} does not resolve");
     }
     assert!(schemas["OrderView"]["properties"]["prom_url"].is_object());
+    // Permissions are a closed set, listed by their wire names.
+    assert_eq!(
+        schemas["Permission"]["enum"],
+        json!([
+            "goods_without_write_off",
+            "manage_integrations",
+            "manage_employees"
+        ])
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.cleanup().await;
 }

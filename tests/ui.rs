@@ -1,7 +1,7 @@
 //! The operator UI over plain HTTP (cheaper than a browser): sign-in and its cookie flags,
 //! CSRF on every form, the orders table's filter and Prom links, bulk refresh results,
-//! status outcomes, permission refusals, shop settings and sync problems, in Ukrainian
-//! by default and English on request.
+//! status outcomes, permission refusals, shop settings, sync problems and employees, in
+//! Ukrainian by default and English on request.
 
 mod common;
 
@@ -776,5 +776,218 @@ async fn unknown_ui_pages_and_ids_answer_an_html_not_found() {
             .starts_with("text/html"));
         assert!(page.body.contains("Not found."), "{path}: {}", page.body);
     }
+    app.cleanup().await;
+}
+
+/// The token shown in the notice after adding an employee.
+fn new_token(page: &Page) -> String {
+    let marker = r#"id="new-token">"#;
+    let start = page
+        .body
+        .find(marker)
+        .unwrap_or_else(|| panic!("no new token in: {}", page.body))
+        + marker.len();
+    let end = page.body[start..].find('<').expect("end of token") + start;
+    page.body[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn the_employees_screen_adds_an_employee_showing_its_token_once_and_revokes_it() {
+    // Arrange
+    let app = spawn().await;
+    let admin = app
+        .count(&format!(
+            "SELECT min(id) FROM employees WHERE account_id = {}",
+            app.account_id
+        ))
+        .await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    let screen = ui.get("/ui/employees?lang=en").await;
+    assert_eq!(screen.status, 200, "{}", screen.body);
+    assert!(
+        screen.body.contains(r#"href="/ui/employees""#),
+        "in the nav"
+    );
+    assert!(screen.body.contains("(you)"));
+    let csrf = screen.csrf();
+
+    // Act: add an employee who may add goods without write-off.
+    let added = ui
+        .post(
+            "/ui/employees",
+            &[
+                ("csrf", &csrf),
+                ("name", "Olha"),
+                ("permission", "goods_without_write_off"),
+            ],
+        )
+        .await;
+
+    // Assert: its token is shown this once, works, and is not shown again.
+    assert_eq!(added.status, 200, "{}", added.body);
+    let token = new_token(&added);
+    let (status, _) = app.call(Method::GET, "/api/orders", &token, None).await;
+    assert_eq!(status, 200);
+    let olha = app
+        .count("SELECT id FROM employees WHERE name = 'Olha'")
+        .await;
+    assert_eq!(
+        app.text(&format!(
+            "SELECT permissions FROM employees WHERE id = {olha}"
+        ))
+        .await
+        .as_deref(),
+        Some("goods_without_write_off")
+    );
+    let again = ui.get("/ui/employees").await;
+    assert!(again.body.contains("Olha") && !again.body.contains(&token));
+    assert!(again.body.contains("Can add goods without write-off"));
+
+    // A refused name is shown as a notice; nobody is added.
+    let refused = ui
+        .post("/ui/employees", &[("csrf", &csrf), ("name", "  ")])
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("must not be empty"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(app.count("SELECT count(*) FROM employees").await, 2);
+
+    // Act + Assert: revoking Olha stops her token at once.
+    let revoked = ui
+        .post(&format!("/ui/employees/{olha}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert!(revoked.body.contains("Access revoked"), "{}", revoked.body);
+    let (status, _) = app.call(Method::GET, "/api/orders", &token, None).await;
+    assert_eq!(status, 401);
+
+    // The last manager is kept, with a readable reason.
+    let last = ui
+        .post(&format!("/ui/employees/{admin}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(last.status, 409);
+    assert!(
+        last.body.contains("last employee who can manage employees"),
+        "{}",
+        last.body
+    );
+    assert_eq!(app.count("SELECT count(*) FROM employees").await, 1);
+
+    // A forged form deletes nothing.
+    let forged = ui
+        .post(
+            &format!("/ui/employees/{admin}/delete"),
+            &[("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn revoking_oneself_on_the_employees_screen_ends_the_session() {
+    let app = spawn().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/employees",
+            &app.admin_token,
+            Some(serde_json::json!({"name": "hr", "permissions": ["manage_employees"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (hr, token) = (
+        body["id"].as_i64().unwrap(),
+        body["token"].as_str().unwrap(),
+    );
+    let mut ui = Ui::new(&app);
+    let (page, _) = ui.sign_in(token).await;
+
+    let gone = ui
+        .post(
+            &format!("/ui/employees/{hr}/delete"),
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+
+    assert_eq!(gone.status, 303);
+    assert_eq!(gone.location.as_deref(), Some("/ui/login"));
+    let next = ui.get("/ui/employees").await;
+    assert_eq!(next.location.as_deref(), Some("/ui/login"));
+    assert_eq!(app.count("SELECT count(*) FROM ui_sessions").await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn without_manage_employees_the_employees_screen_gives_the_reason_and_refuses() {
+    // Arrange: every other permission.
+    let app = spawn().await;
+    let tenant = app.other_tenant().await;
+    let admin = app
+        .count(&format!(
+            "SELECT min(id) FROM employees WHERE account_id = {}",
+            app.account_id
+        ))
+        .await;
+    let foreign = app
+        .count(&format!(
+            "SELECT min(id) FROM employees WHERE account_id = {}",
+            tenant.account_id
+        ))
+        .await;
+    let clerk = employee(&app, &["goods_without_write_off", "manage_integrations"]).await;
+    let before = app.count("SELECT count(*) FROM employees").await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&clerk).await;
+
+    // Act
+    let screen = ui.get("/ui/employees?lang=en").await;
+
+    // Assert: the reason, a disabled button, nobody's row.
+    assert_eq!(screen.status, 200);
+    assert!(
+        screen.body.contains("can manage employees"),
+        "{}",
+        screen.body
+    );
+    assert!(screen.body.contains("disabled"));
+    assert!(!screen
+        .body
+        .contains(&format!("/ui/employees/{admin}/delete")));
+    let csrf = screen.csrf();
+    let add = ui
+        .post(
+            "/ui/employees",
+            &[
+                ("csrf", &csrf),
+                ("name", "mole"),
+                ("permission", "manage_integrations"),
+            ],
+        )
+        .await;
+    assert_eq!(add.status, 403);
+    for id in [admin, foreign] {
+        let delete = ui
+            .post(&format!("/ui/employees/{id}/delete"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(delete.status, 403, "{id}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM employees").await, before);
+
+    // A manager of this account cannot reach another account's employee either.
+    let mut admin_ui = Ui::new(&app);
+    let (page, _) = admin_ui.sign_in(&app.admin_token).await;
+    let foreign_delete = admin_ui
+        .post(
+            &format!("/ui/employees/{foreign}/delete?lang=en"),
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(foreign_delete.status, 404);
+    assert_eq!(app.count("SELECT count(*) FROM employees").await, before);
     app.cleanup().await;
 }

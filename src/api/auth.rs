@@ -1,18 +1,16 @@
 //! Who is calling: `Authorization: Bearer <employee token>` resolved to an employee of one
 //! account (the token is looked up by its SHA-256 hash; the token itself is never stored
-//! or logged), permission checks, and `POST /api/employees`, which hands out a new token
-//! exactly once.
+//! or logged), and permission checks. Handing out and revoking tokens is `api::employees`.
+//!
+//! Token lookups are deliberately not cached: every request reads the `employees` row, so
+//! a deleted employee's token answers 401 on the very next request, on every replica.
 
 use std::collections::HashSet;
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use entity::employees;
 use futures::future::LocalBoxFuture;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
-};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::{domain::Permission, error::ApiError, secrets, startup::AppState};
 
@@ -37,6 +35,7 @@ impl Caller {
         let label = match permission {
             Permission::GoodsWithoutWriteOff => "can add goods without write-off",
             Permission::ManageIntegrations => "can manage integrations",
+            Permission::ManageEmployees => "can manage employees",
         };
         Err(ApiError::Forbidden(format!(
             "{action} needs the permission `{permission}` ({label})"
@@ -101,75 +100,6 @@ impl FromRequest for Caller {
             Ok(Caller::from(&employee))
         })
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewEmployee {
-    pub name: String,
-    /// Wire names: `goods_without_write_off`, `manage_integrations`.
-    #[serde(default)]
-    pub permissions: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedEmployee {
-    pub id: i64,
-    /// Shown once; only its hash is kept.
-    pub token: String,
-}
-
-/// Creates an employee of the caller's account. An employee can grant only permissions it
-/// holds itself, so nobody can create a more powerful colleague than themselves.
-#[utoipa::path(
-    post, path = "/api/employees", tag = "employees",
-    request_body = NewEmployee,
-    responses(
-        (status = 201, body = CreatedEmployee),
-        (status = 400, body = crate::api::ErrorBody),
-        (status = 403, body = crate::api::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, new_employee_id = tracing::field::Empty))]
-pub async fn create_employee(
-    caller: Caller,
-    body: web::Json<NewEmployee>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::BadRequest("`name` must not be empty".into()));
-    }
-    let mut permissions = Vec::new();
-    for raw in &body.permissions {
-        let permission: Permission = raw
-            .parse()
-            .map_err(|e: crate::domain::UnknownValue| ApiError::BadRequest(e.to_string()))?;
-        caller.require(permission, "granting a permission")?;
-        if !permissions.contains(&permission) {
-            permissions.push(permission);
-        }
-    }
-    let token = secrets::new_api_token();
-    let stored: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-    let employee = employees::ActiveModel {
-        account_id: Set(caller.account_id),
-        name: Set(name.to_owned()),
-        token_hash: Set(secrets::hash_api_token(&token)),
-        permissions: Set(stored.join(",")),
-        created_at: Set(state.clock.now()),
-        ..Default::default()
-    }
-    .insert(&state.db)
-    .await?;
-    tracing::Span::current().record("new_employee_id", employee.id);
-    tracing::info!("employee created");
-    Ok(HttpResponse::Created().json(CreatedEmployee {
-        id: employee.id,
-        token,
-    }))
 }
 
 #[cfg(test)]

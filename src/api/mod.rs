@@ -1,9 +1,10 @@
 //! RO App side of the HTTP surface (DESIGN §6): the probes (`/healthz`, `/readyz`),
 //! `/metrics`, and the JSON API under `/api`, authenticated by employee bearer tokens and
-//! scoped to the caller's account. Modules: `auth` (who is calling, employees), `orders`,
+//! scoped to the caller's account. Modules: `auth` (who is calling), `employees`, `orders`,
 //! `shops` (with status mappings), `lookups`, `sync_log`, `metrics`, `openapi`.
 
 pub mod auth;
+pub mod employees;
 pub mod lookups;
 pub mod metrics;
 pub mod openapi;
@@ -63,7 +64,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .app_data(web::PayloadConfig::new(BODY_LIMIT))
                 .route("/openapi.json", web::get().to(openapi::document))
-                .route("/employees", web::post().to(auth::create_employee))
+                .route("/employees", web::get().to(employees::list))
+                .route("/employees", web::post().to(employees::create))
+                .route("/employees/{id}", web::delete().to(employees::delete))
                 .route("/orders", web::get().to(orders::list))
                 .route("/orders", web::post().to(orders::create))
                 .route("/orders/refresh", web::post().to(orders::refresh))

@@ -9,7 +9,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{auth, lookups, metrics, orders, shops, sync_log, ErrorBody};
+use super::{employees, lookups, metrics, orders, shops, sync_log, ErrorBody};
 
 /// The webhook ingress, documented here so the document covers every route (the handler
 /// lives in `ingress`, which reads the raw body itself).
@@ -64,7 +64,9 @@ impl Modify for BearerAuth {
         metrics::metrics,
         document,
         webhook,
-        auth::create_employee,
+        employees::list,
+        employees::create,
+        employees::delete,
         orders::list,
         orders::create,
         orders::get,

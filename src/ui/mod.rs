@@ -7,8 +7,9 @@
 //! Every page reads and acts through the same functions as the JSON API (`crate::api`),
 //! with the same `Caller` and permissions; this module only renders and parses forms.
 //! Modules: `session` (sign-in, cookies, CSRF), `i18n`, `page` (frame and helpers),
-//! `orders`, `shops`, `problems`.
+//! `orders`, `shops`, `problems`, `employees`.
 
+pub mod employees;
 pub mod i18n;
 pub mod orders;
 pub mod page;
@@ -55,6 +56,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/shops/{id}/rotate-secret", web::post().to(shops::rotate))
             .route("/problems", web::get().to(problems::show))
             .route("/problems/requeue", web::post().to(problems::requeue))
+            .route("/employees", web::get().to(employees::list))
+            .route("/employees", web::post().to(employees::create))
+            .route("/employees/{id}/delete", web::post().to(employees::delete))
             .app_data(web::PathConfig::default().error_handler(|_, req| {
                 let lang = Lang::of(req);
                 let page = page::bare_error(

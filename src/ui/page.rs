@@ -50,6 +50,7 @@ pub fn frame(op: &Operator, here: &str, title: &str, body: Markup) -> Markup {
                         a href="/ui/orders" { (t.nav_orders) }
                         a href="/ui/shops" { (t.nav_shops) }
                         a href="/ui/problems" { (t.nav_problems) }
+                        a href="/ui/employees" { (t.nav_employees) }
                     }
                     span.who { (op.name) }
                     span.langs {
@@ -82,6 +83,7 @@ pub fn lacks(op: &Operator, permission: Permission) -> Option<&'static str> {
     (!op.caller.has(permission)).then_some(match permission {
         Permission::GoodsWithoutWriteOff => t.needs_goods_permission,
         Permission::ManageIntegrations => t.needs_integrations_permission,
+        Permission::ManageEmployees => t.needs_employees_permission,
     })
 }
 
