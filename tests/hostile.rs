@@ -5,5 +5,6 @@
 mod common;
 
 mod hostile {
+    pub mod dead_letters;
     pub mod signature;
 }

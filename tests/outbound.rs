@@ -412,11 +412,7 @@ async fn a_rejected_token_flags_the_shop_and_dead_letters_the_message_until_requ
 
     // Act 2: the token is fixed (the simulator accepts it again) and the dead letter
     // requeued, as `promsync dlq requeue` will.
-    let requeued = app
-        .broker()
-        .requeue_dead(Lane::Outbound, None)
-        .await
-        .unwrap();
+    let requeued = app.requeue_dead(Lane::Outbound, None).await;
     assert_eq!(requeued, 1);
     wait_for_outcome(&app, order_id, "sent", 1).await;
 
