@@ -353,10 +353,7 @@ pub async fn for_each_in_lane(
 }
 
 /// Every dead letter of a lane, oldest first (tests and small installations).
-pub async fn list_lane(
-    db: &DatabaseConnection,
-    lane: Lane,
-) -> anyhow::Result<Vec<OperatorView>> {
+pub async fn list_lane(db: &DatabaseConnection, lane: Lane) -> anyhow::Result<Vec<OperatorView>> {
     let mut letters = Vec::new();
     for_each_in_lane(db, lane, |letter| {
         letters.push(letter);
@@ -500,12 +497,20 @@ mod tests {
 
         record(
             &db,
-            letter("m1", serde_json::json!({"shop_id": shop_id}), &"é".repeat(5000)),
+            letter(
+                "m1",
+                serde_json::json!({"shop_id": shop_id}),
+                &"é".repeat(5000),
+            ),
         )
         .await
         .unwrap();
 
-        let row = dead_letters::Entity::find().one(&db).await.unwrap().unwrap();
+        let row = dead_letters::Entity::find()
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             row.last_error.unwrap().chars().count(),
             LAST_ERROR_MAX_CHARS
@@ -523,9 +528,12 @@ mod tests {
                 .await
                 .unwrap();
         }
-        record(&db, letter("b", serde_json::json!({"shop_id": shop_b}), "e"))
-            .await
-            .unwrap();
+        record(
+            &db,
+            letter("b", serde_json::json!({"shop_id": shop_b}), "e"),
+        )
+        .await
+        .unwrap();
 
         let first = list_for_account(&db, a, None, 2).await.unwrap();
         let rest = list_for_account(&db, a, Some(first[1].id), 2)

@@ -663,7 +663,11 @@ async fn sync_problems_show_rejections_with_reasons_and_requeue_a_dead_letter() 
     let (orders, _) = ui.sign_in(&clerk).await;
     let page = ui.get("/ui/problems?lang=en").await;
     assert_eq!(page.status, 403, "{}", page.body);
-    assert!(page.body.contains("can manage integrations"), "{}", page.body);
+    assert!(
+        page.body.contains("can manage integrations"),
+        "{}",
+        page.body
+    );
     let letter = app.dead_letters(Lane::Inbound).await.remove(0);
     let refused = ui
         .post(

@@ -109,6 +109,10 @@ pub async fn requeue(
         &body.ids,
     )
     .await?;
-    tracing::info!(requested = body.ids.len(), requeued, "dead letters requeued");
+    tracing::info!(
+        requested = body.ids.len(),
+        requeued,
+        "dead letters requeued"
+    );
     Ok(HttpResponse::Ok().json(Requeued { requeued }))
 }

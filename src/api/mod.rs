@@ -69,7 +69,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/orders/{id}/sync-log", web::get().to(sync_log::order_log))
                 .route("/sync-log", web::get().to(sync_log::account_log))
                 .route("/dead-letters", web::get().to(dead_letters::list))
-                .route("/dead-letters/requeue", web::post().to(dead_letters::requeue))
+                .route(
+                    "/dead-letters/requeue",
+                    web::post().to(dead_letters::requeue),
+                )
                 .route("/shops", web::get().to(shops::list))
                 .route("/shops", web::post().to(shops::create))
                 .route("/shops/{id}", web::get().to(shops::get))

@@ -376,7 +376,11 @@ impl Broker for EmbeddedBroker {
         // are left to move, once.
         let moved = self.bury_flagged(lane).await?;
         if moved > 0 {
-            tracing::info!(lane = lane.as_str(), moved, "flagged dead letters moved to the dead_letters table");
+            tracing::info!(
+                lane = lane.as_str(),
+                moved,
+                "flagged dead letters moved to the dead_letters table"
+            );
         }
         Ok(())
     }

@@ -262,9 +262,8 @@ impl RabbitBroker {
             )
             .await?;
         tracing::info!(%queue, "draining dead letters into the database");
-        let mut deliveries = std::pin::pin!(until_first_error(
-            consumer.take_until(shutdown.cancelled())
-        ));
+        let mut deliveries =
+            std::pin::pin!(until_first_error(consumer.take_until(shutdown.cancelled())));
         while let Some(delivery) = deliveries.next().await {
             let letter = dead_letter_of(lane, &delivery);
             if !record_until_committed(sink, &letter, shutdown).await {
@@ -1007,7 +1006,11 @@ impl Broker for RabbitBroker {
         {
             let letter = dead_letter_of(lane, &message.delivery);
             record_until_committed(sink, &letter, &never).await;
-            message.delivery.acker.ack(BasicAckOptions::default()).await?;
+            message
+                .delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await?;
             moved += 1;
         }
         let _ = connection.close(200, "dlq drained".into()).await;

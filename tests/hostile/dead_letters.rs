@@ -14,9 +14,7 @@ use wiremock::{
     Mock, ResponseTemplate,
 };
 
-use crate::common::{
-    self, employee, eventually, post_webhook, Backend, Options, Tenant, TestApp,
-};
+use crate::common::{self, employee, eventually, post_webhook, Backend, Options, Tenant, TestApp};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// The Prom order of tenant A's dead letter (tenant B's is order 5, `post_webhook`'s).
