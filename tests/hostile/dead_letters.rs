@@ -330,3 +330,25 @@ async fn a_requeue_naming_more_than_a_thousand_ids_or_no_list_is_a_400() {
         .is_some_and(|m| m.contains("limit")));
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn two_requeues_of_one_dead_letter_at_once_send_it_back_once() {
+    // Arrange
+    let (app, _, a_id, _) = two_tenants_with_a_dead_letter_each().await;
+
+    // Act: the same request twice at the same moment (a double click, a replayed call).
+    let ids = [a_id];
+    let (first, second) = tokio::join!(
+        requeue(&app, &app.admin_token, &ids),
+        requeue(&app, &app.admin_token, &ids),
+    );
+
+    // Assert: one of them took the row and published; the other found nothing.
+    assert_eq!((first.0, second.0), (200, 200));
+    let total = first.1["requeued"].as_u64().unwrap() + second.1["requeued"].as_u64().unwrap();
+    assert_eq!(total, 1, "{first:?} {second:?}");
+    // Prom still refuses, so the message dies again: a new dead letter of the account.
+    let again = only_letter(&app, &app.admin_token).await;
+    assert_ne!(again, a_id);
+    app.cleanup().await;
+}
