@@ -425,7 +425,8 @@ impl Settler<'_> {
     }
 
     /// Re-publishes the delivered message (to a retry tier or, `dead`, the dead letters)
-    /// with its attempt count and last error, and waits for the confirm before the original is acked.
+    /// with its attempt count and last error, and waits for the confirm before the
+    /// original is acked.
     async fn forward(
         &self,
         delivery: &Delivery,
@@ -993,10 +994,10 @@ impl Broker for RabbitBroker {
 
     async fn drain_dead_once(&self, lane: Lane, sink: &dyn DeadLetterSink) -> anyhow::Result<u64> {
         let (connection, channel) = self.open_publisher("dlq").await?;
-        let never = CancellationToken::new();
         let mut moved = 0;
         // Each message is acknowledged right after its commit: nothing is held while the
-        // rest are read, and a crash leaves at most one letter to be recorded again.
+        // rest are read, and a crash leaves at most one letter to be recorded again. A
+        // failed commit ends the run; closing the connection puts that letter back.
         while let Some(message) = channel
             .basic_get(
                 self.topology.dead_queue(lane).into(),
@@ -1004,8 +1005,7 @@ impl Broker for RabbitBroker {
             )
             .await?
         {
-            let letter = dead_letter_of(lane, &message.delivery);
-            record_until_committed(sink, &letter, &never).await;
+            sink.record(dead_letter_of(lane, &message.delivery)).await?;
             message
                 .delivery
                 .acker
