@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     broker::{Lane, ReplayRequest},
     config::Settings,
-    db, demo,
+    db, dead_letters, demo,
     domain::{ClientMatching, Language, MatchProductsBy},
     keyring,
     prom::ids::ShopId,
@@ -149,7 +149,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// Lists dead letters: id, shop, order, attempts, last error (JSON lines).
+    /// Lists every account's dead letters: id, shop, order, attempts, last error, then
+    /// lane, message id, account and time of death (JSON lines).
     List {
         /// `inbound` (imports) or `outbound` (the Prom publisher).
         #[arg(long, default_value = "inbound")]
@@ -159,7 +160,7 @@ pub enum DlqCommand {
     Requeue {
         #[arg(long, default_value = "inbound")]
         queue: Lane,
-        /// Dead-letter ids as `dlq list` shows them (repeatable).
+        /// Dead-letter ids as `dlq list` shows them, or message ids (repeatable).
         #[arg(long = "id", required_unless_present = "all")]
         ids: Vec<String>,
         #[arg(long, conflicts_with = "ids")]
@@ -274,7 +275,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             }
         }
         Command::Replay(args) => replay(&settings, args).await?,
-        Command::Dlq(command) => dlq(&settings, command).await?,
+        Command::Dlq(command) => dlq(&settings, command, &mut std::io::stdout()).await?,
         Command::Serve => {
             let backends = Backends::connect(&settings).await?;
             let app = Application::build(&settings, &backends).await?;
@@ -400,19 +401,40 @@ async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
+/// `promsync dlq`, for the installation's operator: every account's dead letters, read
+/// from the `dead_letters` table after moving in whatever still waits in the broker's
+/// dead-letter queue (no drainer may be running). Writes its JSON lines to `out`.
+pub async fn dlq(
+    settings: &Settings,
+    command: DlqCommand,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
     let backends = Backends::connect(settings).await?;
-    let broker = &backends.broker;
+    let queue = match &command {
+        DlqCommand::List { queue }
+        | DlqCommand::Requeue { queue, .. }
+        | DlqCommand::Purge { queue, .. } => *queue,
+    };
+    let recorder = dead_letters::Recorder::new(backends.db.clone());
+    backends
+        .broker
+        .drain_dead_once(queue, &recorder)
+        .await
+        .context("moving the broker's dead letters into the database")?;
     match command {
         DlqCommand::List { queue } => {
-            for letter in broker.dead_letters(queue).await? {
-                println!("{}", serde_json::to_string(&letter)?);
-            }
+            dead_letters::for_each_in_lane(&backends.db, queue, |letter| {
+                writeln!(out, "{}", serde_json::to_string(&letter)?)?;
+                Ok(())
+            })
+            .await?;
         }
         DlqCommand::Requeue { queue, ids, all } => {
             let ids = (!all).then_some(ids.as_slice());
-            let requeued = broker.requeue_dead(queue, ids).await?;
-            println!("{}", serde_json::json!({ "requeued": requeued }));
+            let requeued =
+                dead_letters::requeue_in_lane(&backends.db, backends.broker.as_ref(), queue, ids)
+                    .await?;
+            writeln!(out, "{}", serde_json::json!({ "requeued": requeued }))?;
         }
         DlqCommand::Purge { queue, yes } => {
             if !yes
@@ -423,8 +445,8 @@ async fn dlq(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
             {
                 anyhow::bail!("purge not confirmed");
             }
-            let purged = broker.purge_dead(queue).await?;
-            println!("{}", serde_json::json!({ "purged": purged }));
+            let purged = dead_letters::purge_lane(&backends.db, queue).await?;
+            writeln!(out, "{}", serde_json::json!({ "purged": purged }))?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dead_letters;
 pub mod demo;
 pub mod domain;
 pub mod error;

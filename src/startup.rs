@@ -16,6 +16,7 @@ use crate::{
     clock::{Clock, SystemClock},
     config::Settings,
     db,
+    dead_letters::Recorder,
     import::Importer,
     ingress::{self, KeyCache},
     keyring::Keyring,
@@ -248,8 +249,9 @@ async fn echo_request_id(
     Ok(response)
 }
 
-/// Starts the importer as a task; it stops taking messages when `shutdown` fires and
-/// returns once its in-flight messages are settled.
+/// Starts the importer as a task, with the inbound lane's dead-letter drainer beside it;
+/// both stop taking messages when `shutdown` fires, and the task returns once their
+/// in-flight messages are settled.
 pub fn spawn_importer(
     settings: &Settings,
     backends: &Backends,
@@ -262,16 +264,21 @@ pub fn spawn_importer(
         settings.import_batch(concurrency),
     ));
     let broker = backends.broker.clone();
+    let recorder = Arc::new(Recorder::new(backends.db.clone()));
     tokio::spawn(async move {
-        broker
-            .consume_inbound(concurrency, importer, shutdown)
-            .await
+        let (consumed, drained) = tokio::join!(
+            broker.consume_inbound(concurrency, importer, shutdown.clone()),
+            broker.drain_dead(Lane::Inbound, recorder, shutdown),
+        );
+        drained.context("inbound dead-letter drainer")?;
+        consumed
     })
 }
 
-/// Starts `promsync publish` as a task: the outbox relay and the Prom publisher with
-/// `concurrency` messages in flight. On `shutdown` the relay ends its round, the publisher
-/// stops taking messages and finishes the in-flight ones; the task returns after both.
+/// Starts `promsync publish` as a task: the outbox relay, the Prom publisher with
+/// `concurrency` messages in flight, and the outbound lane's dead-letter drainer. On
+/// `shutdown` the relay ends its round, the publisher and the drainer stop taking
+/// messages and finish the in-flight ones; the task returns after all three.
 pub fn spawn_publisher(
     settings: &Settings,
     backends: &Backends,
@@ -285,13 +292,16 @@ pub fn spawn_publisher(
         settings,
     ));
     let broker = backends.broker.clone();
-    // One task for both, so the pair lives and dies together.
+    let recorder = Arc::new(Recorder::new(backends.db.clone()));
+    // One task for all three, so they live and die together.
     tokio::spawn(async move {
-        let (relayed, consumed) = tokio::join!(
+        let (relayed, consumed, drained) = tokio::join!(
             relay.run(shutdown.clone()),
-            broker.consume(Lane::Outbound, concurrency, publisher, shutdown),
+            broker.consume(Lane::Outbound, concurrency, publisher, shutdown.clone()),
+            broker.drain_dead(Lane::Outbound, recorder, shutdown),
         );
         relayed.context("outbox relay")?;
+        drained.context("outbound dead-letter drainer")?;
         consumed.context("Prom publisher")
     })
 }

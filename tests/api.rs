@@ -918,6 +918,8 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/api/orders/{id}/write-off"),
         ("get", "/api/orders/{id}/sync-log"),
         ("get", "/api/sync-log"),
+        ("get", "/api/dead-letters"),
+        ("post", "/api/dead-letters/requeue"),
         ("get", "/api/shops"),
         ("post", "/api/shops"),
         ("get", "/api/shops/{id}"),

@@ -10,6 +10,7 @@ use std::time::Duration;
 pub const WAIT: Duration = Duration::from_secs(30);
 
 mod hostile {
+    pub mod dead_letters;
     pub mod employees;
     pub mod input;
     pub mod metrics;

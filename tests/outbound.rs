@@ -397,11 +397,24 @@ async fn a_rejected_token_flags_the_shop_and_dead_letters_the_message_until_requ
     change_status(&app, order_id, "In progress").await;
     wait_for_outcome(&app, order_id, "failed", 1).await;
 
-    // Assert 1: flagged, dead-lettered, not retried.
+    // Assert 1: flagged, dead-lettered (listed to the account with its RO App order),
+    // not retried.
     eventually("the message in the outbound dead letters", WAIT, || async {
         (app.dead_letters(Lane::Outbound).await.len() == 1).then_some(())
     })
     .await;
+    let (status, listed) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/dead-letters",
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["dead_letters"][0]["lane"], "outbound");
+    assert_eq!(listed["dead_letters"][0]["order_id"], order_id);
+    assert_eq!(listed["dead_letters"][0]["shop_id"], app.shop.shop_id);
     let shop = shops::Entity::find_by_id(app.shop.shop_id)
         .one(&app.db)
         .await
@@ -412,11 +425,7 @@ async fn a_rejected_token_flags_the_shop_and_dead_letters_the_message_until_requ
 
     // Act 2: the token is fixed (the simulator accepts it again) and the dead letter
     // requeued, as `promsync dlq requeue` will.
-    let requeued = app
-        .broker()
-        .requeue_dead(Lane::Outbound, None)
-        .await
-        .unwrap();
+    let requeued = app.requeue_dead(Lane::Outbound, None).await;
     assert_eq!(requeued, 1);
     wait_for_outcome(&app, order_id, "sent", 1).await;
 

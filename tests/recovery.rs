@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use common::{eventually, fixture_order, Options, TestApp, PENDING_ORDER};
-use promsync::broker::{Lane, ReplayRequest};
+use promsync::{
+    broker::{Lane, ReplayRequest},
+    cli::DlqCommand,
+};
+use reqwest::Method;
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use wiremock::{
@@ -271,11 +275,7 @@ async fn a_dead_letter_requeued_after_its_cause_is_fixed_is_applied_once() {
         .with_priority(1)
         .mount(&app.prom)
         .await;
-    let requeued = app
-        .broker()
-        .requeue_dead(Lane::Inbound, None)
-        .await
-        .expect("requeue");
+    let requeued = app.requeue_dead(Lane::Inbound, None).await;
 
     // Assert
     assert_eq!(requeued, 1);
@@ -286,12 +286,115 @@ async fn a_dead_letter_requeued_after_its_cause_is_fixed_is_applied_once() {
         1
     );
     assert!(app.dead_letters(Lane::Inbound).await.is_empty());
-    assert_eq!(
-        app.broker()
-            .requeue_dead(Lane::Inbound, None)
+    assert_eq!(app.requeue_dead(Lane::Inbound, None).await, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_import_is_listed_with_its_shop_and_order_and_once_requeued_imported_once()
+{
+    // Arrange: Prom refuses the token on the first fetch of order 777 (a permanent
+    // failure: dead-lettered at once), then serves the order.
+    let app = TestApp::spawn_with(Options {
+        max_attempts: 3,
+        ..Default::default()
+    })
+    .await;
+    app.prom_products_missing().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/777"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.prom)
+        .await;
+    let mut order = fixture_order(PENDING_ORDER);
+    order["id"] = json!(777);
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/777"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "order": order })))
+        .mount(&app.prom)
+        .await;
+    let r = app.notify(&json!({"order_id": 777})).await;
+    assert_eq!(r.status(), 202);
+    let listed = eventually("the dead letter in the API", WAIT, || async {
+        let (status, body) = app
+            .call(Method::GET, "/api/dead-letters", &app.admin_token, None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let letters = body["dead_letters"].as_array().unwrap().clone();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    let mut cli_output = Vec::new();
+    promsync::cli::dlq(
+        &app.settings,
+        DlqCommand::List {
+            queue: Lane::Inbound,
+        },
+        &mut cli_output,
+    )
+    .await
+    .expect("dlq list");
+
+    // Act
+    let id = listed[0]["id"].as_i64().unwrap();
+    let (status, requeued) = app
+        .call(
+            Method::POST,
+            "/api/dead-letters/requeue",
+            &app.admin_token,
+            Some(json!({ "ids": [id] })),
+        )
+        .await;
+
+    // Assert: listed with its shop and Prom order, seen by the operator's CLI too...
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["lane"], "inbound");
+    assert_eq!(listed[0]["shop_id"], app.shop.shop_id);
+    assert_eq!(listed[0]["order_id"], 777);
+    assert_eq!(listed[0]["attempts"], 1);
+    assert!(listed[0]["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("401")));
+    let cli: Vec<Value> = String::from_utf8(cli_output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    assert_eq!(cli.len(), 1, "{cli:?}");
+    assert_eq!(cli[0]["id"], id.to_string());
+    assert_eq!(cli[0]["order_id"], 777);
+    assert_eq!(cli[0]["account_id"], app.account_id);
+    // ...and once requeued, imported exactly once.
+    assert_eq!(status, 200, "{requeued}");
+    assert_eq!(requeued, json!({"requeued": 1}));
+    eventually("the order imported", WAIT, || async {
+        (app.count("SELECT count(*) FROM orders WHERE external_id = '777'")
             .await
-            .unwrap(),
-        0
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let (_, again) = app
+        .call(
+            Method::POST,
+            "/api/dead-letters/requeue",
+            &app.admin_token,
+            Some(json!({ "ids": [id] })),
+        )
+        .await;
+    assert_eq!(again, json!({"requeued": 0}));
+    assert!(app.dead_letters(Lane::Inbound).await.is_empty());
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events WHERE outcome = 'applied'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders WHERE external_id = '777'")
+            .await,
+        1
     );
     app.cleanup().await;
 }
@@ -316,7 +419,9 @@ async fn purging_removes_every_dead_letter_and_listing_leaves_them_in_place() {
     // Listing twice shows the same letter: a list never consumes.
     assert_eq!(app.dead_letters(Lane::Inbound).await.len(), 1);
 
-    let purged = app.broker().purge_dead(Lane::Inbound).await.expect("purge");
+    let purged = promsync::dead_letters::purge_lane(&app.db, Lane::Inbound)
+        .await
+        .expect("purge");
 
     assert_eq!(purged, 1);
     assert!(app.dead_letters(Lane::Inbound).await.is_empty());

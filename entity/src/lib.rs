@@ -8,6 +8,7 @@ pub mod broker_log;
 pub mod broker_messages;
 pub mod categories;
 pub mod clients;
+pub mod dead_letters;
 pub mod employees;
 pub mod inbound_events;
 pub mod order_items;
@@ -26,6 +27,7 @@ pub mod prelude {
     pub use super::broker_messages::Entity as BrokerMessage;
     pub use super::categories::Entity as Category;
     pub use super::clients::Entity as Client;
+    pub use super::dead_letters::Entity as DeadLetter;
     pub use super::employees::Entity as Employee;
     pub use super::inbound_events::Entity as InboundEvent;
     pub use super::order_items::Entity as OrderItem;

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_initial;
 mod m20261128_000002_embedded_broker;
 mod m20261129_000010_ui_sessions;
+mod m20261130_000001_dead_letters;
 mod m20261130_000002_employees;
 
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261128_000002_embedded_broker::Migration),
             Box::new(m20261129_000010_ui_sessions::Migration),
+            Box::new(m20261130_000001_dead_letters::Migration),
             Box::new(m20261130_000002_employees::Migration),
         ]
     }

@@ -1,9 +1,11 @@
 //! RO App side of the HTTP surface (DESIGN §6): the probes (`/healthz`, `/readyz`),
 //! `/metrics`, and the JSON API under `/api`, authenticated by employee bearer tokens and
 //! scoped to the caller's account. Modules: `auth` (who is calling), `employees`, `orders`,
-//! `shops` (with status mappings), `lookups`, `sync_log`, `metrics`, `openapi`.
+//! `shops` (with status mappings), `lookups`, `sync_log`, `dead_letters`, `metrics`,
+//! `openapi`.
 
 pub mod auth;
+pub mod dead_letters;
 pub mod employees;
 pub mod lookups;
 pub mod metrics;
@@ -75,6 +77,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/orders/{id}/write-off", web::post().to(orders::write_off))
                 .route("/orders/{id}/sync-log", web::get().to(sync_log::order_log))
                 .route("/sync-log", web::get().to(sync_log::account_log))
+                .route("/dead-letters", web::get().to(dead_letters::list))
+                .route(
+                    "/dead-letters/requeue",
+                    web::post().to(dead_letters::requeue),
+                )
                 .route("/shops", web::get().to(shops::list))
                 .route("/shops", web::post().to(shops::create))
                 .route("/shops/{id}", web::get().to(shops::get))

@@ -9,7 +9,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{employees, lookups, metrics, orders, shops, sync_log, ErrorBody};
+use super::{dead_letters, employees, lookups, metrics, orders, shops, sync_log, ErrorBody};
 
 /// The webhook ingress, documented here so the document covers every route (the handler
 /// lives in `ingress`, which reads the raw body itself).
@@ -75,6 +75,8 @@ impl Modify for BearerAuth {
         orders::refresh,
         sync_log::order_log,
         sync_log::account_log,
+        dead_letters::list,
+        dead_letters::requeue,
         shops::list,
         shops::create,
         shops::get,

@@ -2,8 +2,9 @@
 //! whole system runs on one machine with no broker (SQLite by default; PostgreSQL works
 //! too). Same semantics as RabbitMQ: a publish returns once committed; a consumer claims
 //! messages with a lease, and a message is deleted (acked) only after the handler's own
-//! commit; retries wait in the same table until their time; dead letters stay, flagged,
-//! until requeued or purged; fresh inbound messages are also written to a log for replay.
+//! commit; retries wait in the same table until their time; a dead letter leaves the
+//! queue for the `dead_letters` table in one transaction (the table is this backend's
+//! dead-letter storage); fresh inbound messages are also written to a log for replay.
 //!
 //! A consumer that dies keeps its claim only until the lease runs out; then another one
 //! takes the message again (the importer's inbox makes that safe).
@@ -16,17 +17,20 @@ use chrono::Utc;
 use entity::{broker_log, broker_messages};
 use futures::StreamExt;
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
-    EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    replay_rewrite, retry_delay, Broker, BrokerError, DeadLetter, Disposition, Handler, Lane,
-    ReplayRequest, ReplaySummary,
+    replay_rewrite, retry_delay, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest,
+    ReplaySummary,
 };
-use crate::config::Settings;
+use crate::{
+    config::Settings,
+    dead_letters::{self, DeadLetterSink, NewDeadLetter},
+};
 
 /// How long a claimed message stays invisible to other consumers.
 const LEASE: Duration = Duration::from_secs(60);
@@ -47,6 +51,7 @@ fn now_ms() -> i64 {
 
 struct Claimed {
     id: i64,
+    message_id: String,
     payload: String,
     attempts: i32,
 }
@@ -65,22 +70,18 @@ impl EmbeddedBroker {
         }
     }
 
-    async fn enqueue(
-        &self,
+    /// Writes a ready message of `lane` in `txn`.
+    async fn insert_message(
+        txn: &DatabaseTransaction,
         lane: Lane,
         message_id: &str,
-        payload: &[u8],
-        log: bool,
+        payload: String,
     ) -> Result<(), BrokerError> {
-        let unavailable = |e: sea_orm::DbErr| BrokerError::Unavailable(e.to_string());
-        let payload = String::from_utf8(payload.to_vec())
-            .map_err(|_| BrokerError::NotConfirmed("payload is not UTF-8".into()))?;
         let now = now_ms();
-        let txn = self.db.begin().await.map_err(unavailable)?;
         broker_messages::ActiveModel {
             lane: Set(lane.as_str().to_owned()),
             message_id: Set(message_id.to_owned()),
-            payload: Set(payload.clone()),
+            payload: Set(payload),
             attempts: Set(0),
             available_at_ms: Set(now),
             locked_until_ms: Set(None),
@@ -89,9 +90,24 @@ impl EmbeddedBroker {
             created_at_ms: Set(now),
             ..Default::default()
         }
-        .insert(&txn)
+        .insert(txn)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn enqueue(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+        log: bool,
+    ) -> Result<(), BrokerError> {
+        let unavailable = |e: sea_orm::DbErr| BrokerError::Unavailable(e.to_string());
+        let payload = utf8(payload)?;
+        let now = now_ms();
+        let txn = self.db.begin().await.map_err(unavailable)?;
+        Self::insert_message(&txn, lane, message_id, payload.clone()).await?;
         if log {
             broker_log::ActiveModel {
                 message_id: Set(message_id.to_owned()),
@@ -120,7 +136,7 @@ impl EmbeddedBroker {
                  SELECT id FROM broker_messages WHERE lane = $2 AND dead = FALSE \
                  AND available_at_ms <= $3 AND (locked_until_ms IS NULL OR locked_until_ms < $3) \
                  ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, payload, attempts",
+                 RETURNING id, message_id, payload, attempts",
                 vec![
                     (now + LEASE.as_millis() as i64).into(),
                     lane.as_str().into(),
@@ -133,7 +149,7 @@ impl EmbeddedBroker {
                  SELECT id FROM broker_messages WHERE lane = ?2 AND dead = FALSE \
                  AND available_at_ms <= ?3 AND (locked_until_ms IS NULL OR locked_until_ms < ?3) \
                  ORDER BY id LIMIT ?4) \
-                 RETURNING id, payload, attempts",
+                 RETURNING id, message_id, payload, attempts",
                 vec![
                     (now + LEASE.as_millis() as i64).into(),
                     lane.as_str().into(),
@@ -152,6 +168,7 @@ impl EmbeddedBroker {
             .map(|row| {
                 Ok(Claimed {
                     id: row.try_get("", "id")?,
+                    message_id: row.try_get("", "message_id")?,
                     payload: row.try_get("", "payload")?,
                     attempts: row.try_get("", "attempts")?,
                 })
@@ -172,12 +189,19 @@ impl EmbeddedBroker {
             Disposition::Retry { reason, after } if attempt < self.max_attempts => {
                 let delay = retry_delay(&self.retry_delays, attempt, after);
                 tracing::warn!(%reason, attempt, lane = lane.as_str(), delay_ms = delay.as_millis() as u64, "will retry");
-                self.update(message.id, attempt, false, delay, reason).await
+                self.update(message.id, attempt, delay, reason).await
             }
             Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
                 tracing::error!(%reason, attempt, lane = lane.as_str(), "dead-lettered");
-                self.update(message.id, attempt, true, Duration::ZERO, reason)
-                    .await
+                let letter = NewDeadLetter {
+                    lane,
+                    message_id: message.message_id,
+                    payload: message.payload.into_bytes(),
+                    attempts: attempt,
+                    last_error: Some(reason),
+                    dead_at: Utc::now(),
+                };
+                self.bury(message.id, letter).await
             }
         };
         if let Err(e) = settled {
@@ -187,18 +211,53 @@ impl EmbeddedBroker {
         }
     }
 
+    /// Moves message `id` off the queue into the dead letters, in one transaction.
+    async fn bury(&self, id: i64, letter: NewDeadLetter) -> Result<(), sea_orm::DbErr> {
+        let txn = self.db.begin().await?;
+        dead_letters::record(&txn, letter).await?;
+        broker_messages::Entity::delete_by_id(id).exec(&txn).await?;
+        txn.commit().await
+    }
+
+    /// Moves dead letters an older version left flagged in the queue table into the
+    /// `dead_letters` table; returns how many.
+    async fn bury_flagged(&self, lane: Lane) -> anyhow::Result<u64> {
+        let flagged = broker_messages::Entity::find()
+            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
+            .filter(broker_messages::Column::Dead.eq(true))
+            .order_by_asc(broker_messages::Column::Id)
+            .all(&self.db)
+            .await
+            .context("reading flagged dead letters")?;
+        let moved = flagged.len() as u64;
+        for row in flagged {
+            let letter = NewDeadLetter {
+                lane,
+                message_id: row.message_id,
+                payload: row.payload.into_bytes(),
+                attempts: u32::try_from(row.attempts).unwrap_or(0),
+                last_error: row.last_error,
+                dead_at: chrono::DateTime::from_timestamp_millis(row.available_at_ms)
+                    .unwrap_or_else(Utc::now),
+            };
+            self.bury(row.id, letter)
+                .await
+                .context("moving a dead letter")?;
+        }
+        Ok(moved)
+    }
+
+    /// Puts message `id` back for another attempt after `delay`.
     async fn update(
         &self,
         id: i64,
         attempts: u32,
-        dead: bool,
         delay: Duration,
         reason: String,
     ) -> Result<(), sea_orm::DbErr> {
         broker_messages::ActiveModel {
             id: Set(id),
             attempts: Set(attempts as i32),
-            dead: Set(dead),
             available_at_ms: Set(now_ms() + delay.as_millis() as i64),
             locked_until_ms: Set(None),
             last_error: Set(Some(reason.chars().take(1000).collect())),
@@ -208,12 +267,12 @@ impl EmbeddedBroker {
         .await
         .map(|_| ())
     }
+}
 
-    fn dead_filter(lane: Lane) -> sea_orm::Select<broker_messages::Entity> {
-        broker_messages::Entity::find()
-            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
-            .filter(broker_messages::Column::Dead.eq(true))
-    }
+/// Messages of this backend are text; every producer writes JSON.
+fn utf8(payload: &[u8]) -> Result<String, BrokerError> {
+    String::from_utf8(payload.to_vec())
+        .map_err(|_| BrokerError::NotConfirmed("payload is not UTF-8".into()))
 }
 
 #[async_trait]
@@ -307,55 +366,38 @@ impl Broker for EmbeddedBroker {
         Ok(summary)
     }
 
-    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>> {
-        let rows = Self::dead_filter(lane)
-            .order_by_asc(broker_messages::Column::Id)
-            .all(&self.db)
-            .await
-            .context("reading dead letters")?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                DeadLetter::new(
-                    row.id.to_string(),
-                    row.payload.as_bytes(),
-                    row.attempts as u32,
-                    row.last_error,
-                )
-            })
-            .collect())
-    }
-
-    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64> {
-        let mut update = broker_messages::Entity::update_many()
-            .col_expr(broker_messages::Column::Dead, Expr::value(false))
-            .col_expr(broker_messages::Column::Attempts, Expr::value(0))
-            .col_expr(
-                broker_messages::Column::AvailableAtMs,
-                Expr::value(now_ms()),
-            )
-            .col_expr(
-                broker_messages::Column::LockedUntilMs,
-                Expr::value(Option::<i64>::None),
-            )
-            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
-            .filter(broker_messages::Column::Dead.eq(true));
-        if let Some(ids) = ids {
-            let ids: Vec<i64> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-            update = update.filter(broker_messages::Column::Id.is_in(ids));
+    async fn drain_dead(
+        &self,
+        lane: Lane,
+        _sink: Arc<dyn DeadLetterSink>,
+        _shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        // Consumers bury dead letters themselves; only an older version's flagged ones
+        // are left to move, once.
+        let moved = self.bury_flagged(lane).await?;
+        if moved > 0 {
+            tracing::info!(
+                lane = lane.as_str(),
+                moved,
+                "flagged dead letters moved to the dead_letters table"
+            );
         }
-        let result = update.exec(&self.db).await.context("requeueing")?;
-        self.published.notify_waiters();
-        Ok(result.rows_affected)
+        Ok(())
     }
 
-    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64> {
-        let result = broker_messages::Entity::delete_many()
-            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
-            .filter(broker_messages::Column::Dead.eq(true))
-            .exec(&self.db)
-            .await
-            .context("purging dead letters")?;
-        Ok(result.rows_affected)
+    async fn drain_dead_once(&self, lane: Lane, _sink: &dyn DeadLetterSink) -> anyhow::Result<u64> {
+        self.bury_flagged(lane).await
+    }
+
+    async fn requeue_dead(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+        txn: &DatabaseTransaction,
+    ) -> Result<(), BrokerError> {
+        // Written in the caller's transaction: the message is back exactly when its dead
+        // letter is gone. Consumers find it on their next look (at most `IDLE_POLL`).
+        Self::insert_message(txn, lane, message_id, utf8(payload)?).await
     }
 }

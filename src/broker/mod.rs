@@ -13,12 +13,14 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
+    dead_letters::DeadLetterSink,
     domain::Source,
     prom::ids::{EventId, ShopId},
 };
@@ -141,15 +143,31 @@ pub trait Broker: Send + Sync + 'static {
         progress: &(dyn Fn(ReplaySummary) + Send + Sync),
     ) -> anyhow::Result<ReplaySummary>;
 
-    /// The dead letters of a lane, oldest first.
-    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>>;
+    /// Moves `lane`'s dead letters into the database until `shutdown` fires: each one is
+    /// handed to `sink` and acknowledged only after `sink` committed it. Survives
+    /// connection losses like `consume`.
+    async fn drain_dead(
+        &self,
+        lane: Lane,
+        sink: Arc<dyn DeadLetterSink>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()>;
 
-    /// Sends dead letters (all, or those with the given ids) back to their work queue
-    /// with a fresh attempt count; returns how many.
-    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64>;
+    /// Moves the dead letters waiting in `lane`'s dead-letter queue now into the database
+    /// and returns how many (`promsync dlq`, which may run while no drainer does).
+    async fn drain_dead_once(&self, lane: Lane, sink: &dyn DeadLetterSink) -> anyhow::Result<u64>;
 
-    /// Deletes every dead letter of a lane; returns how many.
-    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64>;
+    /// Sends a recorded dead letter back to `lane`'s work queue with a fresh attempt
+    /// count. `txn` is the transaction removing its row: the embedded broker writes the
+    /// message in it (both commit together); RabbitMQ returns once the broker confirmed
+    /// the publish, before the caller commits.
+    async fn requeue_dead(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+        txn: &DatabaseTransaction,
+    ) -> Result<(), BrokerError>;
 }
 
 /// What `promsync replay` asks for.
@@ -168,31 +186,6 @@ pub struct ReplaySummary {
     pub read: u64,
     pub requeued: u64,
     pub skipped: u64,
-}
-
-/// One dead letter, as `promsync dlq list` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeadLetter {
-    pub id: String,
-    pub shop_id: Option<i64>,
-    pub order_id: Option<i64>,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-}
-
-impl DeadLetter {
-    /// Fills shop and order from the payload, whichever lane it came from (both carry
-    /// `shop_id` and `order_id`).
-    pub fn new(id: String, payload: &[u8], attempts: u32, last_error: Option<String>) -> Self {
-        let value: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
-        Self {
-            id,
-            shop_id: value["shop_id"].as_i64(),
-            order_id: value["order_id"].as_i64(),
-            attempts,
-            last_error,
-        }
-    }
 }
 
 /// What replay does with one logged notification: `Ok(None)` skips it (another shop),

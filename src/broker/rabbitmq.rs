@@ -19,22 +19,36 @@ use lapin::{
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
         BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-        QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+        QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
+use sea_orm::DatabaseTransaction;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    replay_rewrite, retry_delay, Broker, BrokerError, DeadLetter, Disposition, Handler, Lane,
-    ReplayRequest, ReplaySummary, Topology,
+    replay_rewrite, retry_delay, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest,
+    ReplaySummary, Topology,
 };
-use crate::config::Settings;
+use crate::{
+    config::Settings,
+    dead_letters::{DeadLetterSink, NewDeadLetter},
+};
 
 const ATTEMPTS_HEADER: &str = "x-promsync-attempts";
 const ERROR_HEADER: &str = "x-promsync-last-error";
+/// When a handler gave the message up (epoch milliseconds), for the dead letter's `dead_at`.
+const DEAD_AT_HEADER: &str = "x-promsync-dead-at";
+/// Set by quorum queues on redelivery; the attempts of a message RabbitMQ dead-lettered
+/// itself (delivery limit), which never got our attempts header.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+/// Why RabbitMQ itself dead-lettered a message (`delivery_limit`, `rejected`, …).
+const DEATH_REASON_HEADER: &str = "x-first-death-reason";
+/// Dead letters a drainer takes from the broker before the first is recorded.
+const DRAIN_PREFETCH: u16 = 20;
 /// Deliveries of one message after which RabbitMQ itself dead-letters it: only reached
 /// when consumers crash mid-message, since handled failures count attempts themselves.
 const QUORUM_DELIVERY_LIMIT: i64 = 20;
@@ -141,6 +155,128 @@ impl RabbitBroker {
         {
             state.link = None;
         }
+    }
+
+    /// Publishes to `lane`'s exchange and waits for the confirm. A connection that dies
+    /// under a publish (broker restart, or RabbitMQ 3.10 crashing a channel that routes to
+    /// a stream still starting) gets one immediate second chance on a fresh connection.
+    /// Publishing twice is harmless: consumers dedupe by message id.
+    async fn publish_to(
+        &self,
+        lane: Lane,
+        routing_key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let mut retrying = false;
+        loop {
+            let channel = self.publish_channel(retrying).await?;
+            let result = publish_confirmed(
+                &channel,
+                &self.topology.exchange(lane),
+                routing_key,
+                payload,
+                properties.clone(),
+                self.confirm_timeout,
+            )
+            .await;
+            match result {
+                Err(BrokerError::Unavailable(e)) => {
+                    self.forget_publisher(&channel).await;
+                    if retrying {
+                        return Err(BrokerError::Unavailable(e));
+                    }
+                    tracing::warn!(error = %e, "publish failed; reconnecting once");
+                    retrying = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs `session` again and again, backing off after each lost connection, until
+    /// `shutdown` fires or a session ends cleanly (which it does on shutdown).
+    async fn supervised<F, Fut>(
+        &self,
+        lane: Lane,
+        what: &str,
+        shutdown: &CancellationToken,
+        mut session: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+        let mut backoff = INITIAL_BACKOFF;
+        while !shutdown.is_cancelled() {
+            let started = Instant::now();
+            match session().await {
+                Ok(()) => break,
+                Err(e) => {
+                    // A session that ran for a while was healthy: start backing off afresh.
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = INITIAL_BACKOFF;
+                    }
+                    tracing::warn!(error = %e, lane = lane.as_str(), retry_in_ms = backoff.as_millis() as u64, "{what} lost its broker connection");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One drainer session: consumes `lane`'s dead-letter queue, recording each letter
+    /// before acknowledging it. Returns `Ok` on shutdown, `Err` when the connection is
+    /// lost (unacknowledged letters go back to the queue and are recorded again, which
+    /// changes nothing).
+    async fn drain_session(
+        &self,
+        lane: Lane,
+        sink: &dyn DeadLetterSink,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let connection = self.connect(&format!("{}-dead", lane.as_str())).await?;
+        let channel = connection.create_channel().await?;
+        declare_topology(&channel, &self.topology, &self.retry_delays).await?;
+        channel
+            .basic_qos(DRAIN_PREFETCH, BasicQosOptions::default())
+            .await?;
+        let tag = format!(
+            "promsync-{}-dead-{}-{}",
+            lane.as_str(),
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        );
+        let queue = self.topology.dead_queue(lane);
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(%queue, "draining dead letters into the database");
+        let mut deliveries =
+            std::pin::pin!(until_first_error(consumer.take_until(shutdown.cancelled())));
+        while let Some(delivery) = deliveries.next().await {
+            let letter = dead_letter_of(lane, &delivery);
+            if !record_until_committed(sink, &letter, shutdown).await {
+                break;
+            }
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            tracing::info!(lane = lane.as_str(), "dead letter recorded");
+        }
+        if shutdown.is_cancelled() {
+            let _ = connection.close(200, "shutdown".into()).await;
+            return Ok(());
+        }
+        anyhow::bail!("dead-letter consumer stream ended (connection lost)")
     }
 
     /// One consumer session: returns `Ok` on shutdown, `Err` when the connection is lost.
@@ -257,13 +393,15 @@ impl Settler<'_> {
                     &self.topology.retry_queue(self.lane, delay),
                     attempt,
                     &reason,
+                    false,
                 )
                 .await
             }
             Disposition::Retry { reason, .. } | Disposition::Dead { reason } => {
                 tracing::error!(%reason, attempt, "dead-lettered");
                 let dead = self.topology.dead_exchange(self.lane);
-                self.forward(delivery, &dead, "", attempt, &reason).await
+                self.forward(delivery, &dead, "", attempt, &reason, true)
+                    .await
             }
         };
         match settled {
@@ -286,8 +424,9 @@ impl Settler<'_> {
         }
     }
 
-    /// Re-publishes the delivered message (to a retry tier or the dead letters) with its
-    /// attempt count and last error, and waits for the confirm before the original is acked.
+    /// Re-publishes the delivered message (to a retry tier or, `dead`, the dead letters)
+    /// with its attempt count and last error, and waits for the confirm before the
+    /// original is acked.
     async fn forward(
         &self,
         delivery: &Delivery,
@@ -295,9 +434,16 @@ impl Settler<'_> {
         routing_key: &str,
         attempt: u32,
         reason: &str,
+        dead: bool,
     ) -> Result<(), BrokerError> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongUInt(attempt));
+        if dead {
+            headers.insert(
+                DEAD_AT_HEADER.into(),
+                AMQPValue::LongLongInt(chrono::Utc::now().timestamp_millis()),
+            );
+        }
         let reason: String = reason.chars().take(1000).collect();
         headers.insert(
             ERROR_HEADER.into(),
@@ -340,6 +486,70 @@ fn header_u32(delivery: &Delivery, name: &str) -> Option<u32> {
         AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
         AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
         _ => None,
+    }
+}
+
+fn header_i64(delivery: &Delivery, name: &str) -> Option<i64> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+/// What a delivery from a dead-letter queue says about itself. A message RabbitMQ
+/// dead-lettered on its own (a consumer kept dying on it) carries none of our headers:
+/// its attempts are the deliveries counted by the quorum queue, its error RabbitMQ's
+/// reason. A message without an id is identified by its content, so that recording it
+/// twice still keeps one row.
+fn dead_letter_of(lane: Lane, delivery: &Delivery) -> NewDeadLetter {
+    let mut id = message_id(delivery);
+    if id.is_empty() {
+        id = format!("sha256:{:x}", Sha256::digest(&delivery.data));
+    }
+    let attempts = header_u32(delivery, ATTEMPTS_HEADER)
+        .or_else(|| header_u32(delivery, DELIVERY_COUNT_HEADER))
+        .unwrap_or(0);
+    let last_error = header_text(delivery, ERROR_HEADER).or_else(|| {
+        header_text(delivery, DEATH_REASON_HEADER)
+            .map(|reason| format!("dead-lettered by RabbitMQ: {reason}"))
+    });
+    let dead_at = header_i64(delivery, DEAD_AT_HEADER)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_else(chrono::Utc::now);
+    NewDeadLetter {
+        lane,
+        message_id: id,
+        payload: delivery.data.clone(),
+        attempts,
+        last_error,
+        dead_at,
+    }
+}
+
+/// Hands a dead letter to `sink` until it is committed, backing off while the database
+/// is unavailable; `false` when `shutdown` came first (the letter stays unacknowledged,
+/// so the broker keeps it).
+async fn record_until_committed(
+    sink: &dyn DeadLetterSink,
+    letter: &NewDeadLetter,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match sink.record(letter.clone()).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), lane = letter.lane.as_str(), retry_in_ms = backoff.as_millis() as u64, "could not record a dead letter");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
     }
 }
 
@@ -684,34 +894,8 @@ impl Broker for RabbitBroker {
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
-        // A connection that dies under a publish (broker restart, or RabbitMQ 3.10
-        // crashing a channel that routes to a stream still starting) gets one immediate
-        // second chance on a fresh connection. Publishing twice is harmless: consumers
-        // dedupe by message id.
-        let mut retrying = false;
-        loop {
-            let channel = self.publish_channel(retrying).await?;
-            let result = publish_confirmed(
-                &channel,
-                &self.topology.exchange(lane),
-                Topology::FRESH,
-                payload,
-                properties.clone(),
-                self.confirm_timeout,
-            )
-            .await;
-            match result {
-                Err(BrokerError::Unavailable(e)) => {
-                    self.forget_publisher(&channel).await;
-                    if retrying {
-                        return Err(BrokerError::Unavailable(e));
-                    }
-                    tracing::warn!(error = %e, "publish failed; reconnecting once");
-                    retrying = true;
-                }
-                other => return other,
-            }
-        }
+        self.publish_to(lane, Topology::FRESH, payload, properties)
+            .await
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
@@ -796,11 +980,24 @@ impl Broker for RabbitBroker {
         Ok(summary)
     }
 
-    async fn dead_letters(&self, lane: Lane) -> anyhow::Result<Vec<DeadLetter>> {
+    async fn drain_dead(
+        &self,
+        lane: Lane,
+        sink: Arc<dyn DeadLetterSink>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.supervised(lane, "dead-letter drainer", &shutdown, || {
+            self.drain_session(lane, sink.as_ref(), &shutdown)
+        })
+        .await
+    }
+
+    async fn drain_dead_once(&self, lane: Lane, sink: &dyn DeadLetterSink) -> anyhow::Result<u64> {
         let (connection, channel) = self.open_publisher("dlq").await?;
-        let mut letters = Vec::new();
-        // Messages fetched without an ack stay with this channel; closing it puts every
-        // one of them back, in order.
+        let mut moved = 0;
+        // Each message is acknowledged right after its commit: nothing is held while the
+        // rest are read, and a crash leaves at most one letter to be recorded again. A
+        // failed commit ends the run; closing the connection puts that letter back.
         while let Some(message) = channel
             .basic_get(
                 self.topology.dead_queue(lane).into(),
@@ -808,68 +1005,34 @@ impl Broker for RabbitBroker {
             )
             .await?
         {
-            let delivery = &message.delivery;
-            letters.push(DeadLetter::new(
-                message_id(delivery),
-                &delivery.data,
-                header_u32(delivery, ATTEMPTS_HEADER).unwrap_or(0),
-                header_text(delivery, ERROR_HEADER),
-            ));
+            sink.record(dead_letter_of(lane, &message.delivery)).await?;
+            message
+                .delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await?;
+            moved += 1;
         }
-        let _ = connection.close(200, "dlq list".into()).await;
-        Ok(letters)
+        let _ = connection.close(200, "dlq drained".into()).await;
+        Ok(moved)
     }
 
-    async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> anyhow::Result<u64> {
-        let (connection, channel) = self.open_publisher("dlq").await?;
-        let mut requeued = 0;
-        while let Some(message) = channel
-            .basic_get(
-                self.topology.dead_queue(lane).into(),
-                BasicGetOptions { no_ack: false },
-            )
-            .await?
-        {
-            let delivery = &message.delivery;
-            if ids.is_some_and(|ids| !ids.contains(&message_id(delivery))) {
-                continue;
-            }
-            // A fresh start: the attempt count and the last error go.
-            let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-            let mut kept = FieldTable::default();
-            for (k, v) in headers.inner() {
-                if k.as_str() != ATTEMPTS_HEADER && k.as_str() != ERROR_HEADER {
-                    kept.insert(k.clone(), v.clone());
-                }
-            }
-            headers = kept;
-            let properties = delivery.properties.clone().with_headers(headers);
-            publish_confirmed(
-                &channel,
-                &self.topology.exchange(lane),
-                Topology::REFEED,
-                &delivery.data,
-                properties,
-                self.confirm_timeout,
-            )
-            .await?;
-            delivery.acker.ack(BasicAckOptions::default()).await?;
-            requeued += 1;
-        }
-        let _ = connection.close(200, "dlq requeue".into()).await;
-        Ok(requeued)
-    }
-
-    async fn purge_dead(&self, lane: Lane) -> anyhow::Result<u64> {
-        let (connection, channel) = self.open_publisher("dlq").await?;
-        let purged = channel
-            .queue_purge(
-                self.topology.dead_queue(lane).into(),
-                QueuePurgeOptions::default(),
-            )
-            .await?;
-        let _ = connection.close(200, "dlq purge".into()).await;
-        Ok(u64::from(purged))
+    async fn requeue_dead(
+        &self,
+        lane: Lane,
+        message_id: &str,
+        payload: &[u8],
+        _txn: &DatabaseTransaction,
+    ) -> Result<(), BrokerError> {
+        // A fresh start: no attempt count, no last error. Re-fed, so an inbound message
+        // goes to the import queue only, never into the replay log a second time.
+        let properties = BasicProperties::default()
+            .with_message_id(message_id.into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64);
+        self.publish_to(lane, Topology::REFEED, payload, properties)
+            .await
     }
 
     async fn consume(
@@ -879,30 +1042,10 @@ impl Broker for RabbitBroker {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
-        let mut backoff = INITIAL_BACKOFF;
-        while !shutdown.is_cancelled() {
-            let started = Instant::now();
-            match self
-                .consume_session(lane, concurrency, &handler, &shutdown)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) => {
-                    // A session that ran for a while was healthy: start backing off afresh.
-                    if started.elapsed() > Duration::from_secs(30) {
-                        backoff = INITIAL_BACKOFF;
-                    }
-                    tracing::warn!(error = %e, lane = lane.as_str(), retry_in_ms = backoff.as_millis() as u64, "consumer lost its broker connection");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        Ok(())
+        self.supervised(lane, "consumer", &shutdown, || {
+            self.consume_session(lane, concurrency, &handler, &shutdown)
+        })
+        .await
     }
 }
 

@@ -20,9 +20,10 @@ use std::{
 use chrono::Utc;
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
 use promsync::{
-    broker::{rabbitmq::delete_topology, Broker, DeadLetter, Lane, Topology},
+    broker::{rabbitmq::delete_topology, Broker, Lane, Topology},
     clock::ManualClock,
     config::Settings,
+    dead_letters::OperatorView,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
     prom::origin::VettedOrigin,
@@ -642,12 +643,18 @@ impl TestApp {
         depth
     }
 
-    pub async fn dead_letters(&self, lane: Lane) -> Vec<DeadLetter> {
-        self.backends
-            .broker
-            .dead_letters(lane)
+    /// Every recorded dead letter of a lane, as `promsync dlq list` shows them.
+    pub async fn dead_letters(&self, lane: Lane) -> Vec<OperatorView> {
+        promsync::dead_letters::list_lane(&self.db, lane)
             .await
             .expect("dead letters")
+    }
+
+    /// Requeues a lane's dead letters (all, or those ids) as `promsync dlq requeue` does.
+    pub async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> u64 {
+        promsync::dead_letters::requeue_in_lane(&self.db, self.backends.broker.as_ref(), lane, ids)
+            .await
+            .expect("requeue")
     }
 
     /// Event ids held by the replay log, read from its first offset.
