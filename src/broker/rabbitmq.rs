@@ -22,7 +22,8 @@ use lapin::{
         QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    ExchangeKind,
 };
 use sea_orm::DatabaseTransaction;
 use sha2::{Digest, Sha256};
@@ -246,21 +247,8 @@ impl RabbitBroker {
         channel
             .basic_qos(DRAIN_PREFETCH, BasicQosOptions::default())
             .await?;
-        let tag = format!(
-            "promsync-{}-dead-{}-{}",
-            lane.as_str(),
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        );
         let queue = self.topology.dead_queue(lane);
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                tag.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let consumer = subscribe(&channel, &queue, &format!("{}-dead", lane.as_str())).await?;
         tracing::info!(%queue, "draining dead letters into the database");
         let mut deliveries =
             std::pin::pin!(until_first_error(consumer.take_until(shutdown.cancelled())));
@@ -298,21 +286,8 @@ impl RabbitBroker {
         consume
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
-        let tag = format!(
-            "promsync-{}-{}-{}",
-            lane.as_str(),
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        );
         let queue = self.topology.work_queue(lane);
-        let consumer = consume
-            .basic_consume(
-                queue.as_str().into(),
-                tag.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let consumer = subscribe(&consume, &queue, lane.as_str()).await?;
         tracing::info!(%queue, prefetch, "consuming");
         let settler = Settler {
             lane,
@@ -551,6 +526,25 @@ async fn record_until_committed(
             }
         }
     }
+}
+
+/// Starts consuming `queue` under a tag unique to this process and session
+/// (`promsync-<role>-<pid>-<uuid>`), so the management UI tells consumers apart and a
+/// reconnecting session never collides with its predecessor's tag.
+async fn subscribe(channel: &Channel, queue: &str, role: &str) -> Result<Consumer, lapin::Error> {
+    let tag = format!(
+        "promsync-{role}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    );
+    channel
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }
 
 async fn publish_confirmed(

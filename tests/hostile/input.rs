@@ -19,6 +19,18 @@ async fn order_count(app: &TestApp) -> i64 {
     .await
 }
 
+/// Posts an RO App order of one line of a fresh product; answers the status and body.
+async fn post_one_line(app: &TestApp, sku: &str, quantity: Value, price: Value) -> (u16, Value) {
+    let product_id = product(app, app.account_id, sku).await;
+    app.call(
+        Method::POST,
+        "/api/orders",
+        &app.admin_token,
+        Some(json!({"items": [{"product_id": product_id, "quantity": quantity, "price": price}]})),
+    )
+    .await
+}
+
 fn error_message(body: &Value) -> String {
     body["error"]["message"]
         .as_str()
@@ -63,21 +75,15 @@ async fn a_price_at_the_decimal_limit_is_a_400_and_the_account_is_not_left_locke
     // Arrange
     let app = spawn().await;
     let token = app.admin_token.clone();
-    let product_id = product(&app, app.account_id, "SKU-HUGE").await;
 
     // Act
-    let (status, body) = app
-        .call(
-            Method::POST,
-            "/api/orders",
-            &token,
-            Some(json!({"items": [{
-                "product_id": product_id,
-                "quantity": "2",
-                "price": "79228162514264337593543950335"
-            }]})),
-        )
-        .await;
+    let (status, body) = post_one_line(
+        &app,
+        "SKU-HUGE",
+        json!("2"),
+        json!("79228162514264337593543950335"),
+    )
+    .await;
 
     // Assert: refused naming the field; the next order of the account goes through.
     assert_eq!(status, 400, "{body}");
@@ -93,18 +99,9 @@ async fn a_price_at_the_decimal_limit_is_a_400_and_the_account_is_not_left_locke
 async fn a_quantity_of_1e20_is_a_400_naming_the_field_not_a_database_500() {
     // Arrange
     let app = spawn().await;
-    let token = app.admin_token.clone();
-    let product_id = product(&app, app.account_id, "SKU-MANY").await;
 
     // Act
-    let (status, body) = app
-        .call(
-            Method::POST,
-            "/api/orders",
-            &token,
-            Some(json!({"items": [{"product_id": product_id, "quantity": 1e20, "price": "1"}]})),
-        )
-        .await;
+    let (status, body) = post_one_line(&app, "SKU-MANY", json!(1e20), json!("1")).await;
 
     // Assert
     assert_eq!(status, 400, "{body}");
@@ -116,22 +113,15 @@ async fn a_quantity_of_1e20_is_a_400_naming_the_field_not_a_database_500() {
 async fn a_total_that_overflows_the_books_is_a_400_though_each_line_fits() {
     // Arrange: each factor fits its column, their product does not.
     let app = spawn().await;
-    let token = app.admin_token.clone();
-    let product_id = product(&app, app.account_id, "SKU-BIG").await;
 
     // Act
-    let (status, body) = app
-        .call(
-            Method::POST,
-            "/api/orders",
-            &token,
-            Some(json!({"items": [{
-                "product_id": product_id,
-                "quantity": "999999999999999.999",
-                "price": "9999999999999999.99"
-            }]})),
-        )
-        .await;
+    let (status, body) = post_one_line(
+        &app,
+        "SKU-BIG",
+        json!("999999999999999.999"),
+        json!("9999999999999999.99"),
+    )
+    .await;
 
     // Assert
     assert_eq!(status, 400, "{body}");
