@@ -214,9 +214,9 @@ PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4
 # One suite, two backends: the inbound pipeline, recovery and API suites again on SQLite
 # and the embedded broker. (The outbound suite drives several relays and publishers at
 # one database, which the embedded setup does not promise; it runs on PostgreSQL above.)
-header "cargo test (inbound, poller, recovery, API, UI suites)   (SQLite + embedded broker)"
+header "cargo test (inbound, poller, recovery, API, UI, hostile-input suites)   (SQLite + embedded broker)"
 PROMSYNC_TEST_BACKEND=embedded cargo test \
-    --test import --test ingress --test recovery --test shutdown --test api --test poll \
+    --test import --test ingress --test recovery --test shutdown --test api --test poll --test hostile \
     --test ui \
     -- --test-threads 4
 
