@@ -37,14 +37,12 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Fixture paths tried, in order, when `--fixture` is not given (repo root, then the
-/// shared folder of the workplace). If none exists a built-in template is used.
-const FIXTURE_CANDIDATES: &[&str] = &[
-    "tests/fixtures/prom/order-pending-cash-on-delivery.json",
-    "../shared/fixtures/prom/order-pending-cash-on-delivery.json",
-    "shared/fixtures/prom/order-pending-cash-on-delivery.json",
-    "/work/shared/fixtures/prom/order-pending-cash-on-delivery.json",
-];
+/// Fixture paths tried, in order, when `--fixture` is not given (the repository's copy of a
+/// real Prom order, wherever the repository is). If none exists a built-in template is used.
+const FIXTURE_CANDIDATES: &[&str] = &[concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/prom/order-pending-cash-on-delivery.json"
+)];
 
 /// Three order lines: (price in UAH, quantity). Order total = 244*1 + 130*2 + 99*1 = 603.
 const LINES: [(u64, f64); 3] = [(244, 1.0), (130, 2.0), (99, 1.0)];

@@ -1,5 +1,5 @@
-//! The command line of DESIGN §5 and what each subcommand runs. `main.rs` only parses,
-//! sets up telemetry and hands over here.
+//! The command line (ARCHITECTURE.md, 'Roles and how each scales') and what each subcommand
+//! runs. `main.rs` only parses, sets up telemetry and hands over here.
 
 use std::path::PathBuf;
 

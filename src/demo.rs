@@ -1,4 +1,4 @@
-//! `promsync demo`: tries the whole exchange on a fresh machine with one command (issue #6).
+//! `promsync demo`: tries the whole exchange on a fresh machine with one command.
 //!
 //! In one process it starts promsync with every role (HTTP, importer, outbox relay + Prom
 //! publisher, poller) on the configured backends — a fresh SQLite file in a temporary
@@ -64,7 +64,8 @@ struct Change {
     kind: &'static str,
     /// The Prom status the publisher sends for it.
     prom_status: &'static str,
-    /// `delivered` waits for the goods to be written off (rule 12).
+    /// `delivered` waits for the goods to be written off (ARCHITECTURE.md,
+    /// 'Delivered waits for the write-off').
     write_off: bool,
 }
 

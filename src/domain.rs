@@ -64,7 +64,8 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// How an order line finds an existing product of the account (DESIGN rule 5).
+    /// How an order line finds an existing product of the account (ARCHITECTURE.md,
+    /// 'Products matched, never duplicated').
     MatchProductsBy, "match_products_by" {
         Name => "name",
         Sku => "sku",
@@ -73,7 +74,8 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// Whether a buyer always becomes a new contact or reuses one (DESIGN rule 7).
+    /// Whether a buyer always becomes a new contact or reuses one (ARCHITECTURE.md,
+    /// 'Buyers become contacts').
     ClientMatching, "client_matching" {
         AlwaysNew => "always_new",
         PhoneOrEmail => "phone_or_email",
@@ -89,7 +91,7 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// Employee permissions (DESIGN rule 18).
+    /// Employee permissions (ARCHITECTURE.md, 'Synced orders need a permission').
     Permission, "permission" {
         GoodsWithoutWriteOff => "goods_without_write_off",
         ManageIntegrations => "manage_integrations",

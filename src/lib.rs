@@ -2,7 +2,7 @@
 //!
 //! Roles (ingress, import, …) sit side by side over the shared `prom` (Prom API) and
 //! `broker` (message transport) layers; `startup` wires them and `cli` exposes them as
-//! subcommands. See `../shared/DESIGN.md` for the architecture and the contract.
+//! subcommands. See `docs/ARCHITECTURE.md` for the architecture and the contract.
 
 pub mod api;
 pub mod broker;

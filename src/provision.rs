@@ -1,6 +1,7 @@
 //! Creating accounts and shops with everything they need to work at once: an account gets
 //! its default statuses (one of each kind) and an admin employee; a shop gets a webhook
-//! secret and the default status mapping in both directions (issue #2, DESIGN §5).
+//! secret and the default status mapping in both directions (`account create`,
+//! `shop create`).
 
 use std::str::FromStr;
 

@@ -1,8 +1,8 @@
-//! The RO App API through HTTP against real PostgreSQL and RabbitMQ (DESIGN §1 rules
-//! 11–18, §6): order list filters and fields, tenant isolation, permissions, the
-//! refresh limit under races and injected time, the outbox contract of status changes
-//! and write-offs, shops and mappings, secrets kept out of answers and logs, metrics and
-//! the OpenAPI document.
+//! The RO App API through HTTP against real PostgreSQL and RabbitMQ (ARCHITECTURE.md,
+//! business rules from 'Status changes reach Prom' on, 'HTTP contract'): order list filters
+//! and fields, tenant isolation, permissions, the refresh limit under races and injected
+//! time, the outbox contract of status changes and write-offs, shops and mappings, secrets
+//! kept out of answers and logs, metrics and the OpenAPI document.
 
 mod common;
 

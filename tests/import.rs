@@ -1,5 +1,6 @@
-//! The importer against real PostgreSQL and RabbitMQ (DESIGN §1 rules 1–10, §3): every
-//! order exactly once, at its newest version, whatever arrives twice, late or at once.
+//! The importer against real PostgreSQL and RabbitMQ (ARCHITECTURE.md,
+//! 'From webhook to books'): every order exactly once, at its newest version, whatever
+//! arrives twice, late or at once.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! The webhook door (DESIGN §6): what is accepted is enqueued once, after the broker's
-//! confirm; whatever is refused enqueues nothing.
+//! The webhook door (ARCHITECTURE.md, 'Webhook ingress'): what is accepted is enqueued
+//! once, after the broker's confirm; whatever is refused enqueues nothing.
 
 mod common;
 

@@ -1,6 +1,6 @@
-//! RO App status changes reaching Prom (DESIGN §1 rules 9, 11–15, §3) against real
-//! PostgreSQL, RabbitMQ and the Prom simulator: the current mapped status, once, in the
-//! shape Prom accepts, whatever Prom answers in between.
+//! RO App status changes reaching Prom (ARCHITECTURE.md, 'From RO App back to Prom')
+//! against real PostgreSQL, RabbitMQ and the Prom simulator: the current mapped status,
+//! once, in the shape Prom accepts, whatever Prom answers in between.
 
 mod common;
 

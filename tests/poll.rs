@@ -1,6 +1,6 @@
 //! The poller against real PostgreSQL and RabbitMQ, with importers running and a Prom
-//! stand-in that lists orders as Prom does (DESIGN §2, issue #5): every order arrives once,
-//! at its newest version, whatever happens to the sweep, the pollers or Prom.
+//! stand-in that lists orders as Prom does (ARCHITECTURE.md, 'The poller'): every order
+//! arrives once, at its newest version, whatever happens to the sweep, the pollers or Prom.
 
 mod common;
 

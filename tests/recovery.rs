@@ -1,5 +1,6 @@
-//! Recovery (issue #6): replay from the log rebuilds the books and is safe beside live
-//! traffic; dead letters can be listed, requeued once their cause is fixed, and purged.
+//! Recovery (ARCHITECTURE.md, 'Replay', 'Retries and dead letters'): replay from the log
+//! rebuilds the books and is safe beside live traffic; dead letters can be listed, requeued
+//! once their cause is fixed, and purged.
 
 mod common;
 

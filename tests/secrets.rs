@@ -1,4 +1,4 @@
-//! Shop secrets at rest (issue #7): with `PROMSYNC_SECRET_KEY` set, Prom tokens and
+//! Shop secrets at rest (docs/SECURITY.md): with `PROMSYNC_SECRET_KEY` set, Prom tokens and
 //! webhook secrets are stored encrypted, yet webhooks verify and imports reach Prom; key
 //! rotation with `promsync secrets rotate`; a value under an unknown key fails cleanly.
 

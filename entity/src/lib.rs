@@ -1,4 +1,4 @@
-//! sea-orm entities of promsync, one module per table (DESIGN §7).
+//! sea-orm entities of promsync, one module per table (ARCHITECTURE.md, 'Data model').
 //!
 //! Relations are expressed as explicit queries in the importer and API rather than derived
 //! joins: every query there is scoped by account first, which keeps tenancy visible.

@@ -1,6 +1,6 @@
-//! The whole schema of DESIGN §7: accounts and their people, shops and their status
-//! mappings, the RO App books (clients, categories, products, orders, items) and the
-//! integration's own ledgers (inbound inbox/sync log, outbox, outbound sync log).
+//! The whole schema of ARCHITECTURE.md, 'Data model': accounts and their people, shops and
+//! their status mappings, the RO App books (clients, categories, products, orders, items)
+//! and the integration's own ledgers (inbound inbox/sync log, outbox, outbound sync log).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -317,7 +317,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        // Rule 1: one order per (shop, Prom order id), whatever the importers race.
+        // 'Exactly once per Prom order' (ARCHITECTURE.md): one order per (shop, Prom order
+        // id), whatever the importers race.
         m.create_index(
             Index::create()
                 .name("ux_orders_shop_external")

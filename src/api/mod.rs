@@ -1,8 +1,8 @@
-//! RO App side of the HTTP surface (DESIGN §6): the probes (`/healthz`, `/readyz`),
-//! `/metrics`, and the JSON API under `/api`, authenticated by employee bearer tokens and
-//! scoped to the caller's account. Modules: `auth` (who is calling), `employees`, `orders`,
-//! `shops` (with status mappings), `lookups`, `sync_log`, `dead_letters`, `metrics`,
-//! `openapi`.
+//! RO App side of the HTTP surface (ARCHITECTURE.md, 'HTTP contract'): the probes
+//! (`/healthz`, `/readyz`), `/metrics`, and the JSON API under `/api`, authenticated by
+//! employee bearer tokens and scoped to the caller's account. Modules: `auth` (who is
+//! calling), `employees`, `orders`, `shops` (with status mappings), `lookups`, `sync_log`,
+//! `dead_letters`, `metrics`, `openapi`.
 
 pub mod auth;
 pub mod dead_letters;

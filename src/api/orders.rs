@@ -1,12 +1,12 @@
-//! Orders (DESIGN §1 rules 11–18, §6): the list with its `source`/`shop_id` filters, one
-//! order, creating an RO App order, changing a status, writing off the goods and the
-//! manual refresh from Prom.
+//! Orders (ARCHITECTURE.md, 'Business rules' from 'Status changes reach Prom' on): the list
+//! with its `source`/`shop_id` filters, one order, creating an RO App order, changing a
+//! status, writing off the goods and the manual refresh from Prom.
 //!
 //! A status change and the outbox row that carries it to Prom are written in one
 //! transaction, so a change is never lost between the database and the broker; the outbox
 //! payload only names the order because the publisher sends the order's *current* mapped
-//! status (rule 14). The refresh limit is a conditional UPDATE in the database, so two
-//! replicas racing for the same order can never both pass.
+//! status ('Prom gets the current status'). The refresh limit is a conditional UPDATE in
+//! the database, so two replicas racing for the same order can never both pass.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -40,7 +40,8 @@ use crate::{
 
 /// Where an imported order's page on Prom is, unless the shop has its own template.
 pub const DEFAULT_ORDER_URL_TEMPLATE: &str = "https://my.prom.ua/cms/order/edit/{id}";
-/// Rule 17: an order is re-fetched from Prom at most this often.
+/// 'Refresh at most every 10 minutes' (ARCHITECTURE.md): an order is re-fetched from Prom
+/// at most this often.
 pub const REFRESH_INTERVAL_S: i64 = 600;
 /// What a refresh that could not reach the broker suggests as `Retry-After`.
 const BROKER_RETRY_AFTER_S: u64 = 5;
@@ -132,7 +133,7 @@ pub struct ItemView {
     pub written_off: bool,
 }
 
-/// The Order of DESIGN §6.
+/// The Order of the HTTP API (`GET /api/openapi.json`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
     pub id: i64,
@@ -325,7 +326,8 @@ fn is_imported(order: &orders::Model) -> bool {
     order.external_id.is_some()
 }
 
-/// Rule 18: working with a synced order needs "can add goods without write-off".
+/// 'Synced orders need a permission' (ARCHITECTURE.md): working with a synced order needs
+/// "can add goods without write-off".
 fn require_for_synced(
     caller: &Caller,
     order: &orders::Model,
@@ -649,13 +651,15 @@ pub async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
-/// What became of the Prom side of a status change (rules 11–14).
+/// What became of the Prom side of a status change (ARCHITECTURE.md,
+/// 'Status changes reach Prom').
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Outbound {
     /// An outbox row will carry the order's mapped status to Prom.
     Queued,
-    /// Maps to Prom `delivered`, which waits until the goods are written off (rule 12).
+    /// Maps to Prom `delivered`, which waits until the goods are written off (see
+    /// ARCHITECTURE.md, 'Delivered waits for the write-off').
     DeferredUntilWriteOff,
     /// The shop's outbound mapping has no Prom status for the new status.
     NotMapped,
@@ -723,8 +727,8 @@ async fn outbound_for_status(
     })
 }
 
-/// Changes an order's status; for an imported order the mapped Prom status is queued in
-/// the same transaction (or deferred until write-off, rule 12).
+/// Changes an order's status; for an imported order the mapped Prom status is queued in the
+/// same transaction (or deferred: ARCHITECTURE.md, 'Delivered waits for the write-off').
 #[utoipa::path(
     post, path = "/api/orders/{id}/status", tag = "orders",
     params(("id" = i64, Path, description = "Order id")),
@@ -774,7 +778,8 @@ pub async fn set_status(
 }
 
 /// Writes off the order's goods. If its status maps to Prom `delivered`, that update is
-/// queued now (rule 12). Writing off twice changes nothing the second time.
+/// queued now ('Delivered waits for the write-off'). Writing off twice changes nothing the
+/// second time.
 #[utoipa::path(
     post, path = "/api/orders/{id}/write-off", tag = "orders",
     params(("id" = i64, Path, description = "Order id")),
@@ -817,7 +822,8 @@ pub async fn write_off_goods(
             .filter(order_items::Column::OrderId.eq(order.id))
             .exec(&txn)
             .await?;
-        // Rule 12: a `delivered` held back for the write-off goes now.
+        // 'Delivered waits for the write-off': a `delivered` held back for the write-off
+        // goes now.
         let decision = outbound::evaluate(&txn, &order)
             .await
             .map_err(anyhow::Error::from)?;
@@ -882,10 +888,11 @@ fn retry_after(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u64 {
     millis.div_ceil(1000).max(1)
 }
 
-/// Re-fetches orders from Prom (rule 17). Each order passes at most once per 10 minutes,
-/// decided by a conditional UPDATE of `last_refresh_at`: only the request whose UPDATE
-/// changed the row publishes, whatever replicas race. A publish that fails puts the
-/// stamp back and answers 503, so a broker outage does not burn the 10 minutes.
+/// Re-fetches orders from Prom ('Refresh at most every 10 minutes'). Each order passes at
+/// most once per 10 minutes, decided by a conditional UPDATE of `last_refresh_at`: only the
+/// request whose UPDATE changed the row publishes, whatever replicas race. A publish that
+/// fails puts the stamp back and answers 503, so a broker outage does not burn the 10
+/// minutes.
 #[utoipa::path(
     post, path = "/api/orders/refresh", tag = "orders",
     request_body = RefreshRequest,
@@ -929,8 +936,8 @@ pub fn all_too_soon(results: &[RefreshResult]) -> Option<ApiError> {
     }
 }
 
-/// Re-fetches the named orders from Prom, each at most once per 10 minutes (rule 17);
-/// answers every order's result, in the order asked.
+/// Re-fetches the named orders from Prom, each at most once per 10 minutes
+/// (ARCHITECTURE.md); answers every order's result, in the order asked.
 #[tracing::instrument(skip_all, fields(account_id = caller.account_id, orders = tracing::field::Empty))]
 pub async fn refresh_orders(
     state: &AppState,

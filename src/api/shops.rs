@@ -1,7 +1,7 @@
-//! Connected Prom shops and their status mappings (DESIGN §6), for employees with
-//! `manage_integrations`. The Prom token and the webhook secrets are write-only: no shop
-//! answer carries them, and `rotate-secret` shows a new secret exactly once while the
-//! previous one keeps working for a grace period (the ingress honours both).
+//! Connected Prom shops and their status mappings (ARCHITECTURE.md, 'HTTP contract'), for
+//! employees with `manage_integrations`. The Prom token and the webhook secrets are
+//! write-only: no shop answer carries them, and `rotate-secret` shows a new secret exactly
+//! once while the previous one keeps working for a grace period (the ingress honours both).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-//! The import transaction (DESIGN rules 1, 3, 5–9): one Prom order version applied to
-//! RO App's books exactly once.
+//! The import transaction (ARCHITECTURE.md, 'From webhook to books' and its rules): one
+//! Prom order version applied to RO App's books exactly once.
 //!
 //! Exactly-once comes from three things in one transaction: the inbox row (primary key =
 //! event id) inserted first, so a redelivered event stops there; a lock on the order's
@@ -29,7 +29,7 @@ use crate::{
     prom::order::PromProduct,
 };
 
-/// The unit every imported product gets (DESIGN rule 5).
+/// The unit every imported product gets ('Products matched, never duplicated').
 const UNIT: &str = "pcs";
 
 /// What the transaction did, for the sync log, metrics and the caller's logs.
@@ -361,8 +361,8 @@ async fn update_order(
     let mut products = BTreeMap::new();
     let prom_status = plan.status.to_string();
     let mut update: orders::ActiveModel = order.clone().into();
-    // Rule 9: only a Prom status that differs from the last one seen is applied, so an
-    // echo of our own outbound change cannot bounce back.
+    // 'Prom status applied only when it changed': only a Prom status that differs from the
+    // last one seen is applied, so an echo of our own outbound change cannot bounce back.
     if order.remote_status.as_deref() != Some(prom_status.as_str()) {
         match ctx.inbound.get(prom_status.as_str()) {
             Some(status_id) if *status_id != order.status_id => {
@@ -383,8 +383,8 @@ async fn update_order(
         .await?;
     if !same_lines(&items, &plan.lines) {
         if order.written_off_at.is_some() {
-            // Rule 8: after write-off the goods are gone from stock; Prom's edits no
-            // longer apply to the lines.
+            // 'Line edits stop at the write-off': after write-off the goods are gone from
+            // stock; Prom's edits no longer apply to the lines.
             outcome = Outcome::SkippedWrittenOff;
             changes.push("line changes ignored: goods already written off".into());
         } else {
@@ -441,7 +441,7 @@ async fn insert_items(
             sku: Set(line.sku.clone()),
             quantity: Set(line.quantity),
             price: Set(line.price),
-            // Rule 6: imported lines are added without write-off.
+            // 'Lines added without write-off': imported lines are added without write-off.
             written_off: Set(false),
             ..Default::default()
         }
@@ -454,7 +454,7 @@ async fn insert_items(
     Ok(())
 }
 
-/// Finds or creates the product of every line (rule 5), never duplicating one. Known
+/// Finds or creates the product of every line ('Products matched, never duplicated'). Known
 /// products are taken as they are; only the others (locked by the batch beforehand, see
 /// [`lock_names`]) are looked up.
 async fn resolve_products(
@@ -556,8 +556,8 @@ async fn resolve_categories(
     Ok(ids)
 }
 
-/// The buyer's contact (rule 7): always a new one, or an existing one with the same
-/// normalized phone or e-mail when the shop asks for matching.
+/// The buyer's contact ('Buyers become contacts'): always a new one, or an existing one
+/// with the same normalized phone or e-mail when the shop asks for matching.
 async fn resolve_client(
     txn: &DatabaseTransaction,
     ctx: &ShopContext,

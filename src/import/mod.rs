@@ -1,4 +1,5 @@
-//! The importer: applies inbound notifications to RO App's books (DESIGN §1 rules 1–10).
+//! The importer: applies inbound notifications to RO App's books (ARCHITECTURE.md,
+//! 'From webhook to books').
 //!
 //! For each message: load the shop's context; take the order from the message or, for a
 //! thin notification, fetch it from Prom; plan it (parse, validate, reject as a whole);

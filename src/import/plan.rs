@@ -1,8 +1,9 @@
-//! Turning a Prom order document into what the importer writes (DESIGN rules 2, 4, 6, 10),
-//! with no database in sight: every price parsed to an exact decimal and checked against
-//! the account's currency, quantities kept as Prom sent them, names picked in the shop's
-//! language. Anything wrong rejects the whole order here, before a transaction starts, so
-//! nothing is ever half-imported.
+//! Turning a Prom order document into what the importer writes (ARCHITECTURE.md,
+//! 'Imported fields', 'Exact money in the account's currency'), with no database in sight:
+//! every price parsed to an exact decimal and checked against the account's currency,
+//! quantities kept as Prom sent them, names picked in the shop's language. Anything wrong
+//! rejects the whole order here, before a transaction starts, so nothing is ever
+//! half-imported.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;

@@ -1,7 +1,8 @@
-//! Webhook ingress: `POST /webhooks/prom/{shop_id}` (DESIGN §6). Verifies the Standard
-//! Webhooks signature over the raw body, checks the body names an order, publishes one
-//! notification and answers 202 only after the broker confirmed it. It reads shop secrets
-//! (cached briefly) but never writes the database: the hot path is verify → publish.
+//! Webhook ingress: `POST /webhooks/prom/{shop_id}` (ARCHITECTURE.md, 'Webhook ingress').
+//! Verifies the Standard Webhooks signature over the raw body, checks the body names an
+//! order, publishes one notification and answers 202 only after the broker confirmed it. It
+//! reads shop secrets (cached briefly) but never writes the database: the hot path is
+//! verify → publish.
 
 pub mod signature;
 

@@ -1,5 +1,5 @@
-//! Shop secrets at rest (issue #7): Prom tokens and webhook secrets are stored encrypted
-//! with AES-256-GCM under `PROMSYNC_SECRET_KEY`, in the columns they always had.
+//! Shop secrets at rest (docs/SECURITY.md): Prom tokens and webhook secrets are stored
+//! encrypted with AES-256-GCM under `PROMSYNC_SECRET_KEY`, in the columns they always had.
 //!
 //! A stored value is self-describing text, `enc:v1:<key id>:<base64url(nonce ‖ ciphertext)>`,
 //! so no schema change was needed, a row says which key opens it, and a plaintext value

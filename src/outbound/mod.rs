@@ -1,4 +1,4 @@
-//! Outbound (RO App → Prom, DESIGN §1 rules 11–15, §3): status changes made in RO App
+//! Outbound (ARCHITECTURE.md, 'From RO App back to Prom'): status changes made in RO App
 //! reach Prom through a transactional outbox.
 //!
 //! Whoever changes an imported order's status (or writes its goods off) calls
@@ -35,7 +35,8 @@ pub const KIND_ORDER_STATUS: &str = "order_status";
 pub enum OutboxReason {
     /// An employee changed the order's status.
     StatusChanged,
-    /// The order's goods were written off: a deferred `delivered` may go now (rule 12).
+    /// The order's goods were written off: a deferred `delivered` may go now
+    /// ('Delivered waits for the write-off').
     WrittenOff,
     /// A reason this version does not know (written by a newer one): handled the same way.
     #[serde(other)]
@@ -120,16 +121,19 @@ pub enum Decision {
     NotImported,
     /// The order's RO App status has no outbound mapping in its shop.
     NotMapped,
-    /// Prom already shows the mapped status (rule 14: not sent again).
+    /// Prom already shows the mapped status ('Prom gets the current status': not sent
+    /// again).
     AlreadyThere(PromStatus),
-    /// The status maps to `delivered` but the goods are not written off yet (rule 12).
+    /// The status maps to `delivered` but the goods are not written off yet
+    /// ('Delivered waits for the write-off').
     WaitForWriteOff,
     /// Send this status.
     Send(PromStatus),
 }
 
 impl Decision {
-    /// The `outbound` word of the status-change API answer (DESIGN §6).
+    /// The `outbound` word of the status-change API answer
+    /// (`POST /api/orders/{id}/status`).
     pub fn api_outcome(&self) -> &'static str {
         match self {
             Decision::NotImported | Decision::AlreadyThere(_) => "none",

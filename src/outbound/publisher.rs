@@ -1,5 +1,5 @@
 //! The Prom publisher: consumes the outbound lane and makes Prom show each order's current
-//! mapped status (DESIGN rules 11–15).
+//! mapped status (ARCHITECTURE.md, 'From RO App back to Prom').
 //!
 //! Per message, in one database transaction: take the order's publish lock (so two
 //! messages of one order, in this process or another, never talk to Prom at once), re-read

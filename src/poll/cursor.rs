@@ -75,8 +75,8 @@ pub struct Listed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Publish,
-    /// Drafts are never imported (business rule 10); publishing them would only fill the
-    /// sync log.
+    /// Drafts are never imported (ARCHITECTURE.md, 'Drafts are not imported'); publishing
+    /// them would only fill the sync log.
     Draft,
     /// Created before the shop's import horizon (connection time minus the backfill).
     BeforeHorizon,

@@ -1,6 +1,6 @@
 //! The poller: Prom's public API pushes nothing, so every enabled shop's new and changed
 //! orders are fetched from `GET /orders/list` and fed into the same inbound lane as a
-//! webhook (DESIGN §2), as full order notifications with source `poll`.
+//! webhook (ARCHITECTURE.md, 'The poller'), as full order notifications with source `poll`.
 //!
 //! Every tick the poller asks the database which shops are due, takes each one's lease
 //! (one conditional UPDATE, so with several `poll` processes a shop is swept by one at a
@@ -28,7 +28,7 @@ use self::{
 };
 use crate::{broker::Broker, config::Settings, prom::client::PromClient};
 
-/// The poller's settings (DESIGN §5 environment, `PROMSYNC_POLL_*`).
+/// The poller's settings (environment `PROMSYNC_POLL_*`, see the README).
 #[derive(Debug, Clone)]
 pub struct PollSettings {
     /// How far each window reaches back before the watermark (clock skew, Prom's

@@ -250,7 +250,7 @@ impl PromOrder {
         self.status.parse()
     }
 
-    /// Drafts are never imported (business rule 10).
+    /// Drafts are never imported (ARCHITECTURE.md, 'Drafts are not imported').
     pub fn is_draft(&self) -> bool {
         matches!(self.prom_status(), Ok(PromStatus::Draft))
     }

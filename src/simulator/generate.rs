@@ -1,5 +1,5 @@
 //! Realistic Prom documents for the simulator: a small catalogue (so SKUs repeat across
-//! orders), and orders shaped like the real ones in `shared/fixtures/prom/` — localized
+//! orders), and orders shaped like the real ones in `tests/fixtures/prom/` — localized
 //! price strings with no-break spaces and a decimal comma, float quantities, names in both
 //! languages, a buyer, delivery and payment blocks, and the usual statuses.
 //!

@@ -1,4 +1,5 @@
-//! A Prom stand-in (DESIGN §5) for demos, tests and benchmarks: `promsync simulate-prom`.
+//! A Prom stand-in (deploy/SIMULATOR.md) for demos, tests and benchmarks:
+//! `promsync simulate-prom`.
 //!
 //! It serves the Prom endpoints promsync uses — `GET /api/v1/orders/list`, `GET
 //! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status` —

@@ -1,6 +1,6 @@
 //! Push mode: the simulator announces new and changed orders to a promsync webhook at a
-//! steady rate, signed with the shop's secret (Standard Webhooks, DESIGN §6), the way a
-//! relay in front of Prom would.
+//! steady rate, signed with the shop's secret (Standard Webhooks, see ARCHITECTURE.md,
+//! 'Webhook ingress'), the way a relay in front of Prom would.
 //!
 //! Each tick sends the next order changed through the API or `/_sim/` (a `set_status`
 //! echo included), or, when nothing changed, makes up some activity first (a new order,
