@@ -100,3 +100,11 @@ pub struct ApiDoc;
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
+
+/// The document as pretty-printed JSON, for tools that check it without a running server
+/// (`cargo run --example openapi`).
+pub fn document_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
