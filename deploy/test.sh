@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The single test command for promsync.
 #
-#   deploy/test.sh                  services + fmt + clippy + tests + chaos suite
-#   deploy/test.sh --quick          services + tests (skips fmt and clippy)
+#   deploy/test.sh                  services + fmt + clippy + OpenAPI check + tests + chaos
+#   deploy/test.sh --quick          services + OpenAPI check + tests (skips fmt and clippy)
 #   deploy/test.sh --services-only  only make sure PostgreSQL and RabbitMQ are up
 #
 # On a fresh Debian 12 machine it installs PostgreSQL and RabbitMQ from Debian's packages,
@@ -207,6 +207,17 @@ if [ "$QUICK" -eq 0 ]; then
     # The chaos suite is not among --all-targets (Cargo.toml: test = false).
     cargo clippy --test chaos -- -D warnings
 fi
+
+# The OpenAPI document, as `GET /api/openapi.json` answers it, must be valid OpenAPI
+# (client generators reject duplicate operation ids and dangling references).
+header "openapi-spec-validator   (the OpenAPI document)"
+if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+    python3 -m pip install --quiet openapi-spec-validator
+fi
+OPENAPI_JSON="$(mktemp --suffix .json)"
+trap 'rm -f "$OPENAPI_JSON"' EXIT
+cargo run --quiet --example openapi >"$OPENAPI_JSON"
+python3 -m openapi_spec_validator "$OPENAPI_JSON"
 
 header "cargo test --all-targets -- --test-threads 4   (PostgreSQL + RabbitMQ)"
 PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4

@@ -50,6 +50,19 @@ macro_rules! wire_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        /// In OpenAPI a string of a closed set, listed from `ALL` so the document cannot
+        /// drift from what is accepted.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -98,20 +111,6 @@ wire_enum!(
         ManageEmployees => "manage_employees",
     }
 );
-
-/// In OpenAPI a permission is a string of a closed set, listed from `Permission::ALL` so
-/// the document cannot drift from what the API accepts.
-impl utoipa::PartialSchema for Permission {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(Permission::ALL.iter().map(|p| p.as_str())))
-            .description(Some("An employee permission"))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for Permission {}
 
 wire_enum!(
     /// Where an inbound notification came from; recorded on the sync log.

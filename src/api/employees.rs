@@ -233,7 +233,7 @@ pub async fn delete_employee(state: &AppState, caller: &Caller, id: i64) -> Resu
 
 /// Creates an employee of the caller's account.
 #[utoipa::path(
-    post, path = "/api/employees", tag = "employees",
+    post, path = "/api/employees", operation_id = "createEmployee", tag = "employees",
     request_body = NewEmployee,
     responses(
         (status = 201, body = CreatedEmployee),
@@ -254,7 +254,7 @@ pub async fn create(
 
 /// The employees of the caller's account (never their tokens).
 #[utoipa::path(
-    get, path = "/api/employees", tag = "employees",
+    get, path = "/api/employees", operation_id = "listEmployees", tag = "employees",
     responses(
         (status = 200, body = EmployeeList),
         (status = 401, body = ErrorBody),
@@ -269,7 +269,7 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResp
 
 /// Deletes an employee: its token answers 401 from now on and its UI sessions end.
 #[utoipa::path(
-    delete, path = "/api/employees/{id}", tag = "employees",
+    delete, path = "/api/employees/{id}", operation_id = "deleteEmployee", tag = "employees",
     params(("id" = i64, Path, description = "Employee id")),
     responses(
         (status = 204, description = "Deleted"),

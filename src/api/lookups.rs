@@ -62,7 +62,7 @@ pub struct ClientList {
 }
 
 #[utoipa::path(
-    get, path = "/api/statuses", tag = "lookups",
+    get, path = "/api/statuses", operation_id = "listStatuses", tag = "lookups",
     responses((status = 200, body = StatusList)),
     security(("bearer" = []))
 )]
@@ -102,7 +102,7 @@ async fn category_map(state: &AppState, account_id: i64) -> Result<HashMap<i64, 
 }
 
 #[utoipa::path(
-    get, path = "/api/products", tag = "lookups",
+    get, path = "/api/products", operation_id = "listProducts", tag = "lookups",
     responses((status = 200, body = ProductList)),
     security(("bearer" = []))
 )]
@@ -137,7 +137,7 @@ pub async fn products(
 }
 
 #[utoipa::path(
-    get, path = "/api/clients", tag = "lookups",
+    get, path = "/api/clients", operation_id = "listClients", tag = "lookups",
     responses((status = 200, body = ClientList)),
     security(("bearer" = []))
 )]
@@ -161,7 +161,7 @@ pub async fn clients(
 }
 
 #[utoipa::path(
-    get, path = "/api/categories", tag = "lookups",
+    get, path = "/api/categories", operation_id = "listCategories", tag = "lookups",
     responses((status = 200, body = CategoryList)),
     security(("bearer" = []))
 )]

@@ -33,7 +33,7 @@ async fn measure_outbox(state: &AppState) -> Result<(), sea_orm::DbErr> {
 
 /// The counters of every role in this process.
 #[utoipa::path(
-    get, path = "/metrics", tag = "probes",
+    get, path = "/metrics", operation_id = "getMetrics", tag = "probes",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -32,14 +32,38 @@ const BODY_LIMIT: usize = 256 * 1024;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+    /// Only on the 429 of a bulk refresh: every order's result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<orders::RefreshResult>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `too_many_requests`, `broker_unavailable`, `internal`, …
+    #[schema(schema_with = error_code_schema)]
     pub code: String,
     pub message: String,
+}
+
+/// Every `code` an error answers (`error::ApiError`; a test keeps them in step).
+pub const ERROR_CODES: [&str; 10] = [
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "too_many_requests",
+    "broker_unavailable",
+    "internal",
+];
+
+fn error_code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ERROR_CODES))
+        .description(Some("Machine-readable; `message` says it for people"))
+        .build()
 }
 
 /// `/metrics` alone, for the main listener or a listener of its own
@@ -119,14 +143,14 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &web::Bytes) -> Result
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", tag = "probes", responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// The database and the broker answer.
 #[utoipa::path(
-    get, path = "/readyz", tag = "probes",
+    get, path = "/readyz", operation_id = "getReadiness", tag = "probes",
     responses(
         (status = 200, description = "`{\"database\": \"ok\", \"broker\": \"ok\"}`"),
         (status = 503, description = "one of them is unavailable"),

@@ -85,7 +85,7 @@ pub struct ShopRef {
 pub struct StatusView {
     pub id: i64,
     pub name: String,
-    /// `new`, `in_progress`, `done` or `canceled`.
+    #[schema(value_type = StatusKind)]
     pub kind: String,
 }
 
@@ -366,7 +366,7 @@ pub struct ListQuery {
 
 /// The account's orders, newest first.
 #[utoipa::path(
-    get, path = "/api/orders", tag = "orders",
+    get, path = "/api/orders", operation_id = "listOrders", tag = "orders",
     params(ListQuery),
     responses(
         (status = 200, body = OrderList),
@@ -437,7 +437,7 @@ pub async fn list_orders(
 
 /// One order of the account.
 #[utoipa::path(
-    get, path = "/api/orders/{id}", tag = "orders",
+    get, path = "/api/orders/{id}", operation_id = "getOrder", tag = "orders",
     params(("id" = i64, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -507,8 +507,8 @@ async fn account_status(
 /// account's RO App orders from 1; the account row is locked while numbering, so two
 /// concurrent creations never share a number.
 #[utoipa::path(
-    post, path = "/api/orders", tag = "orders",
-    request_body = NewOrder,
+    post, path = "/api/orders", operation_id = "createOrder", tag = "orders",
+    request_body(content = Option<NewOrder>, description = "May be left out: an empty order of the first `new` status"),
     responses(
         (status = 201, body = OrderView),
         (status = 400, body = ErrorBody),
@@ -730,7 +730,7 @@ async fn outbound_for_status(
 /// Changes an order's status; for an imported order the mapped Prom status is queued in the
 /// same transaction (or deferred: ARCHITECTURE.md, 'Delivered waits for the write-off').
 #[utoipa::path(
-    post, path = "/api/orders/{id}/status", tag = "orders",
+    post, path = "/api/orders/{id}/status", operation_id = "changeOrderStatus", tag = "orders",
     params(("id" = i64, Path, description = "Order id")),
     request_body = StatusChange,
     responses(
@@ -781,7 +781,7 @@ pub async fn set_status(
 /// queued now ('Delivered waits for the write-off'). Writing off twice changes nothing the
 /// second time.
 #[utoipa::path(
-    post, path = "/api/orders/{id}/write-off", tag = "orders",
+    post, path = "/api/orders/{id}/write-off", operation_id = "writeOffOrder", tag = "orders",
     params(("id" = i64, Path, description = "Order id")),
     responses(
         (status = 200, body = StatusChanged),
@@ -894,7 +894,7 @@ fn retry_after(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u64 {
 /// fails puts the stamp back and answers 503, so a broker outage does not burn the 10
 /// minutes.
 #[utoipa::path(
-    post, path = "/api/orders/refresh", tag = "orders",
+    post, path = "/api/orders/refresh", operation_id = "refreshOrders", tag = "orders",
     request_body = RefreshRequest,
     responses(
         (status = 200, body = RefreshResults),

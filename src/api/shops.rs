@@ -43,8 +43,11 @@ pub struct ShopView {
     pub name: String,
     /// The Prom origin the shop's API calls go to.
     pub prom_url: String,
+    #[schema(value_type = Language)]
     pub language: String,
+    #[schema(value_type = MatchProductsBy)]
     pub match_products_by: String,
+    #[schema(value_type = ClientMatching)]
     pub client_matching: String,
     pub enabled: bool,
     pub poll_enabled: bool,
@@ -166,7 +169,7 @@ async fn prom_origin(state: &AppState, value: &str) -> Result<VettedOrigin, ApiE
 }
 
 #[utoipa::path(
-    get, path = "/api/shops", tag = "shops",
+    get, path = "/api/shops", operation_id = "listShops", tag = "shops",
     responses((status = 200, body = ShopList), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -220,17 +223,20 @@ pub struct NewShopBody {
     pub prom_url: Option<String>,
     /// Write-only.
     pub prom_token: String,
-    /// `uk` (default) or `ru`.
+    /// Default `uk`.
+    #[schema(value_type = Option<Language>)]
     pub language: Option<String>,
-    /// `sku` (default), `name` or `prom_id`.
+    /// Default `sku`.
+    #[schema(value_type = Option<MatchProductsBy>)]
     pub match_products_by: Option<String>,
-    /// `always_new` (default) or `phone_or_email`.
+    /// Default `always_new`.
+    #[schema(value_type = Option<ClientMatching>)]
     pub client_matching: Option<String>,
 }
 
 /// Connects a Prom shop with the default status mapping; answers its webhook secret once.
 #[utoipa::path(
-    post, path = "/api/shops", tag = "shops",
+    post, path = "/api/shops", operation_id = "createShop", tag = "shops",
     request_body = NewShopBody,
     responses(
         (status = 201, body = CreatedShop),
@@ -274,7 +280,7 @@ pub async fn create(
 }
 
 #[utoipa::path(
-    get, path = "/api/shops/{id}", tag = "shops",
+    get, path = "/api/shops/{id}", operation_id = "getShop", tag = "shops",
     params(("id" = i64, Path, description = "Shop id")),
     responses(
         (status = 200, body = ShopView),
@@ -350,8 +356,11 @@ pub struct ShopPatch {
     pub prom_url: Option<String>,
     /// Write-only; a new token clears `token_rejected`.
     pub prom_token: Option<String>,
+    #[schema(value_type = Option<Language>)]
     pub language: Option<String>,
+    #[schema(value_type = Option<MatchProductsBy>)]
     pub match_products_by: Option<String>,
+    #[schema(value_type = Option<ClientMatching>)]
     pub client_matching: Option<String>,
     pub poll_enabled: Option<bool>,
     /// 10 to 86400 seconds.
@@ -363,7 +372,7 @@ pub struct ShopPatch {
 
 /// Changes any of a shop's settings; fields left out keep their value.
 #[utoipa::path(
-    patch, path = "/api/shops/{id}", tag = "shops",
+    patch, path = "/api/shops/{id}", operation_id = "updateShop", tag = "shops",
     params(("id" = i64, Path, description = "Shop id")),
     request_body = ShopPatch,
     responses(
@@ -481,7 +490,7 @@ pub struct RotatedSecret {
 /// Replaces the shop's webhook secret; the previous one stays valid for the grace period
 /// so senders can switch without losing notifications.
 #[utoipa::path(
-    post, path = "/api/shops/{id}/rotate-secret", tag = "shops",
+    post, path = "/api/shops/{id}/rotate-secret", operation_id = "rotateShopSecret", tag = "shops",
     params(("id" = i64, Path, description = "Shop id")),
     request_body(content = Option<RotateSecret>),
     responses(
@@ -569,11 +578,61 @@ pub struct StatusMapping {
     /// Prom status (`pending`, `received`, `delivered`, `canceled`, `paid`,
     /// `custom-<id>`) → RO App status id.
     #[serde(default)]
+    #[schema(schema_with = inbound_mapping_schema)]
     pub inbound: BTreeMap<String, i64>,
     /// RO App status id (as a string key) → Prom status (`received`, `delivered`,
     /// `canceled`, `custom-<id>`).
     #[serde(default)]
+    #[schema(schema_with = outbound_mapping_schema)]
     pub outbound: BTreeMap<String, String>,
+}
+
+/// A Prom status a mapping may name: one of `known` or a custom status `custom-<id>`.
+fn prom_status_schema(known: &[&str]) -> utoipa::openapi::Schema {
+    use utoipa::openapi::{schema::Type, ObjectBuilder, OneOfBuilder};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(known.iter().copied())),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(CUSTOM_PROM_STATUS_PATTERN)),
+        )
+        .into()
+}
+
+/// `custom-<id>`, the id above zero.
+const CUSTOM_PROM_STATUS_PATTERN: &str = "^custom-[0-9]*[1-9][0-9]*$";
+
+fn inbound_mapping_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{schema::Type, ObjectBuilder};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("Prom status → RO App status id"))
+        .property_names(Some(prom_status_schema(&INBOUND_PROM_STATUSES)))
+        .additional_properties(Some(
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(
+                utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64),
+            )),
+        ))
+        .build()
+}
+
+fn outbound_mapping_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{schema::Type, ObjectBuilder};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("RO App status id (as a string key) → Prom status"))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+$")),
+        ))
+        .additional_properties(Some(prom_status_schema(&OUTBOUND_PROM_STATUSES)))
+        .build()
 }
 
 fn is_custom(status: &str) -> bool {
@@ -595,7 +654,7 @@ fn check_prom_status(status: &str, known: &[&str], direction: &str) -> Result<()
 }
 
 #[utoipa::path(
-    get, path = "/api/shops/{id}/status-mapping", tag = "shops",
+    get, path = "/api/shops/{id}/status-mapping", operation_id = "getShopStatusMapping", tag = "shops",
     params(("id" = i64, Path, description = "Shop id")),
     responses(
         (status = 200, body = StatusMapping),
@@ -649,7 +708,7 @@ pub async fn status_mapping(
 /// Replaces the whole mapping, after checking every Prom status against the known set and
 /// every RO App status against the account's.
 #[utoipa::path(
-    put, path = "/api/shops/{id}/status-mapping", tag = "shops",
+    put, path = "/api/shops/{id}/status-mapping", operation_id = "replaceShopStatusMapping", tag = "shops",
     params(("id" = i64, Path, description = "Shop id")),
     request_body = StatusMapping,
     responses(

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{auth::Caller, ErrorBody};
-use crate::{domain::Outcome, error::ApiError, startup::AppState};
+use crate::{
+    domain::{Outcome, Source},
+    error::ApiError,
+    startup::AppState,
+};
 
 const DEFAULT_LIMIT: u64 = 200;
 const MAX_LIMIT: u64 = 1000;
@@ -21,18 +25,59 @@ pub struct SyncLogEntry {
     /// The inbound event id; for outbound entries the publisher's id, when it has one.
     pub event_id: Option<String>,
     pub order_id: Option<i64>,
-    /// Inbound: `webhook`, `poll`, `refresh`, `replay`; outbound: `outbound`.
+    #[schema(schema_with = source_schema)]
     pub source: String,
-    /// `applied`, `duplicate`, `stale`, `skipped_written_off`, `skipped`, `rejected`,
-    /// `sent`, `deferred`, `failed`.
+    #[schema(schema_with = outcome_schema)]
     pub outcome: String,
     pub detail: Option<String>,
-    /// `inbound` (Prom → RO App) or `outbound` (RO App → Prom).
+    #[schema(schema_with = direction_schema)]
     pub direction: String,
     /// The Prom status an outbound entry was about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prom_status: Option<String>,
 }
+
+fn string_enum<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    description: &str,
+) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .description(Some(description))
+        .build()
+}
+
+fn source_schema() -> utoipa::openapi::Object {
+    string_enum(
+        Source::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .chain([OUTBOUND_SOURCE]),
+        "Inbound: where the notification came from; outbound: `outbound`",
+    )
+}
+
+/// The outcome of an entry (`processing` rows are not shown).
+fn outcome_schema() -> utoipa::openapi::Object {
+    string_enum(
+        Outcome::ALL
+            .iter()
+            .filter(|o| **o != Outcome::Processing)
+            .map(|o| o.as_str()),
+        "What became of the event",
+    )
+}
+
+fn direction_schema() -> utoipa::openapi::Object {
+    string_enum(
+        ["inbound", "outbound"],
+        "`inbound` (Prom → RO App) or `outbound` (RO App → Prom)",
+    )
+}
+
+/// The `source` of every outbound entry.
+const OUTBOUND_SOURCE: &str = "outbound";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncLog {
@@ -43,6 +88,7 @@ pub struct SyncLog {
 #[into_params(parameter_in = Query)]
 pub struct SyncLogQuery {
     /// Only entries with this outcome (e.g. `rejected`).
+    #[param(value_type = Option<Outcome>, inline)]
     pub outcome: Option<String>,
     /// At most this many entries, newest first (default 200, at most 1000).
     pub limit: Option<u64>,
@@ -141,7 +187,7 @@ fn outcome(query: &SyncLogQuery) -> Result<Option<Outcome>, ApiError> {
 
 /// The account's sync log, optionally one outcome only.
 #[utoipa::path(
-    get, path = "/api/sync-log", tag = "sync log",
+    get, path = "/api/sync-log", operation_id = "getSyncLog", tag = "sync log",
     params(SyncLogQuery),
     responses((status = 200, body = SyncLog), (status = 400, body = ErrorBody)),
     security(("bearer" = []))
@@ -165,7 +211,7 @@ pub async fn account_log(
 
 /// One order's sync log.
 #[utoipa::path(
-    get, path = "/api/orders/{id}/sync-log", tag = "sync log",
+    get, path = "/api/orders/{id}/sync-log", operation_id = "getOrderSyncLog", tag = "sync log",
     params(("id" = i64, Path, description = "Order id"), SyncLogQuery),
     responses(
         (status = 200, body = SyncLog),
