@@ -136,6 +136,7 @@ fn bounded(text: &str) -> String {
 pub struct DeadLetterView {
     pub id: i64,
     /// `inbound` (Prom → RO App) or `outbound` (RO App → Prom).
+    #[schema(value_type = Lane)]
     pub lane: String,
     pub shop_id: Option<i64>,
     /// The Prom order id (inbound) or the RO App order id (outbound).

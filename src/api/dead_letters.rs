@@ -48,11 +48,12 @@ pub struct Requeued {
 /// The account's dead letters (messages that gave up after their attempts, or at once on
 /// a permanent failure), newest first.
 #[utoipa::path(
-    get, path = "/api/dead-letters", tag = "sync log",
+    get, path = "/api/dead-letters", tag = "sync log", operation_id = "listDeadLetters",
     params(DeadLettersQuery),
     responses(
         (status = 200, body = DeadLetters),
         (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -81,10 +82,12 @@ pub async fn list(
 /// count; answers how many.
 #[utoipa::path(
     post, path = "/api/dead-letters/requeue", tag = "sync log",
+    operation_id = "requeueDeadLetters",
     request_body = RequeueBody,
     responses(
         (status = 200, body = Requeued),
         (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ),

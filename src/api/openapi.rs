@@ -347,6 +347,7 @@ mod tests {
         assert!(outcomes.contains(&"skipped_written_off".to_owned()));
         assert!(!outcomes.contains(&"processing".to_owned()), "never shown");
         assert_eq!(field("SyncLogEntry", "direction"), ["inbound", "outbound"]);
+        assert_eq!(field("DeadLetterView", "lane"), ["inbound", "outbound"]);
         for schema in ["ShopView", "NewShopBody", "ShopPatch"] {
             assert_eq!(field(schema, "language"), ["uk", "ru"]);
             assert_eq!(

@@ -51,7 +51,8 @@ pub enum BrokerError {
 
 /// The two message flows. Each has its own work queue, retry tiers and dead letters, so
 /// a Prom outage that backs up outbound traffic never delays imports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Lane {
     /// Notifications from Prom (webhook, poller, refresh, replay) to the importer.
     Inbound,
