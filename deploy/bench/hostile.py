@@ -5,8 +5,9 @@ wall time, and the server's CPU time for the request (from /proc/<pid>/stat).
     deploy/bench/hostile.py [path/to/promsync]     (default: target/release/promsync)
 
 It starts `promsync run` on the embedded default (a fresh SQLite file and the embedded
-broker, in a temporary directory), makes an account and a shop, imports one order so
-there is a product, then throws each attack once and prints one line per attack. Run it
+broker, in a temporary directory) and the Prom simulator as the shop's Prom, makes an
+account and a shop, imports one order so there is a product, then throws each attack once
+and prints one line per attack. Run it
 against two builds to compare them; it changes nothing outside its temporary directory.
 """
 
@@ -60,12 +61,14 @@ def sign(secret, msg_id, ts, body):
 def main():
     binary = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "target/release/promsync")
     work = tempfile.mkdtemp(prefix="promsync-hostile-")
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, sim_port = free_port(), free_port(), free_port()
+    sim_origin = f"http://127.0.0.1:{sim_port}"
     env = dict(
         os.environ,
         PROMSYNC_DATABASE_URL=f"sqlite://{work}/promsync.db?mode=rwc",
         PROMSYNC_LISTEN=f"127.0.0.1:{port}",
         PROMSYNC_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
+        PROMSYNC_PROM_ALLOWED_ORIGINS=sim_origin,
         PROMSYNC_LOG_FORMAT="json",
         RUST_LOG="error",
     )
@@ -78,9 +81,14 @@ def main():
     subprocess.run([binary, "migrate"], env=env, check=True, capture_output=True)
     account = cli("account", "create", "--name", "Bench")
     shop = cli("shop", "create", "--account", str(account["account_id"]), "--name", "S",
-               "--prom-token", "prom-token")
+               "--prom-url", sim_origin, "--prom-token", "prom-token")
     admin = {"Authorization": f"Bearer {account['admin_token']}",
              "Content-Type": "application/json"}
+    # The simulator answers the product lookup of the seed order (404: the product is
+    # created from the order line).
+    sim = subprocess.Popen([binary, "simulate-prom", "--listen", f"127.0.0.1:{sim_port}",
+                            "--orders", "0"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
     server = subprocess.Popen([binary, "run"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -140,8 +148,9 @@ def main():
             cpu = (cpu_seconds(server.pid) - cpu_before) * 1000
             print(f"{name:<64} {str(status):>22} {wall:>9.1f} {cpu:>14.0f}")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for process in (server, sim):
+            process.terminate()
+            process.wait(timeout=30)
 
 
 if __name__ == "__main__":
