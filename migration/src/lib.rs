@@ -9,6 +9,7 @@ mod m20261128_000001_initial;
 mod m20261128_000002_embedded_broker;
 mod m20261129_000010_ui_sessions;
 mod m20261130_000002_employees;
+mod m20261130_000004_outbound_claims;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_embedded_broker::Migration),
             Box::new(m20261129_000010_ui_sessions::Migration),
             Box::new(m20261130_000002_employees::Migration),
+            Box::new(m20261130_000004_outbound_claims::Migration),
         ]
     }
 }
