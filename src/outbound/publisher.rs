@@ -81,7 +81,7 @@ enum Step {
     /// Another publisher is sending this order's status: decide once it is done.
     Busy,
     /// The order is claimed by this publisher for sending.
-    Send(Claim),
+    Send(Box<Claim>),
 }
 
 /// A send this publisher has claimed.
@@ -277,7 +277,7 @@ impl Publisher {
             return Ok(Step::Busy);
         }
         txn.commit().await.context("committing the claim")?;
-        Ok(Step::Send(claim))
+        Ok(Step::Send(Box::new(claim)))
     }
 
     /// Claims the order for `claim` unless someone holds it; `true` when this publisher
