@@ -596,6 +596,105 @@ async fn a_publisher_killed_after_prom_applied_but_before_its_ack_resends_at_mos
     app.cleanup().await;
 }
 
+/// What the app holds open in the test's database, seen from another connection:
+/// transactions idle for over half a second, and advisory locks.
+async fn held_open(app: &TestApp) -> (i64, i64) {
+    let idle = app
+        .count(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%' \
+             AND clock_timestamp() - state_change > interval '500 milliseconds'",
+        )
+        .await;
+    let locks = app
+        .count(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+        )
+        .await;
+    (idle, locks)
+}
+
+#[tokio::test]
+async fn while_prom_is_slow_to_answer_the_publisher_holds_no_transaction_and_no_lock() {
+    // Arrange: Prom applies the change at once but answers 3 s later.
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        answer_delay_ms: Some(3_000),
+        ..Default::default()
+    }]);
+    change_status(&app, order_id, "Canceled").await;
+    eventually("Prom to apply the change", WAIT, || async {
+        (prom_status(&sim, prom_id) == "canceled").then_some(())
+    })
+    .await;
+
+    // Act: look at the database from another connection while the answer is awaited.
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        seen.push(held_open(&app).await);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
+    // Assert: nothing was held while Prom answered, and the answer was recorded after.
+    assert!(
+        seen.iter().all(|held| *held == (0, 0)),
+        "(idle transactions, advisory locks) during the call: {seen:?}"
+    );
+    assert_eq!(
+        order(&app, order_id).await.remote_status.as_deref(),
+        Some("pending"),
+        "the call has not answered yet"
+    );
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+    assert_eq!(
+        order(&app, order_id).await.remote_status.as_deref(),
+        Some("canceled")
+    );
+    assert_eq!(calls_for(&sim, prom_id).len(), 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_change_made_while_prom_is_answering_is_sent_right_after_the_answer() {
+    // Arrange: Prom applies In progress (→ received) at once but answers 2 s later.
+    let (app, sim) = spawn(Options::default()).await;
+    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        answer_delay_ms: Some(2_000),
+        ..Default::default()
+    }]);
+    change_status(&app, order_id, "In progress").await;
+    eventually("Prom to apply received", WAIT, || async {
+        (prom_status(&sim, prom_id) == "received").then_some(())
+    })
+    .await;
+
+    // Act: the employee cancels during the call.
+    change_status(&app, order_id, "Canceled").await;
+    wait_for_outcome(&app, order_id, "sent", 2).await;
+
+    // Assert: canceled went after received's answer, each once.
+    let calls = calls_for(&sim, prom_id);
+    let sent: Vec<String> = calls.iter().map(sent_status).collect();
+    assert_eq!(sent, ["received", "canceled"]);
+    assert!(
+        calls[1].at - calls[0].at >= chrono::Duration::milliseconds(1_900),
+        "canceled was sent before received was answered"
+    );
+    assert_eq!(prom_status(&sim, prom_id), "canceled");
+    eventually("the order to record Prom's canceled", WAIT, || async {
+        (order(&app, order_id).await.remote_status.as_deref() == Some("canceled")).then_some(())
+    })
+    .await;
+    app.cleanup().await;
+}
+
 /// An outbox row as the relay leaves it: published at `published_at` (or not yet).
 /// Its order is a fresh RO App order (the outbox references real orders).
 async fn outbox_row(app: &TestApp, published_at: Option<chrono::DateTime<Utc>>) -> i64 {

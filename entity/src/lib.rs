@@ -14,6 +14,7 @@ pub mod inbound_events;
 pub mod order_items;
 pub mod order_statuses;
 pub mod orders;
+pub mod outbound_claims;
 pub mod outbound_sync_log;
 pub mod outbox;
 pub mod products;
@@ -33,6 +34,7 @@ pub mod prelude {
     pub use super::order_items::Entity as OrderItem;
     pub use super::order_statuses::Entity as OrderStatus;
     pub use super::orders::Entity as Order;
+    pub use super::outbound_claims::Entity as OutboundClaim;
     pub use super::outbound_sync_log::Entity as OutboundSyncEntry;
     pub use super::outbox::Entity as OutboxRow;
     pub use super::products::Entity as Product;

@@ -10,6 +10,7 @@ mod m20261128_000002_embedded_broker;
 mod m20261129_000010_ui_sessions;
 mod m20261130_000001_dead_letters;
 mod m20261130_000002_employees;
+mod m20261130_000004_outbound_claims;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000010_ui_sessions::Migration),
             Box::new(m20261130_000001_dead_letters::Migration),
             Box::new(m20261130_000002_employees::Migration),
+            Box::new(m20261130_000004_outbound_claims::Migration),
         ]
     }
 }
