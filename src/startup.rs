@@ -251,8 +251,9 @@ impl Application {
             result = &mut served => return result.context("HTTP server"),
             () = shutdown.cancelled() => {}
         }
-        handle.stop(true).await;
-        served.await.context("HTTP server")
+        // The server's own future carries out the stop command: poll both together.
+        let ((), served) = tokio::join!(handle.stop(true), served);
+        served.context("HTTP server")
     }
 }
 
