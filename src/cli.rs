@@ -1,13 +1,13 @@
 //! The command line (ARCHITECTURE.md, 'Roles and how each scales') and what each subcommand
-//! runs. `main.rs` only parses, sets up telemetry and hands over here.
+//! runs. `main.rs` only parses, sets up telemetry and hands over here. The long-running
+//! subcommands are sets of roles under one `roles::Supervisor`: `run` is every role,
+//! `serve`, `import`, `poll` and `publish` one each.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-
 use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
 
 use crate::{
     broker::{Lane, ReplayRequest},
@@ -16,7 +16,9 @@ use crate::{
     domain::{ClientMatching, Language, MatchProductsBy},
     keyring,
     prom::ids::ShopId,
-    provision, simulator,
+    provision,
+    roles::Supervisor,
+    simulator,
     startup::{self, Application, Backends},
 };
 
@@ -276,56 +278,19 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
         }
         Command::Replay(args) => replay(&settings, args).await?,
         Command::Dlq(command) => dlq(&settings, command, &mut std::io::stdout()).await?,
-        Command::Serve => {
-            let backends = Backends::connect(&settings).await?;
-            let app = Application::build(&settings, &backends).await?;
-            app.stop_on_signal();
-            app.run_until_stopped().await.context("HTTP server")?;
-        }
+        Command::Serve => serve_roles(&settings, Roles::Http).await?,
         Command::Import(args) => {
-            let backends = Backends::connect(&settings).await?;
-            let shutdown = CancellationToken::new();
             let concurrency = args.concurrency.unwrap_or(settings.import_concurrency);
-            let importer =
-                startup::spawn_importer(&settings, &backends, concurrency, shutdown.clone());
-            until_signal("importer", shutdown, importer).await?;
+            serve_roles(&settings, Roles::Importer(concurrency)).await?;
         }
-        Command::Poll => {
-            let backends = Backends::connect(&settings).await?;
-            let shutdown = CancellationToken::new();
-            let poller = startup::spawn_poller(&settings, &backends, shutdown.clone());
-            until_signal("poller", shutdown, poller).await?;
+        Command::Poll => serve_roles(&settings, Roles::Poller).await?,
+        Command::Publish(args) => {
+            let concurrency = args.concurrency.unwrap_or(settings.publish_concurrency);
+            serve_roles(&settings, Roles::Publisher(concurrency)).await?;
         }
         Command::Run(args) => {
-            let backends = Backends::connect(&settings).await?;
-            let shutdown = CancellationToken::new();
             let concurrency = args.concurrency.unwrap_or(settings.import_concurrency);
-            let importer =
-                startup::spawn_importer(&settings, &backends, concurrency, shutdown.clone());
-            let publisher = startup::spawn_publisher(
-                &settings,
-                &backends,
-                settings.publish_concurrency,
-                shutdown.clone(),
-            );
-            let poller = startup::spawn_poller(&settings, &backends, shutdown.clone());
-            let app = Application::build(&settings, &backends).await?;
-            // The server drains its requests first, then the importer, the publisher and
-            // the poller settle their in-flight work.
-            app.stop_on_signal();
-            app.run_until_stopped().await.context("HTTP server")?;
-            shutdown.cancel();
-            poller.await.context("poller task")??;
-            importer.await.context("importer task")??;
-            publisher.await.context("publisher task")??;
-        }
-        Command::Publish(args) => {
-            let backends = Backends::connect(&settings).await?;
-            let shutdown = CancellationToken::new();
-            let concurrency = args.concurrency.unwrap_or(settings.publish_concurrency);
-            let publisher =
-                startup::spawn_publisher(&settings, &backends, concurrency, shutdown.clone());
-            until_signal("publisher", shutdown, publisher).await?;
+            serve_roles(&settings, Roles::All(concurrency)).await?;
         }
         Command::Demo(args) => demo::run(settings, args).await?,
         Command::SimulateProm(args) => {
@@ -363,16 +328,49 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Runs a background role until SIGTERM or Ctrl-C, then lets it settle its in-flight
-/// work and reports how it ended.
-async fn until_signal(
-    role: &str,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    startup::shutdown_signal().await;
-    shutdown.cancel();
-    task.await.with_context(|| format!("{role} task"))?
+/// Which roles a long-running subcommand runs; the numbers are concurrencies.
+enum Roles {
+    Http,
+    Importer(usize),
+    Poller,
+    Publisher(usize),
+    /// HTTP, the importer (with this concurrency), the publisher and the poller.
+    All(usize),
+}
+
+/// Connects the backends once and runs `roles` under one supervisor until SIGTERM or
+/// Ctrl-C (`Ok`), or until one of them ends unexpectedly (the error names it).
+async fn serve_roles(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
+    let backends = Backends::connect(settings).await?;
+    let mut supervisor = Supervisor::new();
+    if let Roles::Http | Roles::All(_) = roles {
+        // Bound before any other role starts, so a taken port fails the command with
+        // nothing to undo.
+        let app = Application::build_with_roles(settings, &backends, supervisor.health()).await?;
+        supervisor.spawn("http", |stop| app.serve(stop));
+    }
+    if let Roles::Importer(concurrency) | Roles::All(concurrency) = roles {
+        supervisor.spawn("importer", |stop| {
+            startup::importer_role(settings, &backends, concurrency, stop)
+        });
+    }
+    if let Roles::Publisher(concurrency) = roles {
+        supervisor.spawn("publisher", |stop| {
+            startup::publisher_role(settings, &backends, concurrency, stop)
+        });
+    }
+    if let Roles::All(_) = roles {
+        supervisor.spawn("publisher", |stop| {
+            startup::publisher_role(settings, &backends, settings.publish_concurrency, stop)
+        });
+    }
+    if let Roles::Poller | Roles::All(_) = roles {
+        supervisor.spawn("poller", |stop| {
+            startup::poller_role(settings, &backends, stop)
+        });
+    }
+    supervisor.stop_on_signal();
+    Ok(supervisor.run().await?)
 }
 
 async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {

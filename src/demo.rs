@@ -8,7 +8,9 @@
 //! promsync's own listener, waits for the importer, changes statuses through the REST API
 //! with the admin token, waits for "Prom" to record the `set_status` calls, and prints a
 //! summary with everything needed to look around. It then keeps running until
-//! Ctrl-C/SIGTERM, or exits at once with `--exit` (tests).
+//! Ctrl-C/SIGTERM, or exits at once with `--exit` (tests). promsync's roles and the demo's
+//! story (a finite role) run under one `roles::Supervisor`, as `promsync run`'s do: a
+//! role that fails stops the demo and names itself.
 //!
 //! Everything goes through the same public surfaces a user would use (webhooks, `/api`),
 //! so a working demo is also an end-to-end smoke test. Every wait is bounded.
@@ -23,14 +25,15 @@ use std::{
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Settings, DEFAULT_DATABASE_URL},
     db,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
-    provision, simulator,
+    provision,
+    roles::Supervisor,
+    simulator,
     startup::{self, Application, Backends},
 };
 
@@ -175,67 +178,58 @@ async fn run_in(
     .await
     .context("connecting the demo shop to the simulator")?;
 
-    let shutdown = CancellationToken::new();
-    let importer = startup::spawn_importer(
-        settings,
-        &backends,
-        settings.import_concurrency,
-        shutdown.clone(),
-    );
-    let publisher = startup::spawn_publisher(
-        settings,
-        &backends,
-        settings.publish_concurrency,
-        shutdown.clone(),
-    );
-    // Imports are idempotent, so the poller finding the pushed orders again is harmless,
-    // and it imports orders placed later through the simulator while the user looks around.
-    let poller = startup::spawn_poller(settings, &backends, shutdown.clone());
-    let app = Application::build(settings, &backends)
+    let mut roles = Supervisor::new();
+    let app = Application::build_with_roles(settings, &backends, roles.health())
         .await
         .context("starting the HTTP server")?;
     let api = Api::new(
         reachable(settings.listen_addr(), app.port()),
         account.admin_token,
     )?;
-    let server = app.server_handle();
-    let server_task = tokio::spawn(app.run_until_stopped());
-
-    // Ctrl-C is honoured during the waits too, not only after the summary.
-    let signal = startup::shutdown_signal();
-    tokio::pin!(signal);
-    let exchanged = tokio::select! {
-        outcome = exchange(&api, &prom, shop.shop_id, &shop.webhook_secret, args) => outcome,
-        () = &mut signal => Err(anyhow::anyhow!("interrupted before the demo finished")),
-    };
-    let printed = exchanged.map(|outcome| {
+    roles.spawn("http", |stop| app.serve(stop));
+    roles.spawn("importer", |stop| {
+        startup::importer_role(settings, &backends, settings.import_concurrency, stop)
+    });
+    roles.spawn("publisher", |stop| {
+        startup::publisher_role(settings, &backends, settings.publish_concurrency, stop)
+    });
+    // Imports are idempotent, so the poller finding the pushed orders again is harmless,
+    // and it imports orders placed later through the simulator while the user looks around.
+    roles.spawn("poller", |stop| {
+        startup::poller_role(settings, &backends, stop)
+    });
+    let orders = args.orders;
+    let exit = args.exit;
+    let settings = settings.clone();
+    let scratch = scratch.cloned();
+    roles.spawn_finite("demo", |stop| async move {
+        // Ctrl-C is honoured during the waits too, not only after the summary.
+        let outcome = tokio::select! {
+            outcome = exchange(&api, &prom, shop.shop_id, &shop.webhook_secret, orders) => outcome?,
+            () = stop.cancelled() => bail!("interrupted before the demo finished"),
+        };
         print!(
             "{}",
-            summary(&outcome, &api, shop.shop_id, &sim_url, settings, scratch)
+            summary(
+                &outcome,
+                &api,
+                shop.shop_id,
+                &sim_url,
+                &settings,
+                scratch.as_ref()
+            )
         );
-        if !args.exit {
+        if !exit {
             println!("promsync keeps running; Ctrl-C stops it.");
+            stop.cancelled().await;
         }
+        Ok(())
     });
-    if printed.is_ok() && !args.exit {
-        signal.await;
-    }
-
-    // The same order as `run`: requests drain first, then the roles settle their work.
-    server.stop(true).await;
-    let served = server_task.await.context("HTTP server task")?;
-    shutdown.cancel();
-    let polled = poller.await.context("poller task")?;
-    let imported = importer.await.context("importer task")?;
-    let published = publisher.await.context("publisher task")?;
+    roles.stop_on_signal();
+    let ended = roles.run().await;
     sim_server.stop(true).await;
     let _ = sim_task.await;
-    printed?;
-    served.context("HTTP server")?;
-    polled.context("poller")?;
-    imported.context("importer")?;
-    published.context("publisher")?;
-    Ok(())
+    Ok(ended?)
 }
 
 /// Orders in, statuses out: the demo's story, told through promsync's public surfaces.
@@ -244,9 +238,9 @@ async fn exchange(
     prom: &simulator::SimHandle,
     shop_id: i64,
     webhook_secret: &str,
-    args: &DemoArgs,
+    orders: u16,
 ) -> anyhow::Result<Outcome> {
-    let count = usize::from(args.orders);
+    let count = usize::from(orders);
     let key: SigningKey = webhook_secret
         .parse()
         .context("reading the shop's webhook secret")?;

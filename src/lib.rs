@@ -22,6 +22,7 @@ pub mod outbound;
 pub mod poll;
 pub mod prom;
 pub mod provision;
+pub mod roles;
 pub mod secrets;
 pub mod simulator;
 pub mod startup;

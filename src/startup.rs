@@ -1,8 +1,8 @@
-//! Wiring: connects the backends once and starts the roles. `Application` binds its
-//! listener before anything else (port 0 works, tests read `port()`), and tests start the
-//! same `Application` and `Importer` production runs.
+//! Wiring: connects the backends once and builds the roles (`roles::Supervisor` runs
+//! them). `Application` binds its listener before anything else (port 0 works, tests read
+//! `port()`), and tests start the same `Application` and `Importer` production runs.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{future::Future, net::TcpListener, sync::Arc};
 
 use actix_web::{dev::Server, middleware, web, App, HttpResponse, HttpServer};
 use anyhow::Context;
@@ -23,6 +23,7 @@ use crate::{
     outbound::{publisher::Publisher, relay::Relay},
     poll::{self, PollSettings, Poller},
     prom::{client::PromClient, origin::OriginPolicy},
+    roles::RoleHealth,
     ui,
 };
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Which Prom URLs a shop may be given (the Prom client calls by the same policy).
     pub prom_origins: Arc<OriginPolicy>,
+    /// The states of this process's roles, for `/readyz`.
+    pub roles: RoleHealth,
 }
 
 /// The database, broker and Prom client every role works over.
@@ -116,6 +119,24 @@ impl Application {
         backends: &Backends,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        Self::build_with(settings, backends, clock, RoleHealth::default()).await
+    }
+
+    /// Like `build`, with `/readyz` reporting the roles a supervisor keeps in `roles`.
+    pub async fn build_with_roles(
+        settings: &Settings,
+        backends: &Backends,
+        roles: RoleHealth,
+    ) -> anyhow::Result<Self> {
+        Self::build_with(settings, backends, Arc::new(SystemClock), roles).await
+    }
+
+    async fn build_with(
+        settings: &Settings,
+        backends: &Backends,
+        clock: Arc<dyn Clock>,
+        roles: RoleHealth,
+    ) -> anyhow::Result<Self> {
         crate::metrics::init();
         let listener = TcpListener::bind(settings.listen_addr())
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -129,6 +150,7 @@ impl Application {
             webhook_rate: ingress::ShopRateLimit::new(settings.webhook_rate_per_shop_per_s),
             clock,
             prom_origins: backends.prom_origins.clone(),
+            roles,
         });
         let metrics_apart = settings.metrics_addr();
         let main_state = state.clone();
@@ -219,13 +241,20 @@ impl Application {
         served
     }
 
-    /// Stops the server gracefully (in-flight requests finish) on SIGTERM or Ctrl-C.
-    pub fn stop_on_signal(&self) {
+    /// The HTTP role: serves until `shutdown` fires, then stops gracefully (in-flight
+    /// requests finish). A server that stops by itself returns early, which the
+    /// supervisor treats as a failure.
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            handle.stop(true).await;
-        });
+        let served = self.run_until_stopped();
+        tokio::pin!(served);
+        tokio::select! {
+            result = &mut served => return result.context("HTTP server"),
+            () = shutdown.cancelled() => {}
+        }
+        // The server's own future carries out the stop command: poll both together.
+        let ((), served) = tokio::join!(handle.stop(true), served);
+        served.context("HTTP server")
     }
 }
 
@@ -249,15 +278,15 @@ async fn echo_request_id(
     Ok(response)
 }
 
-/// Starts the importer as a task, with the inbound lane's dead-letter drainer beside it;
-/// both stop taking messages when `shutdown` fires, and the task returns once their
-/// in-flight messages are settled.
-pub fn spawn_importer(
+/// The importer role, with the inbound lane's dead-letter drainer beside it: both stop
+/// taking messages when `shutdown` fires, and the role returns once their in-flight
+/// messages are settled.
+pub fn importer_role(
     settings: &Settings,
     backends: &Backends,
     concurrency: usize,
     shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
     let importer = Arc::new(Importer::new(
         backends.db.clone(),
         backends.prom.clone(),
@@ -265,26 +294,36 @@ pub fn spawn_importer(
     ));
     let broker = backends.broker.clone();
     let recorder = Arc::new(Recorder::new(backends.db.clone()));
-    tokio::spawn(async move {
+    async move {
         let (consumed, drained) = tokio::join!(
             broker.consume_inbound(concurrency, importer, shutdown.clone()),
             broker.drain_dead(Lane::Inbound, recorder, shutdown),
         );
         drained.context("inbound dead-letter drainer")?;
         consumed
-    })
+    }
 }
 
-/// Starts `promsync publish` as a task: the outbox relay, the Prom publisher with
-/// `concurrency` messages in flight, and the outbound lane's dead-letter drainer. On
-/// `shutdown` the relay ends its round, the publisher and the drainer stop taking
-/// messages and finish the in-flight ones; the task returns after all three.
-pub fn spawn_publisher(
+/// Starts the importer role as a task (tests run several beside one `Application`).
+pub fn spawn_importer(
     settings: &Settings,
     backends: &Backends,
     concurrency: usize,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(importer_role(settings, backends, concurrency, shutdown))
+}
+
+/// The `promsync publish` role: the outbox relay, the Prom publisher with `concurrency`
+/// messages in flight, and the outbound lane's dead-letter drainer. On `shutdown` the
+/// relay ends its round, the publisher and the drainer stop taking messages and finish
+/// the in-flight ones; the role returns after all three.
+pub fn publisher_role(
+    settings: &Settings,
+    backends: &Backends,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
     let relay = Relay::new(backends.db.clone(), backends.broker.clone(), settings);
     let publisher = Arc::new(Publisher::new(
         backends.db.clone(),
@@ -293,8 +332,8 @@ pub fn spawn_publisher(
     ));
     let broker = backends.broker.clone();
     let recorder = Arc::new(Recorder::new(backends.db.clone()));
-    // One task for all three, so they live and die together.
-    tokio::spawn(async move {
+    // One role for all three, so they live and die together.
+    async move {
         let (relayed, consumed, drained) = tokio::join!(
             relay.run(shutdown.clone()),
             broker.consume(Lane::Outbound, concurrency, publisher, shutdown.clone()),
@@ -303,16 +342,26 @@ pub fn spawn_publisher(
         relayed.context("outbox relay")?;
         drained.context("outbound dead-letter drainer")?;
         consumed.context("Prom publisher")
-    })
+    }
 }
 
-/// Starts the poller as a task; when `shutdown` fires it finishes the pages it is
-/// publishing, releases its leases and returns.
-pub fn spawn_poller(
+/// Starts the publisher role as a task.
+pub fn spawn_publisher(
+    settings: &Settings,
+    backends: &Backends,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(publisher_role(settings, backends, concurrency, shutdown))
+}
+
+/// The poller role; when `shutdown` fires it finishes the pages it is publishing,
+/// releases its leases and returns.
+pub fn poller_role(
     settings: &Settings,
     backends: &Backends,
     shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
     let poller = Poller::new(
         backends.db.clone(),
         backends.broker.clone(),
@@ -320,18 +369,31 @@ pub fn spawn_poller(
         PollSettings::from(settings),
         poll::new_owner_id(),
     );
-    tokio::spawn(poller.run(shutdown))
+    poller.run(shutdown)
+}
+
+/// Starts the poller role as a task.
+pub fn spawn_poller(
+    settings: &Settings,
+    backends: &Backends,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(poller_role(settings, backends, shutdown))
 }
 
 /// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.
 pub async fn shutdown_signal() {
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight work (signal again to exit now)");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        tracing::warn!("second signal: exiting now");
-        std::process::exit(130);
-    });
+    tokio::spawn(exit_on_signal());
+}
+
+/// For a process already shutting down: a signal exits at once (130), without waiting
+/// for the in-flight work.
+pub async fn exit_on_signal() {
+    wait_for_signal().await;
+    tracing::warn!("signal during shutdown: exiting now");
+    std::process::exit(130);
 }
 
 async fn wait_for_signal() {

@@ -37,6 +37,11 @@ async fn sigterm_during_load_loses_no_acknowledged_message() {
         .env("PROMSYNC_DATABASE_URL", &app.settings.database_url)
         .env("PROMSYNC_BROKER_NAMESPACE", &app.settings.broker_namespace)
         .env("PROMSYNC_RETRY_DELAYS_MS", "50,100")
+        // The Prom stand-in is plain http on loopback: allowed as the in-process app allows it.
+        .env(
+            "PROMSYNC_PROM_ALLOWED_ORIGINS",
+            app.settings.prom_allowed_origins.join(","),
+        )
         .env("RUST_LOG", "warn")
         .env_remove("PROMSYNC_BROKER_URL")
         .stdout(Stdio::null())

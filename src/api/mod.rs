@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{self, ApiError},
+    roles::RoleState,
     startup::AppState,
 };
 
@@ -148,22 +149,30 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The database and the broker answer.
+/// The database and the broker answer, and every role of this process is running.
 #[utoipa::path(
     get, path = "/readyz", operation_id = "getReadiness", tag = "probes",
     responses(
-        (status = 200, description = "`{\"database\": \"ok\", \"broker\": \"ok\"}`"),
-        (status = 503, description = "one of them is unavailable"),
+        (status = 200, description = "`{\"database\": \"ok\", \"broker\": \"ok\", \"roles\": {\"importer\": \"ok\", …}}`"),
+        (status = 503, description = "the database or the broker is unavailable, or a role is not running (`failed`, `panicked`, `ended_early`, `stopped`)"),
     )
 )]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = state.db.execute_unprepared("SELECT 1").await.is_ok();
     let broker = state.broker.check().await.is_ok();
+    let roles = state.roles.snapshot();
+    // A role that failed takes the process down soon; until then it must get no traffic.
+    let roles_running = roles.values().all(|role| *role == RoleState::Running);
+    let roles: serde_json::Map<String, serde_json::Value> = roles
+        .into_iter()
+        .map(|(name, role)| (name.to_owned(), role.as_str().into()))
+        .collect();
     let body = json!({
         "database": if database { "ok" } else { "unavailable" },
         "broker": if broker { "ok" } else { "unavailable" },
+        "roles": roles,
     });
-    if database && broker {
+    if database && broker && roles_running {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
