@@ -157,9 +157,26 @@ pub fn normalize_email(raw: &str) -> Option<String> {
     (!email.is_empty()).then_some(email)
 }
 
+/// The start of `text`, cut after `max_chars` characters with an ellipsis: how a value
+/// from outside is quoted in an error, a sync-log entry or a log line, so a hostile
+/// document of a hundred kilobytes is never copied whole.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excerpt_cuts_at_a_character_boundary_and_says_it_was_cut() {
+        assert_eq!(excerpt("grn", 5), "grn");
+        assert_eq!(excerpt("гривня", 3), "гри…");
+        assert_eq!(excerpt("", 0), "");
+    }
 
     #[test]
     fn wire_spellings_round_trip() {

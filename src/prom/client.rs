@@ -28,7 +28,10 @@ use url::Url;
 use super::order::{OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus};
 use super::origin::{refusal_in, OriginError, OriginPolicy, PromOrigin};
 use super::throttle::{Throttle, TokenKey};
-use crate::keyring::{Keyring, StoredSecret};
+use crate::{
+    domain::excerpt,
+    keyring::{Keyring, StoredSecret},
+};
 
 /// Calls per second per token when nothing else is configured (`prom_rate_per_s`).
 pub const DEFAULT_RATE_PER_S: NonZeroU32 = NonZeroU32::new(2).expect("non-zero");
@@ -586,7 +589,7 @@ impl Answer {
             return;
         }
         let text = String::from_utf8_lossy(body);
-        let excerpt: String = text.trim().chars().take(MAX_LOGGED_EXCERPT).collect();
+        let excerpt = excerpt(text.trim(), MAX_LOGGED_EXCERPT);
         tracing::debug!(
             status = self.status.as_u16(),
             content_type = %self.content_type,
@@ -623,14 +626,7 @@ fn error_text(v: &serde_json::Value) -> Option<String> {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Some(truncate(&text))
-}
-
-fn truncate(s: &str) -> String {
-    match s.char_indices().nth(MAX_ERROR_TEXT) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
-    }
+    Some(excerpt(&text, MAX_ERROR_TEXT))
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date.

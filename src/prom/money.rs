@@ -40,12 +40,9 @@ const BOOK_PRECISION: u32 = 18;
 /// never a whole hostile document copied into the sync log.
 const QUOTED_CHARS: usize = 64;
 
-/// The start of `text`, cut at [`QUOTED_CHARS`] characters with an ellipsis.
+/// The start of `text`, as errors quote it.
 pub fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(QUOTED_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    crate::domain::excerpt(text, QUOTED_CHARS)
 }
 
 /// True when `value` fits a `NUMERIC(BOOK_PRECISION, scale)` column exactly.
