@@ -76,11 +76,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     );
     let topology = Topology::new(&args.namespace);
     // The retry tiers are part of the ingress topology too (no traffic goes there).
-    let delays: Vec<Duration> = promsync::config::Settings::defaults()?
-        .retry_delays_ms
-        .into_iter()
-        .map(Duration::from_millis)
-        .collect();
+    let delays = promsync::config::Settings::defaults()?.import.retry_delays;
     let connection = Connection::connect(&args.url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     declare_topology(&channel, &topology, &delays).await?;

@@ -245,7 +245,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
             client_matching,
         }) => {
             let keyring = startup::keyring(&settings)?;
-            let prom_url = settings.prom_origins()?.vet_url(&prom_url).await?;
+            let prom_url = settings.prom.origin_policy().vet_url(&prom_url).await?;
             let db = db::connect_ready(&settings).await?;
             let created = provision::create_shop(
                 &db,
@@ -280,16 +280,22 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
         Command::Dlq(command) => dlq(&settings, command, &mut std::io::stdout()).await?,
         Command::Serve => serve_roles(&settings, Roles::Http).await?,
         Command::Import(args) => {
-            let concurrency = args.concurrency.unwrap_or(settings.import_concurrency);
+            let concurrency = args
+                .concurrency
+                .unwrap_or(settings.import.concurrency.get());
             serve_roles(&settings, Roles::Importer(concurrency)).await?;
         }
         Command::Poll => serve_roles(&settings, Roles::Poller).await?,
         Command::Publish(args) => {
-            let concurrency = args.concurrency.unwrap_or(settings.publish_concurrency);
+            let concurrency = args
+                .concurrency
+                .unwrap_or(settings.outbound.publish_concurrency.get());
             serve_roles(&settings, Roles::Publisher(concurrency)).await?;
         }
         Command::Run(args) => {
-            let concurrency = args.concurrency.unwrap_or(settings.import_concurrency);
+            let concurrency = args
+                .concurrency
+                .unwrap_or(settings.import.concurrency.get());
             serve_roles(&settings, Roles::All(concurrency)).await?;
         }
         Command::Demo(args) => demo::run(settings, args).await?,
@@ -361,7 +367,12 @@ async fn serve_roles(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
     }
     if let Roles::All(_) = roles {
         supervisor.spawn("publisher", |stop| {
-            startup::publisher_role(settings, &backends, settings.publish_concurrency, stop)
+            startup::publisher_role(
+                settings,
+                &backends,
+                settings.outbound.publish_concurrency.get(),
+                stop,
+            )
         });
     }
     if let Roles::Poller | Roles::All(_) = roles {

@@ -13,15 +13,15 @@ use sha2::{Digest, Sha256};
 use crate::config::Settings;
 
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(settings.database_url.clone());
+    let mut options = ConnectOptions::new(settings.database.url.clone());
     options
-        .max_connections(settings.database_max_connections)
+        .max_connections(settings.database.max_connections.get())
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
         // Statement logging would put buyers' data into the logs.
         .sqlx_logging(false);
-    if settings.is_sqlite() {
+    if settings.database.is_sqlite() {
         // SQLite has one writer at a time; one connection makes every role take turns
         // instead of failing with "database is locked", and WAL lets readers of other
         // processes (the CLI) look in meanwhile.
@@ -46,7 +46,7 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// `promsync migrate` for it) brings the schema up to date first.
 pub async fn connect_ready(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let db = connect(settings).await?;
-    if settings.is_sqlite() {
+    if settings.database.is_sqlite() {
         migrate(&db).await?;
     }
     Ok(db)

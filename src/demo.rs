@@ -18,6 +18,7 @@
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    num::NonZeroU32,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -31,6 +32,7 @@ use crate::{
     db,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
+    prom::origin::PromOrigin,
     provision,
     roles::Supervisor,
     simulator,
@@ -43,7 +45,7 @@ const IMPORT_WAIT: Duration = Duration::from_secs(60);
 const PUBLISH_WAIT: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_millis(200);
 /// The simulator is local: no need to spread calls as for the real Prom.
-const DEMO_PROM_RATE_PER_S: u32 = 50;
+const DEMO_PROM_RATE_PER_S: NonZeroU32 = NonZeroU32::new(50).expect("50 > 0");
 /// The simulator accepts any token; this one only has to be non-empty.
 const DEMO_PROM_TOKEN: &str = "demo-token";
 
@@ -103,19 +105,19 @@ struct Outcome {
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     // A database of its own unless one is configured: every run starts from empty books,
     // and the user's `promsync.db` is left alone.
-    let scratch = if settings.database_url == DEFAULT_DATABASE_URL {
+    let scratch = if settings.database.url == DEFAULT_DATABASE_URL {
         let dir = std::env::temp_dir().join(format!("promsync-demo-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the demo directory {}", dir.display()))?;
-        settings.database_url = format!("sqlite://{}?mode=rwc", dir.join("promsync.db").display());
+        settings.database.url = format!("sqlite://{}?mode=rwc", dir.join("promsync.db").display());
         Some(dir)
     } else {
         None
     };
     if let Some(listen) = args.listen {
-        settings.listen = listen.to_string();
+        settings.http.listen = listen;
     }
-    settings.prom_rate_per_s = settings.prom_rate_per_s.max(DEMO_PROM_RATE_PER_S);
+    settings.prom.rate_per_s = settings.prom.rate_per_s.max(DEMO_PROM_RATE_PER_S);
     let result = run_in(&settings, &args, scratch.as_ref()).await;
     if let Some(dir) = scratch {
         // Best effort: a leftover directory in the temp dir harms nobody.
@@ -145,12 +147,15 @@ async fn run_in(
     // The simulator is local (plain http on loopback): its exact origin is allowed, as
     // `PROMSYNC_PROM_ALLOWED_ORIGINS` would, and nothing else is.
     let mut settings = settings.clone();
-    settings.prom_allowed_origins.push(sim_url.clone());
+    settings
+        .prom
+        .allowed_origins
+        .push(PromOrigin::parse(&sim_url).context("the simulator's origin")?);
     let settings = &settings;
     let backends = Backends::connect(settings)
         .await
         .context("connecting the database and the broker")?;
-    if !settings.is_sqlite() {
+    if !settings.database.is_sqlite() {
         // `connect` migrates only SQLite; a demo must work on a fresh PostgreSQL too.
         db::migrate(&backends.db).await?;
     }
@@ -183,15 +188,20 @@ async fn run_in(
         .await
         .context("starting the HTTP server")?;
     let api = Api::new(
-        reachable(settings.listen_addr(), app.port()),
+        reachable(settings.http.listen, app.port()),
         account.admin_token,
     )?;
     roles.spawn("http", |stop| app.serve(stop));
     roles.spawn("importer", |stop| {
-        startup::importer_role(settings, &backends, settings.import_concurrency, stop)
+        startup::importer_role(settings, &backends, settings.import.concurrency.get(), stop)
     });
     roles.spawn("publisher", |stop| {
-        startup::publisher_role(settings, &backends, settings.publish_concurrency, stop)
+        startup::publisher_role(
+            settings,
+            &backends,
+            settings.outbound.publish_concurrency.get(),
+            stop,
+        )
     });
     // Imports are idempotent, so the poller finding the pushed orders again is harmless,
     // and it imports orders placed later through the simulator while the user looks around.
@@ -401,7 +411,7 @@ fn summary(
         Some(dir) => format!("{} (removed on exit)", dir.join("promsync.db").display()),
         None => "as configured (PROMSYNC_DATABASE_URL)".to_owned(),
     };
-    let broker = if settings.broker_url.is_some() {
+    let broker = if settings.broker.url.is_some() {
         "RabbitMQ (PROMSYNC_BROKER_URL)"
     } else {
         "embedded"

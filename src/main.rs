@@ -22,7 +22,7 @@ async fn main() -> std::process::ExitCode {
         cli::Command::Demo(_) => "warn",
         _ => "info",
     };
-    telemetry::init_with_default(settings.log_format, default_filter);
+    telemetry::init_with_default(settings.log.format, default_filter);
     match cli::execute(args.command, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

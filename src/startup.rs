@@ -17,11 +17,11 @@ use crate::{
     config::Settings,
     db,
     dead_letters::Recorder,
-    import::Importer,
+    import::{batch::BatchSettings, Importer},
     ingress::{self, KeyCache},
     keyring::Keyring,
     outbound::{publisher::Publisher, relay::Relay},
-    poll::{self, PollSettings, Poller},
+    poll::{self, Poller},
     prom::{client::PromClient, origin::OriginPolicy},
     roles::RoleHealth,
     ui,
@@ -65,17 +65,17 @@ impl Backends {
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let keyring = keyring(settings)?;
         let db = db::connect_ready(settings).await?;
-        let broker: Arc<dyn Broker> = match &settings.broker_url {
+        let broker: Arc<dyn Broker> = match &settings.broker.url {
             Some(url) => Arc::new(RabbitBroker::new(url, settings)),
             None => {
                 tracing::info!("no PROMSYNC_BROKER_URL: using the embedded broker");
                 Arc::new(EmbeddedBroker::new(db.clone(), settings))
             }
         };
-        let prom_origins = settings.prom_origins()?;
-        let prom = PromClient::try_new(settings.prom_timeout(), prom_origins.clone())
+        let prom_origins = settings.prom.origin_policy();
+        let prom = PromClient::try_new(settings.prom.timeout, prom_origins.clone())
             .context("building the Prom HTTP client")?
-            .with_rate(settings.prom_rate())
+            .with_rate(settings.prom.rate_per_s)
             .with_keyring(keyring.clone());
         Ok(Self {
             db,
@@ -90,7 +90,7 @@ impl Backends {
 /// The process's keyring, from the validated settings; says once whether shop secrets
 /// are encrypted (by key id, never the key).
 pub fn keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
-    let keyring = settings.keyring()?;
+    let keyring = settings.secrets.keyring()?;
     match keyring.current_id() {
         Some(key_id) => tracing::info!(%key_id, "shop secrets are encrypted at rest"),
         None => tracing::warn!(
@@ -138,8 +138,8 @@ impl Application {
         roles: RoleHealth,
     ) -> anyhow::Result<Self> {
         crate::metrics::init();
-        let listener = TcpListener::bind(settings.listen_addr())
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(settings.http.listen)
+            .with_context(|| format!("binding {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             db: backends.db.clone(),
@@ -147,12 +147,12 @@ impl Application {
             settings: Arc::new(settings.clone()),
             webhook_keys: KeyCache::new(backends.keyring.clone()),
             keyring: backends.keyring.clone(),
-            webhook_rate: ingress::ShopRateLimit::new(settings.webhook_rate_per_shop_per_s),
+            webhook_rate: ingress::ShopRateLimit::new(settings.webhook.rate_per_shop_per_s),
             clock,
             prom_origins: backends.prom_origins.clone(),
             roles,
         });
-        let metrics_apart = settings.metrics_addr();
+        let metrics_apart = settings.http.metrics_listen;
         let main_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -176,8 +176,8 @@ impl Application {
                     Err::<HttpResponse, _>(crate::error::ApiError::NotFound)
                 }))
         });
-        if settings.http_workers > 0 {
-            server = server.workers(settings.http_workers);
+        if let Some(workers) = settings.http.workers {
+            server = server.workers(workers.get());
         }
         let server = server
             .listen(listener)?
@@ -290,7 +290,7 @@ pub fn importer_role(
     let importer = Arc::new(Importer::new(
         backends.db.clone(),
         backends.prom.clone(),
-        settings.import_batch(concurrency),
+        BatchSettings::new(&settings.import, settings.database.is_sqlite(), concurrency),
     ));
     let broker = backends.broker.clone();
     let recorder = Arc::new(Recorder::new(backends.db.clone()));
@@ -366,7 +366,7 @@ pub fn poller_role(
         backends.db.clone(),
         backends.broker.clone(),
         backends.prom.clone(),
-        PollSettings::from(settings),
+        settings.poll.clone(),
         poll::new_owner_id(),
     );
     poller.run(shutdown)

@@ -459,7 +459,9 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
     // answer and its commit: at most once per message in flight at a kill.
     let in_flight = promsync::config::Settings::defaults()
         .expect("defaults")
-        .publish_concurrency;
+        .outbound
+        .publish_concurrency
+        .get();
     assert!(
         resent <= kills * in_flight,
         "{resent} statuses re-sent to Prom after {kills} kills"

@@ -17,12 +17,10 @@ fn repo_file(path: &str) -> String {
 /// what the deployment files are written for.
 fn default_topology() -> (Topology, Vec<Duration>) {
     let settings = Settings::defaults().expect("the defaults are valid");
-    let delays = settings
-        .retry_delays_ms
-        .iter()
-        .map(|ms| Duration::from_millis(*ms))
-        .collect();
-    (Topology::new(&settings.broker_namespace), delays)
+    (
+        Topology::new(&settings.broker.namespace),
+        settings.import.retry_delays,
+    )
 }
 
 /// A section's entries in a canonical order, so the comparison ignores the file's order.

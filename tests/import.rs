@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{num::NonZeroUsize, time::Duration};
 
 use chrono::{TimeZone, Utc};
 use common::{eventually, fixture_order, Options, TestApp, CUSTOM_STATUS_ORDER, PENDING_ORDER};
@@ -695,9 +695,9 @@ async fn spawn_stopped(max_attempts: u32) -> TestApp {
         ..Default::default()
     })
     .await;
-    app.settings.import_concurrency = 32;
-    app.settings.import_batch_size = 64;
-    app.settings.import_batch_linger_ms = 1000;
+    app.settings.import.concurrency = NonZeroUsize::new(32).unwrap();
+    app.settings.import.batch_size = NonZeroUsize::new(64).unwrap();
+    app.settings.import.batch_linger = Duration::from_millis(1000);
     app
 }
 

@@ -733,7 +733,7 @@ async fn the_relay_deletes_published_outbox_rows_past_the_retention_and_keeps_th
     let mut app = TestApp::spawn_with(Options::default()).await;
     let expired = outbox_row(&app, Some(Utc::now() - chrono::Duration::days(8))).await;
     let recent = outbox_row(&app, Some(Utc::now() - chrono::Duration::hours(1))).await;
-    app.settings.outbox_retention_h = 168;
+    app.settings.outbound.outbox_retention = Some(Duration::from_secs(168 * 3600));
 
     // Act
     app.start_publisher();

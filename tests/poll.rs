@@ -6,6 +6,7 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    num::NonZeroU32,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -214,11 +215,11 @@ async fn spawn_with_proms(extra_proms: usize) -> TestApp {
         ..Default::default()
     })
     .await;
-    app.settings.poll_overlap_s = 2;
-    app.settings.poll_tick_ms = 50;
-    app.settings.poll_lease_s = 2;
-    app.settings.poll_retry_base_ms = 50;
-    app.settings.poll_page_attempts = 8;
+    app.settings.poll.overlap = Duration::from_secs(2);
+    app.settings.poll.tick = Duration::from_millis(50);
+    app.settings.poll.lease = Duration::from_secs(2);
+    app.settings.poll.retry_base = Duration::from_millis(50);
+    app.settings.poll.page_attempts = NonZeroU32::new(8).unwrap();
     set_interval(&app, 1).await;
     app
 }

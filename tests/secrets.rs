@@ -99,7 +99,7 @@ async fn promsync(app: &TestApp, args: &[&str], key: &str, previous: &str) -> (b
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_promsync"))
         .args(args)
         .env_clear()
-        .env("PROMSYNC_DATABASE_URL", &app.settings.database_url)
+        .env("PROMSYNC_DATABASE_URL", &app.settings.database.url)
         .env("PROMSYNC_SECRET_KEY", key)
         .env("PROMSYNC_SECRET_KEY_PREVIOUS", previous)
         .env("RUST_LOG", "warn")
@@ -215,8 +215,8 @@ async fn rotation_moves_every_secret_to_the_new_key_after_which_the_old_key_can_
 
     // Step 1: every process gets the new key, the old one as previous: all still reads.
     app.restart_with(|s| {
-        s.secret_key = Some(KEY_B.into());
-        s.secret_key_previous = vec![KEY_A.into()];
+        s.secrets.key = Some(KEY_B.into());
+        s.secrets.previous = vec![KEY_A.into()];
     })
     .await;
     assert_eq!(import_thin_order(&app, 0, "prom-token-1").await, 1);
@@ -244,8 +244,7 @@ async fn rotation_moves_every_secret_to_the_new_key_after_which_the_old_key_can_
     );
 
     // Step 3: the old key is dropped; webhooks verify and imports reach Prom.
-    app.restart_with(|s| s.secret_key_previous = Vec::new())
-        .await;
+    app.restart_with(|s| s.secrets.previous = Vec::new()).await;
     assert_eq!(import_thin_order(&app, 1, "prom-token-1").await, 2);
     app.cleanup().await;
 }

@@ -34,19 +34,25 @@ async fn sigterm_during_load_loses_no_acknowledged_message() {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_promsync"));
     command
         .args(["import", "--concurrency", "2"])
-        .env("PROMSYNC_DATABASE_URL", &app.settings.database_url)
-        .env("PROMSYNC_BROKER_NAMESPACE", &app.settings.broker_namespace)
+        .env("PROMSYNC_DATABASE_URL", &app.settings.database.url)
+        .env("PROMSYNC_BROKER_NAMESPACE", &app.settings.broker.namespace)
         .env("PROMSYNC_RETRY_DELAYS_MS", "50,100")
         // The Prom stand-in is plain http on loopback: allowed as the in-process app allows it.
         .env(
             "PROMSYNC_PROM_ALLOWED_ORIGINS",
-            app.settings.prom_allowed_origins.join(","),
+            app.settings
+                .prom
+                .allowed_origins
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         )
         .env("RUST_LOG", "warn")
         .env_remove("PROMSYNC_BROKER_URL")
         .stdout(Stdio::null())
         .kill_on_drop(true);
-    if let Some(url) = &app.settings.broker_url {
+    if let Some(url) = &app.settings.broker.url {
         command.env("PROMSYNC_BROKER_URL", url);
     }
     let mut child = command.spawn().expect("promsync import");

@@ -60,12 +60,8 @@ impl EmbeddedBroker {
     pub fn new(db: DatabaseConnection, settings: &Settings) -> Self {
         Self {
             db,
-            retry_delays: settings
-                .retry_delays_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
-            max_attempts: settings.import_max_attempts,
+            retry_delays: settings.import.retry_delays.clone(),
+            max_attempts: settings.import.max_attempts.get(),
             published: Notify::new(),
         }
     }

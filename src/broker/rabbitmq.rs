@@ -81,14 +81,10 @@ impl RabbitBroker {
     pub fn new(url: &str, settings: &Settings) -> Self {
         Self {
             url: url.to_owned(),
-            topology: Topology::new(&settings.broker_namespace),
-            retry_delays: settings
-                .retry_delays_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
-            max_attempts: settings.import_max_attempts,
-            confirm_timeout: settings.confirm_timeout(),
+            topology: Topology::new(&settings.broker.namespace),
+            retry_delays: settings.import.retry_delays.clone(),
+            max_attempts: settings.import.max_attempts.get(),
+            confirm_timeout: settings.broker.confirm_timeout,
             publisher: Mutex::new(PublisherState::default()),
         }
     }

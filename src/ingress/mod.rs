@@ -95,8 +95,9 @@ impl KeyCache {
 pub struct ShopRateLimit(Option<governor::DefaultKeyedRateLimiter<i64>>);
 
 impl ShopRateLimit {
-    pub fn new(per_second: u32) -> Self {
-        Self(std::num::NonZeroU32::new(per_second).map(|rate| {
+    /// `None` is no limit.
+    pub fn new(per_second: Option<std::num::NonZeroU32>) -> Self {
+        Self(per_second.map(|rate| {
             let burst = rate.saturating_mul(std::num::NonZeroU32::new(2).expect("2 > 0"));
             governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
         }))
@@ -216,7 +217,7 @@ async fn receive(
     if !is_json(&req) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = read_limited(&req, payload, settings.webhook_body_limit).await?;
+    let body = read_limited(&req, payload, settings.webhook.body_limit).await?;
     // An unparseable id and an unknown shop answer exactly like a bad signature, so the
     // endpoint does not reveal which shops exist.
     let shop: ShopId = path.parse().map_err(|_| ApiError::Unauthorized)?;
@@ -235,7 +236,7 @@ async fn receive(
         &keys.0,
         &message,
         Utc::now().timestamp(),
-        settings.webhook_tolerance_s,
+        settings.webhook.tolerance.as_secs(),
     ) {
         tracing::info!(%reason, "webhook refused");
         crate::metrics::signature_failure(&reason);

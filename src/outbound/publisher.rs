@@ -122,11 +122,11 @@ impl Claim {
 
 impl Publisher {
     pub fn new(db: DatabaseConnection, prom: PromClient, settings: &Settings) -> Self {
-        let call_limit = settings.prom_timeout() * 2;
+        let call_limit = settings.prom.timeout * 2;
         Self {
             db,
             prom,
-            cancellation_text: settings.prom_cancellation_text.trim().to_owned(),
+            cancellation_text: settings.prom.cancellation_text.clone(),
             local_locks: (0..LOCAL_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),

@@ -50,9 +50,13 @@ impl Relay {
         Self {
             db,
             broker,
-            batch_size: settings.outbox_batch_size,
-            interval: settings.outbox_poll_interval(),
-            retention: settings.outbox_retention(),
+            batch_size: settings.outbound.outbox_batch_size.get(),
+            interval: settings.outbound.outbox_poll_interval,
+            // Representable: checked when the settings were read.
+            retention: settings
+                .outbound
+                .outbox_retention
+                .and_then(|d| chrono::Duration::from_std(d).ok()),
         }
     }
 

@@ -14,7 +14,7 @@ pub mod lease;
 pub mod source;
 pub mod sweep;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -26,44 +26,8 @@ use self::{
     lease::Leases,
     sweep::{Outcome, Published, Sweeper},
 };
-use crate::{broker::Broker, config::Settings, prom::client::PromClient};
-
-/// The poller's settings (environment `PROMSYNC_POLL_*`, see the README).
-#[derive(Debug, Clone)]
-pub struct PollSettings {
-    /// How far each window reaches back before the watermark (clock skew, Prom's
-    /// second-precision filter, orders changing during a sweep).
-    pub overlap: Duration,
-    /// How long before its connection a new shop's orders are still imported.
-    pub backfill: Duration,
-    /// How often the poller looks for due shops.
-    pub tick: Duration,
-    /// How long a sweeping poller's lease lasts without renewal.
-    pub lease: Duration,
-    /// Orders per list page (`limit`).
-    pub page_size: u32,
-    /// Shops swept at once by one process.
-    pub concurrency: usize,
-    /// First retry delay of a failing page; doubles per attempt.
-    pub retry_base: Duration,
-    /// Attempts per page before the sweep gives up until the next interval.
-    pub page_attempts: u32,
-}
-
-impl From<&Settings> for PollSettings {
-    fn from(s: &Settings) -> Self {
-        Self {
-            overlap: Duration::from_secs(s.poll_overlap_s),
-            backfill: Duration::from_secs(s.poll_backfill_s),
-            tick: Duration::from_millis(s.poll_tick_ms),
-            lease: Duration::from_secs(s.poll_lease_s),
-            page_size: s.poll_page_size,
-            concurrency: s.poll_concurrency,
-            retry_base: Duration::from_millis(s.poll_retry_base_ms),
-            page_attempts: s.poll_page_attempts,
-        }
-    }
-}
+pub use crate::config::PollSettings;
+use crate::{broker::Broker, prom::client::PromClient};
 
 /// A poller identity unique to this process: host, pid and a random part, so two
 /// processes on one host (or a restarted pid) never share leases by accident.
@@ -131,7 +95,7 @@ impl Poller {
                 }
                 _ = tick.tick() => {}
             }
-            let free = settings.concurrency.saturating_sub(running.len());
+            let free = settings.concurrency.get().saturating_sub(running.len());
             if free == 0 {
                 continue;
             }

@@ -214,7 +214,7 @@ impl Sweeper {
             }
             let query = OrderListQuery {
                 last_modified_from: Some(window.from),
-                limit: Some(self.settings.page_size),
+                limit: Some(self.settings.page_size.get()),
                 last_id: cursor.last_id(),
                 ..Default::default()
             };
@@ -329,7 +329,7 @@ impl Sweeper {
                 Err(e) => e,
             };
             attempt += 1;
-            if attempt >= self.settings.page_attempts {
+            if attempt >= self.settings.page_attempts.get() {
                 return Err(error.into());
             }
             let backoff = self

@@ -13,6 +13,7 @@
 use std::{
     future::Future,
     io::Write,
+    num::{NonZeroU32, NonZeroUsize},
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
@@ -26,7 +27,7 @@ use promsync::{
     dead_letters::OperatorView,
     domain::{ClientMatching, Language, MatchProductsBy},
     ingress::signature::SigningKey,
-    prom::origin::VettedOrigin,
+    prom::origin::{PromOrigin, VettedOrigin},
     provision::{self, CreatedShop, NewShop},
     simulator::{SimConfig, SimHandle, Simulator},
     startup::{spawn_importer, spawn_publisher, Application, Backends},
@@ -307,32 +308,34 @@ impl TestApp {
             sim_listener.local_addr().expect("simulator address").port()
         );
         let mut settings = Settings::load(None).expect("default settings");
-        settings.prom_allowed_origins = std::iter::once(prom.uri())
+        settings.prom.allowed_origins = std::iter::once(prom.uri())
             .chain(extra_proms.iter().map(MockServer::uri))
             .chain([sim_origin])
+            .map(|origin| PromOrigin::parse(&origin).expect("a stand-in's origin"))
             .collect();
-        settings.database_url = database_url;
-        settings.broker_url = broker;
-        settings.broker_namespace = namespace.clone();
-        settings.listen = "127.0.0.1:0".into();
-        settings.retry_delays_ms = vec![50, 100, 200];
-        settings.import_max_attempts = options.max_attempts;
-        settings.import_concurrency = 4;
-        settings.database_max_connections = 10;
-        settings.prom_timeout_s = 5;
+        settings.database.url = database_url;
+        settings.broker.url = broker;
+        settings.broker.namespace = namespace.clone();
+        settings.http.listen = "127.0.0.1:0".parse().unwrap();
+        settings.import.retry_delays = [50, 100, 200].map(Duration::from_millis).to_vec();
+        settings.import.max_attempts =
+            NonZeroU32::new(options.max_attempts).expect("max_attempts above 0");
+        settings.import.concurrency = NonZeroUsize::new(4).unwrap();
+        settings.database.max_connections = NonZeroU32::new(10).unwrap();
+        settings.prom.timeout = Duration::from_secs(5);
         // Tests send bursts on purpose; the per-shop limit has its own test.
-        settings.webhook_rate_per_shop_per_s = options.webhook_rate_per_shop_per_s;
+        settings.webhook.rate_per_shop_per_s = NonZeroU32::new(options.webhook_rate_per_shop_per_s);
         // Tests call one stand-in with one token far faster than a real shop would.
-        settings.prom_rate_per_s = 100;
-        settings.outbox_poll_interval_ms = 20;
-        settings.publish_concurrency = 4;
-        settings.secret_key = options.secret_key.map(Into::into);
-        settings.secret_key_previous = options
+        settings.prom.rate_per_s = NonZeroU32::new(100).unwrap();
+        settings.outbound.outbox_poll_interval = Duration::from_millis(20);
+        settings.outbound.publish_concurrency = NonZeroUsize::new(4).unwrap();
+        settings.secrets.key = options.secret_key.map(Into::into);
+        settings.secrets.previous = options
             .secret_key_previous
             .into_iter()
             .map(Into::into)
             .collect();
-        settings.keyring().expect("the test's secret keys");
+        settings.secrets.keyring().expect("the test's secret keys");
 
         let backends = Backends::connect(&settings).await.expect("backends");
         promsync::db::migrate(&backends.db)
@@ -397,7 +400,7 @@ impl TestApp {
         let handle = spawn_importer(
             &self.settings,
             &self.backends,
-            self.settings.import_concurrency,
+            self.settings.import.concurrency.get(),
             token.clone(),
         );
         self.importers.push((token, handle));
@@ -409,7 +412,7 @@ impl TestApp {
         let handle = spawn_publisher(
             &self.settings,
             &self.backends,
-            self.settings.publish_concurrency,
+            self.settings.outbound.publish_concurrency.get(),
             token.clone(),
         );
         self.publishers.push((token, handle));
@@ -463,7 +466,10 @@ impl TestApp {
         self.stop_publishers().await;
         self.stop_importers().await;
         change(&mut self.settings);
-        self.settings.keyring().expect("the restarted settings");
+        self.settings
+            .secrets
+            .keyring()
+            .expect("the restarted settings");
         self.backends = Backends::connect(&self.settings).await.expect("backends");
         self.db = self.backends.db.clone();
         let app = Application::build_with_clock(&self.settings, &self.backends, self.clock.clone())
@@ -572,7 +578,7 @@ impl TestApp {
             self.backends.db.clone(),
             self.backends.broker.clone(),
             self.backends.prom.clone(),
-            promsync::poll::PollSettings::from(&self.settings),
+            self.settings.poll.clone(),
             owner.to_owned(),
         );
         (token.clone(), tokio::spawn(poller.run(token)))
@@ -616,7 +622,7 @@ impl TestApp {
 
     /// Messages waiting (not dead) in a lane's work queue.
     pub async fn queue_depth(&self, lane: Lane) -> u32 {
-        if self.settings.broker_url.is_none() {
+        if self.settings.broker.url.is_none() {
             let sql = format!(
                 "SELECT count(*) FROM broker_messages WHERE lane = '{}' AND dead = FALSE",
                 lane.as_str()
@@ -659,7 +665,7 @@ impl TestApp {
 
     /// Event ids held by the replay log, read from its first offset.
     pub async fn log_event_ids(&self, expected: usize) -> Vec<String> {
-        if self.settings.broker_url.is_none() {
+        if self.settings.broker.url.is_none() {
             use entity::broker_log;
             use sea_orm::{EntityTrait, QueryOrder};
             return broker_log::Entity::find()
@@ -786,14 +792,9 @@ impl TestApp {
     pub async fn cleanup(mut self) {
         self.stop_publishers().await;
         self.stop_importers().await;
-        let delays: Vec<Duration> = self
-            .settings
-            .retry_delays_ms
-            .iter()
-            .map(|ms| Duration::from_millis(*ms))
-            .collect();
-        if self.settings.broker_url.is_some() {
-            let _ = delete_topology(&broker_url(), &self.topology, &delays).await;
+        let delays = &self.settings.import.retry_delays;
+        if self.settings.broker.url.is_some() {
+            let _ = delete_topology(&broker_url(), &self.topology, delays).await;
         }
         let _ = self.db.clone().close().await;
         if let Some(file) = &self.sqlite_file {

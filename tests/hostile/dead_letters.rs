@@ -274,7 +274,7 @@ async fn dead_letters_are_listed_from_the_database_even_with_the_broker_out_of_r
         (dead_queue_depth(&app).await == 0).then_some(())
     })
     .await;
-    app.restart_with(|s| s.broker_url = Some("amqp://guest:guest@127.0.0.1:1/%2f".into()))
+    app.restart_with(|s| s.broker.url = Some("amqp://guest:guest@127.0.0.1:1/%2f".into()))
         .await;
     let (cookies, _) = ui_session(&app, &app.admin_token).await;
 

@@ -7,7 +7,7 @@ use crate::common::TestApp;
 async fn with_a_metrics_listener_the_public_port_has_no_metrics() {
     // Arrange
     let mut app = TestApp::spawn_for_api().await;
-    app.restart_with(|s| s.metrics_listen = Some("127.0.0.1:0".into()))
+    app.restart_with(|s| s.http.metrics_listen = Some("127.0.0.1:0".parse().unwrap()))
         .await;
     let metrics = app.metrics_address.clone().expect("a metrics listener");
 
