@@ -153,7 +153,8 @@ impl PromSettings {
 /// The poller's settings.
 #[derive(Debug, Clone)]
 pub struct PollSettings {
-    /// `poll_overlap_s`.
+    /// `poll_overlap_s`: absorbs clock skew, Prom's second-precision filter and orders
+    /// changing during a sweep.
     pub overlap: Duration,
     /// `poll_backfill_s`: zero takes new orders only.
     pub backfill: Duration,

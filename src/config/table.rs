@@ -165,22 +165,22 @@ define_settings! {
         "earlier keys, comma-separated, still read (never written) during a key rotation";
 }
 
-/// Variables of the README's table that are not settings: the log filter, and the file's
-/// path (a command-line flag).
-pub const OTHER_VARIABLES: &[&str] = &["RUST_LOG", "PROMSYNC_CONFIG"];
-
-/// The README's configuration table row of a setting.
-pub fn readme_row(setting: &SettingDoc) -> String {
-    let default = match setting.default {
-        Some(value) => format!("`{value}`"),
-        None => "unset".to_owned(),
-    };
-    format!("| `{}` | {default} | {} |", setting.env(), setting.doc)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Variables of the README's table that are not settings: the log filter, and the file's
+    /// path (a command-line flag).
+    const OTHER_VARIABLES: &[&str] = &["RUST_LOG", "PROMSYNC_CONFIG"];
+
+    /// The README's configuration table row of a setting.
+    fn readme_row(setting: &SettingDoc) -> String {
+        let default = match setting.default {
+            Some(value) => format!("`{value}`"),
+            None => "unset".to_owned(),
+        };
+        format!("| `{}` | {default} | {} |", setting.env(), setting.doc)
+    }
 
     /// The rows of the README's configuration table, first column unquoted.
     fn readme_rows() -> Vec<(String, String)> {
