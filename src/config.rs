@@ -270,7 +270,7 @@ impl Settings {
             .iter()
             .filter_map(|s| Some((s.env(), s.default?.to_owned())))
             .collect();
-        let mut builder = config::Config::builder().add_source(variables(defaults));
+        let mut builder = config::Config::builder().add_source(parsing(variables(defaults)));
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -284,7 +284,7 @@ impl Settings {
 
 /// `PROMSYNC_*` variables from `map` instead of the process environment.
 fn variables(map: std::collections::HashMap<String, String>) -> config::Environment {
-    parsing(config::Environment::with_prefix("PROMSYNC").source(Some(map)))
+    config::Environment::with_prefix("PROMSYNC").source(Some(map))
 }
 
 /// How a variable's text becomes a value: numbers parsed, lists split at commas.
