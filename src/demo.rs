@@ -24,6 +24,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Args;
+use promsync_simulator as simulator;
 use serde_json::{json, Value};
 
 use crate::{
@@ -33,7 +34,6 @@ use crate::{
     ingress::signature::SigningKey,
     provision,
     roles::Supervisor,
-    simulator,
     startup::{self, Application, Backends},
 };
 
