@@ -15,9 +15,9 @@
 //! can see what "Prom" was told: `GET /_sim/calls`. Operator endpoints under `/_sim/` change
 //! orders as a seller would (`POST /_sim/orders/{id}`). See `deploy/SIMULATOR.md`.
 //!
-//! Like promsync's `startup::Application`, [`Simulator::build`] binds first (port 0 works), then
-//! [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives the state from
-//! the same process.
+//! Like promsync's `startup::Application`, [`Simulator::build`] binds first (port 0
+//! works), then [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives
+//! the state from the same process.
 
 pub mod generate;
 pub mod push;
