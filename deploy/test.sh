@@ -206,6 +206,8 @@ if [ "$QUICK" -eq 0 ]; then
     cargo clippy --all-targets -- -D warnings
     # The chaos suite is not among --all-targets (Cargo.toml: test = false).
     cargo clippy --test chaos -- -D warnings
+    # The simulator is a workspace crate of its own, outside the root package's targets.
+    cargo clippy -p promsync-simulator --all-targets -- -D warnings
 fi
 
 # The OpenAPI document, as `GET /api/openapi.json` answers it, must be valid OpenAPI
@@ -221,6 +223,7 @@ python3 -m openapi_spec_validator "$OPENAPI_JSON"
 
 header "cargo test --all-targets -- --test-threads 4   (PostgreSQL + RabbitMQ)"
 PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4
+cargo test -p promsync-simulator -- --test-threads 4
 
 # One suite, two backends: the inbound pipeline, recovery and API suites again on SQLite
 # and the embedded broker. (The outbound suite drives several relays and publishers at

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use promsync_simulator as simulator;
 
 use crate::{
     broker::{Lane, ReplayRequest},
@@ -18,7 +19,6 @@ use crate::{
     prom::ids::ShopId,
     provision,
     roles::Supervisor,
-    simulator,
     startup::{self, Application, Backends},
 };
 

@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Args;
+use promsync_simulator as simulator;
 use serde_json::{json, Value};
 
 use crate::{
@@ -35,7 +36,6 @@ use crate::{
     prom::origin::PromOrigin,
     provision,
     roles::Supervisor,
-    simulator,
     startup::{self, Application, Backends},
 };
 

@@ -24,7 +24,6 @@ pub mod prom;
 pub mod provision;
 pub mod roles;
 pub mod secrets;
-pub mod simulator;
 pub mod startup;
 pub mod telemetry;
 pub mod ui;

@@ -12,8 +12,8 @@ use entity::{orders, shops};
 use promsync::{
     broker::Lane,
     outbound::{enqueue_status_change, OutboxReason},
-    simulator::{Call, OrderChange, Scripted, SimConfig, SimHandle},
 };
+use promsync_simulator::{Call, OrderChange, Scripted, SimConfig, SimHandle};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait,
 };

@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::{eventually, TestApp};
-use promsync::{
-    prom::{
-        origin::{OriginPolicy, PromOrigin},
-        OrderListQuery, PromClient, PromCredentials, PromError, PromStatus,
-    },
-    simulator::{PushConfig, SimConfig, SimHandle, Simulator},
+use promsync::prom::{
+    origin::{OriginPolicy, PromOrigin},
+    OrderListQuery, PromClient, PromCredentials, PromError, PromStatus,
 };
+use promsync_simulator::{PushConfig, SimConfig, SimHandle, Simulator};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -207,7 +205,7 @@ async fn promsyncs_client_reads_the_simulators_errors_as_typed_errors() {
     let deleted = prom
         .get_product(
             &creds(&url, "good"),
-            promsync::simulator::generate::DELETED_PRODUCT_ID,
+            promsync_simulator::generate::DELETED_PRODUCT_ID,
         )
         .await;
 

@@ -209,6 +209,18 @@ mod tests {
     }
 
     #[test]
+    fn the_simulator_s_independent_signing_verifies() {
+        let secret: promsync_simulator::signature::WebhookSecret = SECRET.parse().unwrap();
+        let body = br#"{"order":{"id":1}}"#;
+        let sig = secret.sign("msg_1", NOW, body);
+        let ts = NOW.to_string();
+        assert_eq!(
+            verify(&[key()], &message(&sig, &ts, body), NOW, 300),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn any_one_of_several_signatures_and_keys_passes() {
         let body = b"{}";
         let old: SigningKey = "whsec_c2Vjb25k".parse().unwrap();

@@ -685,4 +685,32 @@ mod tests {
         let empty: OrderList = serde_json::from_str(r#"{"orders": null}"#).unwrap();
         assert!(empty.orders.is_empty());
     }
+
+    #[test]
+    fn the_simulator_s_orders_parse_with_consistent_totals() {
+        use rand::{rngs::StdRng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(7);
+        for i in 0..50 {
+            let value = promsync_simulator::generate::order(
+                &mut rng,
+                340_000_000 + i,
+                chrono::Utc::now(),
+                None,
+            );
+            let parsed: PromOrder = serde_json::from_value(value).expect("a Prom order");
+            let total = parsed.total().expect("parseable total").amount;
+            let sum: Decimal = parsed
+                .products
+                .iter()
+                .map(|l| {
+                    Money::from_json(l.total_price.as_ref().unwrap())
+                        .unwrap()
+                        .amount
+                })
+                .sum();
+            assert_eq!(total, sum);
+            assert!(!parsed.products.is_empty());
+            assert!(parsed.prom_status().is_ok());
+        }
+    }
 }

@@ -29,9 +29,9 @@ use promsync::{
     ingress::signature::SigningKey,
     prom::origin::{PromOrigin, VettedOrigin},
     provision::{self, CreatedShop, NewShop},
-    simulator::{SimConfig, SimHandle, Simulator},
     startup::{spawn_importer, spawn_publisher, Application, Backends},
 };
+use promsync_simulator::{SimConfig, SimHandle, Simulator};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;

@@ -1,6 +1,6 @@
 //! Push mode: the simulator announces new and changed orders to a promsync webhook at a
-//! steady rate, signed with the shop's secret (Standard Webhooks, see ARCHITECTURE.md,
-//! 'Webhook ingress'), the way a relay in front of Prom would.
+//! steady rate, signed with the shop's secret (Standard Webhooks, [`crate::signature`]),
+//! the way a relay in front of Prom would.
 //!
 //! Each tick sends the next order changed through the API or `/_sim/` (a `set_status`
 //! echo included), or, when nothing changed, makes up some activity first (a new order,
@@ -12,11 +12,10 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::{PushConfig, SimHandle};
-use crate::ingress::signature::SigningKey;
+use crate::{signature::WebhookSecret, PushConfig, SimHandle};
 
 pub async fn run(sim: SimHandle, config: PushConfig) {
-    let key: SigningKey = match config.secret.expose_secret().parse() {
+    let key: WebhookSecret = match config.secret.expose_secret().parse() {
         Ok(key) => key,
         Err(e) => {
             tracing::error!(error = %e, "push mode needs the shop's whsec_… secret; not pushing");

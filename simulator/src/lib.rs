@@ -1,6 +1,11 @@
 //! A Prom stand-in (deploy/SIMULATOR.md) for demos, tests and benchmarks:
 //! `promsync simulate-prom`.
 //!
+//! It is a crate of its own, outside the promsync library, and does not depend on it: it
+//! plays the other party, so it builds Prom's documents as JSON and signs its pushes
+//! ([`signature`]) without promsync's parsers and verifier, and what promsync accepts from
+//! it is a check of both.
+//!
 //! It serves the Prom endpoints promsync uses — `GET /api/v1/orders/list`, `GET
 //! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status` —
 //! over generated, realistic orders ([`generate`]), validates `set_status` bodies as Prom
@@ -10,12 +15,13 @@
 //! can see what "Prom" was told: `GET /_sim/calls`. Operator endpoints under `/_sim/` change
 //! orders as a seller would (`POST /_sim/orders/{id}`). See `deploy/SIMULATOR.md`.
 //!
-//! Like `startup::Application`, [`Simulator::build`] binds first (port 0 works), then
-//! [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives the state from
-//! the same process.
+//! Like promsync's `startup::Application`, [`Simulator::build`] binds first (port 0
+//! works), then [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives
+//! the state from the same process.
 
 pub mod generate;
 pub mod push;
+pub mod signature;
 pub mod validate;
 
 use std::{
@@ -32,8 +38,10 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use self::validate::{validate_set_status, SetStatusError};
-use crate::prom::order::parse_prom_datetime;
+use self::{
+    generate::parse_prom_time,
+    validate::{validate_set_status, SetStatusError},
+};
 
 /// First id of generated orders; later ones count up from the highest.
 const FIRST_ORDER_ID: i64 = 340_000_001;
@@ -392,11 +400,7 @@ impl SimHandle {
         let created_to = parse_filter_time(query.date_to.as_deref(), "date_to")?;
         let limit = query.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
         let inner = self.lock();
-        let time_of = |order: &Value, field: &str| {
-            order[field]
-                .as_str()
-                .and_then(|s| parse_prom_datetime(s).ok())
-        };
+        let time_of = |order: &Value, field: &str| order[field].as_str().and_then(parse_prom_time);
         let within = |t: Option<DateTime<Utc>>,
                       from: Option<DateTime<Utc>>,
                       to: Option<DateTime<Utc>>| match t {
@@ -462,9 +466,7 @@ fn set_order_status(order: &mut Value, status: &str) {
 
 /// Moves `date_modified` on, strictly past its previous value even within a microsecond.
 fn touch(order: &mut Value) {
-    let previous = order["date_modified"]
-        .as_str()
-        .and_then(|s| parse_prom_datetime(s).ok());
+    let previous = order["date_modified"].as_str().and_then(parse_prom_time);
     let mut now = Utc::now();
     if let Some(previous) = previous {
         if now <= previous {
@@ -644,7 +646,7 @@ async fn sim_change_order(
     sim: web::Data<SimHandle>,
 ) -> HttpResponse {
     if let Some(status) = &change.status {
-        if status.parse::<crate::prom::order::PromStatus>().is_err() {
+        if !generate::is_prom_status(status) {
             return error(StatusCode::BAD_REQUEST, &format!("unknown status {status}"));
         }
     }
