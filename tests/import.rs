@@ -11,7 +11,7 @@ use common::{eventually, fixture_order, Options, TestApp, CUSTOM_STATUS_ORDER, P
 use entity::{order_items, orders};
 use promsync::{
     broker::Lane,
-    domain::{ClientMatching, MatchProductsBy},
+    domain::{ClientMatching, MatchProductsBy, Outcome},
 };
 use rust_decimal_macros::dec;
 use sea_orm::{sea_query::Expr, EntityTrait, QueryOrder};
@@ -432,7 +432,7 @@ async fn quantity_edits_apply_before_write_off_and_are_ignored_after() {
     );
     let outcomes = app.outcomes().await;
     let (outcome, detail) = outcomes.last().unwrap();
-    assert_eq!(outcome, "skipped_written_off");
+    assert_eq!(*outcome, Outcome::SkippedWrittenOff);
     assert!(
         detail.as_deref().unwrap_or("").contains("written off"),
         "{detail:?}"
@@ -457,7 +457,7 @@ async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
     app.wait_for_events(1).await;
 
     let outcomes = app.outcomes().await;
-    assert_eq!(outcomes[0].0, "rejected");
+    assert_eq!(outcomes[0].0, Outcome::Rejected);
     let detail = outcomes[0].1.clone().unwrap_or_default();
     assert!(detail.contains("USD") && detail.contains("UAH"), "{detail}");
     for table in ["orders", "order_items", "products", "clients", "categories"] {
@@ -480,7 +480,7 @@ async fn an_unparseable_price_is_rejected_with_its_reason() {
     app.wait_for_events(1).await;
 
     let outcomes = app.outcomes().await;
-    assert_eq!(outcomes[0].0, "rejected");
+    assert_eq!(outcomes[0].0, Outcome::Rejected);
     assert!(outcomes[0]
         .1
         .as_deref()
@@ -656,7 +656,7 @@ async fn draft_orders_are_not_imported() {
     app.wait_for_events(1).await;
 
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
-    assert_eq!(app.outcomes().await[0].0, "skipped");
+    assert_eq!(app.outcomes().await[0].0, Outcome::Skipped);
     app.cleanup().await;
 }
 
