@@ -9,8 +9,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use entity::{accounts, employees, enums::Direction, order_statuses, shops, status_mappings};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, Iterable, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, DatabaseConnection, EntityTrait, Iterable, ModelTrait, Set, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -142,16 +141,15 @@ pub async fn create_shop(
         .check_storable(prom_token)
         .context("invalid Prom API token")?;
     let txn = db.begin().await.context("starting a transaction")?;
-    if accounts::Entity::find_by_id(new.account_id)
+    let Some(account) = accounts::Entity::find_by_id(new.account_id)
         .one(&txn)
         .await
         .context("looking up the account")?
-        .is_none()
-    {
+    else {
         bail!("account {} does not exist", new.account_id);
-    }
-    let statuses = order_statuses::Entity::find()
-        .filter(order_statuses::Column::AccountId.eq(new.account_id))
+    };
+    let statuses = account
+        .find_related(order_statuses::Entity)
         .all(&txn)
         .await
         .context("loading the account's statuses")?;

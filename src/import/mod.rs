@@ -342,8 +342,8 @@ async fn load_shop(db: &DatabaseConnection, shop_id: i64) -> Result<ShopContext,
         .into_iter()
         .map(|m| (m.prom_status, m.status_id))
         .collect();
-    let default_new_status = order_statuses::Entity::find()
-        .filter(order_statuses::Column::AccountId.eq(account.id))
+    let default_new_status = account
+        .find_related(order_statuses::Entity)
         .filter(order_statuses::Column::Kind.eq(StatusKind::New))
         .order_by_asc(order_statuses::Column::Position)
         .order_by_asc(order_statuses::Column::Id)
