@@ -197,12 +197,11 @@ string_enum!(
     }
 );
 
-/// The two message flows of the broker, and the lane a dead letter came from. Each has
-/// its own work queue, retry tiers and dead letters, so a Prom outage that backs up
-/// outbound traffic never delays imports.
-///
-/// Not a [`string_enum!`]: its OpenAPI schema is derived (with these descriptions), and
-/// parsing also takes the work queues' names.
+// The lane a dead letter came from, too. Not a `string_enum!`: its OpenAPI schema is
+// derived (the doc comments below are part of the API document), and parsing also takes
+// the work queues' names.
+/// The two message flows. Each has its own work queue, retry tiers and dead letters, so
+/// a Prom outage that backs up outbound traffic never delays imports.
 #[derive(
     Debug,
     Clone,
