@@ -96,7 +96,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C, letter: NewDeadLetter) -> Resu
         None => None,
     };
     let row = dead_letters::ActiveModel {
-        lane: Set(letter.lane.as_str().to_owned()),
+        lane: Set(letter.lane),
         message_id: Set(letter.message_id),
         account_id: Set(account_id),
         shop_id: Set(shop_id),
@@ -150,7 +150,7 @@ impl From<dead_letters::Model> for DeadLetterView {
     fn from(row: dead_letters::Model) -> Self {
         Self {
             id: row.id,
-            lane: row.lane,
+            lane: row.lane.to_string(),
             shop_id: row.shop_id,
             order_id: row.order_id,
             attempts: row.attempts,
@@ -281,10 +281,7 @@ async fn requeue_one(
         txn.rollback().await?;
         return Ok(false);
     };
-    let lane: Lane = row
-        .lane
-        .parse()
-        .map_err(|e: String| DbErr::Custom(format!("dead letter {}: {e}", row.id)))?;
+    let lane = row.lane;
     // On an error the transaction rolls back when dropped: the row stays.
     broker
         .requeue_dead(lane, &row.message_id, &row.payload, &txn)
@@ -322,7 +319,7 @@ impl From<dead_letters::Model> for OperatorView {
             order_id: row.order_id,
             attempts: u32::try_from(row.attempts).unwrap_or(0),
             last_error: row.last_error,
-            lane: row.lane,
+            lane: row.lane.to_string(),
             message_id: row.message_id,
             account_id: row.account_id,
             dead_at: row.dead_at,
@@ -337,7 +334,7 @@ async fn lane_page(
     after_id: i64,
 ) -> Result<Vec<dead_letters::Model>, DbErr> {
     dead_letters::Entity::find()
-        .filter(dead_letters::Column::Lane.eq(lane.as_str()))
+        .filter(dead_letters::Column::Lane.eq(lane))
         .filter(dead_letters::Column::Id.gt(after_id))
         .order_by_asc(dead_letters::Column::Id)
         .limit(OPERATOR_PAGE)
@@ -401,7 +398,7 @@ pub async fn requeue_in_lane(
             }
             let delete = dead_letters::Entity::delete_many()
                 .filter(dead_letters::Column::Id.eq(row.id))
-                .filter(dead_letters::Column::Lane.eq(lane.as_str()));
+                .filter(dead_letters::Column::Lane.eq(lane));
             if requeue_one(db, broker, delete).await? {
                 requeued += 1;
             }
@@ -413,7 +410,7 @@ pub async fn requeue_in_lane(
 /// Deletes every dead letter of a lane (every account's); returns how many.
 pub async fn purge_lane(db: &DatabaseConnection, lane: Lane) -> Result<u64, DbErr> {
     let result = dead_letters::Entity::delete_many()
-        .filter(dead_letters::Column::Lane.eq(lane.as_str()))
+        .filter(dead_letters::Column::Lane.eq(lane))
         .exec(db)
         .await?;
     Ok(result.rows_affected)

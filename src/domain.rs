@@ -1,142 +1,13 @@
 //! Small value types of RO App's side shared by the importer, the API and the CLI: status
-//! kinds, per-shop import settings and employee permissions. Each parses from its wire
-//! spelling so that an unknown value is rejected where it enters, not deep inside a role.
+//! kinds, per-shop import settings and employee permissions (defined with the columns
+//! that store them, in `entity::enums`), and the normalizations matching relies on. Each
+//! enum parses from its wire spelling so that an unknown value is rejected where it
+//! enters, not deep inside a role.
 
-use std::{fmt, str::FromStr};
-
-#[derive(Debug, thiserror::Error)]
-#[error("`{value}` is not a valid {what}; expected one of: {expected}")]
-pub struct UnknownValue {
-    what: &'static str,
-    value: String,
-    expected: &'static str,
-}
-
-macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue {
-                        what: $what,
-                        value: s.to_owned(),
-                        expected: concat!($($text, " "),+),
-                    }),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        /// In OpenAPI a string of a closed set, listed from `ALL` so the document cannot
-        /// drift from what is accepted.
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some($name::ALL.iter().map(|v| v.as_str())))
-                    .into()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {}
-    };
-}
-
-wire_enum!(
-    /// What an order status means to RO App; rules refer to kinds, shops name statuses.
-    StatusKind, "status kind" {
-        New => "new",
-        InProgress => "in_progress",
-        Done => "done",
-        Canceled => "canceled",
-    }
-);
-
-wire_enum!(
-    /// How an order line finds an existing product of the account (ARCHITECTURE.md,
-    /// 'Products matched, never duplicated').
-    MatchProductsBy, "match_products_by" {
-        Name => "name",
-        Sku => "sku",
-        PromId => "prom_id",
-    }
-);
-
-wire_enum!(
-    /// Whether a buyer always becomes a new contact or reuses one (ARCHITECTURE.md,
-    /// 'Buyers become contacts').
-    ClientMatching, "client_matching" {
-        AlwaysNew => "always_new",
-        PhoneOrEmail => "phone_or_email",
-    }
-);
-
-wire_enum!(
-    /// The language a shop's product names and descriptions are imported in.
-    Language, "language" {
-        Uk => "uk",
-        Ru => "ru",
-    }
-);
-
-wire_enum!(
-    /// Employee permissions (ARCHITECTURE.md, 'Synced orders need a permission').
-    Permission, "permission" {
-        GoodsWithoutWriteOff => "goods_without_write_off",
-        ManageIntegrations => "manage_integrations",
-        ManageEmployees => "manage_employees",
-    }
-);
-
-wire_enum!(
-    /// Where an inbound notification came from; recorded on the sync log.
-    Source, "source" {
-        Webhook => "webhook",
-        Poll => "poll",
-        Refresh => "refresh",
-        Replay => "replay",
-    }
-);
-
-wire_enum!(
-    /// What became of one inbound or outbound event (the sync log's `outcome`).
-    Outcome, "outcome" {
-        Processing => "processing",
-        Applied => "applied",
-        Duplicate => "duplicate",
-        Stale => "stale",
-        SkippedWrittenOff => "skipped_written_off",
-        Skipped => "skipped",
-        Rejected => "rejected",
-        Sent => "sent",
-        Deferred => "deferred",
-        Failed => "failed",
-    }
-);
+pub use entity::enums::{
+    ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions, Source,
+    StatusKind, UnknownValue,
+};
 
 /// Brings a Ukrainian phone number to one spelling so `0501234567`, `+380501234567` and
 /// `38 (050) 123-45-67` compare equal; other numbers keep their digits.
@@ -176,27 +47,6 @@ mod tests {
         assert_eq!(excerpt("grn", 5), "grn");
         assert_eq!(excerpt("гривня", 3), "гри…");
         assert_eq!(excerpt("", 0), "");
-    }
-
-    #[test]
-    fn wire_spellings_round_trip() {
-        for kind in StatusKind::ALL {
-            assert_eq!(kind.as_str().parse::<StatusKind>().unwrap(), *kind);
-        }
-        assert_eq!(
-            "prom_id".parse::<MatchProductsBy>().unwrap(),
-            MatchProductsBy::PromId
-        );
-    }
-
-    #[test]
-    fn an_unknown_value_names_what_was_expected() {
-        let err = "article".parse::<MatchProductsBy>().unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("match_products_by") && msg.contains("sku"),
-            "{msg}"
-        );
     }
 
     #[test]

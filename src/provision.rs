@@ -7,10 +7,9 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use entity::{accounts, employees, order_statuses, shops, status_mappings};
+use entity::{accounts, employees, enums::Direction, order_statuses, shops, status_mappings};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, DatabaseConnection, EntityTrait, Iterable, ModelTrait, Set, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -78,7 +77,7 @@ pub async fn create_account(
         order_statuses::ActiveModel {
             account_id: Set(account.id),
             name: Set((*status_name).to_owned()),
-            kind: Set(kind.as_str().to_owned()),
+            kind: Set(*kind),
             position: Set(position as i32),
             ..Default::default()
         }
@@ -86,12 +85,11 @@ pub async fn create_account(
         .await
         .context("inserting default statuses")?;
     }
-    let all_permissions: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
     employees::ActiveModel {
         account_id: Set(account.id),
         name: Set("admin".to_owned()),
         token_hash: Set(secrets::hash_api_token(&token)),
-        permissions: Set(all_permissions.join(",")),
+        permissions: Set(Permission::iter().collect()),
         created_at: Set(now),
         ..Default::default()
     }
@@ -143,16 +141,15 @@ pub async fn create_shop(
         .check_storable(prom_token)
         .context("invalid Prom API token")?;
     let txn = db.begin().await.context("starting a transaction")?;
-    if accounts::Entity::find_by_id(new.account_id)
+    let Some(account) = accounts::Entity::find_by_id(new.account_id)
         .one(&txn)
         .await
         .context("looking up the account")?
-        .is_none()
-    {
+    else {
         bail!("account {} does not exist", new.account_id);
-    }
-    let statuses = order_statuses::Entity::find()
-        .filter(order_statuses::Column::AccountId.eq(new.account_id))
+    };
+    let statuses = account
+        .find_related(order_statuses::Entity)
         .all(&txn)
         .await
         .context("loading the account's statuses")?;
@@ -160,7 +157,7 @@ pub async fn create_shop(
     let status_of = |kind: StatusKind| {
         statuses
             .iter()
-            .filter(|s| s.kind == kind.as_str())
+            .filter(|s| s.kind == kind)
             .min_by_key(|s| (s.position, s.id))
             .map(|s| s.id)
     };
@@ -175,9 +172,9 @@ pub async fn create_shop(
         webhook_secret: Set(String::new()),
         previous_webhook_secret: Set(None),
         previous_secret_expires_at: Set(None),
-        language: Set(new.language.as_str().to_owned()),
-        match_products_by: Set(new.match_products_by.as_str().to_owned()),
-        client_matching: Set(new.client_matching.as_str().to_owned()),
+        language: Set(new.language),
+        match_products_by: Set(new.match_products_by),
+        client_matching: Set(new.client_matching),
         enabled: Set(true),
         poll_enabled: Set(true),
         poll_interval_s: Set(60),
@@ -203,14 +200,14 @@ pub async fn create_shop(
     .context("storing the shop's secrets")?;
     let inbound = DEFAULT_INBOUND
         .iter()
-        .filter_map(|(prom, kind)| Some(("inbound", *prom, status_of(*kind)?)));
+        .filter_map(|(prom, kind)| Some((Direction::Inbound, *prom, status_of(*kind)?)));
     let outbound = DEFAULT_OUTBOUND
         .iter()
-        .filter_map(|(kind, prom)| Some(("outbound", *prom, status_of(*kind)?)));
+        .filter_map(|(kind, prom)| Some((Direction::Outbound, *prom, status_of(*kind)?)));
     for (direction, prom_status, status_id) in inbound.chain(outbound) {
         status_mappings::ActiveModel {
             shop_id: Set(shop.id),
-            direction: Set(direction.to_owned()),
+            direction: Set(direction),
             prom_status: Set(prom_status.to_owned()),
             status_id: Set(status_id),
             ..Default::default()

@@ -7,14 +7,19 @@ mod common;
 use std::{num::NonZeroUsize, time::Duration};
 
 use chrono::{TimeZone, Utc};
-use common::{eventually, fixture_order, Options, TestApp, CUSTOM_STATUS_ORDER, PENDING_ORDER};
-use entity::{order_items, orders};
+use common::{
+    eventually, fixture_order, Backend, Options, TestApp, CUSTOM_STATUS_ORDER, PENDING_ORDER,
+};
+use entity::{
+    enums::{Direction, OutboxKind},
+    order_items, orders, shops,
+};
 use promsync::{
     broker::Lane,
-    domain::{ClientMatching, MatchProductsBy},
+    domain::{ClientMatching, Language, MatchProductsBy, Outcome, Source, StatusKind},
 };
 use rust_decimal_macros::dec;
-use sea_orm::{sea_query::Expr, EntityTrait, QueryOrder};
+use sea_orm::{sea_query::Expr, ActiveEnum, ConnectionTrait, EntityTrait, QueryOrder};
 use serde_json::{json, Value};
 use wiremock::{
     matchers::{header, method, path},
@@ -432,15 +437,13 @@ async fn quantity_edits_apply_before_write_off_and_are_ignored_after() {
     );
     let outcomes = app.outcomes().await;
     let (outcome, detail) = outcomes.last().unwrap();
-    assert_eq!(outcome, "skipped_written_off");
+    assert_eq!(*outcome, Outcome::SkippedWrittenOff);
     assert!(
         detail.as_deref().unwrap_or("").contains("written off"),
         "{detail:?}"
     );
     app.cleanup().await;
 }
-
-use sea_orm::ConnectionTrait;
 
 #[tokio::test]
 async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
@@ -457,7 +460,7 @@ async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
     app.wait_for_events(1).await;
 
     let outcomes = app.outcomes().await;
-    assert_eq!(outcomes[0].0, "rejected");
+    assert_eq!(outcomes[0].0, Outcome::Rejected);
     let detail = outcomes[0].1.clone().unwrap_or_default();
     assert!(detail.contains("USD") && detail.contains("UAH"), "{detail}");
     for table in ["orders", "order_items", "products", "clients", "categories"] {
@@ -480,7 +483,7 @@ async fn an_unparseable_price_is_rejected_with_its_reason() {
     app.wait_for_events(1).await;
 
     let outcomes = app.outcomes().await;
-    assert_eq!(outcomes[0].0, "rejected");
+    assert_eq!(outcomes[0].0, Outcome::Rejected);
     assert!(outcomes[0]
         .1
         .as_deref()
@@ -656,7 +659,7 @@ async fn draft_orders_are_not_imported() {
     app.wait_for_events(1).await;
 
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
-    assert_eq!(app.outcomes().await[0].0, "skipped");
+    assert_eq!(app.outcomes().await[0].0, Outcome::Skipped);
     app.cleanup().await;
 }
 
@@ -808,5 +811,87 @@ async fn a_message_failing_inside_a_batch_rolls_back_alone_and_the_others_commit
     );
     assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 4);
     assert_eq!(batches(&app).await, 1, "the good four share one commit");
+    app.cleanup().await;
+}
+
+/// Each enum's values as stored.
+fn stored_values<T: ActiveEnum<Value = String>>() -> Vec<String> {
+    T::iter().map(|v| v.to_value()).collect()
+}
+
+/// The closed sets stay closed below the importer too: on PostgreSQL a CHECK constraint
+/// admits exactly the values of the entity enum and refuses any other, even from plain
+/// SQL; SQLite has no such constraint, and there the entity refuses to load the row.
+#[tokio::test]
+async fn a_value_outside_an_enum_is_refused_even_from_plain_sql() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let shop_id = app.shop.shop_id;
+
+    // Act
+    let written = app
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE shops SET language = 'de' WHERE id = {shop_id}"
+        ))
+        .await;
+
+    // Assert
+    match app.backend {
+        Backend::RabbitMq => {
+            let err = written.expect_err("PostgreSQL refuses a language outside the enum");
+            assert!(err.to_string().contains("ck_shops_language"), "{err}");
+            let checks = [
+                ("ck_order_statuses_kind", stored_values::<StatusKind>()),
+                ("ck_shops_language", stored_values::<Language>()),
+                (
+                    "ck_shops_match_products_by",
+                    stored_values::<MatchProductsBy>(),
+                ),
+                (
+                    "ck_shops_client_matching",
+                    stored_values::<ClientMatching>(),
+                ),
+                ("ck_status_mappings_direction", stored_values::<Direction>()),
+                ("ck_inbound_events_source", stored_values::<Source>()),
+                ("ck_inbound_events_outcome", stored_values::<Outcome>()),
+                ("ck_outbound_sync_log_outcome", stored_values::<Outcome>()),
+                ("ck_outbox_kind", stored_values::<OutboxKind>()),
+                ("ck_dead_letters_lane", stored_values::<Lane>()),
+                ("ck_broker_messages_lane", stored_values::<Lane>()),
+            ];
+            for (constraint, values) in checks {
+                let definition = app
+                    .text(&format!(
+                        "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+                         WHERE conname = '{constraint}'"
+                    ))
+                    .await
+                    .unwrap_or_else(|| panic!("no constraint {constraint}"));
+                for value in &values {
+                    assert!(
+                        definition.contains(&format!("'{value}'")),
+                        "{constraint} refuses `{value}`: {definition}"
+                    );
+                }
+                assert_eq!(
+                    definition.matches('\'').count(),
+                    2 * values.len(),
+                    "{constraint} admits a value its enum does not have: {definition}"
+                );
+            }
+        }
+        Backend::Embedded => {
+            written.expect("SQLite has no CHECK constraint to refuse it");
+            let read = shops::Entity::find_by_id(shop_id).one(&app.db).await;
+            assert!(read.is_err(), "the entity must not load `de`: {read:?}");
+            app.db
+                .execute_unprepared(&format!(
+                    "UPDATE shops SET language = 'uk' WHERE id = {shop_id}"
+                ))
+                .await
+                .expect("restoring the shop");
+        }
+    }
     app.cleanup().await;
 }

@@ -515,7 +515,7 @@ async fn an_inbound_notification_echoing_the_status_just_sent_changes_nothing() 
 
     // Assert
     let (outcome, _) = app.outcomes().await.pop().unwrap();
-    assert_eq!(outcome, "applied");
+    assert_eq!(outcome, promsync::domain::Outcome::Applied);
     let after = order(&app, order_id).await;
     assert_eq!(
         after.status_id, by_seller,
@@ -703,7 +703,7 @@ async fn outbox_row(app: &TestApp, published_at: Option<chrono::DateTime<Utc>>) 
         account_id: Set(app.account_id),
         shop_id: Set(app.shop.shop_id),
         order_id: Set(order["id"].as_i64().expect("order id")),
-        kind: Set(promsync::outbound::KIND_ORDER_STATUS.to_owned()),
+        kind: Set(entity::enums::OutboxKind::OrderStatus),
         payload: Set("{}".to_owned()),
         created_at: Set(Utc::now() - chrono::Duration::days(30)),
         published_at: Set(published_at),

@@ -233,7 +233,11 @@ async fn a_forced_replay_re_applies_events_without_moving_orders_back() {
     app.wait_for_events(2).await;
     let outcomes = app.outcomes().await;
     assert_eq!(outcomes.len(), 2);
-    assert_eq!(outcomes[1].0, "duplicate", "same version: nothing changes");
+    assert_eq!(
+        outcomes[1].0,
+        promsync::domain::Outcome::Duplicate,
+        "same version: nothing changes"
+    );
     app.cleanup().await;
 }
 

@@ -78,7 +78,7 @@ async fn import_thin_order(app: &TestApp, events_before: i64, token: &str) -> us
     app.wait_for_events(events_before + 1).await;
     let outcomes = app.outcomes().await;
     let (outcome, detail) = outcomes.last().expect("an outcome");
-    assert_ne!(outcome, "rejected", "{detail:?}");
+    assert_ne!(*outcome, promsync::domain::Outcome::Rejected, "{detail:?}");
     let bearer = format!("Bearer {token}");
     app.prom
         .received_requests()

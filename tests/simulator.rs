@@ -248,7 +248,7 @@ async fn push_mode_sends_signed_notifications_that_promsync_accepts_and_imports(
     .await;
     assert_eq!(stats["push_failures"], 0);
     for (outcome, detail) in app.outcomes().await {
-        assert_ne!(outcome, "rejected", "{detail:?}");
+        assert_ne!(outcome, promsync::domain::Outcome::Rejected, "{detail:?}");
     }
     assert!(app.count("SELECT count(*) FROM orders").await >= 1);
     app.cleanup().await;

@@ -14,6 +14,39 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(has_many = "super::employees::Entity")]
+    Employees,
+    #[sea_orm(has_many = "super::order_statuses::Entity")]
+    OrderStatuses,
+    #[sea_orm(has_many = "super::shops::Entity")]
+    Shops,
+    #[sea_orm(has_many = "super::orders::Entity")]
+    Orders,
+}
+
+impl Related<super::employees::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Employees.def()
+    }
+}
+
+impl Related<super::order_statuses::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::OrderStatuses.def()
+    }
+}
+
+impl Related<super::shops::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Shops.def()
+    }
+}
+
+impl Related<super::orders::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Orders.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -3,12 +3,14 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::enums::Lane;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "broker_messages")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
-    pub lane: String,
+    pub lane: Lane,
     pub message_id: String,
     #[sea_orm(column_type = "Text")]
     pub payload: String,

@@ -3,6 +3,8 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::enums::{Outcome, Source};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "inbound_events")]
 pub struct Model {
@@ -11,8 +13,8 @@ pub struct Model {
     pub shop_id: i64,
     pub order_id: Option<i64>,
     pub external_order_id: Option<String>,
-    pub source: String,
-    pub outcome: String,
+    pub source: Source,
+    pub outcome: Outcome,
     #[sea_orm(column_type = "Text")]
     pub detail: Option<String>,
     pub received_at: DateTimeUtc,
@@ -20,6 +22,31 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::shops::Entity",
+        from = "Column::ShopId",
+        to = "super::shops::Column::Id"
+    )]
+    Shop,
+    #[sea_orm(
+        belongs_to = "super::orders::Entity",
+        from = "Column::OrderId",
+        to = "super::orders::Column::Id"
+    )]
+    Order,
+}
+
+impl Related<super::shops::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Shop.def()
+    }
+}
+
+impl Related<super::orders::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Order.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

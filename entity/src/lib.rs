@@ -1,7 +1,9 @@
-//! sea-orm entities of promsync, one module per table (ARCHITECTURE.md, 'Data model').
+//! sea-orm entities of promsync, one module per table (ARCHITECTURE.md, 'Data model'),
+//! and in [`enums`] the closed sets of values their text columns hold.
 //!
-//! Relations are expressed as explicit queries in the importer and API rather than derived
-//! joins: every query there is scoped by account first, which keeps tenancy visible.
+//! Each entity declares the relations its foreign keys make (`Related`), so related rows
+//! load with `find_related`/`find_with_related`/`load_many` instead of hand-made batches.
+//! Tenancy stays visible all the same: a query still starts from rows scoped by account.
 
 pub mod accounts;
 pub mod broker_log;
@@ -10,6 +12,7 @@ pub mod categories;
 pub mod clients;
 pub mod dead_letters;
 pub mod employees;
+pub mod enums;
 pub mod inbound_events;
 pub mod order_items;
 pub mod order_statuses;

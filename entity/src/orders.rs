@@ -28,6 +28,63 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::accounts::Entity",
+        from = "Column::AccountId",
+        to = "super::accounts::Column::Id"
+    )]
+    Account,
+    #[sea_orm(
+        belongs_to = "super::shops::Entity",
+        from = "Column::ShopId",
+        to = "super::shops::Column::Id"
+    )]
+    Shop,
+    #[sea_orm(
+        belongs_to = "super::order_statuses::Entity",
+        from = "Column::StatusId",
+        to = "super::order_statuses::Column::Id"
+    )]
+    Status,
+    #[sea_orm(
+        belongs_to = "super::clients::Entity",
+        from = "Column::ClientId",
+        to = "super::clients::Column::Id"
+    )]
+    Client,
+    #[sea_orm(has_many = "super::order_items::Entity")]
+    Items,
+}
+
+impl Related<super::accounts::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Account.def()
+    }
+}
+
+impl Related<super::shops::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Shop.def()
+    }
+}
+
+impl Related<super::order_statuses::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Status.def()
+    }
+}
+
+impl Related<super::clients::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Client.def()
+    }
+}
+
+impl Related<super::order_items::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Items.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -3,6 +3,8 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::enums::{ClientMatching, Language, MatchProductsBy};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "shops")]
 pub struct Model {
@@ -15,9 +17,9 @@ pub struct Model {
     pub webhook_secret: String,
     pub previous_webhook_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTimeUtc>,
-    pub language: String,
-    pub match_products_by: String,
-    pub client_matching: String,
+    pub language: Language,
+    pub match_products_by: MatchProductsBy,
+    pub client_matching: ClientMatching,
     pub enabled: bool,
     pub poll_enabled: bool,
     pub poll_interval_s: i32,
@@ -30,6 +32,35 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::accounts::Entity",
+        from = "Column::AccountId",
+        to = "super::accounts::Column::Id"
+    )]
+    Account,
+    #[sea_orm(has_many = "super::status_mappings::Entity")]
+    StatusMappings,
+    #[sea_orm(has_many = "super::orders::Entity")]
+    Orders,
+}
+
+impl Related<super::accounts::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Account.def()
+    }
+}
+
+impl Related<super::status_mappings::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::StatusMappings.def()
+    }
+}
+
+impl Related<super::orders::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Orders.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

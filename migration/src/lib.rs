@@ -11,6 +11,7 @@ mod m20261129_000010_ui_sessions;
 mod m20261130_000001_dead_letters;
 mod m20261130_000002_employees;
 mod m20261130_000004_outbound_claims;
+mod m20261130_000007_enum_checks;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_dead_letters::Migration),
             Box::new(m20261130_000002_employees::Migration),
             Box::new(m20261130_000004_outbound_claims::Migration),
+            Box::new(m20261130_000007_enum_checks::Migration),
         ]
     }
 }

@@ -50,15 +50,6 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
-/// Stored permissions are a comma-separated list of wire names; an unknown name (written
-/// by a newer version) is ignored rather than locking the employee out.
-pub fn parse_permissions(stored: &str) -> HashSet<Permission> {
-    stored
-        .split(',')
-        .filter_map(|p| p.trim().parse().ok())
-        .collect()
-}
-
 /// The employee an API token belongs to (an empty token belongs to nobody). The one
 /// lookup behind both doors: the JSON API's bearer token and the UI's sign-in.
 pub async fn employee_by_token(
@@ -79,7 +70,7 @@ impl From<&employees::Model> for Caller {
         Caller {
             employee_id: employee.id,
             account_id: employee.account_id,
-            permissions: parse_permissions(&employee.permissions),
+            permissions: employee.permissions.iter().collect(),
         }
     }
 }
@@ -120,12 +111,5 @@ mod tests {
                 .to_http_request();
             assert_eq!(bearer(&req), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn unknown_stored_permissions_are_ignored() {
-        let set = parse_permissions("goods_without_write_off,future_thing");
-        assert_eq!(set.len(), 1);
-        assert!(set.contains(&Permission::GoodsWithoutWriteOff));
     }
 }

@@ -26,10 +26,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
-    auth::{parse_permissions, Caller},
-    ErrorBody,
-};
+use super::{auth::Caller, ErrorBody};
 use crate::{domain::Permission, error::ApiError, secrets, startup::AppState};
 
 /// Longest accepted employee name, in characters.
@@ -67,22 +64,22 @@ pub struct EmployeeList {
     pub employees: Vec<EmployeeView>,
 }
 
-/// Permissions in a stable order (the order of `Permission::ALL`).
+/// Permissions in a stable order (their declaration order), each once.
 fn ordered(permissions: impl IntoIterator<Item = Permission>) -> Vec<Permission> {
     let mut list: Vec<Permission> = permissions.into_iter().collect();
-    list.sort_by_key(|p| Permission::ALL.iter().position(|known| known == p));
+    list.sort();
     list.dedup();
     list
 }
 
 fn manages(employee: &employees::Model) -> bool {
-    parse_permissions(&employee.permissions).contains(&Permission::ManageEmployees)
+    employee.permissions.contains(Permission::ManageEmployees)
 }
 
 impl From<employees::Model> for EmployeeView {
     fn from(e: employees::Model) -> Self {
         Self {
-            permissions: ordered(parse_permissions(&e.permissions)),
+            permissions: e.permissions.iter().collect(),
             id: e.id,
             name: e.name,
             created_at: e.created_at,
@@ -165,12 +162,11 @@ pub async fn create_employee(
     // A manager revoked while this request was on its way hands out nothing.
     locked_staff(&txn, caller, ACTION).await?;
     let token = secrets::new_api_token();
-    let stored: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
     let employee = employees::ActiveModel {
         account_id: Set(caller.account_id),
         name: Set(name),
         token_hash: Set(secrets::hash_api_token(&token)),
-        permissions: Set(stored.join(",")),
+        permissions: Set(permissions.iter().copied().collect()),
         created_at: Set(state.clock.now()),
         ..Default::default()
     }
@@ -343,6 +339,7 @@ mod tests {
                     .unwrap()
                     .unwrap()
                     .permissions
+                    .to_string()
             }
         };
         assert_eq!(

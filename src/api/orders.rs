@@ -94,7 +94,7 @@ impl From<order_statuses::Model> for StatusView {
         Self {
             id: s.id,
             name: s.name,
-            kind: s.kind,
+            kind: s.kind.to_string(),
         }
     }
 }
@@ -709,7 +709,7 @@ async fn outbound_for_status(
                 order_id: Set(order.id),
                 event_id: Set(None),
                 prom_status: Set(Some(PromStatus::Delivered.to_string())),
-                outcome: Set(crate::domain::Outcome::Deferred.as_str().to_owned()),
+                outcome: Set(crate::domain::Outcome::Deferred),
                 detail: Set(Some(
                     "Prom `delivered` is sent once the order's goods are written off".into(),
                 )),

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
-use entity::{inbound_events, order_statuses, outbound_sync_log, shops, status_mappings};
+use entity::{
+    enums::Direction, inbound_events, order_statuses, outbound_sync_log, shops, status_mappings,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -70,9 +72,9 @@ impl From<shops::Model> for ShopView {
             id: s.id,
             name: s.name,
             prom_url: s.prom_url,
-            language: s.language,
-            match_products_by: s.match_products_by,
-            client_matching: s.client_matching,
+            language: s.language.to_string(),
+            match_products_by: s.match_products_by.to_string(),
+            client_matching: s.client_matching.to_string(),
             enabled: s.enabled,
             poll_enabled: s.poll_enabled,
             poll_interval_s: s.poll_interval_s,
@@ -330,14 +332,14 @@ pub async fn shop_health(
         .order_by_desc(inbound_events::Column::ProcessedAt)
         .one(&state.db)
         .await?
-        .map(|e| (e.processed_at, e.detail.unwrap_or(e.outcome)));
+        .map(|e| (e.processed_at, e.detail.unwrap_or(e.outcome.to_string())));
     let outbound = outbound_sync_log::Entity::find()
         .filter(outbound_sync_log::Column::ShopId.eq(shop.id))
         .filter(outbound_sync_log::Column::Outcome.is_in(failed))
         .order_by_desc(outbound_sync_log::Column::At)
         .one(&state.db)
         .await?
-        .map(|e| (e.at, e.detail.unwrap_or(e.outcome)));
+        .map(|e| (e.at, e.detail.unwrap_or(e.outcome.to_string())));
     Ok(ShopHealth {
         polled_until: shop.poll_watermark,
         last_error: inbound
@@ -427,13 +429,13 @@ pub async fn patch_shop(
         update.token_rejected_at = Set(None);
     }
     if let Some(language) = &p.language {
-        update.language = Set(parse::<Language>(language)?.as_str().to_owned());
+        update.language = Set(parse::<Language>(language)?);
     }
     if let Some(by) = &p.match_products_by {
-        update.match_products_by = Set(parse::<MatchProductsBy>(by)?.as_str().to_owned());
+        update.match_products_by = Set(parse::<MatchProductsBy>(by)?);
     }
     if let Some(matching) = &p.client_matching {
-        update.client_matching = Set(parse::<ClientMatching>(matching)?.as_str().to_owned());
+        update.client_matching = Set(parse::<ClientMatching>(matching)?);
     }
     if let Some(poll_enabled) = p.poll_enabled {
         update.poll_enabled = Set(poll_enabled);
@@ -686,20 +688,19 @@ pub async fn status_mapping(
         .all(&state.db)
         .await?
     {
-        match row.direction.as_str() {
-            "inbound" => {
+        match row.direction {
+            Direction::Inbound => {
                 mapping
                     .inbound
                     .entry(row.prom_status)
                     .or_insert(row.status_id);
             }
-            "outbound" => {
+            Direction::Outbound => {
                 mapping
                     .outbound
                     .entry(row.status_id.to_string())
                     .or_insert(row.prom_status);
             }
-            _ => {}
         }
     }
     Ok(mapping)
@@ -758,7 +759,7 @@ pub async fn replace_status_mapping(
     for (prom, status_id) in &mapping.inbound {
         check_prom_status(prom, &INBOUND_PROM_STATUSES, "inbound")?;
         known(*status_id)?;
-        rows.push(("inbound", prom.clone(), *status_id));
+        rows.push((Direction::Inbound, prom.clone(), *status_id));
     }
     for (status_id, prom) in &mapping.outbound {
         let status_id: i64 = status_id.trim().parse().map_err(|_| {
@@ -768,7 +769,7 @@ pub async fn replace_status_mapping(
         })?;
         check_prom_status(prom, &OUTBOUND_PROM_STATUSES, "outbound")?;
         known(status_id)?;
-        rows.push(("outbound", prom.clone(), status_id));
+        rows.push((Direction::Outbound, prom.clone(), status_id));
     }
     let txn = state.db.begin().await?;
     status_mappings::Entity::delete_many()
@@ -778,7 +779,7 @@ pub async fn replace_status_mapping(
     for (direction, prom_status, status_id) in rows {
         status_mappings::ActiveModel {
             shop_id: Set(shop.id),
-            direction: Set(direction.to_owned()),
+            direction: Set(direction),
             prom_status: Set(prom_status),
             status_id: Set(status_id),
             ..Default::default()

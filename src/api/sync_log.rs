@@ -5,7 +5,7 @@
 use actix_web::web;
 use chrono::{DateTime, Utc};
 use entity::{inbound_events, outbound_sync_log, shops};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -50,10 +50,7 @@ fn string_enum<'a>(
 
 fn source_schema() -> utoipa::openapi::Object {
     string_enum(
-        Source::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .chain([OUTBOUND_SOURCE]),
+        Source::iter().map(Source::as_str).chain([OUTBOUND_SOURCE]),
         "Inbound: where the notification came from; outbound: `outbound`",
     )
 }
@@ -61,10 +58,9 @@ fn source_schema() -> utoipa::openapi::Object {
 /// The outcome of an entry (`processing` rows are not shown).
 fn outcome_schema() -> utoipa::openapi::Object {
     string_enum(
-        Outcome::ALL
-            .iter()
-            .filter(|o| **o != Outcome::Processing)
-            .map(|o| o.as_str()),
+        Outcome::iter()
+            .filter(|o| *o != Outcome::Processing)
+            .map(Outcome::as_str),
         "What became of the event",
     )
 }
@@ -142,8 +138,8 @@ pub async fn entries(
             at: e.processed_at,
             event_id: Some(e.id),
             order_id: e.order_id,
-            source: e.source,
-            outcome: e.outcome,
+            source: e.source.to_string(),
+            outcome: e.outcome.to_string(),
             detail: e.detail,
             direction: "inbound".into(),
             prom_status: None,
@@ -153,7 +149,7 @@ pub async fn entries(
             event_id: e.event_id,
             order_id: Some(e.order_id),
             source: "outbound".into(),
-            outcome: e.outcome,
+            outcome: e.outcome.to_string(),
             detail: e.detail,
             direction: "outbound".into(),
             prom_status: e.prom_status,

@@ -75,7 +75,7 @@ impl EmbeddedBroker {
     ) -> Result<(), BrokerError> {
         let now = now_ms();
         broker_messages::ActiveModel {
-            lane: Set(lane.as_str().to_owned()),
+            lane: Set(lane),
             message_id: Set(message_id.to_owned()),
             payload: Set(payload),
             attempts: Set(0),
@@ -219,7 +219,7 @@ impl EmbeddedBroker {
     /// `dead_letters` table; returns how many.
     async fn bury_flagged(&self, lane: Lane) -> anyhow::Result<u64> {
         let flagged = broker_messages::Entity::find()
-            .filter(broker_messages::Column::Lane.eq(lane.as_str()))
+            .filter(broker_messages::Column::Lane.eq(lane))
             .filter(broker_messages::Column::Dead.eq(true))
             .order_by_asc(broker_messages::Column::Id)
             .all(&self.db)

@@ -49,41 +49,9 @@ pub enum BrokerError {
     NotConfirmed(String),
 }
 
-/// The two message flows. Each has its own work queue, retry tiers and dead letters, so
-/// a Prom outage that backs up outbound traffic never delays imports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum Lane {
-    /// Notifications from Prom (webhook, poller, refresh, replay) to the importer.
-    Inbound,
-    /// Status changes made in RO App, to the Prom publisher.
-    Outbound,
-}
-
-impl std::str::FromStr for Lane {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "inbound" | "import" => Ok(Lane::Inbound),
-            "outbound" | "prom" => Ok(Lane::Outbound),
-            other => Err(format!(
-                "unknown queue `{other}`: expected inbound or outbound"
-            )),
-        }
-    }
-}
-
-impl Lane {
-    pub const ALL: [Lane; 2] = [Lane::Inbound, Lane::Outbound];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Inbound => "inbound",
-            Lane::Outbound => "outbound",
-        }
-    }
-}
+/// The two message flows (defined with the dead-letter and embedded-queue columns that
+/// store them).
+pub use entity::enums::Lane;
 
 /// What the handler decided about one delivered message.
 #[derive(Debug, Clone, PartialEq, Eq)]

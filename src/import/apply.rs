@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use entity::{categories, clients, inbound_events, order_items, orders, products};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult,
+    EntityTrait, ModelTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult,
 };
 
 use super::{
@@ -93,8 +93,8 @@ async fn claim_event(
         shop_id: Set(ctx.shop_id),
         order_id: Set(order_id),
         external_order_id: Set(Some(msg.order_id.to_string())),
-        source: Set(msg.source.as_str().to_owned()),
-        outcome: Set(outcome.as_str().to_owned()),
+        source: Set(msg.source),
+        outcome: Set(outcome),
         detail: Set(detail),
         received_at: Set(msg.received_at),
         processed_at: Set(processed_at),
@@ -376,8 +376,8 @@ async fn update_order(
         }
         update.remote_status = Set(Some(prom_status));
     }
-    let items = order_items::Entity::find()
-        .filter(order_items::Column::OrderId.eq(order.id))
+    let items = order
+        .find_related(order_items::Entity)
         .order_by_asc(order_items::Column::Position)
         .all(txn)
         .await?;

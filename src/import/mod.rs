@@ -18,9 +18,11 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use entity::{accounts, order_statuses, shops, status_mappings};
+use entity::{accounts, enums::Direction, order_statuses, shops, status_mappings};
 use moka::future::Cache;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ModelTrait, QueryFilter, QueryOrder,
+};
 
 use self::{
     apply::{Applied, Prepared},
@@ -327,21 +329,22 @@ async fn load_shop(db: &DatabaseConnection, shop_id: i64) -> Result<ShopContext,
         shop: shop_id,
         reason,
     };
-    let account = accounts::Entity::find_by_id(shop.account_id)
+    let account = shop
+        .find_related(accounts::Entity)
         .one(db)
         .await?
         .ok_or(ShopError::Unknown(shop_id))?;
-    let inbound = status_mappings::Entity::find()
-        .filter(status_mappings::Column::ShopId.eq(shop_id))
-        .filter(status_mappings::Column::Direction.eq("inbound"))
+    let inbound = shop
+        .find_related(status_mappings::Entity)
+        .filter(status_mappings::Column::Direction.eq(Direction::Inbound))
         .all(db)
         .await?
         .into_iter()
         .map(|m| (m.prom_status, m.status_id))
         .collect();
-    let default_new_status = order_statuses::Entity::find()
-        .filter(order_statuses::Column::AccountId.eq(account.id))
-        .filter(order_statuses::Column::Kind.eq(StatusKind::New.as_str()))
+    let default_new_status = account
+        .find_related(order_statuses::Entity)
+        .filter(order_statuses::Column::Kind.eq(StatusKind::New))
         .order_by_asc(order_statuses::Column::Position)
         .order_by_asc(order_statuses::Column::Id)
         .one(db)
@@ -355,18 +358,9 @@ async fn load_shop(db: &DatabaseConnection, shop_id: i64) -> Result<ShopContext,
             .currency
             .parse()
             .map_err(|e| misconfigured(format!("account currency: {e}")))?,
-        language: shop
-            .language
-            .parse()
-            .map_err(|e| misconfigured(format!("{e}")))?,
-        match_products_by: shop
-            .match_products_by
-            .parse()
-            .map_err(|e| misconfigured(format!("{e}")))?,
-        client_matching: shop
-            .client_matching
-            .parse()
-            .map_err(|e| misconfigured(format!("{e}")))?,
+        language: shop.language,
+        match_products_by: shop.match_products_by,
+        client_matching: shop.client_matching,
         credentials: source::credentials(&shop).map_err(|e| misconfigured(e.to_string()))?,
         inbound,
         default_new_status,

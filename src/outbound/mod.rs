@@ -16,7 +16,10 @@ pub mod publisher;
 pub mod relay;
 
 use chrono::Utc;
-use entity::{orders, outbox, status_mappings};
+use entity::{
+    enums::{Direction, OutboxKind},
+    orders, outbox, status_mappings,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set,
@@ -24,9 +27,6 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::prom::order::PromStatus;
-
-/// The outbox `kind` of a status message.
-pub const KIND_ORDER_STATUS: &str = "order_status";
 
 /// Why an outbox row was written. The publisher treats both alike (it sends the current
 /// state); the reason is kept for the logs.
@@ -103,7 +103,7 @@ pub async fn enqueue_status_change<C: ConnectionTrait>(
         account_id: Set(order.account_id),
         shop_id: Set(shop_id),
         order_id: Set(order.id),
-        kind: Set(KIND_ORDER_STATUS.to_owned()),
+        kind: Set(OutboxKind::OrderStatus),
         payload: Set(serde_json::to_string(&payload).expect("payload serializes")),
         created_at: Set(Utc::now()),
         published_at: Set(None),
@@ -164,7 +164,7 @@ pub async fn evaluate<C: ConnectionTrait>(
     // choice is stable.
     let mapped = status_mappings::Entity::find()
         .filter(status_mappings::Column::ShopId.eq(shop_id))
-        .filter(status_mappings::Column::Direction.eq("outbound"))
+        .filter(status_mappings::Column::Direction.eq(Direction::Outbound))
         .filter(status_mappings::Column::StatusId.eq(order.status_id))
         .order_by_asc(status_mappings::Column::Id)
         .one(db)

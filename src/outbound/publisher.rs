@@ -545,7 +545,7 @@ impl SyncLog<'_> {
             order_id: Set(self.order_id),
             event_id: Set(Some(self.event_id.to_owned())),
             prom_status: Set(status.map(ToString::to_string)),
-            outcome: Set(outcome.as_str().to_owned()),
+            outcome: Set(outcome),
             detail: Set(Some(detail.to_owned())),
             at: Set(Utc::now()),
             ..Default::default()

@@ -257,7 +257,7 @@ mod tests {
             account_id: 1,
             shop_id: 2,
             order_id: 3,
-            kind: "order_status".into(),
+            kind: entity::enums::OutboxKind::OrderStatus,
             payload: payload.into(),
             created_at: Utc::now(),
             published_at: None,

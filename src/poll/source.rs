@@ -36,7 +36,7 @@ pub fn credentials(shop: &shops::Model) -> Result<PromCredentials, SourceError> 
             .parse()
             .map_err(|e: url::ParseError| SourceError::BadUrl(e.to_string()))?,
         token: StoredSecret::new(Slot::prom_token(shop.id), shop.prom_token.clone()),
-        language: shop.language.clone(),
+        language: shop.language.to_string(),
     })
 }
 
@@ -91,6 +91,7 @@ impl<'a> OrderSource<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{ClientMatching, Language, MatchProductsBy};
 
     fn shop(prom_url: &str) -> shops::Model {
         shops::Model {
@@ -102,9 +103,9 @@ mod tests {
             webhook_secret: "whsec_x".into(),
             previous_webhook_secret: None,
             previous_secret_expires_at: None,
-            language: "ru".into(),
-            match_products_by: "sku".into(),
-            client_matching: "always_new".into(),
+            language: Language::Ru,
+            match_products_by: MatchProductsBy::Sku,
+            client_matching: ClientMatching::AlwaysNew,
             enabled: true,
             poll_enabled: true,
             poll_interval_s: 60,

@@ -9,6 +9,7 @@ use actix_web::{
     web, HttpResponse,
 };
 use maud::{html, Markup};
+use sea_orm::Iterable;
 
 use super::{
     i18n::Texts,
@@ -79,11 +80,11 @@ async fn employees_page(
                         (csrf(op))
                         label { (t.employee_name) " "
                             input name="name" required maxlength=(NAME_MAX_CHARS) autocomplete="off"; }
-                        @for p in Permission::ALL {
-                            @let refused = lacks(op, *p);
+                        @for p in Permission::iter() {
+                            @let refused = lacks(op, p);
                             label {
                                 input type="checkbox" name="permission" value=(p.as_str()) disabled[refused.is_some()];
-                                " " (permission_label(t, *p))
+                                " " (permission_label(t, p))
                                 @if let Some(reason) = refused { " " span.reason { (reason) } }
                             }
                         }

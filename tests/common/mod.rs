@@ -758,7 +758,7 @@ impl TestApp {
     }
 
     /// The outcome and detail of the sync-log entry of one event.
-    pub async fn outcomes(&self) -> Vec<(String, Option<String>)> {
+    pub async fn outcomes(&self) -> Vec<(promsync::domain::Outcome, Option<String>)> {
         use entity::inbound_events;
         use sea_orm::{EntityTrait, QueryOrder};
         inbound_events::Entity::find()
