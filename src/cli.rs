@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    broker::dead_letters,
     broker::{Lane, ReplayRequest},
     config::Settings,
-    db, dead_letters, demo,
+    db, demo,
     domain::{ClientMatching, Language, MatchProductsBy},
     keyring,
     prom::ids::ShopId,

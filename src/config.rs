@@ -359,23 +359,6 @@ impl Settings {
         std::num::NonZeroU32::new(self.prom_rate_per_s).expect("validated prom_rate_per_s")
     }
 
-    /// How an importer with `concurrency` messages in flight groups them into
-    /// transactions. On PostgreSQL, at least two batches are under way at once (one
-    /// gathers while another commits), one per 8 messages in flight, at most four (each
-    /// holds a connection; the database gains from a few writers at once, as pgbench
-    /// with 4 clients shows); SQLite has a single connection.
-    pub fn import_batch(&self, concurrency: usize) -> crate::import::batch::BatchSettings {
-        crate::import::batch::BatchSettings {
-            size: self.import_batch_size,
-            linger: Duration::from_millis(self.import_batch_linger_ms),
-            workers: if self.is_sqlite() {
-                1
-            } else {
-                (concurrency / 8).clamp(2, 4)
-            },
-        }
-    }
-
     /// How long published outbox rows are kept; `None` keeps them forever.
     pub fn outbox_retention(&self) -> Option<chrono::Duration> {
         let hours = i64::try_from(self.outbox_retention_h).ok()?;
@@ -487,18 +470,13 @@ mod tests {
     fn import_batching_has_defaults_env_names_and_bounds() {
         let s = load(&[]).expect("defaults are valid");
         assert_eq!((s.import_batch_size, s.import_batch_linger_ms), (32, 2));
-        assert_eq!(s.import_batch(64).workers, 1, "SQLite has one connection");
         let s = load(&[
             ("PROMSYNC_IMPORT_BATCH_SIZE", "1"),
             ("PROMSYNC_IMPORT_BATCH_LINGER_MS", "0"),
             ("PROMSYNC_DATABASE_URL", "postgres://u@h/db"),
         ])
         .expect("valid");
-        assert_eq!(s.import_batch(8).size, 1);
-        assert_eq!(s.import_batch(8).linger, Duration::ZERO);
-        assert_eq!(s.import_batch(8).workers, 2);
-        assert_eq!(s.import_batch(24).workers, 3);
-        assert_eq!(s.import_batch(1000).workers, 4);
+        assert_eq!((s.import_batch_size, s.import_batch_linger_ms), (1, 0));
         let err = load(&[("PROMSYNC_IMPORT_BATCH_SIZE", "0")]).unwrap_err();
         assert!(err.to_string().contains("`import_batch_size`"), "{err}");
     }

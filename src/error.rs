@@ -1,4 +1,5 @@
-//! The HTTP error type and its mapping to responses, in one place. Every error answers
+//! The HTTP error type and its mapping to responses, in one place (the application
+//! layer's `ServiceError` included). Every error answers
 //! `{"error": {"code", "message"}}`; a 500 never shows internals (they are logged once,
 //! here, with the request's span). Extractor failures (bad JSON, query or path) are routed
 //! here too (`json_error`, `query_error`), so no answer escapes the uniform body, and
@@ -17,6 +18,8 @@ use actix_web::{
 };
 use futures::FutureExt;
 use serde_json::json;
+
+use crate::{broker::dead_letters::RequeueError, service::ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -118,6 +121,39 @@ impl ResponseError for ApiError {
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+/// The application layer's refusals as HTTP answers: the one place they are mapped, for
+/// the JSON API and the operator pages alike.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Missing(message) => ApiError::Missing(message),
+            ServiceError::Unauthenticated => ApiError::Unauthorized,
+            ServiceError::Forbidden(message) => ApiError::Forbidden(message),
+            ServiceError::Invalid(message) => ApiError::BadRequest(message),
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Busy {
+                message,
+                retry_after_s,
+            } => ApiError::TooManyRequests {
+                message,
+                retry_after_s,
+                results: None,
+            },
+            ServiceError::BrokerUnavailable { retry_after_s } => {
+                ApiError::BrokerUnavailable { retry_after_s }
+            }
+            ServiceError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<RequeueError> for ApiError {
+    fn from(e: RequeueError) -> Self {
+        ServiceError::from(e).into()
     }
 }
 

@@ -10,10 +10,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod dead_letters;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod import;
 pub mod ingress;
 pub mod keyring;
@@ -24,7 +24,11 @@ pub mod prom;
 pub mod provision;
 pub mod roles;
 pub mod secrets;
+pub mod service;
 pub mod simulator;
 pub mod startup;
 pub mod telemetry;
 pub mod ui;
+
+/// Dead letters live with the broker that produces them; the old path still works.
+pub use broker::dead_letters;

@@ -22,8 +22,8 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{self, ApiError},
+    http::AppState,
     roles::RoleState,
-    startup::AppState,
 };
 
 /// Largest accepted API request body.
@@ -158,8 +158,13 @@ async fn healthz() -> HttpResponse {
     )
 )]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.db.execute_unprepared("SELECT 1").await.is_ok();
-    let broker = state.broker.check().await.is_ok();
+    let database = state
+        .services
+        .db
+        .execute_unprepared("SELECT 1")
+        .await
+        .is_ok();
+    let broker = state.services.broker.check().await.is_ok();
     let roles = state.roles.snapshot();
     // A role that failed takes the process down soon; until then it must get no traffic.
     let roles_running = roles.values().all(|role| *role == RoleState::Running);

@@ -35,8 +35,8 @@ use super::{
     ReplaySummary, Topology,
 };
 use crate::{
+    broker::dead_letters::{DeadLetterSink, NewDeadLetter},
     config::Settings,
-    dead_letters::{DeadLetterSink, NewDeadLetter},
 };
 
 const ATTEMPTS_HEADER: &str = "x-promsync-attempts";
