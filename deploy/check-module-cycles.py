@@ -3,12 +3,16 @@
 
 Reads every `src/**/*.rs` (except `lib.rs` and `main.rs`, which only declare and start
 the modules), collects the `crate::…` paths it uses (in `use` trees and inline paths),
-and builds the graph "top-level module A uses top-level module B". A strongly connected
-set of modules is a cycle: the layers (domain, config and clock at the bottom; db, prom,
-broker, keyring above them; import, outbound, poll, service above those; the HTTP layer
-above; startup, roles and cli on top) only ever point down.
+and builds the graph "top-level module A uses top-level module B". Two checks:
 
-Prints the graph with --graph. Exits 1 and names the cycles if there are any.
+- no cycles: a strongly connected set of modules is reported with the edges inside it;
+- layers (`LAYERS` below): a module uses only modules of lower layers (not even its
+  neighbours in its own: the operator pages do not call the JSON API, both call the
+  services), so the foundations never learn about the roles, nor the roles about HTTP.
+
+Prints the graph with --graph. Exits 1 naming every cycle and every edge that does not
+point down; a module no layer lists is only warned about, so that a new module needs a
+decision, not a rescue.
 """
 
 import os
@@ -18,6 +22,27 @@ from collections import defaultdict
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 EXCLUDED = {"lib.rs", "main.rs"}
+
+# Bottom to top. `roles` (process supervision and signals) and `keyring` use nothing of
+# the crate; `prom` (the Prom API) sits below `config`, which builds its origin policy;
+# `metrics` sits above `broker`, whose dispositions it counts; `service` is the
+# application layer the HTTP doors (`api`, `ui`, `ingress`) call through `http`.
+LAYERS = [
+    {"domain", "clock", "secrets", "keyring", "roles"},
+    {"prom"},
+    {"config", "provision"},
+    {"db", "telemetry"},
+    {"broker"},
+    {"metrics"},
+    {"import", "outbound", "poll"},
+    {"service"},
+    {"http", "error"},
+    {"api", "ui", "ingress"},
+    {"startup", "simulator"},
+    {"demo"},
+    {"cli"},
+]
+LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 
 
 def strip_comments(text):
@@ -131,9 +156,19 @@ def main():
             f"{a} -> {b}" for a in component for b in sorted(graph[a]) if b in component
         ]
         print(f"import cycle among {', '.join(component)}: {'; '.join(inside)}")
-    if found:
+    for module in sorted(m for m in modules | set().union(*graph.values()) if m not in LAYER):
+        print(f"warning: `{module}` is in no layer of {os.path.basename(__file__)}")
+    not_down = [
+        (a, b)
+        for a in sorted(graph)
+        for b in sorted(graph[a])
+        if a in LAYER and b in LAYER and LAYER[b] >= LAYER[a]
+    ]
+    for a, b in not_down:
+        print(f"edge not downward: {a} (layer {LAYER[a]}) uses {b} (layer {LAYER[b]})")
+    if found or not_down:
         return 1
-    print(f"no import cycles among {len(modules)} top-level modules")
+    print(f"no import cycles, every edge downward, among {len(modules)} top-level modules")
     return 0
 
 
