@@ -1,7 +1,8 @@
 //! promsync: the order exchange between the Prom.ua marketplace and RO App.
 //!
 //! Roles (ingress, import, …) sit side by side over the shared `prom` (Prom API) and
-//! `broker` (message transport) layers; `startup` wires them and `cli` exposes them as
+//! `broker` (message transport) layers; the people's doors (`api`, `ui`) call the
+//! application layer (`service`); `startup` wires them and `cli` exposes them as
 //! subcommands. See `docs/ARCHITECTURE.md` for the architecture and the contract.
 
 pub mod api;

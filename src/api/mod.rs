@@ -2,7 +2,8 @@
 //! (`/healthz`, `/readyz`), `/metrics`, and the JSON API under `/api`, authenticated by
 //! employee bearer tokens and scoped to the caller's account. Modules: `auth` (who is
 //! calling), `employees`, `orders`, `shops` (with status mappings), `lookups`, `sync_log`,
-//! `dead_letters`, `metrics`, `openapi`.
+//! `dead_letters`, `metrics`, `openapi`. Each endpoint takes its request apart, calls the
+//! application layer (`service`) and shapes the answer; the rules are the service's.
 
 pub mod auth;
 pub mod dead_letters;
