@@ -2,7 +2,7 @@
 //! kinds, per-shop import settings and employee permissions. Each parses from its wire
 //! spelling so that an unknown value is rejected where it enters, not deep inside a role.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, marker::PhantomData, str::FromStr};
 
 #[derive(Debug, thiserror::Error)]
 #[error("`{value}` is not a valid {what}; expected one of: {expected}")]
@@ -10,6 +10,52 @@ pub struct UnknownValue {
     what: &'static str,
     value: String,
     expected: &'static str,
+}
+
+/// A value of a closed set (`T`, one of the enums below) as a request spells it. It is
+/// typed, so the code cannot parse it as another set (a request type's OpenAPI schema
+/// names `T` with `value_type`), but it is checked where the rules say
+/// ([`Spelled::parse`], an unknown value refused with `UnknownValue`'s message), not by
+/// the JSON parser: a caller lacking the permission hears that first, whatever it sent.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Spelled<T> {
+    text: String,
+    #[serde(skip)]
+    of: PhantomData<T>,
+}
+
+impl<T: FromStr<Err = UnknownValue>> Spelled<T> {
+    /// The value, spelled exactly.
+    pub fn parse(&self) -> Result<T, UnknownValue> {
+        self.text.parse()
+    }
+
+    /// The value, surrounding spaces forgiven.
+    pub fn parse_trimmed(&self) -> Result<T, UnknownValue> {
+        self.text.trim().parse()
+    }
+}
+
+impl<T> From<String> for Spelled<T> {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            of: PhantomData,
+        }
+    }
+}
+
+impl<T> From<&str> for Spelled<T> {
+    fn from(text: &str) -> Self {
+        text.to_owned().into()
+    }
+}
+
+impl<T> fmt::Debug for Spelled<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.text.fmt(f)
+    }
 }
 
 macro_rules! wire_enum {

@@ -25,7 +25,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{caller::parse_permissions, Caller, ServiceError, ServiceResult, Services};
-use crate::{domain::Permission, secrets};
+use crate::{
+    domain::{Permission, Spelled},
+    secrets,
+};
 
 /// Longest accepted employee name, in characters.
 pub const NAME_MAX_CHARS: usize = 100;
@@ -38,7 +41,7 @@ pub struct NewEmployee {
     /// Only permissions the caller holds itself can be granted.
     #[serde(default)]
     #[schema(value_type = Vec<Permission>)]
-    pub permissions: Vec<String>,
+    pub permissions: Vec<Spelled<Permission>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -142,9 +145,9 @@ pub async fn create_employee(
     let name = valid_name(&body.name)?;
     let mut permissions = Vec::new();
     for raw in &body.permissions {
-        let permission: Permission = raw.parse().map_err(|e: crate::domain::UnknownValue| {
-            ServiceError::Invalid(format!("`permissions`: {e}"))
-        })?;
+        let permission = raw
+            .parse()
+            .map_err(|e| ServiceError::Invalid(format!("`permissions`: {e}")))?;
         permissions.push(permission);
     }
     let permissions = ordered(permissions);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    domain::{Outcome, Source},
+    domain::{Outcome, Source, Spelled},
     service::{Caller, ServiceError, ServiceResult},
 };
 
@@ -80,7 +80,7 @@ const OUTBOUND_SOURCE: &str = "outbound";
 pub struct SyncLogQuery {
     /// Only entries with this outcome (e.g. `rejected`).
     #[param(value_type = Option<Outcome>, inline)]
-    pub outcome: Option<String>,
+    pub outcome: Option<Spelled<Outcome>>,
     /// At most this many entries, newest first (default 200, at most 1000).
     pub limit: Option<u64>,
 }
@@ -188,10 +188,7 @@ fn limit(query: &SyncLogQuery) -> ServiceResult<u64> {
 fn outcome(query: &SyncLogQuery) -> ServiceResult<Option<Outcome>> {
     query
         .outcome
-        .as_deref()
-        .map(|o| {
-            o.parse::<Outcome>()
-                .map_err(|e| ServiceError::Invalid(e.to_string()))
-        })
+        .as_ref()
+        .map(|o| o.parse().map_err(|e| ServiceError::Invalid(e.to_string())))
         .transpose()
 }

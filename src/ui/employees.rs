@@ -16,7 +16,7 @@ use super::{
     session::{Operator, Posted},
 };
 use crate::{
-    domain::Permission,
+    domain::{Permission, Spelled},
     error::ApiError,
     http::AppState,
     service::{
@@ -116,7 +116,7 @@ pub async fn create(posted: Posted, state: web::Data<AppState>) -> HttpResponse 
     let op = &posted.op;
     let body = NewEmployee {
         name: posted.fields.get("name").unwrap_or_default().to_owned(),
-        permissions: posted.fields.all("permission").map(str::to_owned).collect(),
+        permissions: posted.fields.all("permission").map(Spelled::from).collect(),
     };
     let result = async {
         let t = op.lang.texts();

@@ -15,7 +15,7 @@ use super::{
     session::{Operator, Posted},
 };
 use crate::{
-    domain::Permission,
+    domain::{Permission, Spelled},
     error::ApiError,
     http::AppState,
     service::{
@@ -210,9 +210,9 @@ fn patch_of(posted: &Posted) -> Result<ShopPatch, ApiError> {
         name: text("name"),
         prom_url: text("prom_url"),
         prom_token: text("prom_token").filter(|t| !t.trim().is_empty()),
-        language: text("language"),
-        match_products_by: text("match_products_by"),
-        client_matching: text("client_matching"),
+        language: text("language").map(Spelled::from),
+        match_products_by: text("match_products_by").map(Spelled::from),
+        client_matching: text("client_matching").map(Spelled::from),
         poll_enabled: Some(f.get("poll_enabled").is_some()),
         poll_interval_s,
         ..Default::default()

@@ -2,6 +2,8 @@
 //! Every value is checked before anything is written; a Prom URL is vetted by the
 //! process's origin policy, and the token is stored sealed and never shown again.
 
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use entity::{inbound_events, outbound_sync_log, shops};
 use sea_orm::{
@@ -13,7 +15,9 @@ use utoipa::ToSchema;
 
 use super::{find_shop, seal, shop_for_manager};
 use crate::{
-    domain::{ClientMatching, Language, MatchProductsBy, Outcome, Permission},
+    domain::{
+        ClientMatching, Language, MatchProductsBy, Outcome, Permission, Spelled, UnknownValue,
+    },
     keyring::Slot,
     prom::origin::VettedOrigin,
     provision::{self, NewShop},
@@ -91,11 +95,19 @@ fn storable(services: &Services, token: &str) -> ServiceResult<()> {
         .map_err(|e| ServiceError::Invalid(format!("`prom_token`: {e}")))
 }
 
-fn parse<T: std::str::FromStr<Err = crate::domain::UnknownValue>>(value: &str) -> ServiceResult<T> {
+/// A spelled value of a closed set, or a refusal naming the value and the set.
+fn checked<T: FromStr<Err = UnknownValue>>(value: &Spelled<T>) -> ServiceResult<T> {
     value
-        .trim()
-        .parse()
-        .map_err(|e: crate::domain::UnknownValue| ServiceError::Invalid(e.to_string()))
+        .parse_trimmed()
+        .map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+/// A setting a new shop may leave out, `default` then.
+fn parse<T: FromStr<Err = UnknownValue>>(
+    value: Option<Spelled<T>>,
+    default: T,
+) -> ServiceResult<T> {
+    value.as_ref().map_or(Ok(default), checked)
 }
 
 fn non_empty(field: &str, value: &str) -> ServiceResult<String> {
@@ -161,13 +173,13 @@ pub struct NewShopBody {
     pub prom_token: String,
     /// Default `uk`.
     #[schema(value_type = Option<Language>)]
-    pub language: Option<String>,
+    pub language: Option<Spelled<Language>>,
     /// Default `sku`.
     #[schema(value_type = Option<MatchProductsBy>)]
-    pub match_products_by: Option<String>,
+    pub match_products_by: Option<Spelled<MatchProductsBy>>,
     /// Default `always_new`.
     #[schema(value_type = Option<ClientMatching>)]
-    pub client_matching: Option<String>,
+    pub client_matching: Option<Spelled<ClientMatching>>,
 }
 
 /// Connects a Prom shop to the caller's account with the default status mapping; the
@@ -189,13 +201,9 @@ pub async fn create_shop(
         )
         .await?,
         prom_token: non_empty("prom_token", &body.prom_token)?,
-        language: parse::<Language>(body.language.as_deref().unwrap_or("uk"))?,
-        match_products_by: parse::<MatchProductsBy>(
-            body.match_products_by.as_deref().unwrap_or("sku"),
-        )?,
-        client_matching: parse::<ClientMatching>(
-            body.client_matching.as_deref().unwrap_or("always_new"),
-        )?,
+        language: parse(body.language, Language::Uk)?,
+        match_products_by: parse(body.match_products_by, MatchProductsBy::Sku)?,
+        client_matching: parse(body.client_matching, ClientMatching::AlwaysNew)?,
     };
     storable(services, &new.prom_token)?;
     let created = provision::create_shop(&services.db, &services.keyring, new).await?;
@@ -273,11 +281,11 @@ pub struct ShopPatch {
     /// Write-only; a new token clears `token_rejected`.
     pub prom_token: Option<String>,
     #[schema(value_type = Option<Language>)]
-    pub language: Option<String>,
+    pub language: Option<Spelled<Language>>,
     #[schema(value_type = Option<MatchProductsBy>)]
-    pub match_products_by: Option<String>,
+    pub match_products_by: Option<Spelled<MatchProductsBy>>,
     #[schema(value_type = Option<ClientMatching>)]
-    pub client_matching: Option<String>,
+    pub client_matching: Option<Spelled<ClientMatching>>,
     pub poll_enabled: Option<bool>,
     /// 10 to 86400 seconds.
     pub poll_interval_s: Option<i32>,
@@ -319,13 +327,13 @@ pub async fn patch_shop(
         update.token_rejected_at = Set(None);
     }
     if let Some(language) = &p.language {
-        update.language = Set(parse::<Language>(language)?.as_str().to_owned());
+        update.language = Set(checked(language)?.as_str().to_owned());
     }
     if let Some(by) = &p.match_products_by {
-        update.match_products_by = Set(parse::<MatchProductsBy>(by)?.as_str().to_owned());
+        update.match_products_by = Set(checked(by)?.as_str().to_owned());
     }
     if let Some(matching) = &p.client_matching {
-        update.client_matching = Set(parse::<ClientMatching>(matching)?.as_str().to_owned());
+        update.client_matching = Set(checked(matching)?.as_str().to_owned());
     }
     if let Some(poll_enabled) = p.poll_enabled {
         update.poll_enabled = Set(poll_enabled);
