@@ -19,7 +19,7 @@ use actix_web::{
 use futures::FutureExt;
 use serde_json::json;
 
-use crate::{broker::dead_letters::RequeueError, service::ServiceError};
+use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -148,12 +148,6 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Internal(e) => ApiError::Internal(e),
         }
-    }
-}
-
-impl From<RequeueError> for ApiError {
-    fn from(e: RequeueError) -> Self {
-        ServiceError::from(e).into()
     }
 }
 
