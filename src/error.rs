@@ -257,6 +257,55 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn every_service_refusal_answers_its_status_with_its_message() {
+        let cases = [
+            (ServiceError::NotFound, StatusCode::NOT_FOUND),
+            (
+                ServiceError::Missing("status 7 not found".into()),
+                StatusCode::NOT_FOUND,
+            ),
+            (ServiceError::Unauthenticated, StatusCode::UNAUTHORIZED),
+            (
+                ServiceError::Forbidden("needs".into()),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                ServiceError::Invalid("`page` must".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (ServiceError::Conflict("last".into()), StatusCode::CONFLICT),
+            (
+                ServiceError::Busy {
+                    message: "retry".into(),
+                    retry_after_s: 1,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                ServiceError::BrokerUnavailable { retry_after_s: 5 },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                ServiceError::Internal(anyhow::anyhow!("db down")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (refusal, status) in cases {
+            let said = refusal.to_string();
+            let answer = ApiError::from(refusal);
+            assert_eq!(answer.status_code(), status, "{said}");
+            if !matches!(
+                status,
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::INTERNAL_SERVER_ERROR
+            ) {
+                assert_eq!(answer.to_string(), said, "the message passes unchanged");
+            }
+        }
+    }
+
+    #[actix_web::test]
     async fn an_unavailable_broker_says_when_to_retry() {
         let resp = ApiError::BrokerUnavailable { retry_after_s: 5 }.error_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
