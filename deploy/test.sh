@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The single test command for promsync.
 #
-#   deploy/test.sh                  services + fmt + clippy + OpenAPI check + tests + chaos
+#   deploy/test.sh                  services + fmt + clippy + module cycles + OpenAPI check
+#                                   + tests + chaos
 #   deploy/test.sh --quick          services + OpenAPI check + tests (skips fmt and clippy)
 #   deploy/test.sh --services-only  only make sure PostgreSQL and RabbitMQ are up
 #
@@ -208,6 +209,10 @@ if [ "$QUICK" -eq 0 ]; then
     cargo clippy --test chaos -- -D warnings
     # The simulator is a workspace crate of its own, outside the root package's targets.
     cargo clippy -p promsync-simulator --all-targets -- -D warnings
+
+    # The crate's top-level modules form layers; an import cycle between them fails here.
+    header "deploy/check-module-cycles.py"
+    python3 deploy/check-module-cycles.py
 fi
 
 # The OpenAPI document, as `GET /api/openapi.json` answers it, must be valid OpenAPI

@@ -11,9 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use promsync_simulator as simulator;
 
 use crate::{
+    broker::dead_letters,
     broker::{Lane, ReplayRequest},
     config::Settings,
-    db, dead_letters, demo,
+    db, demo,
     domain::{ClientMatching, Language, MatchProductsBy},
     keyring,
     prom::ids::ShopId,

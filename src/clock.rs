@@ -1,5 +1,5 @@
 //! The time source of rules that depend on elapsed time (the 10-minute refresh limit, a
-//! rotated secret's grace period). Handlers ask `AppState::clock` instead of `Utc::now()`
+//! rotated secret's grace period). Services ask `Services::clock` instead of `Utc::now()`
 //! so that tests can move time forward instead of sleeping.
 
 use std::sync::Mutex;

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::Utc;
+use entity::shops;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr,
+    sea_query::Expr, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
 };
 use sha2::{Digest, Sha256};
 
@@ -93,4 +95,23 @@ where
 fn lock_key(name: &str) -> i64 {
     let digest = Sha256::digest(name.as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// Records whether Prom refuses the shop's token. Every role that meets a 401/403 sets
+/// it (the poller then pauses the shop, `GET /api/shops/{id}` shows it); a call Prom
+/// accepts again clears it.
+pub async fn flag_token_rejected<C: ConnectionTrait>(
+    conn: &C,
+    shop_id: i64,
+    rejected: bool,
+) -> Result<(), DbErr> {
+    shops::Entity::update_many()
+        .col_expr(
+            shops::Column::TokenRejectedAt,
+            Expr::value(rejected.then(Utc::now)),
+        )
+        .filter(shops::Column::Id.eq(shop_id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }

@@ -9,6 +9,54 @@ pub use entity::enums::{
     StatusKind, UnknownValue,
 };
 
+use std::{fmt, marker::PhantomData, str::FromStr};
+
+/// A value of a closed set (`T`, one of the enums below) as a request spells it. It is
+/// typed, so the code cannot parse it as another set (a request type's OpenAPI schema
+/// names `T` with `value_type`), but it is checked where the rules say
+/// ([`Spelled::parse`], an unknown value refused with `UnknownValue`'s message), not by
+/// the JSON parser: a caller lacking the permission hears that first, whatever it sent.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Spelled<T> {
+    text: String,
+    #[serde(skip)]
+    of: PhantomData<T>,
+}
+
+impl<T: FromStr<Err = UnknownValue>> Spelled<T> {
+    /// The value, spelled exactly.
+    pub fn parse(&self) -> Result<T, UnknownValue> {
+        self.text.parse()
+    }
+
+    /// The value, surrounding spaces forgiven.
+    pub fn parse_trimmed(&self) -> Result<T, UnknownValue> {
+        self.text.trim().parse()
+    }
+}
+
+impl<T> From<String> for Spelled<T> {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            of: PhantomData,
+        }
+    }
+}
+
+impl<T> From<&str> for Spelled<T> {
+    fn from(text: &str) -> Self {
+        text.to_owned().into()
+    }
+}
+
+impl<T> fmt::Debug for Spelled<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.text.fmt(f)
+    }
+}
+
 /// Brings a Ukrainian phone number to one spelling so `0501234567`, `+380501234567` and
 /// `38 (050) 123-45-67` compare equal; other numbers keep their digits.
 pub fn normalize_phone(raw: &str) -> Option<String> {

@@ -1,4 +1,5 @@
-//! The HTTP error type and its mapping to responses, in one place. Every error answers
+//! The HTTP error type and its mapping to responses, in one place (the application
+//! layer's `ServiceError` included). Every error answers
 //! `{"error": {"code", "message"}}`; a 500 never shows internals (they are logged once,
 //! here, with the request's span). Extractor failures (bad JSON, query or path) are routed
 //! here too (`json_error`, `query_error`), so no answer escapes the uniform body, and
@@ -17,6 +18,8 @@ use actix_web::{
 };
 use futures::FutureExt;
 use serde_json::json;
+
+use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -118,6 +121,33 @@ impl ResponseError for ApiError {
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+/// The application layer's refusals as HTTP answers: the one place they are mapped, for
+/// the JSON API and the operator pages alike.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Missing(message) => ApiError::Missing(message),
+            ServiceError::Unauthenticated => ApiError::Unauthorized,
+            ServiceError::Forbidden(message) => ApiError::Forbidden(message),
+            ServiceError::Invalid(message) => ApiError::BadRequest(message),
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Busy {
+                message,
+                retry_after_s,
+            } => ApiError::TooManyRequests {
+                message,
+                retry_after_s,
+                results: None,
+            },
+            ServiceError::BrokerUnavailable { retry_after_s } => {
+                ApiError::BrokerUnavailable { retry_after_s }
+            }
+            ServiceError::Internal(e) => ApiError::Internal(e),
+        }
     }
 }
 
@@ -224,6 +254,55 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["error"]["code"], "too_many_requests");
         assert_eq!(value["results"][0]["result"], "too_soon");
+    }
+
+    #[actix_web::test]
+    async fn every_service_refusal_answers_its_status_with_its_message() {
+        let cases = [
+            (ServiceError::NotFound, StatusCode::NOT_FOUND),
+            (
+                ServiceError::Missing("status 7 not found".into()),
+                StatusCode::NOT_FOUND,
+            ),
+            (ServiceError::Unauthenticated, StatusCode::UNAUTHORIZED),
+            (
+                ServiceError::Forbidden("needs".into()),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                ServiceError::Invalid("`page` must".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (ServiceError::Conflict("last".into()), StatusCode::CONFLICT),
+            (
+                ServiceError::Busy {
+                    message: "retry".into(),
+                    retry_after_s: 1,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                ServiceError::BrokerUnavailable { retry_after_s: 5 },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                ServiceError::Internal(anyhow::anyhow!("db down")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (refusal, status) in cases {
+            let said = refusal.to_string();
+            let answer = ApiError::from(refusal);
+            assert_eq!(answer.status_code(), status, "{said}");
+            if !matches!(
+                status,
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::INTERNAL_SERVER_ERROR
+            ) {
+                assert_eq!(answer.to_string(), said, "the message passes unchanged");
+            }
+        }
     }
 
     #[actix_web::test]

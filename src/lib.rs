@@ -1,7 +1,8 @@
 //! promsync: the order exchange between the Prom.ua marketplace and RO App.
 //!
 //! Roles (ingress, import, …) sit side by side over the shared `prom` (Prom API) and
-//! `broker` (message transport) layers; `startup` wires them and `cli` exposes them as
+//! `broker` (message transport) layers; the people's doors (`api`, `ui`) call the
+//! application layer (`service`); `startup` wires them and `cli` exposes them as
 //! subcommands. See `docs/ARCHITECTURE.md` for the architecture and the contract.
 
 pub mod api;
@@ -10,10 +11,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod dead_letters;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod import;
 pub mod ingress;
 pub mod keyring;
@@ -24,6 +25,10 @@ pub mod prom;
 pub mod provision;
 pub mod roles;
 pub mod secrets;
+pub mod service;
 pub mod startup;
 pub mod telemetry;
 pub mod ui;
+
+/// Dead letters live with the broker that produces them; the old path still works.
+pub use broker::dead_letters;

@@ -15,7 +15,8 @@
 //! re-leased to the restarted one.
 //!
 //! [`RoleHealth`] is what the roles' states look like from outside: `/readyz` answers 503
-//! naming a role that failed.
+//! naming a role that failed. The signals that stop a process (SIGTERM, Ctrl-C) are
+//! awaited here too ([`shutdown_signal`]), so every role shuts down the same way.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -194,8 +195,8 @@ impl Supervisor {
         let shutdown = self.shutdown.clone();
         let task = tokio::spawn(async move {
             tokio::select! {
-                () = crate::startup::shutdown_signal() => shutdown.cancel(),
-                () = shutdown.cancelled() => crate::startup::exit_on_signal().await,
+                () = shutdown_signal() => shutdown.cancel(),
+                () = shutdown.cancelled() => exit_on_signal().await,
             }
         });
         self.signals = Some(task.abort_handle());
@@ -270,6 +271,37 @@ impl From<JoinError> for Ended {
             // Only the supervisor could abort a task, and it does not.
             Err(e) => Self::Error(anyhow::Error::new(e).context("the task was cancelled")),
         }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight work (signal again to exit now)");
+    tokio::spawn(exit_on_signal());
+}
+
+/// For a process already shutting down: a signal exits at once (130), without waiting
+/// for the in-flight work.
+pub async fn exit_on_signal() {
+    wait_for_signal().await;
+    tracing::warn!("signal during shutdown: exiting now");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

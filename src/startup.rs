@@ -1,5 +1,6 @@
 //! Wiring: connects the backends once and builds the roles (`roles::Supervisor` runs
-//! them). `Application` binds its listener before anything else (port 0 works, tests read
+//! them), among them the HTTP server, which mounts the routes of `ingress`, `api` and
+//! `ui` over one `http::AppState`. `Application` binds its listener before anything else (port 0 works, tests read
 //! `port()`), and tests start the same `Application` and `Importer` production runs.
 
 use std::{future::Future, net::TcpListener, sync::Arc};
@@ -12,37 +13,23 @@ use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::{
     api,
-    broker::{embedded::EmbeddedBroker, rabbitmq::RabbitBroker, Broker, Lane},
+    broker::{
+        dead_letters::Recorder, embedded::EmbeddedBroker, rabbitmq::RabbitBroker, Broker, Lane,
+    },
     clock::{Clock, SystemClock},
     config::Settings,
     db,
-    dead_letters::Recorder,
+    http::AppState,
     import::{batch::BatchSettings, Importer},
-    ingress::{self, KeyCache},
+    ingress::{self, IngressState},
     keyring::Keyring,
     outbound::{publisher::Publisher, relay::Relay},
     poll::{self, Poller},
     prom::{client::PromClient, origin::OriginPolicy},
     roles::RoleHealth,
+    service::Services,
     ui,
 };
-
-/// What every HTTP handler shares.
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub broker: Arc<dyn Broker>,
-    pub settings: Arc<Settings>,
-    pub webhook_keys: KeyCache,
-    /// Seals the Prom tokens and webhook secrets the API writes.
-    pub keyring: Arc<Keyring>,
-    pub webhook_rate: ingress::ShopRateLimit,
-    /// Time for rules that depend on it (refresh limit, secret grace); tests inject one.
-    pub clock: Arc<dyn Clock>,
-    /// Which Prom URLs a shop may be given (the Prom client calls by the same policy).
-    pub prom_origins: Arc<OriginPolicy>,
-    /// The states of this process's roles, for `/readyz`.
-    pub roles: RoleHealth,
-}
 
 /// The database, broker and Prom client every role works over.
 #[derive(Clone)]
@@ -142,16 +129,20 @@ impl Application {
             .with_context(|| format!("binding {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
-            db: backends.db.clone(),
-            broker: backends.broker.clone(),
+            services: Services {
+                db: backends.db.clone(),
+                broker: backends.broker.clone(),
+                keyring: backends.keyring.clone(),
+                prom_origins: backends.prom_origins.clone(),
+                clock,
+            },
             settings: Arc::new(settings.clone()),
-            webhook_keys: KeyCache::new(backends.keyring.clone()),
-            keyring: backends.keyring.clone(),
-            webhook_rate: ingress::ShopRateLimit::new(settings.webhook.rate_per_shop_per_s),
-            clock,
-            prom_origins: backends.prom_origins.clone(),
             roles,
         });
+        let ingress_state = web::Data::new(IngressState::new(
+            backends.keyring.clone(),
+            settings.webhook.rate_per_shop_per_s,
+        ));
         let metrics_apart = settings.http.metrics_listen;
         let main_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -162,6 +153,7 @@ impl Application {
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::default())
                 .app_data(main_state.clone())
+                .app_data(ingress_state.clone())
                 .configure(ingress::routes)
                 .configure(api::routes)
                 .configure(|cfg| {
@@ -379,35 +371,4 @@ pub fn spawn_poller(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(poller_role(settings, backends, shutdown))
-}
-
-/// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.
-pub async fn shutdown_signal() {
-    wait_for_signal().await;
-    tracing::info!("shutting down: finishing in-flight work (signal again to exit now)");
-    tokio::spawn(exit_on_signal());
-}
-
-/// For a process already shutting down: a signal exits at once (130), without waiting
-/// for the in-flight work.
-pub async fn exit_on_signal() {
-    wait_for_signal().await;
-    tracing::warn!("signal during shutdown: exiting now");
-    std::process::exit(130);
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -1,6 +1,6 @@
 //! `GET /api/dead-letters` and `POST /api/dead-letters/requeue`: the caller's account's
 //! dead letters, for employees who manage integrations. Both are plain queries of the
-//! `dead_letters` table scoped by account (`crate::dead_letters`): listing never touches
+//! `dead_letters` table scoped by account (`service::dead_letters`): listing never touches
 //! the broker, and a requeue only ever takes rows of the caller's account.
 
 use actix_web::{web, HttpResponse};
@@ -9,14 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{auth::Caller, ErrorBody};
 use crate::{
-    dead_letters::{self, DeadLetterView, REQUEUE_MAX_IDS},
-    domain::Permission,
-    error::ApiError,
-    startup::AppState,
+    broker::dead_letters::DeadLetterView, error::ApiError, http::AppState,
+    service::dead_letters as service,
 };
 
 const DEFAULT_LIMIT: u64 = 100;
-const MAX_LIMIT: u64 = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -63,16 +60,8 @@ pub async fn list(
     query: web::Query<DeadLettersQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Permission::ManageIntegrations, "listing dead letters")?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "`limit` must be between 1 and {MAX_LIMIT}"
-        )));
-    }
-    let letters =
-        dead_letters::list_for_account(&state.db, caller.account_id, query.before_id, limit)
-            .await?;
+    let letters = service::list(&state.services.db, &caller, query.before_id, limit).await?;
     Ok(HttpResponse::Ok().json(DeadLetters {
         dead_letters: letters,
     }))
@@ -93,29 +82,11 @@ pub async fn list(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id))]
 pub async fn requeue(
     caller: Caller,
     body: web::Json<RequeueBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Permission::ManageIntegrations, "requeueing dead letters")?;
-    if body.ids.len() > REQUEUE_MAX_IDS {
-        return Err(ApiError::BadRequest(format!(
-            "`ids` may name at most {REQUEUE_MAX_IDS} dead letters"
-        )));
-    }
-    let requeued = dead_letters::requeue_for_account(
-        &state.db,
-        state.broker.as_ref(),
-        caller.account_id,
-        &body.ids,
-    )
-    .await?;
-    tracing::info!(
-        requested = body.ids.len(),
-        requeued,
-        "dead letters requeued"
-    );
+    let requeued = service::requeue(&state.services, &caller, &body.ids).await?;
     Ok(HttpResponse::Ok().json(Requeued { requeued }))
 }

@@ -1,230 +1,18 @@
-//! Employees of an account (`GET|POST /api/employees`, `DELETE /api/employees/{id}`), for
-//! employees holding `manage_employees`. A new employee's token is shown exactly once
-//! (only its hash is stored); deleting an employee revokes it at once: the row goes, so
-//! the next request with its token answers 401 (token lookups are never cached), and its
-//! operator-page sessions are deleted with it.
-//!
-//! Deletion is hard: nothing else refers to an employee but its UI sessions (orders and
-//! the sync log name no employee), so a soft-deleted row would only be a revoked token
-//! every lookup had to remember to skip.
-//!
-//! An account always keeps one employee who can manage the others: deleting the last
-//! holder of `manage_employees` is refused (409). Creations and deletions of an account
-//! serialize on its row and check the caller again under that lock, so two managers
-//! deleting each other at the same moment cannot both succeed, and a manager revoked while
-//! its request waited neither creates nor deletes anyone.
-//!
-//! The operator UI's employees screen goes through these same functions.
+//! The employees endpoints of the JSON API (`GET|POST /api/employees`, `DELETE
+//! /api/employees/{id}`): each calls `service::employees`, where the rules are (only held
+//! permissions can be granted, the last manager stays).
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
-use entity::{accounts, employees, ui_sessions};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
-};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{auth::Caller, ErrorBody};
-use crate::{domain::Permission, error::ApiError, secrets, startup::AppState};
-
-/// Longest accepted employee name, in characters.
-pub const NAME_MAX_CHARS: usize = 100;
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewEmployee {
-    /// 1–100 characters, no control characters; surrounding spaces are dropped.
-    pub name: String,
-    /// Only permissions the caller holds itself can be granted.
-    #[serde(default)]
-    #[schema(value_type = Vec<Permission>)]
-    pub permissions: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedEmployee {
-    pub id: i64,
-    /// Shown once; only its hash is kept.
-    pub token: String,
-}
-
-/// An employee as the API shows it: never the token nor its hash.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EmployeeView {
-    pub id: i64,
-    pub name: String,
-    pub permissions: Vec<Permission>,
-    pub created_at: DateTime<Utc>,
-}
+pub use crate::service::employees::{CreatedEmployee, EmployeeView, NewEmployee};
+use crate::{error::ApiError, http::AppState, service::employees as service};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EmployeeList {
     pub employees: Vec<EmployeeView>,
-}
-
-/// Permissions in a stable order (their declaration order), each once.
-fn ordered(permissions: impl IntoIterator<Item = Permission>) -> Vec<Permission> {
-    let mut list: Vec<Permission> = permissions.into_iter().collect();
-    list.sort();
-    list.dedup();
-    list
-}
-
-fn manages(employee: &employees::Model) -> bool {
-    employee.permissions.contains(Permission::ManageEmployees)
-}
-
-impl From<employees::Model> for EmployeeView {
-    fn from(e: employees::Model) -> Self {
-        Self {
-            permissions: e.permissions.iter().collect(),
-            id: e.id,
-            name: e.name,
-            created_at: e.created_at,
-        }
-    }
-}
-
-/// The trimmed name, or a 400 saying what is wrong with it.
-fn valid_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(ApiError::BadRequest("`name` must not be empty".into()));
-    }
-    if name.chars().count() > NAME_MAX_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "`name` must be at most {NAME_MAX_CHARS} characters"
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(
-            "`name` must not contain control characters".into(),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// The account's employees, read after locking the account's row, once the caller is
-/// known to still be one of them with `manage_employees`.
-///
-/// Every change to an account's staff takes this lock first, so each sees the one before
-/// it committed: of two managers deleting each other the second finds itself gone (or
-/// last) instead of both succeeding, and a manager deleted while its request waited has
-/// no right left to use (401).
-async fn locked_staff(
-    txn: &DatabaseTransaction,
-    caller: &Caller,
-    action: &str,
-) -> Result<Vec<employees::Model>, ApiError> {
-    accounts::Entity::find_by_id(caller.account_id)
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let staff = employees::Entity::find()
-        .filter(employees::Column::AccountId.eq(caller.account_id))
-        .all(txn)
-        .await?;
-    let me = staff
-        .iter()
-        .find(|e| e.id == caller.employee_id)
-        .ok_or(ApiError::Unauthorized)?;
-    Caller::from(me).require(Permission::ManageEmployees, action)?;
-    Ok(staff)
-}
-
-/// Creates an employee of the caller's account and returns its token, the only time it is
-/// ever shown. Needs `manage_employees`; an employee can grant only permissions it holds
-/// itself, so nobody can create a colleague more powerful than themselves.
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, new_employee_id = tracing::field::Empty))]
-pub async fn create_employee(
-    state: &AppState,
-    caller: &Caller,
-    body: NewEmployee,
-) -> Result<CreatedEmployee, ApiError> {
-    const ACTION: &str = "creating an employee";
-    caller.require(Permission::ManageEmployees, ACTION)?;
-    let name = valid_name(&body.name)?;
-    let mut permissions = Vec::new();
-    for raw in &body.permissions {
-        let permission: Permission = raw.parse().map_err(|e: crate::domain::UnknownValue| {
-            ApiError::BadRequest(format!("`permissions`: {e}"))
-        })?;
-        permissions.push(permission);
-    }
-    let permissions = ordered(permissions);
-    for permission in &permissions {
-        caller.require(*permission, "granting a permission")?;
-    }
-    let txn = state.db.begin().await?;
-    // A manager revoked while this request was on its way hands out nothing.
-    locked_staff(&txn, caller, ACTION).await?;
-    let token = secrets::new_api_token();
-    let employee = employees::ActiveModel {
-        account_id: Set(caller.account_id),
-        name: Set(name),
-        token_hash: Set(secrets::hash_api_token(&token)),
-        permissions: Set(permissions.iter().copied().collect()),
-        created_at: Set(state.clock.now()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    txn.commit().await?;
-    tracing::Span::current().record("new_employee_id", employee.id);
-    tracing::info!("employee created");
-    Ok(CreatedEmployee {
-        id: employee.id,
-        token,
-    })
-}
-
-/// The caller's account's employees, oldest first. Needs `manage_employees`.
-pub async fn list_employees(
-    state: &AppState,
-    caller: &Caller,
-) -> Result<Vec<EmployeeView>, ApiError> {
-    caller.require(Permission::ManageEmployees, "listing employees")?;
-    let rows = employees::Entity::find()
-        .filter(employees::Column::AccountId.eq(caller.account_id))
-        .order_by_asc(employees::Column::Id)
-        .all(&state.db)
-        .await?;
-    Ok(rows.into_iter().map(EmployeeView::from).collect())
-}
-
-/// Deletes employee `id` of the caller's account with its UI sessions, in one
-/// transaction. Another account's employee is 404; the last holder of
-/// `manage_employees` is 409. An employee may delete themselves unless they are that one.
-#[tracing::instrument(skip_all, fields(account_id = caller.account_id, employee_id = id))]
-pub async fn delete_employee(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
-    const ACTION: &str = "deleting an employee";
-    caller.require(Permission::ManageEmployees, ACTION)?;
-    let txn = state.db.begin().await?;
-    let staff = locked_staff(&txn, caller, ACTION).await?;
-    let target = staff
-        .iter()
-        .find(|e| e.id == id)
-        .ok_or(ApiError::NotFound)?;
-    if manages(target) && !staff.iter().any(|e| e.id != id && manages(e)) {
-        return Err(ApiError::Conflict(
-            "this is the account's last employee with the permission `manage_employees`; \
-             add another employee with it before deleting this one"
-                .into(),
-        ));
-    }
-    // Sessions first: the foreign key cascades on PostgreSQL and SQLite alike, but saying
-    // so here keeps revocation from depending on a schema detail.
-    ui_sessions::Entity::delete_many()
-        .filter(ui_sessions::Column::EmployeeId.eq(id))
-        .exec(&txn)
-        .await?;
-    employees::Entity::delete_by_id(id).exec(&txn).await?;
-    txn.commit().await?;
-    tracing::info!("employee deleted: token and UI sessions revoked");
-    Ok(())
 }
 
 /// Creates an employee of the caller's account.
@@ -244,7 +32,7 @@ pub async fn create(
     body: web::Json<NewEmployee>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = create_employee(&state, &caller, body.into_inner()).await?;
+    let created = service::create_employee(&state.services, &caller, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -259,7 +47,7 @@ pub async fn create(
     security(("bearer" = []))
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let employees = list_employees(&state, &caller).await?;
+    let employees = service::list_employees(&state.services.db, &caller).await?;
     Ok(HttpResponse::Ok().json(EmployeeList { employees }))
 }
 
@@ -281,91 +69,6 @@ pub async fn delete(
     id: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    delete_employee(&state, &caller, *id).await?;
+    service::delete_employee(&state.services, &caller, *id).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_name_is_trimmed_and_must_be_short_printable_and_present() {
-        assert_eq!(valid_name("  Olha ").unwrap(), "Olha");
-        assert!(valid_name("   ").is_err());
-        assert!(valid_name("a\u{0}b").is_err());
-        assert!(valid_name(&"я".repeat(NAME_MAX_CHARS)).is_ok());
-        let long = valid_name(&"я".repeat(NAME_MAX_CHARS + 1)).unwrap_err();
-        assert!(long.to_string().contains("at most"), "{long}");
-    }
-
-    /// An account created before `manage_employees` existed: its admin (the first
-    /// employee) gains it on upgrade, a colleague holding every older permission does not.
-    #[tokio::test]
-    async fn upgrading_grants_manage_employees_to_each_accounts_first_employee_only() {
-        use migration::{Migrator, MigratorTrait};
-        use sea_orm::{ConnectOptions, ConnectionTrait, Database};
-
-        // Arrange: the schema as it was just before the grant, with two accounts.
-        let mut options = ConnectOptions::new("sqlite::memory:");
-        options.max_connections(1);
-        let db = Database::connect(options).await.unwrap();
-        let grant = Migrator::migrations()
-            .iter()
-            .position(|m| m.name() == "m20261130_000002_employees")
-            .expect("the migration is listed");
-        Migrator::up(&db, Some(grant as u32)).await.unwrap();
-        db.execute_unprepared(
-            "INSERT INTO accounts (id, name, currency, created_at) VALUES \
-               (1, 'a', 'UAH', '2026-01-01T00:00:00Z'), (2, 'b', 'UAH', '2026-01-01T00:00:00Z'); \
-             INSERT INTO employees (id, account_id, name, token_hash, permissions, created_at) VALUES \
-               (10, 1, 'admin', 'h10', 'goods_without_write_off,manage_integrations', '2026-01-01T00:00:00Z'), \
-               (11, 1, 'peer', 'h11', 'goods_without_write_off,manage_integrations', '2026-01-01T00:00:00Z'), \
-               (20, 2, 'admin', 'h20', '', '2026-01-01T00:00:00Z');",
-        )
-        .await
-        .unwrap();
-
-        // Act
-        Migrator::up(&db, None).await.unwrap();
-
-        // Assert
-        let stored = |id: i64| {
-            let db = db.clone();
-            async move {
-                employees::Entity::find_by_id(id)
-                    .one(&db)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .permissions
-                    .to_string()
-            }
-        };
-        assert_eq!(
-            stored(10).await,
-            "goods_without_write_off,manage_integrations,manage_employees"
-        );
-        assert_eq!(
-            stored(11).await,
-            "goods_without_write_off,manage_integrations"
-        );
-        assert_eq!(stored(20).await, "manage_employees");
-    }
-
-    #[test]
-    fn permissions_are_listed_once_in_a_stable_order() {
-        let list = ordered([
-            Permission::ManageEmployees,
-            Permission::GoodsWithoutWriteOff,
-            Permission::ManageEmployees,
-        ]);
-        assert_eq!(
-            list,
-            [
-                Permission::GoodsWithoutWriteOff,
-                Permission::ManageEmployees
-            ]
-        );
-    }
 }

@@ -12,19 +12,19 @@ use chrono::{DateTime, Utc};
 use entity::outbox;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Refreshes the gauges read from the database; a failure leaves their last values (the
 /// counters still answer, and `/readyz` reports the database).
 async fn measure_outbox(state: &AppState) -> Result<(), sea_orm::DbErr> {
     let waiting = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
-    let pending = waiting.clone().count(&state.db).await?;
+    let pending = waiting.clone().count(&state.services.db).await?;
     let oldest = waiting
         .select_only()
         .column(outbox::Column::CreatedAt)
         .order_by_asc(outbox::Column::Id)
         .into_tuple::<DateTime<Utc>>()
-        .one(&state.db)
+        .one(&state.services.db)
         .await?;
     let lag = oldest.map_or(0, |at| (Utc::now() - at).num_seconds());
     crate::metrics::outbox_backlog(pending as i64, lag);

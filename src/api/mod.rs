@@ -2,7 +2,8 @@
 //! (`/healthz`, `/readyz`), `/metrics`, and the JSON API under `/api`, authenticated by
 //! employee bearer tokens and scoped to the caller's account. Modules: `auth` (who is
 //! calling), `employees`, `orders`, `shops` (with status mappings), `lookups`, `sync_log`,
-//! `dead_letters`, `metrics`, `openapi`.
+//! `dead_letters`, `metrics`, `openapi`. Each endpoint takes its request apart, calls the
+//! application layer (`service`) and shapes the answer; the rules are the service's.
 
 pub mod auth;
 pub mod dead_letters;
@@ -22,8 +23,8 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{self, ApiError},
+    http::AppState,
     roles::RoleState,
-    startup::AppState,
 };
 
 /// Largest accepted API request body.
@@ -158,8 +159,13 @@ async fn healthz() -> HttpResponse {
     )
 )]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.db.execute_unprepared("SELECT 1").await.is_ok();
-    let broker = state.broker.check().await.is_ok();
+    let database = state
+        .services
+        .db
+        .execute_unprepared("SELECT 1")
+        .await
+        .is_ok();
+    let broker = state.services.broker.check().await.is_ok();
     let roles = state.roles.snapshot();
     // A role that failed takes the process down soon; until then it must get no traffic.
     let roles_running = roles.values().all(|role| *role == RoleState::Running);

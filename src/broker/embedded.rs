@@ -28,8 +28,8 @@ use super::{
     ReplaySummary,
 };
 use crate::{
+    broker::dead_letters::{self, DeadLetterSink, NewDeadLetter},
     config::Settings,
-    dead_letters::{self, DeadLetterSink, NewDeadLetter},
 };
 
 /// How long a claimed message stays invisible to other consumers.

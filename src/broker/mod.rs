@@ -6,6 +6,7 @@
 //! the handler says what became of it — done (ack), retry later (a delayed retry tier, or
 //! the dead-letter queue once attempts run out) or dead (straight to the dead letters).
 
+pub mod dead_letters;
 pub mod embedded;
 pub mod rabbitmq;
 
@@ -19,8 +20,8 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use self::dead_letters::DeadLetterSink;
 use crate::{
-    dead_letters::DeadLetterSink,
     domain::Source,
     prom::ids::{EventId, ShopId},
 };

@@ -32,11 +32,11 @@ use self::{
 use crate::{
     broker::{Disposition, InboundHandler, InboundMessage},
     domain::{ClientMatching, Language, MatchProductsBy, Outcome, StatusKind},
-    poll::source::{self, OrderSource},
     prom::{
         client::{PromClient, PromCredentials, PromError},
         money::Currency,
         order::PromOrder,
+        source::{self, OrderSource},
     },
 };
 
@@ -298,7 +298,7 @@ impl Importer {
     /// Prom refuses also flags the shop, where operators (and the poller) see it.
     async fn prom_failure(&self, ctx: &ShopContext, e: PromError, doing: &str) -> Disposition {
         if matches!(e, PromError::Unauthorized(_)) {
-            if let Err(db) = source::flag_token_rejected(&self.db, ctx.shop_id, true).await {
+            if let Err(db) = crate::db::flag_token_rejected(&self.db, ctx.shop_id, true).await {
                 tracing::warn!(error = %db, "could not flag the shop's rejected token");
             }
         }

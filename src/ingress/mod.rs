@@ -24,9 +24,9 @@ use crate::{
     broker::InboundMessage,
     domain::Source,
     error::ApiError,
+    http::AppState,
     keyring::{Keyring, Slot},
     prom::ids::{EventId, ShopId},
-    startup::AppState,
 };
 
 /// How long a shop's keys are cached: a rotated secret is honoured within this time.
@@ -36,6 +36,22 @@ const BROKER_RETRY_AFTER_S: u64 = 5;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/prom/{shop_id}", web::post().to(receive));
+}
+
+/// What the ingress keeps between requests, once per process: the shops' signing keys
+/// and their notification allowances.
+pub struct IngressState {
+    pub webhook_keys: KeyCache,
+    pub webhook_rate: ShopRateLimit,
+}
+
+impl IngressState {
+    pub fn new(keyring: Arc<Keyring>, rate_per_shop_per_s: Option<std::num::NonZeroU32>) -> Self {
+        Self {
+            webhook_keys: KeyCache::new(keyring),
+            webhook_rate: ShopRateLimit::new(rate_per_shop_per_s),
+        }
+    }
 }
 
 /// The keys that may sign a shop's notifications: its secret, plus the previous one
@@ -212,6 +228,7 @@ async fn receive(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    ingress: web::Data<IngressState>,
 ) -> Result<HttpResponse, ApiError> {
     let settings = &state.settings;
     if !is_json(&req) {
@@ -221,9 +238,9 @@ async fn receive(
     // An unparseable id and an unknown shop answer exactly like a bad signature, so the
     // endpoint does not reveal which shops exist.
     let shop: ShopId = path.parse().map_err(|_| ApiError::Unauthorized)?;
-    let keys = state
+    let keys = ingress
         .webhook_keys
-        .get(&state.db, shop)
+        .get(&state.services.db, shop)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     let message = SignedMessage {
@@ -239,10 +256,10 @@ async fn receive(
         settings.webhook.tolerance.as_secs(),
     ) {
         tracing::info!(%reason, "webhook refused");
-        crate::metrics::signature_failure(&reason);
+        crate::metrics::signature_failure(reason.label());
         return Err(ApiError::Unauthorized);
     }
-    if let Err(retry_after_s) = state.webhook_rate.check(shop) {
+    if let Err(retry_after_s) = ingress.webhook_rate.check(shop) {
         return Err(ApiError::TooManyRequests {
             message: "too many notifications for this shop; retry later".into(),
             retry_after_s: retry_after_s.max(1),
@@ -262,7 +279,7 @@ async fn receive(
         order_id,
         order,
     };
-    if let Err(e) = state.broker.publish_inbound(&notification).await {
+    if let Err(e) = state.services.broker.publish_inbound(&notification).await {
         tracing::warn!(error = %e, "notification not enqueued");
         return Err(ApiError::BrokerUnavailable {
             retry_after_s: BROKER_RETRY_AFTER_S,

@@ -103,6 +103,19 @@ pub enum VerifyError {
     OversizedSignatureHeader,
 }
 
+impl VerifyError {
+    /// The failure's label on the signature-failure metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(_) => "missing_header",
+            VerifyError::BadTimestamp => "bad_timestamp",
+            VerifyError::StaleTimestamp => "stale_timestamp",
+            VerifyError::NoValidSignature => "no_valid_signature",
+            VerifyError::OversizedSignatureHeader => "oversized_header",
+        }
+    }
+}
+
 pub struct SignedMessage<'a> {
     pub id: Option<&'a str>,
     pub timestamp: Option<&'a str>,

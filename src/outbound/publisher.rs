@@ -43,10 +43,10 @@ use crate::{
     broker::{Disposition, Handler},
     config::Settings,
     domain::Outcome,
-    poll::source,
     prom::{
         client::{CancellationReason, PromClient, PromError, SetStatusRequest, SetStatusResponse},
         order::PromStatus,
+        source,
     },
 };
 
@@ -562,7 +562,7 @@ async fn set_token_rejected(
     shop_id: i64,
     rejected: bool,
 ) -> anyhow::Result<()> {
-    source::flag_token_rejected(txn, shop_id, rejected)
+    crate::db::flag_token_rejected(txn, shop_id, rejected)
         .await
         .context("flagging the shop's token")
 }

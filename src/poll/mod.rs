@@ -11,7 +11,6 @@
 
 pub mod cursor;
 pub mod lease;
-pub mod source;
 pub mod sweep;
 
 use std::{collections::HashMap, sync::Arc};

@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use super::{
     cursor::{self, Cursor, Listed, Verdict},
     lease::Leases,
-    source::{self, OrderSource},
     PollSettings,
 };
 use crate::{
@@ -29,6 +28,7 @@ use crate::{
     prom::{
         client::{OrderListQuery, PromClient, PromError},
         ids::{EventId, ShopId},
+        source::{self, OrderSource},
     },
 };
 

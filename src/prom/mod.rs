@@ -1,13 +1,15 @@
 //! The Prom.ua side of promsync: API types, money parsing and the HTTP client.
 //!
-//! Shared by every role (ingress, poller, importer, publisher); nothing here knows about
-//! the database or the broker, so it can be tested against a local HTTP stand-in alone.
+//! Shared by every role (ingress, poller, importer, publisher); nothing here queries the
+//! database or knows the broker (`source` only reads a shop's row to build its
+//! credentials), so it can be tested against a local HTTP stand-in alone.
 
 pub mod client;
 pub mod ids;
 pub mod money;
 pub mod order;
 pub mod origin;
+pub mod source;
 pub mod throttle;
 
 pub use client::{

@@ -1,7 +1,7 @@
 //! The employees screen, for employees with `manage_employees`: who has access and with
 //! which permissions, adding an employee (the new token is shown on that one answer
-//! only) and revoking one. Everything goes through the JSON API's employee functions, so
-//! the same rules hold: only held permissions can be granted, another account's employee
+//! only) and revoking one. Everything goes through the employee services the JSON API
+//! uses too, so the same rules hold: only held permissions can be granted, another account's employee
 //! is not found, and the last manager cannot be deleted (shown as a notice).
 
 use actix_web::{
@@ -17,10 +17,13 @@ use super::{
     session::{Operator, Posted},
 };
 use crate::{
-    api::employees::{self as api, NewEmployee, NAME_MAX_CHARS},
-    domain::Permission,
+    domain::{Permission, Spelled},
     error::ApiError,
-    startup::AppState,
+    http::AppState,
+    service::{
+        employees::{self as service, NewEmployee, NAME_MAX_CHARS},
+        ServiceError,
+    },
 };
 
 fn permission_label(t: &Texts, permission: Permission) -> &'static str {
@@ -48,7 +51,7 @@ async fn employees_page(
             }
         },
         None => {
-            let staff = api::list_employees(state, &op.caller).await?;
+            let staff = service::list_employees(&state.services.db, &op.caller).await?;
             html! {
                 (done.unwrap_or_default())
                 table id="employees" {
@@ -114,11 +117,11 @@ pub async fn create(posted: Posted, state: web::Data<AppState>) -> HttpResponse 
     let op = &posted.op;
     let body = NewEmployee {
         name: posted.fields.get("name").unwrap_or_default().to_owned(),
-        permissions: posted.fields.all("permission").map(str::to_owned).collect(),
+        permissions: posted.fields.all("permission").map(Spelled::from).collect(),
     };
     let result = async {
         let t = op.lang.texts();
-        match api::create_employee(&state, &op.caller, body).await {
+        match service::create_employee(&state.services, &op.caller, body).await {
             Ok(created) => {
                 let shown = html! {
                     div.notice.ok role="status" {
@@ -127,11 +130,11 @@ pub async fn create(posted: Posted, state: web::Data<AppState>) -> HttpResponse 
                 };
                 employees_page(op, &state, Some(shown), StatusCode::OK).await
             }
-            Err(ApiError::BadRequest(why)) => {
+            Err(ServiceError::Invalid(why)) => {
                 let refused = notice(&why, "error");
                 employees_page(op, &state, Some(refused), StatusCode::BAD_REQUEST).await
             }
-            Err(other) => Err(other),
+            Err(other) => Err(other.into()),
         }
     }
     .await;
@@ -149,18 +152,18 @@ pub async fn delete(
     let op = &posted.op;
     let result = async {
         let t = op.lang.texts();
-        match api::delete_employee(&state, &op.caller, *id).await {
+        match service::delete_employee(&state.services, &op.caller, *id).await {
             Ok(()) if *id == op.caller.employee_id => Ok(HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, "/ui/login"))
                 .finish()),
             Ok(()) => {
                 employees_page(op, &state, Some(notice(t.revoked, "ok")), StatusCode::OK).await
             }
-            Err(ApiError::Conflict(_)) => {
+            Err(ServiceError::Conflict(_)) => {
                 let refused = notice(t.last_manager, "error");
                 employees_page(op, &state, Some(refused), StatusCode::CONFLICT).await
             }
-            Err(other) => Err(other),
+            Err(other) => Err(other.into()),
         }
     }
     .await;

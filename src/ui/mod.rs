@@ -4,8 +4,9 @@
 //! "Other actions → Update orders", the order page with its integration fields, shop
 //! settings, sync problems), in Ukrainian by default and English on request.
 //!
-//! Every page reads and acts through the same functions as the JSON API (`crate::api`),
-//! with the same `Caller` and permissions; this module only renders and parses forms.
+//! Every page reads and acts through the application layer (`crate::service`), as the
+//! JSON API does, with the same `Caller` and permissions; this module only renders and
+//! parses forms.
 //! Modules: `session` (sign-in, cookies, CSRF), `i18n`, `page` (frame and helpers),
 //! `orders`, `shops`, `problems`, `employees`.
 

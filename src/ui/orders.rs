@@ -1,8 +1,8 @@
 //! The orders screens: the list (source/shop filter, paging, "Other actions → Update
 //! orders" with per-order results) and one order (items, buyer, the four integration
 //! fields with a refresh button, status change with its Prom outcome, write-off, sync
-//! log). Every read and action goes through the same functions the JSON API calls, so
-//! the rules (10-minute refresh, outbox, permissions, account scoping) are the API's.
+//! log). Every read and action goes through the service layer, as the JSON API's do, so
+//! the rules (10-minute refresh, outbox, permissions, account scoping) are the same.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
 use maud::{html, Markup};
@@ -14,17 +14,17 @@ use super::{
     session::{Operator, Posted},
 };
 use crate::{
-    api::{
+    domain::Permission,
+    error::ApiError,
+    http::AppState,
+    service::{
         lookups,
         orders::{
-            self as api, ListQuery, OrderView, Outbound, RefreshOutcome, RefreshResult,
+            self as service, ListQuery, OrderView, Outbound, RefreshOutcome, RefreshResult,
             SourceFilter,
         },
         shops, sync_log,
     },
-    domain::Permission,
-    error::ApiError,
-    startup::AppState,
 };
 
 const PER_PAGE: u64 = 25;
@@ -119,8 +119,8 @@ async fn list_page(
     results: Option<&[RefreshResult]>,
 ) -> Result<Markup, ApiError> {
     let t = op.lang.texts();
-    let list = api::list_orders(state, &op.caller, params.query()).await?;
-    let shops = shops::shop_names(state, &op.caller).await?;
+    let list = service::list_orders(&state.services.db, &op.caller, params.query()).await?;
+    let shops = shops::shop_names(&state.services.db, &op.caller).await?;
     let source = params.source.as_deref().unwrap_or("all");
     let shop_id = params.shop_id.as_deref().unwrap_or("");
     let pages = list.total.div_ceil(list.per_page).max(1);
@@ -209,7 +209,7 @@ pub async fn refresh_many(
             .all("order_id")
             .filter_map(|id| id.parse().ok())
             .collect();
-        let results = api::refresh_orders(&state, &op.caller, &ids).await?;
+        let results = service::refresh_orders(&state.services, &op.caller, &ids).await?;
         Ok(html_response(
             StatusCode::OK,
             list_page(op, &params, &state, Some(&results)).await?,
@@ -239,9 +239,10 @@ async fn order_page(
     done: Option<Notice>,
 ) -> Result<HttpResponse, ApiError> {
     let t = op.lang.texts();
-    let order = api::get_order(state, &op.caller, id).await?;
-    let statuses = lookups::account_statuses(state, &op.caller).await?;
-    let log = sync_log::entries(state, op.caller.account_id, Some(id), None, LOG_ENTRIES).await?;
+    let db = &state.services.db;
+    let order = service::get_order(db, &op.caller, id).await?;
+    let statuses = lookups::account_statuses(db, &op.caller).await?;
+    let log = sync_log::entries(db, &op.caller, Some(id), None, LOG_ENTRIES).await?;
     let imported = order.external_id.is_some();
     let refused = if imported {
         lacks(op, Permission::GoodsWithoutWriteOff)
@@ -391,7 +392,7 @@ pub async fn change_status(
     let op = &posted.op;
     let result = async {
         let status_id = field_id(&posted, "status_id")?;
-        let changed = api::set_status(&state, &op.caller, *id, status_id).await?;
+        let changed = service::set_status(&state.services, &op.caller, *id, status_id).await?;
         order_page(op, *id, &state, Some(Notice::Status(changed.outbound))).await
     }
     .await;
@@ -406,7 +407,7 @@ pub async fn write_off(
 ) -> HttpResponse {
     let op = &posted.op;
     let result = async {
-        api::write_off_goods(&state, &op.caller, *id).await?;
+        service::write_off_goods(&state.services, &op.caller, *id).await?;
         order_page(op, *id, &state, Some(Notice::WrittenOff)).await
     }
     .await;
@@ -422,7 +423,7 @@ pub async fn refresh_one(
 ) -> HttpResponse {
     let op = &posted.op;
     let result = async {
-        let result = api::refresh_orders(&state, &op.caller, &[*id])
+        let result = service::refresh_orders(&state.services, &op.caller, &[*id])
             .await?
             .pop()
             .ok_or(ApiError::NotFound)?;

@@ -1,7 +1,7 @@
 //! Sync problems, for employees who manage integrations (others get 403): notifications
 //! the importer rejected (with their reasons, from the sync log) and the account's dead
 //! letters of both lanes, each with a requeue button. Dead letters are read and requeued
-//! through the same account-scoped functions as `/api/dead-letters`, from the database:
+//! through the same account-scoped services as `/api/dead-letters`, from the database:
 //! opening this page never touches the broker.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
@@ -13,11 +13,10 @@ use super::{
     session::{Operator, Posted},
 };
 use crate::{
-    api::sync_log,
-    dead_letters,
     domain::{Outcome, Permission},
     error::ApiError,
-    startup::AppState,
+    http::AppState,
+    service::{dead_letters, sync_log},
 };
 
 const REJECTED_SHOWN: u64 = 100;
@@ -31,17 +30,16 @@ async fn problems_page(
     op.caller
         .require(Permission::ManageIntegrations, "viewing sync problems")?;
     let t = op.lang.texts();
+    let db = &state.services.db;
     let rejected = sync_log::entries(
-        state,
-        op.caller.account_id,
+        db,
+        &op.caller,
         None,
         Some(Outcome::Rejected),
         REJECTED_SHOWN,
     )
     .await?;
-    let letters =
-        dead_letters::list_for_account(&state.db, op.caller.account_id, None, DEAD_LETTERS_SHOWN)
-            .await?;
+    let letters = dead_letters::list(db, &op.caller, None, DEAD_LETTERS_SHOWN).await?;
     let body = html! {
         @if let Some(done) = done { (notice(done, "ok")) }
         section id="rejected" {
@@ -101,13 +99,7 @@ pub async fn requeue(posted: Posted, state: web::Data<AppState>) -> HttpResponse
             .unwrap_or_default()
             .parse()
             .map_err(|_| ApiError::NotFound)?;
-        let requeued = dead_letters::requeue_for_account(
-            &state.db,
-            state.broker.as_ref(),
-            op.caller.account_id,
-            &[id],
-        )
-        .await?;
+        let requeued = dead_letters::requeue(&state.services, &op.caller, &[id]).await?;
         if requeued == 0 {
             return Err(ApiError::NotFound);
         }

@@ -20,10 +20,10 @@ use subtle::ConstantTimeEq;
 
 use super::i18n::Lang;
 use crate::{
-    api::auth::{employee_by_token, Caller},
     error::ApiError,
+    http::AppState,
     secrets,
-    startup::AppState,
+    service::caller::{employee_by_token, Caller},
 };
 
 pub const SESSION_COOKIE: &str = "promsync_session";
@@ -117,17 +117,17 @@ impl FromRequest for Operator {
             let state = state.ok_or_else(|| {
                 Refusal::Api(anyhow::anyhow!("AppState is not registered").into())
             })?;
-            let now = state.clock.now();
+            let now = state.services.clock.now();
             let Some(row) = ui_sessions::Entity::find_by_id(secrets::hash_api_token(&session))
                 .filter(ui_sessions::Column::ExpiresAt.gt(now))
-                .one(&state.db)
+                .one(&state.services.db)
                 .await
                 .map_err(ApiError::from)?
             else {
                 return Err(Refusal::SignIn);
             };
             let employee = employees::Entity::find_by_id(row.employee_id)
-                .one(&state.db)
+                .one(&state.services.db)
                 .await
                 .map_err(ApiError::from)?
                 .ok_or(Refusal::SignIn)?;
@@ -253,7 +253,7 @@ pub async fn login(
         ));
     }
     let token = fields.get("token").unwrap_or_default().trim();
-    let employee = employee_by_token(&state.db, token)
+    let employee = employee_by_token(&state.services.db, token)
         .await
         .map_err(ApiError::from)?;
     let Some(employee) = employee else {
@@ -264,11 +264,11 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    let now = state.clock.now();
+    let now = state.services.clock.now();
     // Expired sessions are swept at sign-in: the table stays small without a timer.
     ui_sessions::Entity::delete_many()
         .filter(ui_sessions::Column::ExpiresAt.lte(now))
-        .exec(&state.db)
+        .exec(&state.services.db)
         .await
         .map_err(ApiError::from)?;
     let session = secrets::new_api_token();
@@ -278,7 +278,7 @@ pub async fn login(
         created_at: Set(now),
         expires_at: Set(now + Duration::hours(SESSION_TTL_H)),
     }
-    .insert(&state.db)
+    .insert(&state.services.db)
     .await
     .map_err(ApiError::from)?;
     tracing::Span::current().record("employee_id", employee.id);
@@ -301,7 +301,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, Refusal> {
     if let Some(session) = req.cookie(SESSION_COOKIE) {
         ui_sessions::Entity::delete_by_id(secrets::hash_api_token(session.value()))
-            .exec(&state.db)
+            .exec(&state.services.db)
             .await
             .map_err(ApiError::from)?;
     }

@@ -1,8 +1,8 @@
 //! Shop settings for employees with `manage_integrations`: Prom URL, the write-only
 //! token, language, product and client matching, polling, the status mapping editor,
-//! webhook secret rotation, and the shop's health. Reads and writes go through the JSON
-//! API's shop functions (validation, write-only token, rotation grace), never to the
-//! credential columns directly.
+//! webhook secret rotation, and the shop's health. Reads and writes go through the shop
+//! services the JSON API uses too (validation, write-only token, rotation grace), never
+//! to the credential columns directly.
 
 use std::collections::BTreeSet;
 
@@ -15,18 +15,18 @@ use super::{
     session::{Operator, Posted},
 };
 use crate::{
-    api::{
-        lookups,
-        shops::{self as api, ShopPatch, StatusMapping},
-    },
-    domain::Permission,
+    domain::{Permission, Spelled},
     error::ApiError,
-    startup::AppState,
+    http::AppState,
+    service::{
+        lookups,
+        shops::{
+            self as service,
+            mapping::{INBOUND_PROM_STATUSES, OUTBOUND_PROM_STATUSES},
+            ShopPatch, StatusMapping,
+        },
+    },
 };
-
-/// Prom statuses offered in the mapping editor (custom ones already mapped are added).
-const INBOUND: [&str; 5] = ["pending", "received", "delivered", "canceled", "paid"];
-const OUTBOUND: [&str; 3] = ["received", "delivered", "canceled"];
 
 /// `GET /ui/shops`: every employee sees the shop names; settings and health need
 /// `manage_integrations`.
@@ -35,14 +35,14 @@ pub async fn list(op: Operator, state: web::Data<AppState>) -> HttpResponse {
         let t = op.lang.texts();
         let body = match lacks(&op, Permission::ManageIntegrations) {
             Some(reason) => {
-                let names = api::shop_names(&state, &op.caller).await?;
+                let names = service::shop_names(&state.services.db, &op.caller).await?;
                 html! {
                     (notice(reason, "warn"))
                     ul { @for shop in &names { li { (shop.name) } } }
                 }
             }
             None => {
-                let shops = api::list_shops(&state, &op.caller).await?;
+                let shops = service::list_shops(&state.services.db, &op.caller).await?;
                 html! {
                     table {
                         thead { tr { th { (t.shop_name) } th { (t.prom_url) } th { (t.prom_token) } } }
@@ -83,16 +83,18 @@ async fn shop_page(
     done: Option<Markup>,
 ) -> Result<HttpResponse, ApiError> {
     let t: &Texts = op.lang.texts();
-    let shop = api::get_shop(state, &op.caller, id).await?;
-    let health = api::shop_health(state, &op.caller, id).await?;
-    let mapping = api::status_mapping(state, &op.caller, id).await?;
-    let statuses = lookups::account_statuses(state, &op.caller).await?;
-    let inbound: BTreeSet<&str> = INBOUND
+    let db = &state.services.db;
+    let shop = service::get_shop(db, &op.caller, id).await?;
+    let health = service::shop_health(db, &op.caller, id).await?;
+    let mapping = service::status_mapping(db, &op.caller, id).await?;
+    let statuses = lookups::account_statuses(db, &op.caller).await?;
+    // Offered in the mapping editor: the known Prom statuses and the custom ones mapped.
+    let inbound: BTreeSet<&str> = INBOUND_PROM_STATUSES
         .iter()
         .copied()
         .chain(mapping.inbound.keys().map(String::as_str))
         .collect();
-    let outbound: BTreeSet<&str> = OUTBOUND
+    let outbound: BTreeSet<&str> = OUTBOUND_PROM_STATUSES
         .iter()
         .copied()
         .chain(mapping.outbound.values().map(String::as_str))
@@ -208,9 +210,9 @@ fn patch_of(posted: &Posted) -> Result<ShopPatch, ApiError> {
         name: text("name"),
         prom_url: text("prom_url"),
         prom_token: text("prom_token").filter(|t| !t.trim().is_empty()),
-        language: text("language"),
-        match_products_by: text("match_products_by"),
-        client_matching: text("client_matching"),
+        language: text("language").map(Spelled::from),
+        match_products_by: text("match_products_by").map(Spelled::from),
+        client_matching: text("client_matching").map(Spelled::from),
         poll_enabled: Some(f.get("poll_enabled").is_some()),
         poll_interval_s,
         ..Default::default()
@@ -221,7 +223,7 @@ fn patch_of(posted: &Posted) -> Result<ShopPatch, ApiError> {
 pub async fn save(posted: Posted, id: web::Path<i64>, state: web::Data<AppState>) -> HttpResponse {
     let op = &posted.op;
     let result = async {
-        api::patch_shop(&state, &op.caller, *id, patch_of(&posted)?).await?;
+        service::patch_shop(&state.services, &op.caller, *id, patch_of(&posted)?).await?;
         shop_page(op, *id, &state, Some(notice(op.lang.texts().saved, "ok"))).await
     }
     .await;
@@ -259,7 +261,8 @@ pub async fn save_mapping(
 ) -> HttpResponse {
     let op = &posted.op;
     let result = async {
-        api::replace_status_mapping(&state, &op.caller, *id, mapping_of(&posted)?).await?;
+        service::replace_status_mapping(&state.services, &op.caller, *id, mapping_of(&posted)?)
+            .await?;
         shop_page(op, *id, &state, Some(notice(op.lang.texts().saved, "ok"))).await
     }
     .await;
@@ -275,7 +278,7 @@ pub async fn rotate(
     let op = &posted.op;
     let result = async {
         let t = op.lang.texts();
-        let rotated = api::rotate_shop_secret(&state, &op.caller, *id, None).await?;
+        let rotated = service::rotate_shop_secret(&state.services, &op.caller, *id, None).await?;
         let shown = html! {
             div.notice.ok role="status" {
                 (t.new_secret_once) " " code.secret { (rotated.webhook_secret) }

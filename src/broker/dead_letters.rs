@@ -28,7 +28,7 @@ use sea_orm::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::broker::{Broker, BrokerError, Lane};
+use super::{Broker, BrokerError, Lane};
 
 /// Longest `last_error` kept, in characters.
 pub const LAST_ERROR_MAX_CHARS: usize = 1000;
@@ -220,18 +220,6 @@ pub enum RequeueError {
     Broker(#[from] BrokerError),
     #[error("database: {0}")]
     Database(#[from] DbErr),
-}
-
-impl From<RequeueError> for crate::error::ApiError {
-    fn from(e: RequeueError) -> Self {
-        match e {
-            RequeueError::Broker(e) => {
-                tracing::warn!(error = %e, "requeueing a dead letter: broker unavailable");
-                crate::error::ApiError::BrokerUnavailable { retry_after_s: 5 }
-            }
-            RequeueError::Database(e) => e.into(),
-        }
-    }
 }
 
 /// Sends the account's dead letters among `ids` back to their work queues with a fresh

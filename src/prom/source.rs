@@ -1,21 +1,18 @@
-//! Fetching a shop's orders from Prom, shared by the two paths that ask Prom for orders:
-//! the poller (pages of `GET /orders/list`) and the importer's thin-notification and
-//! manual-refresh path (`GET /orders/{id}`). Both build the shop's credentials here, from
-//! its row, so a change to how a shop talks to Prom (URL, token, language) is made once.
+//! A shop's access to Prom, from its row: the credentials every role that calls Prom
+//! builds here (poller, importer, publisher), so a change to how a shop talks to Prom (URL,
+//! token, language) is made once, and fetching its orders, shared by the two paths that
+//! ask Prom for orders: the poller (pages of `GET /orders/list`) and the importer's
+//! thin-notification and manual-refresh path (`GET /orders/{id}`).
 
-use chrono::Utc;
 use entity::shops;
-use sea_orm::{sea_query::Expr, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::{
-    keyring::{Slot, StoredSecret},
-    prom::{
-        client::{OrderListQuery, PromClient, PromCredentials, PromError},
-        order::PromOrder,
-        origin::PromOrigin,
-    },
+use super::{
+    client::{OrderListQuery, PromClient, PromCredentials, PromError},
+    order::PromOrder,
+    origin::PromOrigin,
 };
+use crate::keyring::{Slot, StoredSecret};
 
 /// Why a shop's row cannot be turned into Prom credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,25 +35,6 @@ pub fn credentials(shop: &shops::Model) -> Result<PromCredentials, SourceError> 
         token: StoredSecret::new(Slot::prom_token(shop.id), shop.prom_token.clone()),
         language: shop.language.to_string(),
     })
-}
-
-/// Records whether Prom refuses the shop's token. Every role that meets a 401/403 sets
-/// it (the poller then pauses the shop, `GET /api/shops/{id}` shows it); a call Prom
-/// accepts again clears it.
-pub async fn flag_token_rejected<C: ConnectionTrait>(
-    conn: &C,
-    shop_id: i64,
-    rejected: bool,
-) -> Result<(), DbErr> {
-    shops::Entity::update_many()
-        .col_expr(
-            shops::Column::TokenRejectedAt,
-            Expr::value(rejected.then(Utc::now)),
-        )
-        .filter(shops::Column::Id.eq(shop_id))
-        .exec(conn)
-        .await?;
-    Ok(())
 }
 
 /// One shop's orders on Prom, through the shared client (its pool and throttle).

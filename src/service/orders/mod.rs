@@ -1,0 +1,91 @@
+//! Orders (ARCHITECTURE.md, 'Business rules' from 'Status changes reach Prom' on): the
+//! view every door shows (`views`), the list with its filters (`list`), one order,
+//! creating an RO App order (`create`), changing a status and writing off the goods
+//! (`status`) and the manual refresh from Prom (`refresh`).
+//!
+//! A status change and the outbox row that carries it to Prom are written in one
+//! transaction, so a change is never lost between the database and the broker; the outbox
+//! payload only names the order because the publisher sends the order's *current* mapped
+//! status ('Prom gets the current status'). The refresh limit is a conditional UPDATE in
+//! the database, so two replicas racing for the same order can never both pass.
+
+pub mod create;
+pub mod list;
+pub mod refresh;
+pub mod status;
+pub mod views;
+
+use entity::{order_statuses, orders};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+};
+
+pub use self::{
+    create::{create_order, NewClient, NewItem, NewOrder},
+    list::{list_orders, ListQuery, SourceFilter},
+    refresh::{refresh_orders, RefreshOutcome, RefreshResult, REFRESH_INTERVAL_S},
+    status::{set_status, write_off_goods, Outbound, StatusChanged},
+    views::{
+        money, quantity, views, ClientView, ItemView, OrderList, OrderSource, OrderView, ShopRef,
+        StatusView,
+    },
+};
+use crate::{
+    domain::Permission,
+    service::{Caller, ServiceError, ServiceResult},
+};
+
+/// Where an imported order's page on Prom is, unless the shop has its own template.
+pub const DEFAULT_ORDER_URL_TEMPLATE: &str = "https://my.prom.ua/cms/order/edit/{id}";
+
+/// One order of the caller's account (404 for any other).
+#[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = id))]
+pub async fn get_order(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> ServiceResult<OrderView> {
+    let order = find_order(db, caller.account_id, id, false).await?;
+    views::view(db, caller.account_id, order).await
+}
+
+/// The order `id` of the account, locked for update when inside a transaction that
+/// changes it (concurrent status changes and write-offs serialize on the row).
+async fn find_order<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    id: i64,
+    lock: bool,
+) -> ServiceResult<orders::Model> {
+    let mut query = orders::Entity::find_by_id(id).filter(orders::Column::AccountId.eq(account_id));
+    if lock {
+        query = query.lock_exclusive();
+    }
+    query.one(db).await?.ok_or(ServiceError::NotFound)
+}
+
+fn is_imported(order: &orders::Model) -> bool {
+    order.external_id.is_some()
+}
+
+/// 'Synced orders need a permission' (ARCHITECTURE.md): working with a synced order needs
+/// "can add goods without write-off".
+fn require_for_synced(caller: &Caller, order: &orders::Model, action: &str) -> ServiceResult<()> {
+    if is_imported(order) {
+        caller.require(Permission::GoodsWithoutWriteOff, action)?;
+    }
+    Ok(())
+}
+
+/// The account's status `status_id`, or a 404 naming it.
+async fn account_status<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    status_id: i64,
+) -> ServiceResult<order_statuses::Model> {
+    order_statuses::Entity::find_by_id(status_id)
+        .filter(order_statuses::Column::AccountId.eq(account_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::Missing(format!("status {status_id} not found")))
+}

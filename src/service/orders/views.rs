@@ -1,0 +1,289 @@
+//! The Order view (`OrderView` and its parts) that the JSON API answers and the operator
+//! pages render, built from order rows with one query per related table whatever the
+//! number of orders.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use entity::{clients, order_items, order_statuses, orders, shops};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::DEFAULT_ORDER_URL_TEMPLATE;
+use crate::{
+    domain::StatusKind,
+    service::{ServiceError, ServiceResult},
+};
+
+/// Money is shown with two decimals (`"1234.50"`), as RO App books it.
+pub fn money(value: Decimal) -> String {
+    let mut value = value.round_dp(2);
+    value.rescale(2);
+    value.to_string()
+}
+
+/// Quantities are shown without trailing zeros (`"2"`, `"2.5"`); Prom sends floats.
+pub fn quantity(value: Decimal) -> String {
+    value.normalize().to_string()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderSource {
+    /// Created in RO App.
+    Roapp,
+    /// Imported from a Prom shop.
+    Prom,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShopRef {
+    pub id: i64,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusView {
+    pub id: i64,
+    pub name: String,
+    #[schema(value_type = StatusKind)]
+    pub kind: String,
+}
+
+impl From<order_statuses::Model> for StatusView {
+    fn from(s: order_statuses::Model) -> Self {
+        Self {
+            id: s.id,
+            name: s.name,
+            kind: s.kind.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientView {
+    pub id: i64,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+impl From<clients::Model> for ClientView {
+    fn from(c: clients::Model) -> Self {
+        Self {
+            id: c.id,
+            first_name: c.first_name,
+            last_name: c.last_name,
+            phone: c.phone,
+            email: c.email,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemView {
+    pub id: i64,
+    pub product_id: i64,
+    pub name: String,
+    pub sku: Option<String>,
+    #[schema(example = "2")]
+    pub quantity: String,
+    #[schema(example = "1234.50")]
+    pub price: String,
+    pub written_off: bool,
+}
+
+/// The Order of the HTTP API (`GET /api/openapi.json`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: i64,
+    /// The Prom order id for imported orders, `R-<n>` for orders created in RO App.
+    pub number: String,
+    pub source: OrderSource,
+    pub shop: Option<ShopRef>,
+    pub external_id: Option<String>,
+    pub remote_created_at: Option<DateTime<Utc>>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// The order's page on Prom (imported orders only).
+    pub prom_url: Option<String>,
+    pub status: StatusView,
+    pub remote_status: Option<String>,
+    pub written_off: bool,
+    pub client: Option<ClientView>,
+    pub items: Vec<ItemView>,
+    #[schema(example = "1234.50")]
+    pub total: String,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<OrderView>,
+    pub page: u64,
+    pub per_page: u64,
+    pub total: u64,
+}
+
+/// The Order views of `rows` (all of `account_id`), loading their shops, statuses,
+/// clients and items in one query each.
+pub async fn views<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    rows: Vec<orders::Model>,
+) -> Result<Vec<OrderView>, DbErr> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let shop_ids: BTreeSet<i64> = rows.iter().filter_map(|o| o.shop_id).collect();
+    let status_ids: BTreeSet<i64> = rows.iter().map(|o| o.status_id).collect();
+    let client_ids: BTreeSet<i64> = rows.iter().filter_map(|o| o.client_id).collect();
+    let order_ids: Vec<i64> = rows.iter().map(|o| o.id).collect();
+    // Only the columns shown: the shop row also holds its secrets.
+    let shops: HashMap<i64, (String, Option<String>)> = if shop_ids.is_empty() {
+        HashMap::new()
+    } else {
+        shops::Entity::find()
+            .select_only()
+            .columns([
+                shops::Column::Id,
+                shops::Column::Name,
+                shops::Column::OrderUrlTemplate,
+            ])
+            .filter(shops::Column::AccountId.eq(account_id))
+            .filter(shops::Column::Id.is_in(shop_ids))
+            .into_tuple::<(i64, String, Option<String>)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(id, name, template)| (id, (name, template)))
+            .collect()
+    };
+    let statuses: HashMap<i64, order_statuses::Model> = order_statuses::Entity::find()
+        .filter(order_statuses::Column::AccountId.eq(account_id))
+        .filter(order_statuses::Column::Id.is_in(status_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
+    let mut clients: HashMap<i64, clients::Model> = if client_ids.is_empty() {
+        HashMap::new()
+    } else {
+        clients::Entity::find()
+            .filter(clients::Column::AccountId.eq(account_id))
+            .filter(clients::Column::Id.is_in(client_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect()
+    };
+    let mut items: HashMap<i64, Vec<ItemView>> = HashMap::new();
+    for item in order_items::Entity::find()
+        .filter(order_items::Column::OrderId.is_in(order_ids))
+        .order_by_asc(order_items::Column::OrderId)
+        .order_by_asc(order_items::Column::Position)
+        .order_by_asc(order_items::Column::Id)
+        .all(db)
+        .await?
+    {
+        items.entry(item.order_id).or_default().push(ItemView {
+            id: item.id,
+            product_id: item.product_id,
+            name: item.name,
+            sku: item.sku,
+            quantity: quantity(item.quantity),
+            price: money(item.price),
+            written_off: item.written_off,
+        });
+    }
+    let mut views = Vec::with_capacity(rows.len());
+    for order in rows {
+        let shop = order.shop_id.and_then(|id| shops.get(&id).map(|s| (id, s)));
+        let prom_url = match (&shop, &order.external_id) {
+            (Some((_, (_, template))), Some(external_id)) => Some(
+                template
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ORDER_URL_TEMPLATE)
+                    .replace("{id}", external_id),
+            ),
+            (None, Some(external_id)) => {
+                Some(DEFAULT_ORDER_URL_TEMPLATE.replace("{id}", external_id))
+            }
+            _ => None,
+        };
+        let status = match statuses.get(&order.status_id) {
+            Some(s) => StatusView::from(s.clone()),
+            None => {
+                // The foreign key keeps this from happening; a row of another account
+                // would be a bug, and must not be shown.
+                return Err(DbErr::RecordNotFound(format!(
+                    "status {} of order {}",
+                    order.status_id, order.id
+                )));
+            }
+        };
+        views.push(OrderView {
+            id: order.id,
+            number: order.number,
+            source: if order.external_id.is_some() {
+                OrderSource::Prom
+            } else {
+                OrderSource::Roapp
+            },
+            shop: shop.map(|(id, (name, _))| ShopRef {
+                id,
+                name: name.clone(),
+            }),
+            external_id: order.external_id,
+            remote_created_at: order.remote_created_at,
+            last_synced_at: order.last_synced_at,
+            prom_url,
+            status,
+            remote_status: order.remote_status,
+            written_off: order.written_off_at.is_some(),
+            client: order
+                .client_id
+                .and_then(|id| clients.remove(&id))
+                .map(ClientView::from),
+            items: items.remove(&order.id).unwrap_or_default(),
+            total: money(order.total),
+            currency: order.currency,
+            created_at: order.created_at,
+        });
+    }
+    Ok(views)
+}
+
+/// The Order view of one order of `account_id`.
+pub async fn view<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    order: orders::Model,
+) -> ServiceResult<OrderView> {
+    views(db, account_id, vec![order])
+        .await?
+        .pop()
+        .ok_or(ServiceError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+
+    #[test]
+    fn money_has_two_decimals_and_quantities_no_trailing_zeros() {
+        assert_eq!(money(dec!(1234.5)), "1234.50");
+        assert_eq!(money(dec!(244)), "244.00");
+        assert_eq!(quantity(dec!(2.000)), "2");
+        assert_eq!(quantity(dec!(2.500)), "2.5");
+    }
+}
