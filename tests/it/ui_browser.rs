@@ -7,7 +7,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (deploy/test.sh installs them); if
 //! they are missing the tests fail and say so. With `PROMSYNC_SCREENSHOTS_DIR` set, the
 //! operator test saves the orders table and the order page there as PNG (the README's
-//! screenshots: `PROMSYNC_SCREENSHOTS_DIR=docs/screenshots cargo test --test ui_browser`).
+//! screenshots: `PROMSYNC_SCREENSHOTS_DIR=docs/screenshots cargo test --test it -- ui_browser::`).
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
