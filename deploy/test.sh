@@ -175,7 +175,7 @@ ensure_rust() {
     cargo --version
 }
 
-# The operator UI's browser tests (tests/ui_browser.rs) drive Debian's headless Chromium
+# The operator UI's browser tests (tests/it/ui_browser.rs) drive Debian's headless Chromium
 # through chromedriver; without them those tests fail and say so.
 ensure_chromium() {
     header "Chromium (browser tests)"
@@ -226,6 +226,7 @@ trap 'rm -f "$OPENAPI_JSON"' EXIT
 cargo run --quiet --example openapi >"$OPENAPI_JSON"
 python3 -m openapi_spec_validator "$OPENAPI_JSON"
 
+# Unit tests and the integration binary (tests/it), whose modules are the suites.
 header "cargo test --all-targets -- --test-threads 4   (PostgreSQL + RabbitMQ)"
 PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4
 cargo test -p promsync-simulator -- --test-threads 4
@@ -234,10 +235,10 @@ cargo test -p promsync-simulator -- --test-threads 4
 # and the embedded broker. (The outbound suite drives several relays and publishers at
 # one database, which the embedded setup does not promise; it runs on PostgreSQL above.)
 header "cargo test (inbound, poller, recovery, API, UI, hostile-input suites)   (SQLite + embedded broker)"
-PROMSYNC_TEST_BACKEND=embedded cargo test \
-    --test import --test ingress --test recovery --test shutdown --test api --test poll --test hostile \
-    --test ui \
-    -- --test-threads 4
+# Each filter is a module of the integration binary (`ui::` does not match `ui_browser::`).
+PROMSYNC_TEST_BACKEND=embedded cargo test --test it -- \
+    import:: ingress:: recovery:: shutdown:: api:: poll:: hostile:: ui:: \
+    --test-threads 4
 
 # Last, alone: the fault-injection suite starts its own PostgreSQL and RabbitMQ (needs
 # root and both installed, which ensure_* above made sure of), SIGKILLs promsync

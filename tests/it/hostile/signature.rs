@@ -6,15 +6,7 @@ use chrono::Utc;
 use promsync::{broker::Lane, ingress::signature::MAX_CANDIDATES};
 use serde_json::json;
 
-use crate::common::{Options, TestApp};
-
-async fn spawn() -> TestApp {
-    TestApp::spawn_with(Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await
-}
+use crate::support::{webhook, TestApp};
 
 /// Posts `body` to the test shop's door with `signature` as the whole header.
 async fn post_signed(app: &TestApp, signature: &str, id: &str, at: i64, body: &[u8]) -> u16 {
@@ -36,10 +28,10 @@ async fn post_signed(app: &TestApp, signature: &str, id: &str, at: i64, body: &[
 async fn thirty_thousand_forged_candidates_are_refused_and_nothing_is_enqueued() {
     // Arrange: the attack as seen in the wild, a 120 KB header of empty `v1,` candidates over a
     // body of 256 KB, with the real signature hidden at the end.
-    let app = spawn().await;
+    let app = TestApp::builder().importers(0).spawn().await;
     let at = Utc::now().timestamp();
     let body = serde_json::to_vec(&json!({"order_id": 7, "pad": "x".repeat(250 * 1024)})).unwrap();
-    let good = app.sign("msg_flood", at, &body);
+    let good = webhook::signature(&app.shop.webhook_secret, "msg_flood", at, &body);
     let header = format!("{} {good}", vec!["v1,"; 30_000].join(" "));
 
     // Act
@@ -54,15 +46,19 @@ async fn thirty_thousand_forged_candidates_are_refused_and_nothing_is_enqueued()
 async fn a_valid_signature_beyond_the_candidates_looked_at_is_not_found() {
     // Arrange: a header short enough to be read, with the real signature ninth; and the
     // same with it eighth, which must still pass (senders rotating keys send several).
-    let app = spawn().await;
+    let app = TestApp::builder().importers(0).spawn().await;
     let at = Utc::now().timestamp();
     let body = br#"{"order_id": 8}"#;
     let decoys = |n: usize| vec!["v1,Zm9v"; n].join(" ");
-    let ninth = format!("{} {}", decoys(MAX_CANDIDATES), app.sign("msg_9", at, body));
+    let ninth = format!(
+        "{} {}",
+        decoys(MAX_CANDIDATES),
+        webhook::signature(&app.shop.webhook_secret, "msg_9", at, body)
+    );
     let eighth = format!(
         "{} {}",
         decoys(MAX_CANDIDATES - 1),
-        app.sign("msg_8", at, body)
+        webhook::signature(&app.shop.webhook_secret, "msg_8", at, body)
     );
 
     // Act

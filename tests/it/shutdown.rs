@@ -2,21 +2,16 @@
 //! messages, lets the in-flight ones settle and exits 0; nothing it acknowledged is lost
 //! and nothing is applied twice when another importer takes over.
 
-mod common;
-
 use std::{process::Stdio, time::Duration};
 
-use common::{eventually, fixture_order, Options, TestApp, PENDING_ORDER};
 use serde_json::json;
+
+use crate::support::{eventually, fixture_order, process::Reaped, TestApp, PENDING_ORDER};
 
 #[tokio::test]
 async fn sigterm_during_load_loses_no_acknowledged_message() {
     // Arrange: 300 orders queued, then a real importer process working through them.
-    let mut app = TestApp::spawn_with(Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await;
+    let mut app = TestApp::builder().importers(0).spawn().await;
     app.prom_products_missing().await;
     let bodies: Vec<_> = (0..300_i64)
         .map(|i| {
@@ -55,7 +50,7 @@ async fn sigterm_during_load_loses_no_acknowledged_message() {
     if let Some(url) = &app.settings.broker.url {
         command.env("PROMSYNC_BROKER_URL", url);
     }
-    let mut child = command.spawn().expect("promsync import");
+    let mut child = Reaped(command.spawn().expect("promsync import"));
     eventually(
         "the importer to start working",
         Duration::from_secs(30),
@@ -91,5 +86,4 @@ async fn sigterm_during_load_loses_no_acknowledged_message() {
             .await,
         300
     );
-    app.cleanup().await;
 }

@@ -1,14 +1,13 @@
 //! The webhook door (ARCHITECTURE.md, 'Webhook ingress'): what is accepted is enqueued
 //! once, after the broker's confirm; whatever is refused enqueues nothing.
 
-mod common;
-
 use chrono::Utc;
-use common::{fixture_order, TestApp, PENDING_ORDER};
 use entity::shops;
 use promsync::broker::Lane;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
+
+use crate::support::{fixture_order, webhook, TestApp, PENDING_ORDER};
 
 struct BadRequest {
     name: &'static str,
@@ -20,21 +19,13 @@ struct BadRequest {
 }
 
 fn signed_headers(app: &TestApp, body: &[u8], at: i64) -> Vec<(&'static str, String)> {
-    vec![
-        ("webhook-id", "msg_bad".to_owned()),
-        ("webhook-timestamp", at.to_string()),
-        ("webhook-signature", app.sign("msg_bad", at, body)),
-    ]
+    webhook::headers(&app.shop.webhook_secret, "msg_bad", at, body).to_vec()
 }
 
 #[tokio::test]
 async fn every_bad_webhook_gets_its_status_code_and_nothing_is_enqueued() {
     // Arrange
-    let app = TestApp::spawn_with(common::Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().importers(0).spawn().await;
     let now = Utc::now().timestamp();
     let order = serde_json::to_vec(&json!({ "order": fixture_order(PENDING_ORDER) })).unwrap();
     let big = serde_json::to_vec(&json!({
@@ -151,16 +142,11 @@ async fn every_bad_webhook_gets_its_status_code_and_nothing_is_enqueued() {
     // A good notification afterwards proves the queue exists and is counted.
     app.push_order(&fixture_order(PENDING_ORDER)).await;
     assert_eq!(app.queue_depth(Lane::Inbound).await, 1);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_accepted_notification_is_enqueued_once_with_its_event_id() {
-    let app = TestApp::spawn_with(common::Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().importers(0).spawn().await;
 
     let response = app
         .notify_with_id(
@@ -175,32 +161,22 @@ async fn an_accepted_notification_is_enqueued_once_with_its_event_id() {
     let event_id = body["event_id"].as_str().expect("event_id").to_owned();
     assert_eq!(app.queue_depth(Lane::Inbound).await, 1);
     assert_eq!(app.log_event_ids(1).await, vec![event_id]);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_thin_notification_is_accepted() {
-    let app = TestApp::spawn_with(common::Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().importers(0).spawn().await;
 
     let response = app.notify(&json!({ "order_id": 338390710_i64 })).await;
 
     assert_eq!(response.status(), 202);
     assert_eq!(app.queue_depth(Lane::Inbound).await, 1);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_previous_secret_signs_during_rotation_and_not_after() {
     // Arrange: rotate the shop's secret, keeping the old one for a grace period.
-    let app = TestApp::spawn_with(common::Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().importers(0).spawn().await;
     let old_secret = app.shop.webhook_secret.clone();
     let set_previous = |expires_in_s: i64| {
         let db = app.db.clone();
@@ -224,7 +200,7 @@ async fn the_previous_secret_signs_during_rotation_and_not_after() {
     set_previous(3600).await;
 
     // Act + Assert: signed by the previous secret → accepted.
-    let during = common::eventually(
+    let during = crate::support::eventually(
         "the rotated secret to be seen",
         std::time::Duration::from_secs(10),
         || async {
@@ -239,7 +215,7 @@ async fn the_previous_secret_signs_during_rotation_and_not_after() {
 
     // After the grace period the previous secret no longer passes.
     set_previous(-1).await;
-    common::eventually(
+    crate::support::eventually(
         "the expired secret to be refused",
         std::time::Duration::from_secs(10),
         || async {
@@ -250,18 +226,16 @@ async fn the_previous_secret_signs_during_rotation_and_not_after() {
         },
     )
     .await;
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_dead_broker_answers_503_with_retry_after_and_enqueues_nothing() {
     // Nothing listens on port 1: the broker is unreachable from the start.
-    let app = TestApp::spawn_with(common::Options {
-        importers: 0,
-        broker_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".into()),
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .importers(0)
+        .broker_url("amqp://guest:guest@127.0.0.1:1/%2f")
+        .spawn()
+        .await;
 
     let response = app
         .notify(&json!({ "order": fixture_order(PENDING_ORDER) }))
@@ -278,18 +252,16 @@ async fn a_dead_broker_answers_503_with_retry_after_and_enqueues_nothing() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_shop_over_its_webhook_rate_gets_429_with_retry_after_and_nothing_more_is_enqueued() {
     // Arrange: 5 notifications per second per shop, bursts of 10.
-    let app = TestApp::spawn_with(common::Options {
-        importers: 0,
-        webhook_rate_per_shop_per_s: 5,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .importers(0)
+        .webhook_rate_per_shop_per_s(5)
+        .spawn()
+        .await;
     let body = json!({ "order": fixture_order(PENDING_ORDER) });
 
     // Act: 30 at once.
@@ -305,5 +277,4 @@ async fn a_shop_over_its_webhook_rate_gets_429_with_retry_after_and_nothing_more
         .iter()
         .all(|r| r.headers().get("retry-after").is_some_and(|v| v == "1")));
     assert_eq!(app.queue_depth(Lane::Inbound).await as usize, accepted);
-    app.cleanup().await;
 }

@@ -4,14 +4,8 @@
 //! time, the outbox contract of status changes and write-offs, shops and mappings, secrets
 //! kept out of answers and logs, metrics and the OpenAPI document.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
-    capture_logs, employee, eventually, fixture_order, imported_order, post_webhook, product,
-    roapp_order, statuses, Backend, Options, TestApp, PENDING_ORDER,
-};
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::{json, Value};
@@ -20,11 +14,12 @@ use wiremock::{
     Mock, ResponseTemplate,
 };
 
-const WAIT: Duration = Duration::from_secs(30);
+use crate::support::{
+    capture_logs, employee, eventually, fixture_order, insert_imported_order, post_thin_webhook,
+    product, roapp_order, statuses, Backend, TestApp, PENDING_ORDER,
+};
 
-async fn spawn() -> TestApp {
-    TestApp::spawn_for_api().await
-}
+const WAIT: Duration = Duration::from_secs(30);
 
 fn ids(body: &Value) -> Vec<i64> {
     body["orders"]
@@ -38,7 +33,7 @@ fn ids(body: &Value) -> Vec<i64> {
 #[tokio::test]
 async fn the_orders_list_filters_by_source_and_shop_newest_first_with_paging() {
     // Arrange: two imported orders of the test shop, one of a second shop, two RO App ones.
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = app.admin_token.clone();
     let (status, second) = app
         .call(
@@ -50,10 +45,10 @@ async fn the_orders_list_filters_by_source_and_shop_newest_first_with_paging() {
         .await;
     assert_eq!(status, 201, "{second}");
     let second_shop = second["id"].as_i64().unwrap();
-    let a1 = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let a1 = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
     app.clock.advance(chrono::Duration::seconds(1));
-    let a2 = imported_order(&app, app.account_id, app.shop.shop_id, "1002").await;
-    let b1 = imported_order(&app, app.account_id, second_shop, "2001").await;
+    let a2 = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1002").await;
+    let b1 = insert_imported_order(&app, app.account_id, second_shop, "2001").await;
     app.clock.advance(chrono::Duration::hours(1));
     let r1 = roapp_order(&app, &token).await["id"].as_i64().unwrap();
     app.clock.advance(chrono::Duration::seconds(1));
@@ -110,13 +105,12 @@ async fn the_orders_list_filters_by_source_and_shop_newest_first_with_paging() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "bad_request");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_imported_order_shows_the_four_integration_fields_and_its_prom_link() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     app.push_order(&fixture_order(PENDING_ORDER)).await;
     app.wait_for_events(1).await;
     let token = &app.admin_token;
@@ -172,13 +166,12 @@ async fn an_imported_order_shows_the_four_integration_fields_and_its_prom_link()
         .await
         .1;
     assert_eq!(order["prom_url"], "https://shop.example/orders/338390710");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_order_created_in_ro_app_is_numbered_per_account_and_has_no_shop() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = &app.admin_token;
     let product_id = product(&app, app.account_id, "A-1").await;
     let done = statuses(&app, token).await["done"];
@@ -228,19 +221,19 @@ async fn an_order_created_in_ro_app_is_numbered_per_account_and_has_no_shop() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn every_endpoint_answers_404_for_another_accounts_ids() {
     // Arrange: the other tenant owns an order, a shop, a product and statuses.
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let other = app.other_tenant().await;
-    let foreign_order = imported_order(&app, other.account_id, other.shop.shop_id, "9001").await;
+    let foreign_order =
+        insert_imported_order(&app, other.account_id, other.shop.shop_id, "9001").await;
     let foreign_shop = other.shop.shop_id;
     let foreign_product = product(&app, other.account_id, "F-1").await;
     let foreign_status = statuses(&app, &other.admin_token).await["done"];
-    let own_order = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let own_order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
     let own_status = statuses(&app, &app.admin_token).await["done"];
     let shop = app.shop.shop_id;
     let table: Vec<(Method, String, Option<Value>)> = vec![
@@ -350,14 +343,13 @@ async fn every_endpoint_answers_404_for_another_accounts_ids() {
             .as_deref(),
         Some("Other shop")
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn working_with_a_synced_order_needs_the_goods_without_write_off_permission() {
     // Arrange
-    let app = spawn().await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
     let in_progress = statuses(&app, &app.admin_token).await["in_progress"];
     let clerk = employee(&app, &[]).await;
     let trusted = employee(&app, &["goods_without_write_off"]).await;
@@ -419,13 +411,12 @@ async fn working_with_a_synced_order_needs_the_goods_without_write_off_permissio
         let (status, answer) = app.call(Method::POST, path, &trusted, body.clone()).await;
         assert_eq!(status, 200, "{path}: {answer}");
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn two_concurrent_refreshes_of_one_order_queue_it_exactly_once() {
-    let app = spawn().await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
     let body = json!({"order_ids": [order]});
 
     for round in 0..5 {
@@ -461,14 +452,13 @@ async fn two_concurrent_refreshes_of_one_order_queue_it_exactly_once() {
         assert!(results.contains(&"too_soon"));
         app.clock.advance(chrono::Duration::minutes(10));
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_refresh_within_ten_minutes_is_too_soon_and_says_when() {
     // Arrange
-    let app = spawn().await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
     let local = roapp_order(&app, &app.admin_token).await["id"]
         .as_i64()
         .unwrap();
@@ -504,13 +494,12 @@ async fn a_refresh_within_ten_minutes_is_too_soon_and_says_when() {
     app.clock.advance(chrono::Duration::minutes(6));
     let later = refresh(vec![order]).await.unwrap();
     assert_eq!(later.status(), 200);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_queued_refresh_makes_the_importer_apply_the_order_fetched_from_prom() {
     // Arrange: the order is imported, then changes on Prom without a notification.
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut order = fixture_order(PENDING_ORDER);
     app.push_order(&order).await;
     app.wait_for_events(1).await;
@@ -563,15 +552,14 @@ async fn a_queued_refresh_makes_the_importer_apply_the_order_fetched_from_prom()
     assert_eq!(newest["source"], "refresh", "{log}");
     assert_eq!(newest["outcome"], "applied");
     assert_eq!(log["entries"].as_array().unwrap().len(), 2);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_delivered_status_waits_for_the_write_off_and_is_queued_by_it() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = &app.admin_token;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
     let kinds = statuses(&app, token).await;
     let status_url = format!("/api/orders/{order}/status");
     let set_status = |status_id: i64| {
@@ -653,13 +641,12 @@ async fn a_delivered_status_waits_for_the_write_off_and_is_queued_by_it() {
     let (_, new) = set_status(kinds["new"]).await;
     assert_eq!(new["outbound"], "not_mapped");
     assert_eq!(app.count("SELECT count(*) FROM outbox").await, 2);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_status_mapping_is_replaced_whole_and_validated() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = &app.admin_token;
     let kinds = statuses(&app, token).await;
     let url = format!("/api/shops/{}/status-mapping", app.shop.shop_id);
@@ -700,13 +687,12 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
         .await;
     assert_eq!(status, 404);
     assert_eq!(app.call(Method::GET, &url, token, None).await.1, mapping);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn concurrent_rotations_chain_so_the_last_two_answered_secrets_both_sign() {
     // Arrange: the test app's own shop, whose secret was never looked up yet.
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = app.admin_token.clone();
     let shop = app.shop.shop_id;
     let original = app.shop.webhook_secret.clone();
@@ -739,7 +725,7 @@ async fn concurrent_rotations_chain_so_the_last_two_answered_secrets_both_sign()
             let waiting = format!(
                 "select count(*) as n from pg_stat_activity \
                  where datname = '{}' and wait_event_type = 'Lock'",
-                app.db_name
+                app.db_name()
             );
             eventually(
                 "every rotation waiting to write",
@@ -768,20 +754,19 @@ async fn concurrent_rotations_chain_so_the_last_two_answered_secrets_both_sign()
     for (status, rotated) in &answers {
         assert_eq!(*status, 200, "{rotated}");
         let secret = rotated["webhook_secret"].as_str().unwrap();
-        if post_webhook(&app, shop, secret).await == 202 {
+        if post_thin_webhook(&app, shop, secret).await == 202 {
             signing += 1;
         }
     }
     assert_eq!(signing, 2, "exactly the last two rotations' secrets sign");
-    assert_eq!(post_webhook(&app, shop, &original).await, 401);
-    app.cleanup().await;
+    assert_eq!(post_thin_webhook(&app, shop, &original).await, 401);
 }
 
 #[tokio::test]
 async fn secrets_never_appear_in_any_answer_or_log_line() {
     // Arrange
     let logs = capture_logs();
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = app.admin_token.clone();
     let mut answers = Vec::new();
 
@@ -810,8 +795,8 @@ async fn secrets_never_appear_in_any_answer_or_log_line() {
     let second_secret = rotated["webhook_secret"].as_str().unwrap().to_owned();
     assert_ne!(first_secret, second_secret);
     // Both secrets sign during the grace period.
-    assert_eq!(post_webhook(&app, shop, &second_secret).await, 202);
-    assert_eq!(post_webhook(&app, shop, &first_secret).await, 202);
+    assert_eq!(post_thin_webhook(&app, shop, &second_secret).await, 202);
+    assert_eq!(post_thin_webhook(&app, shop, &first_secret).await, 202);
     let clerk = employee(&app, &["goods_without_write_off"]).await;
     for (method, path, body) in [
         (
@@ -883,12 +868,11 @@ async fn secrets_never_appear_in_any_answer_or_log_line() {
             );
         }
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
 
     let response = app
         .http
@@ -959,17 +943,16 @@ async fn the_openapi_document_describes_every_route() {
         ])
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn metrics_count_webhook_answers_imports_and_outbound_results() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     app.push_order(&fixture_order(PENDING_ORDER)).await;
     app.wait_for_events(1).await;
     assert_eq!(
-        post_webhook(
+        post_thin_webhook(
             &app,
             app.shop.shop_id,
             "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
@@ -1008,12 +991,11 @@ async fn metrics_count_webhook_answers_imports_and_outbound_results() {
         "{text}"
     );
     assert!(text.contains("promsync_outbox_pending 0"), "{text}");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn every_error_answers_the_same_json_body() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let cases = [
         app.http
             .get(format!("{}/api/orders", app.address))
@@ -1061,20 +1043,18 @@ async fn every_error_answers_the_same_json_body() {
             .as_str()
             .is_some_and(|m| !m.is_empty()));
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_refresh_the_broker_cannot_take_answers_503_and_keeps_the_ten_minutes() {
     // Arrange: nothing listens on port 1, so every publish fails.
     capture_logs();
-    let app = TestApp::spawn_with(Options {
-        importers: 0,
-        broker_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".into()),
-        ..Default::default()
-    })
-    .await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let app = TestApp::builder()
+        .importers(0)
+        .broker_url("amqp://guest:guest@127.0.0.1:1/%2f")
+        .spawn()
+        .await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
 
     // Act
     let response = app
@@ -1096,5 +1076,4 @@ async fn a_refresh_the_broker_cannot_take_answers_503_and_keeps_the_ten_minutes(
         .await,
         1
     );
-    app.cleanup().await;
 }

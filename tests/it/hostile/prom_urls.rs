@@ -16,7 +16,7 @@ use wiremock::{
     Mock, ResponseTemplate,
 };
 
-use crate::common::{eventually, Options, TestApp};
+use crate::support::{eventually, TestApp};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -28,16 +28,6 @@ fn metrics_text() -> String {
         "# HELP internal_build_info {METRICS_CANARY}\n# TYPE internal_build_info gauge\n\
          internal_build_info{{token=\"{METRICS_CANARY}\"}} 1\n"
     )
-}
-
-async fn spawn_with_extra_prom() -> TestApp {
-    let app = TestApp::spawn_with(Options {
-        extra_proms: 1,
-        ..Default::default()
-    })
-    .await;
-    app.prom_products_missing().await;
-    app
 }
 
 async fn stored_prom_url(app: &TestApp) -> Option<String> {
@@ -108,7 +98,7 @@ async fn operator_page(app: &TestApp, token: &str, page: &str) -> String {
 #[tokio::test]
 async fn a_loopback_private_link_local_or_ipv4_mapped_prom_url_is_refused_on_create_and_patch() {
     // Arrange
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().spawn().await;
     let shops_before = app.count("SELECT count(*) FROM shops").await;
     let shop_path = format!("/api/shops/{}", app.shop.shop_id);
 
@@ -169,12 +159,11 @@ async fn a_loopback_private_link_local_or_ipv4_mapped_prom_url_is_refused_on_cre
     }
     assert_eq!(app.count("SELECT count(*) FROM shops").await, shops_before);
     assert_eq!(stored_prom_url(&app).await, Some(app.prom.uri()));
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_prom_url_with_user_info_a_path_a_query_or_plain_http_is_refused() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().spawn().await;
     let shop_path = format!("/api/shops/{}", app.shop.shop_id);
     for (url, reason) in [
         ("https://user:pw@my.prom.ua", "user info"),
@@ -206,14 +195,17 @@ async fn a_prom_url_with_user_info_a_path_a_query_or_plain_http_is_refused() {
     }
     assert_eq!(app.count("SELECT count(*) FROM shops").await, 1);
     assert_eq!(stored_prom_url(&app).await, Some(app.prom.uri()));
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn changing_the_prom_url_without_a_token_is_400_and_the_old_token_never_goes_to_the_new_url()
 {
     // Arrange: a second stand-in the deployment allows, where the admin moves the shop.
-    let mut app = spawn_with_extra_prom().await;
+    let mut app = TestApp::builder()
+        .extra_proms(1)
+        .prom_products_missing()
+        .spawn()
+        .await;
     let new_prom = app.extra_proms.remove(0);
     let shop_path = format!("/api/shops/{}", app.shop.shop_id);
 
@@ -283,14 +275,17 @@ async fn changing_the_prom_url_without_a_token_is_400_and_the_old_token_never_go
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_redirect_from_prom_is_not_followed_and_fails_for_good() {
     // Arrange: "Prom" redirects the order fetch to another server (allowed too, so only
     // the redirect rule stands in the way).
-    let mut app = spawn_with_extra_prom().await;
+    let mut app = TestApp::builder()
+        .extra_proms(1)
+        .prom_products_missing()
+        .spawn()
+        .await;
     let target = app.extra_proms.remove(0);
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_body_string(metrics_text()))
@@ -321,14 +316,13 @@ async fn a_redirect_from_prom_is_not_followed_and_fails_for_good() {
         "not retried"
     );
     assert!(target.received_requests().await.unwrap().is_empty());
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_non_json_answer_never_shows_in_dead_letters_the_sync_log_the_api_or_the_operator_pages()
 {
     // Arrange: "Prom" answers an order fetch with Prometheus text.
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/701"))
         .respond_with(
@@ -379,15 +373,18 @@ async fn a_non_json_answer_never_shows_in_dead_letters_the_sync_log_the_api_or_t
         .await,
         0
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_allowed_origin_is_accepted_and_called() {
     // Arrange: the deployment allows its stand-ins' exact origins (plain http, loopback).
-    let mut app = spawn_with_extra_prom().await;
+    let mut app = TestApp::builder()
+        .extra_proms(1)
+        .prom_products_missing()
+        .spawn()
+        .await;
     let other = app.extra_proms.remove(0);
-    let order: Value = crate::common::fixture_order(crate::common::PENDING_ORDER);
+    let order: Value = crate::support::fixture_order(crate::support::PENDING_ORDER);
     Mock::given(method("GET"))
         .and(path(format!("/api/v1/orders/{}", order["id"])))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "order": order })))
@@ -414,7 +411,6 @@ async fn an_allowed_origin_is_accepted_and_called() {
         || async { (app.count("SELECT count(*) FROM orders").await == 1).then_some(()) },
     )
     .await;
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -422,7 +418,7 @@ async fn a_stored_url_the_policy_refuses_is_refused_at_fetch_time_without_a_requ
     // Arrange: rows written around the API, at the stand-in's own port but not at its
     // allowed origin (`http://127.0.0.1:<port>`): an IP literal (which no resolver sees),
     // its IPv4-mapped form, and a name that resolves to loopback.
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().spawn().await;
     let port = app.prom.address().port();
     let urls = [
         format!("https://127.0.0.1:{port}"),
@@ -454,5 +450,4 @@ async fn a_stored_url_the_policy_refuses_is_refused_at_fetch_time_without_a_requ
         }
     }
     assert!(app.prom.received_requests().await.unwrap().is_empty());
-    app.cleanup().await;
 }

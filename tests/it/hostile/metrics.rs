@@ -1,12 +1,12 @@
 //! `/metrics` holds every tenant's totals: with `PROMSYNC_METRICS_LISTEN` set it is served
 //! only on that listener, never on the public one.
 
-use crate::common::TestApp;
+use crate::support::TestApp;
 
 #[tokio::test]
 async fn with_a_metrics_listener_the_public_port_has_no_metrics() {
     // Arrange
-    let mut app = TestApp::spawn_for_api().await;
+    let mut app = TestApp::builder().prom_products_missing().spawn().await;
     app.restart_with(|s| s.http.metrics_listen = Some("127.0.0.1:0".parse().unwrap()))
         .await;
     let metrics = app.metrics_address.clone().expect("a metrics listener");
@@ -38,7 +38,7 @@ async fn with_a_metrics_listener_the_public_port_has_no_metrics() {
 #[tokio::test]
 async fn without_a_metrics_listener_metrics_stay_on_the_main_port() {
     // Arrange
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
 
     // Act
     let answer = app

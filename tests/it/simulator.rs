@@ -2,27 +2,18 @@
 //! refuses what Prom refuses in Prom's shapes, records what it was told, and its push mode
 //! feeds promsync's webhook with notifications promsync imports.
 
-mod common;
-
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{eventually, TestApp};
 use promsync::prom::{
     origin::{OriginPolicy, PromOrigin},
     OrderListQuery, PromClient, PromCredentials, PromError, PromStatus,
 };
-use promsync_simulator::{PushConfig, SimConfig, SimHandle, Simulator};
+use promsync_simulator::{PushConfig, SimConfig};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-fn start(config: SimConfig) -> (String, SimHandle) {
-    let sim = Simulator::build(config).expect("simulator");
-    let url = sim.url();
-    let handle = sim.handle();
-    tokio::spawn(sim.run_until_stopped());
-    (url, handle)
-}
+use crate::support::{eventually, prom::start_simulator, TestApp};
 
 fn creds(url: &str, token: &str) -> PromCredentials {
     PromCredentials {
@@ -43,7 +34,7 @@ fn client(url: &str) -> PromClient {
 #[tokio::test]
 async fn orders_come_by_descending_id_and_the_last_id_cursor_walks_every_page() {
     // Arrange
-    let (url, _sim) = start(SimConfig {
+    let (url, _sim) = start_simulator(SimConfig {
         orders: 25,
         ..Default::default()
     });
@@ -78,7 +69,7 @@ async fn orders_come_by_descending_id_and_the_last_id_cursor_walks_every_page() 
 #[tokio::test]
 async fn a_change_on_prom_bumps_date_modified_and_shows_in_the_last_modified_filter() {
     // Arrange
-    let (url, sim) = start(SimConfig {
+    let (url, sim) = start_simulator(SimConfig {
         orders: 10,
         ..Default::default()
     });
@@ -121,7 +112,7 @@ async fn a_change_on_prom_bumps_date_modified_and_shows_in_the_last_modified_fil
 #[tokio::test]
 async fn set_status_refusals_come_in_proms_two_shapes_and_every_call_is_recorded() {
     // Arrange
-    let (url, sim) = start(SimConfig {
+    let (url, sim) = start_simulator(SimConfig {
         orders: 3,
         ..Default::default()
     });
@@ -190,7 +181,7 @@ async fn set_status_refusals_come_in_proms_two_shapes_and_every_call_is_recorded
 #[tokio::test]
 async fn promsyncs_client_reads_the_simulators_errors_as_typed_errors() {
     // Arrange: only "good" is a valid token.
-    let (url, sim) = start(SimConfig {
+    let (url, sim) = start_simulator(SimConfig {
         orders: 1,
         tokens: vec!["good".into()],
         ..Default::default()
@@ -220,7 +211,7 @@ async fn promsyncs_client_reads_the_simulators_errors_as_typed_errors() {
 #[tokio::test]
 async fn push_mode_sends_signed_notifications_that_promsync_accepts_and_imports() {
     // Arrange
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::builder().spawn().await;
     let webhook = app.webhook_url(app.shop.shop_id);
     let secret = app.shop.webhook_secret.clone();
 
@@ -251,5 +242,4 @@ async fn push_mode_sends_signed_notifications_that_promsync_accepts_and_imports(
         assert_ne!(outcome, promsync::domain::Outcome::Rejected, "{detail:?}");
     }
     assert!(app.count("SELECT count(*) FROM orders").await >= 1);
-    app.cleanup().await;
 }

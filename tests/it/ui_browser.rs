@@ -7,16 +7,10 @@
 //! Needs Debian's `chromium` and `chromium-driver` (deploy/test.sh installs them); if
 //! they are missing the tests fail and say so. With `PROMSYNC_SCREENSHOTS_DIR` set, the
 //! operator test saves the orders table and the order page there as PNG (the README's
-//! screenshots: `PROMSYNC_SCREENSHOTS_DIR=docs/screenshots cargo test --test ui_browser`).
-
-mod common;
+//! screenshots: `PROMSYNC_SCREENSHOTS_DIR=docs/screenshots cargo test --test it -- ui_browser::`).
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use common::{
-    capture_logs, employee, eventually, fixture_order, roapp_order, Options, TestApp,
-    CUSTOM_STATUS_ORDER, PENDING_ORDER,
-};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::Method;
@@ -26,14 +20,19 @@ use wiremock::{
     Mock, ResponseTemplate,
 };
 
+use crate::support::{
+    employee, eventually, fixture_order, process::Reaped, roapp_order, TestApp,
+    CUSTOM_STATUS_ORDER, PENDING_ORDER,
+};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A headless Chromium session; the driver process dies with it (`kill_on_drop`).
+/// A headless Chromium session; the driver process dies with it (`Reaped`).
 struct Browser {
     client: Client,
-    _driver: tokio::process::Child,
+    _driver: Reaped,
     profile: PathBuf,
     base: String,
 }
@@ -57,6 +56,7 @@ impl Browser {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
+            .map(Reaped)
             .expect("starting chromedriver");
         let webdriver = format!("http://127.0.0.1:{port}");
         eventually("chromedriver to listen", WAIT, || async {
@@ -204,10 +204,8 @@ struct Orders {
 /// An app with two Prom orders imported through the webhook (real fixture documents, so
 /// buyers and items are real) and one RO App order; the shop's Prom links point at the
 /// test's Prom stand-in, which serves a page for them (the machine has no internet).
-async fn spawn_with_orders() -> (TestApp, Orders) {
-    capture_logs();
-    let app = TestApp::spawn_with(Options::default()).await;
-    app.prom_products_missing().await;
+async fn app_with_orders() -> (TestApp, Orders) {
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let orders = orders_to_work_with(&app).await;
     (app, orders)
 }
@@ -258,7 +256,7 @@ async fn order_id(app: &TestApp, external_id: &str) -> String {
 
 #[tokio::test]
 async fn an_operator_filters_by_shop_opens_prom_refreshes_two_orders_and_changes_a_status() {
-    let (app, orders) = spawn_with_orders().await;
+    let (app, orders) = app_with_orders().await;
     let Orders {
         first,
         first_ext,
@@ -408,12 +406,11 @@ async fn an_operator_filters_by_shop_opens_prom_refreshes_two_orders_and_changes
     );
 
     browser.close().await;
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_employee_without_the_permission_sees_the_actions_disabled_and_cannot_act() {
-    let (app, orders) = spawn_with_orders().await;
+    let (app, orders) = app_with_orders().await;
     let first = orders.first;
     let status_before = app
         .count(&format!("SELECT status_id FROM orders WHERE id = {first}"))
@@ -455,5 +452,4 @@ async fn an_employee_without_the_permission_sees_the_actions_disabled_and_cannot
 
     browser.sign_out().await;
     browser.close().await;
-    app.cleanup().await;
 }

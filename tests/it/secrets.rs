@@ -2,11 +2,8 @@
 //! webhook secrets are stored encrypted, yet webhooks verify and imports reach Prom; key
 //! rotation with `promsync secrets rotate`; a value under an unknown key fails cleanly.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{eventually, Options, TestApp, CUSTOM_STATUS_ORDER};
 use promsync::{
     broker::Lane,
     keyring::{Keyring, Slot},
@@ -18,18 +15,12 @@ use wiremock::{
     Mock, ResponseTemplate,
 };
 
+use crate::support::{eventually, webhook, TestApp, CUSTOM_STATUS_ORDER};
+
 const KEY_A: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const KEY_B: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 const KEY_C: &str = "Y2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2M=";
 const THIN_ORDER_ID: i64 = 32_345_434_343;
-
-async fn spawn_with_key(key: &str) -> TestApp {
-    TestApp::spawn_with(Options {
-        secret_key: Some(key.to_owned()),
-        ..Options::default()
-    })
-    .await
-}
 
 fn key_id(key: &str) -> String {
     key.parse::<promsync::keyring::SecretKey>()
@@ -121,8 +112,8 @@ async fn promsync(app: &TestApp, args: &[&str], key: &str, previous: &str) -> (b
 
 #[tokio::test]
 async fn with_a_key_the_stored_shop_holds_no_plaintext_yet_webhooks_and_imports_work() {
-    let logs = common::capture_logs();
-    let app = spawn_with_key(KEY_A).await;
+    let logs = crate::support::capture_logs();
+    let app = TestApp::builder().secret_key(KEY_A).spawn().await;
     let shop = app.shop.shop_id;
 
     let token = stored(&app, "prom_token", shop).await.unwrap();
@@ -186,12 +177,11 @@ async fn with_a_key_the_stored_shop_holds_no_plaintext_yet_webhooks_and_imports_
     for secret in [KEY_A, "prom-token-1", "prom-token-2", key_part] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn rotation_moves_every_secret_to_the_new_key_after_which_the_old_key_can_be_dropped() {
-    let mut app = spawn_with_key(KEY_A).await;
+    let mut app = TestApp::builder().secret_key(KEY_A).spawn().await;
     let shop = app.shop.shop_id;
     // A previous webhook secret under the old key, and a legacy shop stored in plaintext.
     let (status, rotated) = app
@@ -246,12 +236,11 @@ async fn rotation_moves_every_secret_to_the_new_key_after_which_the_old_key_can_
     // Step 3: the old key is dropped; webhooks verify and imports reach Prom.
     app.restart_with(|s| s.secrets.previous = Vec::new()).await;
     assert_eq!(import_thin_order(&app, 1, "prom-token-1").await, 2);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports() {
-    let app = spawn_with_key(KEY_A).await;
+    let app = TestApp::builder().secret_key(KEY_A).spawn().await;
 
     // The other shop's webhook secret was sealed under a key no process has: its
     // webhooks get exactly what an unknown shop gets.
@@ -264,11 +253,7 @@ async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports(
     .await;
     let raw = serde_json::to_vec(&json!({"order_id": 1})).unwrap();
     let now = chrono::Utc::now().timestamp();
-    let signature = other
-        .webhook_secret
-        .parse::<promsync::ingress::signature::SigningKey>()
-        .unwrap()
-        .sign("msg_1", now, &raw);
+    let signature = webhook::signature(&other.webhook_secret, "msg_1", now, &raw);
     let mut answers = Vec::new();
     for shop_id in [other.shop_id, 999_999] {
         let r = app
@@ -308,16 +293,17 @@ async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports(
         .await
         .unwrap_or_default()
         .is_empty());
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_status_update_for_a_shop_whose_token_is_under_an_unknown_key_is_recorded_failed() {
-    let mut app = spawn_with_key(KEY_A).await;
+    let mut app = TestApp::builder().secret_key(KEY_A).spawn().await;
     app.start_publisher();
     app.prom_products_missing().await;
-    app.push_order(&common::fixture_order(common::PENDING_ORDER))
-        .await;
+    app.push_order(&crate::support::fixture_order(
+        crate::support::PENDING_ORDER,
+    ))
+    .await;
     let order_id = eventually("the order to be imported", Duration::from_secs(30), || {
         let app = &app;
         async move {
@@ -370,13 +356,12 @@ async fn a_status_update_for_a_shop_whose_token_is_under_an_unknown_key_is_recor
         set_status_calls, 0,
         "nothing is sent without the real token"
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn without_a_key_secrets_are_stored_as_they_are_and_a_token_that_looks_encrypted_is_refused()
 {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().spawn().await;
     let shop = app.shop.shop_id;
     assert_eq!(
         stored(&app, "prom_token", shop).await.as_deref(),
@@ -404,5 +389,4 @@ async fn without_a_key_secrets_are_stored_as_they_are_and_a_token_that_looks_enc
         "nothing changed"
     );
     assert_eq!(app.count("SELECT count(*) FROM shops").await, 1);
-    app.cleanup().await;
 }

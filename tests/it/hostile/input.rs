@@ -5,11 +5,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::{product, TestApp};
-
-async fn spawn() -> TestApp {
-    TestApp::spawn_for_api().await
-}
+use crate::support::{product, TestApp};
 
 async fn order_count(app: &TestApp) -> i64 {
     app.count(&format!(
@@ -41,7 +37,7 @@ fn error_message(body: &Value) -> String {
 #[tokio::test]
 async fn a_page_beyond_the_last_is_a_400_naming_page_not_a_dropped_connection() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = app.admin_token.clone();
 
     // Act
@@ -73,7 +69,7 @@ async fn a_page_beyond_the_last_is_a_400_naming_page_not_a_dropped_connection() 
 #[tokio::test]
 async fn a_price_at_the_decimal_limit_is_a_400_and_the_account_is_not_left_locked() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = app.admin_token.clone();
 
     // Act
@@ -98,7 +94,7 @@ async fn a_price_at_the_decimal_limit_is_a_400_and_the_account_is_not_left_locke
 #[tokio::test]
 async fn a_quantity_of_1e20_is_a_400_naming_the_field_not_a_database_500() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
 
     // Act
     let (status, body) = post_one_line(&app, "SKU-MANY", json!(1e20), json!("1")).await;
@@ -112,7 +108,7 @@ async fn a_quantity_of_1e20_is_a_400_naming_the_field_not_a_database_500() {
 #[tokio::test]
 async fn a_total_that_overflows_the_books_is_a_400_though_each_line_fits() {
     // Arrange: each factor fits its column, their product does not.
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
 
     // Act
     let (status, body) = post_one_line(
@@ -132,7 +128,7 @@ async fn a_total_that_overflows_the_books_is_a_400_though_each_line_fits() {
 #[tokio::test]
 async fn a_refresh_of_sixty_thousand_ids_is_refused_by_its_size() {
     // Arrange: the largest body the API takes, all ids distinct.
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let ids: Vec<i64> = (1..=30_000).collect();
 
     // Act
@@ -153,8 +149,8 @@ async fn a_refresh_of_sixty_thousand_ids_is_refused_by_its_size() {
 #[tokio::test]
 async fn an_imported_order_with_a_price_beyond_the_books_is_rejected_with_its_reason() {
     // Arrange
-    let app = spawn().await;
-    let mut order = crate::common::fixture_order(crate::common::PENDING_ORDER);
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let mut order = crate::support::fixture_order(crate::support::PENDING_ORDER);
     order["id"] = json!(990_001);
     order["price"] = json!("100000000000000000 грн");
 
@@ -162,7 +158,7 @@ async fn an_imported_order_with_a_price_beyond_the_books_is_rejected_with_its_re
     app.push_order(&order).await;
 
     // Assert: a business rejection on the sync log, not a retry into the dead letters.
-    let entries = crate::common::eventually("the rejection", crate::WAIT, || async {
+    let entries = crate::support::eventually("the rejection", super::WAIT, || async {
         let (_, log) = app
             .call(
                 Method::GET,

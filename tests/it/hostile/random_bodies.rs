@@ -7,8 +7,9 @@ use rand::{rngs::StdRng, seq::IndexedRandom, Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::{imported_order, product, TestApp};
 use promsync::broker::Lane;
+
+use crate::support::{insert_imported_order, product, webhook, TestApp};
 
 /// Bodies per endpoint. Fixed seeds: a failure names its seed and replays exactly.
 const BODIES: usize = 300;
@@ -164,10 +165,10 @@ async fn throw(app: &TestApp, method: Method, url: &str, token: &str, valid: Val
 #[tokio::test]
 async fn hostile_bodies_at_every_write_endpoint_get_answers_below_500() {
     // Arrange: an order of each kind and a shop to aim at.
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let token = app.admin_token.clone();
     let product_id = product(&app, app.account_id, "SKU-R").await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "4242").await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "4242").await;
     let shop = app.shop.shop_id;
     let base = app.address.clone();
     let endpoints: Vec<(Method, String, Value)> = vec![
@@ -238,11 +239,7 @@ async fn hostile_bodies_at_every_write_endpoint_get_answers_below_500() {
 #[tokio::test]
 async fn hostile_bodies_signed_correctly_at_the_webhook_door_are_refused_and_none_enqueued() {
     // Arrange: every body carries a valid signature, so each reaches the parser.
-    let app = TestApp::spawn_with(crate::common::Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().importers(0).spawn().await;
     let valid = json!({"order": {"id": "x", "status": "pending"}, "order_id": null});
     let mut rng = StdRng::seed_from_u64(99);
 
@@ -267,7 +264,10 @@ async fn hostile_bodies_signed_correctly_at_the_webhook_door_are_refused_and_non
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", at.to_string())
-            .header("webhook-signature", app.sign(&id, at, &body))
+            .header(
+                "webhook-signature",
+                webhook::signature(&app.shop.webhook_secret, &id, at, &body),
+            )
             .body(body)
             .send()
             .await

@@ -2,12 +2,9 @@
 //! against real PostgreSQL, RabbitMQ and the Prom simulator: the current mapped status,
 //! once, in the shape Prom accepts, whatever Prom answers in between.
 
-mod common;
-
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{eventually, Options, TestApp};
 use entity::{orders, shops};
 use promsync::{
     broker::Lane,
@@ -19,11 +16,13 @@ use sea_orm::{
 };
 use serde_json::{json, Value};
 
+use crate::support::{eventually, TestApp, TestAppBuilder};
+
 const WAIT: Duration = Duration::from_secs(30);
 
 /// An app with an importer, a publisher and the simulator as Prom.
-async fn spawn(options: Options) -> (TestApp, SimHandle) {
-    let mut app = TestApp::spawn_with(options).await;
+async fn with_simulator_as_prom(app: TestAppBuilder) -> (TestApp, SimHandle) {
+    let mut app = app.spawn().await;
     let sim = app
         .start_simulator(SimConfig {
             orders: 0,
@@ -36,7 +35,7 @@ async fn spawn(options: Options) -> (TestApp, SimHandle) {
 
 /// A new order on Prom in `status`, imported into RO App through the webhook. Returns the
 /// Prom id and the RO App order id.
-async fn imported_order(app: &TestApp, sim: &SimHandle, status: &str) -> (i64, i64) {
+async fn import_new_prom_order(app: &TestApp, sim: &SimHandle, status: &str) -> (i64, i64) {
     let order = sim.create_order(Some(status));
     let prom_id = order["id"].as_i64().unwrap();
     app.push_order(&order).await;
@@ -165,8 +164,8 @@ fn prom_status(sim: &SimHandle, prom_id: i64) -> String {
 #[tokio::test]
 async fn two_quick_changes_leave_prom_at_the_second_canceled_with_reason_another_and_a_text() {
     // Arrange
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
 
     // Act: In progress (→ received), then Canceled 10 ms later.
     change_status(&app, order_id, "In progress").await;
@@ -200,14 +199,13 @@ async fn two_quick_changes_leave_prom_at_the_second_canceled_with_reason_another
         (order(&app, order_id).await.remote_status.as_deref() == Some("canceled")).then_some(())
     })
     .await;
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn delivered_is_deferred_until_the_goods_are_written_off_then_sent_once() {
     // Arrange
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "received").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
 
     // Act 1: Done (→ delivered) before the write-off.
     change_status(&app, order_id, "Done").await;
@@ -232,14 +230,13 @@ async fn delivered_is_deferred_until_the_goods_are_written_off_then_sent_once() 
             ("sent".to_owned(), Some("delivered".to_owned())),
         ]
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_status_prom_already_has_is_not_sent_again() {
     // Arrange: Prom shows received, which In progress maps to.
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "received").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
 
     // Act
     change_status(&app, order_id, "In progress").await;
@@ -251,14 +248,13 @@ async fn a_status_prom_already_has_is_not_sent_again() {
         sync_log(&app, order_id).await,
         [("skipped".to_owned(), Some("received".to_owned()))]
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_custom_prom_status_is_sent_by_its_custom_status_id() {
     // Arrange: an RO App status mapped outbound to the seller's custom Prom status.
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     app.db
         .execute_unprepared(&format!(
             "INSERT INTO order_statuses (account_id, name, kind, position) \
@@ -289,14 +285,13 @@ async fn a_custom_prom_status_is_sent_by_its_custom_status_id() {
         &json!({"custom_status_id": 137639, "ids": [prom_id]})
     );
     assert_eq!(prom_status(&sim, prom_id), "custom-137639");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_answer_without_the_order_in_processed_ids_is_a_failure_and_is_retried() {
     // Arrange
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     sim.script([Scripted {
         endpoint: "set_status".into(),
         status: 200,
@@ -317,14 +312,13 @@ async fn an_answer_without_the_order_in_processed_ids_is_a_failure_and_is_retrie
         .collect();
     assert_eq!(outcomes, ["failed", "sent"]);
     assert_eq!(prom_status(&sim, prom_id), "received");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_429_is_retried_no_sooner_than_its_retry_after_and_then_sent() {
     // Arrange
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     sim.script([Scripted {
         endpoint: "set_status".into(),
         status: 429,
@@ -348,18 +342,13 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after_and_then_sent() {
         "retried after {waited}"
     );
     assert_eq!(prom_status(&sim, prom_id), "canceled");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_until_prom_accepts() {
     // Arrange: enough attempts for three failures and a success.
-    let (app, sim) = spawn(Options {
-        max_attempts: 5,
-        ..Default::default()
-    })
-    .await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder().max_attempts(5)).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     sim.script([500, 502, 503].map(|status| Scripted {
         endpoint: "set_status".into(),
         status,
@@ -379,14 +368,13 @@ async fn server_errors_are_retried_until_prom_accepts() {
         .map(|(o, _)| o)
         .collect();
     assert_eq!(outcomes, ["failed", "failed", "failed", "sent"]);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_rejected_token_flags_the_shop_and_dead_letters_the_message_until_requeued() {
     // Arrange
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     sim.script([Scripted {
         endpoint: "set_status".into(),
         status: 401,
@@ -437,17 +425,16 @@ async fn a_rejected_token_flags_the_shop_and_dead_letters_the_message_until_requ
         .unwrap()
         .unwrap();
     assert_eq!(shop.token_rejected_at, None);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn two_publishers_and_two_relays_send_each_change_exactly_once() {
     // Arrange: six orders, a second publisher process (relay included).
-    let (mut app, sim) = spawn(Options::default()).await;
+    let (mut app, sim) = with_simulator_as_prom(TestApp::builder()).await;
     app.start_publisher();
     let mut imported = Vec::new();
     for _ in 0..6 {
-        imported.push(imported_order(&app, &sim, "pending").await);
+        imported.push(import_new_prom_order(&app, &sim, "pending").await);
     }
 
     // Act: every order canceled, and each change queued twice (a double click, a retry
@@ -479,15 +466,14 @@ async fn two_publishers_and_two_relays_send_each_change_exactly_once() {
         0
     );
     assert_eq!(app.count("SELECT count(*) FROM outbox").await, 12);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_inbound_notification_echoing_the_status_just_sent_changes_nothing() {
     // Arrange: a second canceled status in RO App, sent to Prom as canceled too; Prom's
     // canceled maps inbound to the default "Canceled".
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     app.db
         .execute_unprepared(&format!(
             "INSERT INTO order_statuses (account_id, name, kind, position) \
@@ -524,14 +510,13 @@ async fn an_inbound_notification_echoing_the_status_just_sent_changes_nothing() 
     assert_eq!(after.remote_status.as_deref(), Some("canceled"));
     assert_eq!(app.count("SELECT count(*) FROM outbox").await, 1);
     assert_eq!(calls_for(&sim, prom_id).len(), 1);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_seller_change_on_prom_then_an_employee_change_ends_with_the_employees_status() {
     // Arrange: the seller accepts the order on Prom, and that is imported.
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     let accepted = sim
         .change_order(
             prom_id,
@@ -555,14 +540,13 @@ async fn a_seller_change_on_prom_then_an_employee_change_ends_with_the_employees
     // Assert
     assert_eq!(prom_status(&sim, prom_id), "canceled");
     assert_eq!(calls_for(&sim, prom_id).len(), 1);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_publisher_killed_after_prom_applied_but_before_its_ack_resends_at_most_once() {
     // Arrange: Prom applies the change but answers only 2 s later.
-    let (mut app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (mut app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     sim.script([Scripted {
         endpoint: "set_status".into(),
         status: 200,
@@ -593,7 +577,6 @@ async fn a_publisher_killed_after_prom_applied_but_before_its_ack_resends_at_mos
         Some("canceled")
     );
     assert_eq!(prom_status(&sim, prom_id), "canceled");
-    app.cleanup().await;
 }
 
 /// What the app holds open in the test's database, seen from another connection:
@@ -618,8 +601,8 @@ async fn held_open(app: &TestApp) -> (i64, i64) {
 #[tokio::test]
 async fn while_prom_is_slow_to_answer_the_publisher_holds_no_transaction_and_no_lock() {
     // Arrange: Prom applies the change at once but answers 3 s later.
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     sim.script([Scripted {
         endpoint: "set_status".into(),
         status: 200,
@@ -655,14 +638,13 @@ async fn while_prom_is_slow_to_answer_the_publisher_holds_no_transaction_and_no_
         Some("canceled")
     );
     assert_eq!(calls_for(&sim, prom_id).len(), 1);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_change_made_while_prom_is_answering_is_sent_right_after_the_answer() {
     // Arrange: Prom applies In progress (→ received) at once but answers 2 s later.
-    let (app, sim) = spawn(Options::default()).await;
-    let (prom_id, order_id) = imported_order(&app, &sim, "pending").await;
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
     sim.script([Scripted {
         endpoint: "set_status".into(),
         status: 200,
@@ -692,13 +674,12 @@ async fn a_change_made_while_prom_is_answering_is_sent_right_after_the_answer() 
         (order(&app, order_id).await.remote_status.as_deref() == Some("canceled")).then_some(())
     })
     .await;
-    app.cleanup().await;
 }
 
 /// An outbox row as the relay leaves it: published at `published_at` (or not yet).
 /// Its order is a fresh RO App order (the outbox references real orders).
 async fn outbox_row(app: &TestApp, published_at: Option<chrono::DateTime<Utc>>) -> i64 {
-    let order = common::roapp_order(app, &app.admin_token).await;
+    let order = crate::support::roapp_order(app, &app.admin_token).await;
     entity::outbox::ActiveModel {
         account_id: Set(app.account_id),
         shop_id: Set(app.shop.shop_id),
@@ -730,7 +711,7 @@ async fn outbox_ids(app: &TestApp) -> Vec<i64> {
 #[tokio::test]
 async fn the_relay_deletes_published_outbox_rows_past_the_retention_and_keeps_the_recent() {
     // Arrange: one row published eight days ago, one an hour ago; a week's retention.
-    let mut app = TestApp::spawn_with(Options::default()).await;
+    let mut app = TestApp::builder().spawn().await;
     let expired = outbox_row(&app, Some(Utc::now() - chrono::Duration::days(8))).await;
     let recent = outbox_row(&app, Some(Utc::now() - chrono::Duration::hours(1))).await;
     app.settings.outbound.outbox_retention = Some(Duration::from_secs(168 * 3600));
@@ -744,13 +725,12 @@ async fn the_relay_deletes_published_outbox_rows_past_the_retention_and_keeps_th
     })
     .await;
     assert_eq!(outbox_ids(&app).await, vec![recent]);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_outbox_clean_up_never_deletes_an_unpublished_row_and_stops_at_its_limit() {
     // Arrange: three long-published rows and one old row not yet published.
-    let app = TestApp::spawn_with(Options::default()).await;
+    let app = TestApp::builder().spawn().await;
     let long_ago = Some(Utc::now() - chrono::Duration::days(30));
     let mut published = Vec::new();
     for _ in 0..3 {
@@ -770,5 +750,4 @@ async fn the_outbox_clean_up_never_deletes_an_unpublished_row_and_stops_at_its_l
     // Assert: the oldest two went first, then the third; the unpublished one stays.
     assert_eq!((first, second), (2, 1));
     assert_eq!(outbox_ids(&app).await, vec![unpublished]);
-    app.cleanup().await;
 }

@@ -2,8 +2,6 @@
 //! stand-in that lists orders as Prom does (ARCHITECTURE.md, 'The poller'): every order
 //! arrives once, at its newest version, whatever happens to the sweep, the pollers or Prom.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     num::NonZeroU32,
@@ -12,7 +10,6 @@ use std::{
 };
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use common::{eventually, fixture_order, TestApp, PENDING_ORDER};
 use promsync::{
     domain::{ClientMatching, Language, MatchProductsBy},
     prom::parse_prom_datetime,
@@ -24,6 +21,8 @@ use wiremock::{
     matchers::{method, path, path_regex},
     Mock, MockServer, Request, Respond, ResponseTemplate,
 };
+
+use crate::support::{eventually, fixture_order, TestApp, PENDING_ORDER};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -204,17 +203,13 @@ fn touch(orders: &mut BTreeMap<i64, Value>, id: i64, status: &str) {
 
 /// A test app whose poller settings and shops are fast: one-second intervals, two-second
 /// leases, ticks of 50 ms, a two-second overlap.
-async fn spawn() -> TestApp {
-    spawn_with_proms(0).await
+async fn fast_polling_app() -> TestApp {
+    fast_polling_app_with_proms(0).await
 }
 
-/// [`spawn`] with `extra_proms` more Prom stand-ins (allowed origins) for more shops.
-async fn spawn_with_proms(extra_proms: usize) -> TestApp {
-    let mut app = TestApp::spawn_with(common::Options {
-        extra_proms,
-        ..Default::default()
-    })
-    .await;
+/// [`fast_polling_app`] with `extra_proms` more Prom stand-ins (allowed origins) for more shops.
+async fn fast_polling_app_with_proms(extra_proms: usize) -> TestApp {
+    let mut app = TestApp::builder().extra_proms(extra_proms).spawn().await;
     app.settings.poll.overlap = Duration::from_secs(2);
     app.settings.poll.tick = Duration::from_millis(50);
     app.settings.poll.lease = Duration::from_secs(2);
@@ -279,7 +274,7 @@ async fn wait_status(app: &TestApp, external_id: i64, status: &str) {
 #[tokio::test]
 async fn three_hundred_fifty_orders_across_four_pages_are_all_imported_once() {
     // Arrange
-    let app = spawn().await;
+    let app = fast_polling_app().await;
     let prom = StandIn::mount(&app.prom, new_orders(1, 350), Duration::ZERO).await;
 
     // Act
@@ -324,13 +319,12 @@ async fn three_hundred_fifty_orders_across_four_pages_are_all_imported_once() {
         0,
         "a graceful stop releases the leases"
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_order_that_turns_paid_between_two_sweeps_is_imported_then_updated() {
     // Arrange
-    let app = spawn().await;
+    let app = fast_polling_app().await;
     let prom = StandIn::mount(&app.prom, new_orders(5001, 1), Duration::ZERO).await;
     let (stop, poller) = app.spawn_poller("poller-a");
     wait_status(&app, 5001, "pending").await;
@@ -354,7 +348,6 @@ async fn an_order_that_turns_paid_between_two_sweeps_is_imported_then_updated() 
     assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 2);
     stop.cancel();
     poller.await.unwrap().unwrap();
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -362,7 +355,7 @@ async fn orders_changed_or_created_while_a_sweep_walks_the_pages_are_not_missed(
     // Arrange: 250 orders; while the first sweep is between its second and third page, an
     // order already passed changes, an order not yet reached changes, and a new order
     // appears above the cursor.
-    let app = spawn().await;
+    let app = fast_polling_app().await;
     let prom = StandIn::mount(&app.prom, new_orders(1, 250), Duration::from_millis(100)).await;
     prom.after_call(1, |orders| {
         touch(orders, 240, "received");
@@ -386,13 +379,12 @@ async fn orders_changed_or_created_while_a_sweep_walks_the_pages_are_not_missed(
     );
     stop.cancel();
     poller.await.unwrap().unwrap();
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_poller_killed_mid_sweep_is_replaced_and_nothing_is_missed_or_duplicated() {
     // Arrange: slow pages, so the kill lands mid-sweep.
-    let app = spawn().await;
+    let app = fast_polling_app().await;
     let prom = StandIn::mount(&app.prom, new_orders(1, 350), Duration::from_millis(300)).await;
     let (_, first) = app.spawn_poller("poller-a");
     eventually("two pages served", WAIT, || async {
@@ -435,14 +427,13 @@ async fn a_poller_killed_mid_sweep_is_replaced_and_nothing_is_missed_or_duplicat
     .await;
     stop.cancel();
     second.await.unwrap().unwrap();
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn two_pollers_on_the_same_shops_fetch_each_page_once() {
     // Arrange: three shops of 150 orders each (created after the shops were connected),
     // one sweep per shop (a long interval).
-    let mut app = spawn_with_proms(2).await;
+    let mut app = fast_polling_app_with_proms(2).await;
     let mut servers = Vec::new();
     for (k, server) in (2..=3_i64).zip(std::mem::take(&mut app.extra_proms)) {
         add_shop(&app, &server, &format!("token-{k}")).await;
@@ -487,14 +478,13 @@ async fn two_pollers_on_the_same_shops_fetch_each_page_once() {
     stop_b.cancel();
     a.await.unwrap().unwrap();
     b.await.unwrap().unwrap();
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn prom_rate_limits_and_server_errors_delay_the_sweep_but_it_completes() {
     // Arrange: the first page is refused three times (429 with Retry-After, 503, 502),
     // the second once (429 without a hint).
-    let app = spawn().await;
+    let app = fast_polling_app().await;
     let prom = StandIn::mount(&app.prom, new_orders(1, 120), Duration::ZERO).await;
     prom.fail(
         0,
@@ -524,13 +514,12 @@ async fn prom_rate_limits_and_server_errors_delay_the_sweep_but_it_completes() {
     );
     stop.cancel();
     poller.await.unwrap().unwrap();
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_shop_whose_token_prom_rejects_is_flagged_and_the_other_shops_keep_going() {
     // Arrange: a second shop whose Prom answers 401 to everything.
-    let mut app = spawn_with_proms(1).await;
+    let mut app = fast_polling_app_with_proms(1).await;
     let good = StandIn::mount(&app.prom, new_orders(1, 50), Duration::ZERO).await;
     let bad_prom = app.extra_proms.remove(0);
     Mock::given(method("GET"))
@@ -568,13 +557,12 @@ async fn a_shop_whose_token_prom_rejects_is_flagged_and_the_other_shops_keep_goi
     );
     stop.cancel();
     poller.await.unwrap().unwrap();
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_new_shop_imports_only_orders_created_since_it_was_connected_and_never_drafts() {
     // Arrange: an old order modified after the connection, a draft, and a new order.
-    let app = spawn().await;
+    let app = fast_polling_app().await;
     let now = Utc::now();
     let orders = vec![
         prom_order(1, "received", now - chrono::Duration::hours(3), now),
@@ -596,5 +584,4 @@ async fn a_new_shop_imports_only_orders_created_since_it_was_connected_and_never
     assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 1);
     stop.cancel();
     poller.await.unwrap().unwrap();
-    app.cleanup().await;
 }

@@ -2,14 +2,9 @@
 //! 'From webhook to books'): every order exactly once, at its newest version, whatever
 //! arrives twice, late or at once.
 
-mod common;
-
 use std::{num::NonZeroUsize, time::Duration};
 
 use chrono::{TimeZone, Utc};
-use common::{
-    eventually, fixture_order, Backend, Options, TestApp, CUSTOM_STATUS_ORDER, PENDING_ORDER,
-};
 use entity::{
     enums::{Direction, OutboxKind},
     order_items, orders, shops,
@@ -24,6 +19,10 @@ use serde_json::{json, Value};
 use wiremock::{
     matchers::{header, method, path},
     Mock, ResponseTemplate,
+};
+
+use crate::support::{
+    eventually, fixture_order, Backend, TestApp, TestAppBuilder, CUSTOM_STATUS_ORDER, PENDING_ORDER,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -87,16 +86,10 @@ async fn the_items(app: &TestApp) -> Vec<order_items::Model> {
         .expect("items")
 }
 
-async fn spawn(options: Options) -> TestApp {
-    let app = TestApp::spawn_with(options).await;
-    app.prom_products_missing().await;
-    app
-}
-
 #[tokio::test]
 async fn a_notification_delivered_ten_times_creates_one_order_client_and_product_set() {
     // Arrange
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let body = json!({ "order": fixture_order(PENDING_ORDER) });
 
     // Act: the same webhook message ten times, then the same version under new ids.
@@ -129,12 +122,11 @@ async fn a_notification_delivered_ten_times_creates_one_order_client_and_product
             .await,
         5
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_imported_order_carries_every_field_and_the_four_integration_fields() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
 
     app.push_order(&fixture_order(PENDING_ORDER)).await;
     app.wait_for_events(1).await;
@@ -202,12 +194,11 @@ async fn the_imported_order_carries_every_field_and_the_four_integration_fields(
     assert!(row("SELECT name FROM products")
         .await
         .is_some_and(|n| n.starts_with("Набір")));
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_older_version_after_a_newer_one_changes_nothing() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
 
     app.push_order(&one_line(7001, 20, "received", 2.0)).await;
     app.wait_for_events(1).await;
@@ -232,18 +223,17 @@ async fn an_older_version_after_a_newer_one_changes_nothing() {
             .await,
         1
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn eight_concurrent_importers_on_the_same_50_orders_duplicate_nothing() {
     // Arrange: 10 catalogue products in 3 Prom groups, shared by 50 orders that each
     // arrive in 4 versions, shuffled, with 10% of the messages delivered twice.
-    let app = spawn(Options {
-        importers: 8,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .prom_products_missing()
+        .importers(8)
+        .spawn()
+        .await;
     for p in 0..10_i64 {
         app.prom_product(
             9000 + p,
@@ -312,12 +302,11 @@ async fn eight_concurrent_importers_on_the_same_50_orders_duplicate_nothing() {
             .await,
         3
     );
-    app.cleanup().await;
 }
 
 /// Pushes orders one by one (waiting for each) and returns the number of products.
-async fn products_after(options: Options, orders: &[Value]) -> i64 {
-    let app = spawn(options).await;
+async fn products_after(app: TestAppBuilder, orders: &[Value]) -> i64 {
+    let app = app.prom_products_missing().spawn().await;
     for (i, order) in orders.iter().enumerate() {
         app.push_order(order).await;
         app.wait_for_events(i as i64 + 1).await;
@@ -328,15 +317,11 @@ async fn products_after(options: Options, orders: &[Value]) -> i64 {
         orders.len() as i64
     );
     let products = app.count("SELECT count(*) FROM products").await;
-    app.cleanup().await;
     products
 }
 
-fn by(match_products_by: MatchProductsBy) -> Options {
-    Options {
-        match_products_by,
-        ..Default::default()
-    }
+fn by(match_products_by: MatchProductsBy) -> TestAppBuilder {
+    TestApp::builder().match_products_by(match_products_by)
 }
 
 #[tokio::test]
@@ -373,11 +358,11 @@ async fn matching_by_prom_id_reuses_a_product_with_the_same_prom_id() {
 }
 
 async fn clients_after(client_matching: ClientMatching) -> i64 {
-    let app = spawn(Options {
-        client_matching,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .prom_products_missing()
+        .client_matching(client_matching)
+        .spawn()
+        .await;
     let mut first = one_line(1, 1, "pending", 1.0);
     first["phone"] = json!("0501234567");
     let mut second = one_line(2, 1, "pending", 1.0);
@@ -394,7 +379,6 @@ async fn clients_after(client_matching: ClientMatching) -> i64 {
         app.wait_for_events(i as i64 + 1).await;
     }
     let clients = app.count("SELECT count(*) FROM clients").await;
-    app.cleanup().await;
     clients
 }
 
@@ -410,7 +394,7 @@ async fn phone_or_email_reuses_a_contact_with_a_normalized_phone_or_email() {
 
 #[tokio::test]
 async fn quantity_edits_apply_before_write_off_and_are_ignored_after() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     app.push_order(&one_line(42, 1, "pending", 1.0)).await;
     app.wait_for_events(1).await;
 
@@ -442,12 +426,11 @@ async fn quantity_edits_apply_before_write_off_and_are_ignored_after() {
         detail.as_deref().unwrap_or("").contains("written off"),
         "{detail:?}"
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut usd = order(
         55,
         1,
@@ -470,12 +453,11 @@ async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
             "{table} must stay empty"
         );
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_unparseable_price_is_rejected_with_its_reason() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut bad = one_line(56, 1, "pending", 1.0);
     bad["price"] = json!("сто гривень");
 
@@ -490,17 +472,16 @@ async fn an_unparseable_price_is_rejected_with_its_reason() {
         .unwrap_or("")
         .contains("unparseable"));
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_message_that_always_fails_is_dead_lettered_after_n_attempts_while_others_flow() {
     // Arrange: Prom fails every fetch of order 666.
-    let app = spawn(Options {
-        max_attempts: 3,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .prom_products_missing()
+        .max_attempts(3)
+        .spawn()
+        .await;
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/666"))
         .respond_with(ResponseTemplate::new(500))
@@ -529,12 +510,11 @@ async fn a_message_that_always_fails_is_dead_lettered_after_n_attempts_while_oth
         .count();
     assert_eq!(fetches, 3, "one Prom call per attempt");
     assert_eq!(app.queue_depth(Lane::Inbound).await, 0);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_thin_notification_fetches_the_order_from_prom_with_the_shops_credentials() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let document: Value = serde_json::from_str(CUSTOM_STATUS_ORDER).unwrap();
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/32345434343"))
@@ -565,12 +545,11 @@ async fn a_thin_notification_fetches_the_order_from_prom_with_the_shops_credenti
             .as_deref(),
         Some("custom-137639")
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn new_products_take_description_and_category_from_prom_and_reuse_categories() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     for (id, group) in [(1_i64, "Шкарпетки"), (2, "Шкарпетки")] {
         app.prom_product(
             id,
@@ -610,12 +589,11 @@ async fn new_products_take_description_and_category_from_prom_and_reuse_categori
             .await,
         1
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn prom_statuses_apply_only_when_changed_and_unmapped_ones_keep_the_status() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let kind =
         || app.text("SELECT st.kind FROM orders o JOIN order_statuses st ON st.id = o.status_id");
 
@@ -648,24 +626,22 @@ async fn prom_statuses_apply_only_when_changed_and_unmapped_ones_keep_the_status
             .as_deref(),
         Some("custom-137639")
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn draft_orders_are_not_imported() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
 
     app.push_order(&one_line(10, 1, "draft", 1.0)).await;
     app.wait_for_events(1).await;
 
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
     assert_eq!(app.outcomes().await[0].0, Outcome::Skipped);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_token_prom_refuses_dead_letters_the_message_and_flags_the_shop() {
-    let app = spawn(Options::default()).await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/4242"))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "bad token"})))
@@ -686,18 +662,17 @@ async fn a_token_prom_refuses_dead_letters_the_message_and_flags_the_shop() {
             .await,
         1
     );
-    app.cleanup().await;
 }
 
 /// An app whose importer is not started yet, with batches large and patient enough that
 /// every message queued before [`start_batching_importer`] lands in one transaction.
-async fn spawn_stopped(max_attempts: u32) -> TestApp {
-    let mut app = spawn(Options {
-        importers: 0,
-        max_attempts,
-        ..Default::default()
-    })
-    .await;
+async fn app_with_stopped_importer(max_attempts: u32) -> TestApp {
+    let mut app = TestApp::builder()
+        .prom_products_missing()
+        .importers(0)
+        .max_attempts(max_attempts)
+        .spawn()
+        .await;
     app.settings.import.concurrency = NonZeroUsize::new(32).unwrap();
     app.settings.import.batch_size = NonZeroUsize::new(64).unwrap();
     app.settings.import.batch_linger = Duration::from_millis(1000);
@@ -713,7 +688,7 @@ async fn batches(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn ten_versions_of_one_order_in_one_batch_leave_it_at_the_newest_version() {
     // Arrange: versions 1..=10 (quantity = version) queued in a scrambled order.
-    let mut app = spawn_stopped(3).await;
+    let mut app = app_with_stopped_importer(3).await;
     for version in [3_u32, 7, 1, 10, 5, 2, 9, 4, 8, 6] {
         app.push_order(&one_line(4242, version, "pending", f64::from(version)))
             .await;
@@ -733,13 +708,12 @@ async fn ten_versions_of_one_order_in_one_batch_leave_it_at_the_newest_version()
         the_order(&app).await.remote_modified_at,
         Some(Utc.with_ymd_and_hms(2025, 4, 7, 7, 0, 10).unwrap())
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_event_delivered_twice_into_one_batch_is_applied_once_and_acked_as_duplicate() {
     // Arrange
-    let mut app = spawn_stopped(3).await;
+    let mut app = app_with_stopped_importer(3).await;
     let webhook_id = format!("msg_twice_{}", uuid::Uuid::new_v4().simple());
     let body = json!({ "order": one_line(5151, 1, "pending", 2.0) });
     let mut event = String::new();
@@ -771,19 +745,18 @@ async fn an_event_delivered_twice_into_one_batch_is_applied_once_and_acked_as_du
         app.dead_letters(Lane::Inbound).await.is_empty(),
         "the second delivery is settled as a duplicate, not failed"
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_message_failing_inside_a_batch_rolls_back_alone_and_the_others_commit() {
-    if common::backend() == common::Backend::Embedded {
+    if crate::support::backend() == crate::support::Backend::Embedded {
         // SQLite stores a NUL in text, so this poison is harmless there.
         return;
     }
     // Arrange: one order the database refuses (PostgreSQL text cannot hold a NUL byte)
     // between four good ones. Out-of-range numbers no longer serve: they are rejected
     // before the database.
-    let mut app = spawn_stopped(2).await;
+    let mut app = app_with_stopped_importer(2).await;
     for id in [6001, 6002] {
         app.push_order(&one_line(id, 1, "pending", 1.0)).await;
     }
@@ -811,7 +784,6 @@ async fn a_message_failing_inside_a_batch_rolls_back_alone_and_the_others_commit
     );
     assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 4);
     assert_eq!(batches(&app).await, 1, "the good four share one commit");
-    app.cleanup().await;
 }
 
 /// Each enum's values as stored.
@@ -825,7 +797,7 @@ fn stored_values<T: ActiveEnum<Value = String>>() -> Vec<String> {
 #[tokio::test]
 async fn a_value_outside_an_enum_is_refused_even_from_plain_sql() {
     // Arrange
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().spawn().await;
     let shop_id = app.shop.shop_id;
 
     // Act
@@ -893,5 +865,4 @@ async fn a_value_outside_an_enum_is_refused_even_from_plain_sql() {
                 .expect("restoring the shop");
         }
     }
-    app.cleanup().await;
 }

@@ -5,7 +5,6 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
 use promsync::broker::Lane;
 use reqwest::{header, redirect, Method};
 use serde_json::{json, Value};
@@ -14,21 +13,19 @@ use wiremock::{
     Mock, ResponseTemplate,
 };
 
-use crate::common::{self, employee, eventually, post_webhook, Backend, Options, Tenant, TestApp};
+use crate::support::{
+    broker::rabbitmq_depth, employee, eventually, post_thin_webhook, Backend, Tenant, TestApp,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-/// The Prom order of tenant A's dead letter (tenant B's is order 5, `post_webhook`'s).
+/// The Prom order of tenant A's dead letter (tenant B's is order 5, `post_thin_webhook`'s).
 const A_ORDER: i64 = 4242;
 
 /// Tenant A (the app's account) and tenant B each with one inbound dead letter: Prom
 /// refuses every order fetch with 401, a permanent failure, so each thin notification
 /// is dead-lettered at its first attempt. Answers both letters' ids.
 async fn two_tenants_with_a_dead_letter_each() -> (TestApp, Tenant, i64, i64) {
-    let app = TestApp::spawn_with(Options {
-        max_attempts: 1,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().max_attempts(1).spawn().await;
     app.prom_products_missing().await;
     Mock::given(method("GET"))
         .and(path_regex(r"^/api/v1/orders/\d+$"))
@@ -39,7 +36,7 @@ async fn two_tenants_with_a_dead_letter_each() -> (TestApp, Tenant, i64, i64) {
     let accepted = app.notify(&json!({"order_id": A_ORDER})).await;
     assert_eq!(accepted.status(), 202);
     assert_eq!(
-        post_webhook(&app, b.shop.shop_id, &b.shop.webhook_secret).await,
+        post_thin_webhook(&app, b.shop.shop_id, &b.shop.webhook_secret).await,
         202
     );
     let a_id = only_letter(&app, &app.admin_token).await;
@@ -89,24 +86,9 @@ async fn dead_queue_depth(app: &TestApp) -> u32 {
         let sql = "SELECT count(*) FROM broker_messages WHERE dead = TRUE";
         return app.count(sql).await as u32;
     }
-    let conn = Connection::connect(&common::broker_url(), ConnectionProperties::default())
-        .await
-        .expect("broker");
-    let channel = conn.create_channel().await.expect("channel");
-    let depth = channel
-        .queue_declare(
-            app.topology.dead_queue(Lane::Inbound).into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    rabbitmq_depth(app.topology.dead_queue(Lane::Inbound))
         .await
         .expect("the dead-letter queue exists")
-        .message_count();
-    let _ = conn.close(200, "bye".into()).await;
-    depth
 }
 
 /// A signed-in operator-UI session of the holder of `token`; answers its cookies and
@@ -210,7 +192,6 @@ async fn an_employee_lists_and_requeues_only_their_own_accounts_dead_letters() {
     assert_eq!(b_sees[0]["id"], b_id);
     assert_eq!(b_sees[0]["shop_id"], b.shop.shop_id);
     assert_eq!(row(&app, a_id).await, None, "A's letter left for its queue");
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -233,7 +214,6 @@ async fn another_accounts_requeue_of_my_ids_requeues_nothing_and_my_letters_stay
     let a_sees = list(&app, &app.admin_token).await;
     assert_eq!(a_sees.len(), 1);
     assert_eq!(a_sees[0]["id"], a_id);
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -262,7 +242,6 @@ async fn an_employee_without_manage_integrations_gets_403_on_dead_letters_and_sy
     assert_eq!(from_ui, 403);
     assert!(before.is_some());
     assert_eq!(row(&app, a_id).await, before);
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -290,13 +269,12 @@ async fn dead_letters_are_listed_from_the_database_even_with_the_broker_out_of_r
     assert!(listed[0]["dead_at"].is_string());
     assert_eq!(page, 200, "{page_body}");
     assert!(page_body.contains(&A_ORDER.to_string()), "{page_body}");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_requeue_naming_more_than_a_thousand_ids_or_no_list_is_a_400() {
     // Arrange
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder().spawn().await;
     let too_many: Vec<i64> = (1..=1001).collect();
 
     // Act
@@ -328,7 +306,6 @@ async fn a_requeue_naming_more_than_a_thousand_ids_or_no_list_is_a_400() {
     assert!(limit_body["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("limit")));
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -350,5 +327,4 @@ async fn two_requeues_of_one_dead_letter_at_once_send_it_back_once() {
     // Prom still refuses, so the message dies again: a new dead letter of the account.
     let again = only_letter(&app, &app.admin_token).await;
     assert_ne!(again, a_id);
-    app.cleanup().await;
 }

@@ -2,12 +2,9 @@
 //! rebuilds the books and is safe beside live traffic; dead letters can be listed, requeued
 //! once their cause is fixed, and purged.
 
-mod common;
-
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use common::{eventually, fixture_order, Options, TestApp, PENDING_ORDER};
 use promsync::{
     broker::{Lane, ReplayRequest},
     cli::DlqCommand,
@@ -19,6 +16,8 @@ use wiremock::{
     matchers::{method, path},
     Mock, ResponseTemplate,
 };
+
+use crate::support::{eventually, fixture_order, TestApp, PENDING_ORDER};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -126,20 +125,14 @@ fn everything() -> ReplayRequest {
     }
 }
 
-async fn spawn() -> TestApp {
-    let app = TestApp::spawn_with(Options {
-        importers: 2,
-        ..Default::default()
-    })
-    .await;
-    app.prom_products_missing().await;
-    app
-}
-
 #[tokio::test]
 async fn replaying_a_2000_event_log_into_an_empty_database_rebuilds_the_same_books() {
     // Arrange: 2,000 notifications, 200 orders in 10 versions each, out of order.
-    let app = spawn().await;
+    let app = TestApp::builder()
+        .importers(2)
+        .prom_products_missing()
+        .spawn()
+        .await;
     let mut bodies = Vec::new();
     for v in 1..=10_u32 {
         for o in 0..200_i64 {
@@ -181,12 +174,15 @@ async fn replaying_a_2000_event_log_into_an_empty_database_rebuilds_the_same_boo
         .map(|(a, b)| format!("original: {a}\nrebuilt:  {b}"));
     assert_eq!(first_difference, None);
     assert_eq!(rebuilt.len(), original.len());
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn replaying_a_window_while_importers_run_creates_no_duplicate() {
-    let app = spawn().await;
+    let app = TestApp::builder()
+        .importers(2)
+        .prom_products_missing()
+        .spawn()
+        .await;
     for o in 0..100_i64 {
         app.push_order(&version(700_000 + o, 1, 1, "W")).await;
     }
@@ -216,12 +212,15 @@ async fn replaying_a_window_while_importers_run_creates_no_duplicate() {
     );
     // Without --force the inbox recognizes replayed events: no second sync-log row.
     assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 200);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_forced_replay_re_applies_events_without_moving_orders_back() {
-    let app = spawn().await;
+    let app = TestApp::builder()
+        .importers(2)
+        .prom_products_missing()
+        .spawn()
+        .await;
     app.push_order(&version(800_001, 5, 5, "F")).await;
     app.wait_for_events(1).await;
 
@@ -238,17 +237,12 @@ async fn a_forced_replay_re_applies_events_without_moving_orders_back() {
         promsync::domain::Outcome::Duplicate,
         "same version: nothing changes"
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_dead_letter_requeued_after_its_cause_is_fixed_is_applied_once() {
     // Arrange: Prom fails every fetch of order 666 until we fix it.
-    let app = TestApp::spawn_with(Options {
-        max_attempts: 2,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().max_attempts(2).spawn().await;
     app.prom_products_missing().await;
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/666"))
@@ -292,7 +286,6 @@ async fn a_dead_letter_requeued_after_its_cause_is_fixed_is_applied_once() {
     );
     assert!(app.dead_letters(Lane::Inbound).await.is_empty());
     assert_eq!(app.requeue_dead(Lane::Inbound, None).await, 0);
-    app.cleanup().await;
 }
 
 #[tokio::test]
@@ -300,11 +293,7 @@ async fn a_dead_lettered_import_is_listed_with_its_shop_and_order_and_once_reque
 {
     // Arrange: Prom refuses the token on the first fetch of order 777 (a permanent
     // failure: dead-lettered at once), then serves the order.
-    let app = TestApp::spawn_with(Options {
-        max_attempts: 3,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().max_attempts(3).spawn().await;
     app.prom_products_missing().await;
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/777"))
@@ -401,16 +390,11 @@ async fn a_dead_lettered_import_is_listed_with_its_shop_and_order_and_once_reque
             .await,
         1
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn purging_removes_every_dead_letter_and_listing_leaves_them_in_place() {
-    let app = TestApp::spawn_with(Options {
-        max_attempts: 1,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().max_attempts(1).spawn().await;
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/13"))
         .respond_with(ResponseTemplate::new(401))
@@ -430,5 +414,4 @@ async fn purging_removes_every_dead_letter_and_listing_leaves_them_in_place() {
 
     assert_eq!(purged, 1);
     assert!(app.dead_letters(Lane::Inbound).await.is_empty());
-    app.cleanup().await;
 }

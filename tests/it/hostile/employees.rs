@@ -9,7 +9,7 @@ use reqwest::{header, redirect, Method};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{json, Value};
 
-use crate::common::{employee, eventually, Backend, TestApp};
+use crate::support::{employee, eventually, Backend, TestApp};
 
 /// Creates an employee as `token`'s holder; answers its id and token.
 async fn hire(app: &TestApp, token: &str, name: &str, permissions: &[&str]) -> (i64, String) {
@@ -115,7 +115,7 @@ async fn ui_orders(app: &TestApp, cookie: &str) -> (u16, Option<String>) {
 #[tokio::test]
 async fn an_employee_without_manage_employees_gets_403_everywhere_and_creates_nobody() {
     // Arrange: every other permission, so only the missing one can refuse it.
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let clerk = employee(&app, &["goods_without_write_off", "manage_integrations"]).await;
     let admin = admin_id(&app, app.account_id).await;
     let before = app.count("SELECT count(*) FROM employees").await;
@@ -149,12 +149,11 @@ async fn an_employee_without_manage_employees_gets_403_everywhere_and_creates_no
         1,
         "the admin is intact"
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_manager_cannot_grant_a_permission_it_does_not_hold() {
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let (_, manager) = hire(&app, &app.admin_token, "hr", &["manage_employees"]).await;
     let before = app.count("SELECT count(*) FROM employees").await;
 
@@ -173,12 +172,11 @@ async fn a_manager_cannot_grant_a_permission_it_does_not_hold() {
         .unwrap()
         .contains("manage_integrations"));
     assert_eq!(app.count("SELECT count(*) FROM employees").await, before);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn unknown_permissions_and_bad_names_are_refused_naming_what_is_wrong() {
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let before = app.count("SELECT count(*) FROM employees").await;
     let long = "x".repeat(101);
     let cases = [
@@ -210,13 +208,12 @@ async fn unknown_permissions_and_bad_names_are_refused_naming_what_is_wrong() {
         assert!(message.contains(named), "{body}: {message}");
     }
     assert_eq!(app.count("SELECT count(*) FROM employees").await, before);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_list_shows_only_the_callers_account_and_never_a_token_or_its_hash() {
     // Arrange
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let other = app.other_tenant().await;
     let (own, own_token) = hire(&app, &app.admin_token, "Olha", &["goods_without_write_off"]).await;
     let (foreign, foreign_token) = hire(&app, &other.admin_token, "Spy", &[]).await;
@@ -259,13 +256,12 @@ async fn the_list_shows_only_the_callers_account_and_never_a_token_or_its_hash()
     for secret in [&own_token, &foreign_token, &app.admin_token, &hashes] {
         assert!(!text.contains(secret.as_str()), "the list shows a secret");
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_deleted_employees_token_answers_401_at_once_and_its_ui_sessions_end() {
     // Arrange: the token works for the API and has an operator-page session.
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let (clerk, token) = hire(&app, &app.admin_token, "clerk", &[]).await;
     let (status, _) = app.call(Method::GET, "/api/orders", &token, None).await;
     assert_eq!(status, 200);
@@ -311,12 +307,11 @@ async fn a_deleted_employees_token_answers_401_at_once_and_its_ui_sessions_end()
         )
         .await;
     assert_eq!(status, 404, "deleted once, gone");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn another_tenants_employee_is_not_found_and_stays() {
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let other = app.other_tenant().await;
     let (foreign, foreign_token) = hire(&app, &other.admin_token, "theirs", &[]).await;
     let foreign_admin = admin_id(&app, other.account_id).await;
@@ -346,13 +341,12 @@ async fn another_tenants_employee_is_not_found_and_stays() {
         .call(Method::GET, "/api/orders", &foreign_token, None)
         .await;
     assert_eq!(status, 200, "their token still works");
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_last_manager_cannot_be_deleted_but_may_leave_once_another_manages() {
     // Arrange: the admin is the only manager; a clerk does not count.
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let admin = admin_id(&app, app.account_id).await;
     hire(
         &app,
@@ -389,14 +383,13 @@ async fn the_last_manager_cannot_be_deleted_but_may_leave_once_another_manages()
         .call(Method::GET, "/api/employees", &successor, None)
         .await;
     assert_eq!(status, 200);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn two_last_managers_deleting_each_other_at_once_leave_one() {
     // Arrange: the admin and one more manager; every round they delete each other at the
     // same moment, and the survivor hires the next opponent.
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut survivor = (
         admin_id(&app, app.account_id).await,
         app.admin_token.clone(),
@@ -439,16 +432,15 @@ async fn two_last_managers_deleting_each_other_at_once_leave_one() {
             survivor = opponent;
         }
     }
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_manager_revoked_while_its_requests_wait_neither_creates_nor_deletes_anyone() {
     // SQLite runs one writer at a time through one connection: a request cannot be in
     // flight beside the revocation, so there is nothing to race.
-    let app = TestApp::spawn_for_api().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     if app.backend == Backend::Embedded {
-        return app.cleanup().await;
+        return;
     }
     // Arrange: a manager about to be revoked, and a clerk it wants to remove. The test
     // holds the account's row, as a revocation in progress would.
@@ -513,5 +505,4 @@ async fn a_manager_revoked_while_its_requests_wait_neither_creates_nor_deletes_a
         .await,
         1
     );
-    app.cleanup().await;
 }

@@ -3,11 +3,8 @@
 //! itself, with no restart. The outage is a TCP proxy in front of the real broker that
 //! this test cuts and restores.
 
-mod common;
-
 use std::{net::SocketAddr, time::Duration};
 
-use common::{eventually, fixture_order, Options, TestApp, PENDING_ORDER};
 use promsync::broker::Lane;
 use serde_json::json;
 use tokio::{
@@ -16,6 +13,8 @@ use tokio::{
     sync::watch,
 };
 use tokio_util::sync::CancellationToken;
+
+use crate::support::{eventually, fixture_order, TestApp, PENDING_ORDER};
 
 /// A TCP proxy to RabbitMQ that can be taken down (open connections cut, new ones
 /// refused) and brought back.
@@ -71,12 +70,11 @@ impl Proxy {
 async fn the_ingress_answers_503_during_a_broker_outage_and_recovers_without_restart() {
     // Arrange: promsync talks to RabbitMQ through the proxy.
     let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let app = TestApp::spawn_with(Options {
-        importers: 0,
-        broker_url: Some(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port)),
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .importers(0)
+        .broker_url(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port))
+        .spawn()
+        .await;
     let body = json!({ "order": fixture_order(PENDING_ORDER) });
     let before = app.notify(&body).await;
     assert_eq!(before.status(), 202);
@@ -105,5 +103,4 @@ async fn the_ingress_answers_503_during_a_broker_outage_and_recovers_without_res
     // answered 503 and may still have reached the queue: at least once, never lost.)
     let accepted = 2 + accepted_during.load(std::sync::atomic::Ordering::SeqCst);
     assert!(app.queue_depth(Lane::Inbound).await >= accepted);
-    app.cleanup().await;
 }

@@ -3,13 +3,8 @@
 //! status outcomes, permission refusals, shop settings, sync problems and employees, in
 //! Ukrainian by default and English on request.
 
-mod common;
-
 use std::{collections::HashMap, time::Duration};
 
-use common::{
-    capture_logs, employee, imported_order, post_webhook, roapp_order, statuses, Options, TestApp,
-};
 use promsync::broker::Lane;
 use reqwest::{header, redirect, Method, StatusCode};
 use wiremock::{
@@ -17,11 +12,12 @@ use wiremock::{
     Mock, ResponseTemplate,
 };
 
-const WAIT: Duration = Duration::from_secs(30);
+use crate::support::{
+    capture_logs, employee, insert_imported_order, post_thin_webhook, roapp_order, statuses,
+    TestApp,
+};
 
-async fn spawn() -> TestApp {
-    TestApp::spawn_for_api().await
-}
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A browser stand-in: keeps cookies by hand, never follows redirects.
 struct Ui {
@@ -141,8 +137,12 @@ async fn status_of(app: &TestApp, order_id: i64) -> i64 {
 
 #[tokio::test]
 async fn signing_in_sets_an_httponly_samesite_session_cookie_and_shows_the_orders() {
-    let app = spawn().await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let app = TestApp::builder()
+        .prom_products_missing()
+        .capture_logs()
+        .spawn()
+        .await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
     let mut ui = Ui::new(&app);
 
     // Signed out: the root and the orders page send the browser to the sign-in form.
@@ -174,12 +174,11 @@ async fn signing_in_sets_an_httponly_samesite_session_cookie_and_shows_the_order
     let session_id = ui.cookies["promsync_session"].clone();
     let logs = capture_logs().contents();
     assert!(!logs.contains(&app.admin_token) && !logs.contains(&session_id));
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_wrong_token_or_a_forged_sign_in_form_starts_no_session() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut ui = Ui::new(&app);
 
     let form = ui.get("/ui/login").await;
@@ -200,13 +199,12 @@ async fn a_wrong_token_or_a_forged_sign_in_form_starts_no_session() {
     assert_eq!(forged.status, 403);
     assert!(!other.cookies.contains_key("promsync_session"));
     assert_eq!(app.count("SELECT count(*) FROM ui_sessions").await, 0);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
-    let app = spawn().await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
     let done = statuses(&app, &app.admin_token).await["done"];
     let before = status_of(&app, order).await;
     let mut ui = Ui::new(&app);
@@ -234,12 +232,11 @@ async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
         .await,
         0
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn signing_out_ends_the_session_for_every_copy_of_the_cookie() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut ui = Ui::new(&app);
     let (page, _) = ui.sign_in(&app.admin_token).await;
     let stolen = ui.cookies.clone();
@@ -253,13 +250,12 @@ async fn signing_out_ends_the_session_for_every_copy_of_the_cookie() {
     assert_eq!(again.status, 303);
     assert_eq!(again.location.as_deref(), Some("/ui/login"));
     assert_eq!(app.count("SELECT count(*) FROM ui_sessions").await, 0);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_orders_table_filters_by_shop_and_links_each_prom_order_in_a_new_tab() {
-    let app = spawn().await;
-    let imported = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let imported = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
     let own = roapp_order(&app, &app.admin_token).await;
     let own_id = own["id"].as_i64().unwrap();
     let mut ui = Ui::new(&app);
@@ -293,14 +289,13 @@ async fn the_orders_table_filters_by_shop_and_links_each_prom_order_in_a_new_tab
         .get(&format!("/ui/orders?shop_id={}", tenant.shop.shop_id))
         .await;
     assert_eq!(foreign.status, 404);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn update_orders_shows_each_orders_result_and_when_a_refused_one_is_available_again() {
-    let app = spawn().await;
-    let first = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
-    let second = imported_order(&app, app.account_id, app.shop.shop_id, "338390711").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let first = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let second = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390711").await;
     let mut ui = Ui::new(&app);
     let (page, _) = ui.sign_in(&app.admin_token).await;
     let csrf = page.csrf();
@@ -347,13 +342,12 @@ async fn update_orders_shows_each_orders_result_and_when_a_refused_one_is_availa
     assert_eq!(again.status, 429);
     assert_eq!(again.headers[header::RETRY_AFTER], "600");
     assert!(again.body.contains("available again in 10 min"));
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_status_change_says_what_happened_to_prom_and_the_write_off_sends_it() {
-    let app = spawn().await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
     let kinds = statuses(&app, &app.admin_token).await;
     let mut ui = Ui::new(&app);
     let (page, _) = ui.sign_in(&app.admin_token).await;
@@ -406,13 +400,12 @@ async fn a_status_change_says_what_happened_to_prom_and_the_write_off_sends_it()
     let unmapped = ui.post(&to, &[("csrf", &csrf), ("status_id", &new)]).await;
     assert!(unmapped.body.contains("not mapped"), "{}", unmapped.body);
     assert_eq!(status_of(&app, order).await, kinds["new"]);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn without_the_permission_actions_are_shown_disabled_and_the_server_refuses_them() {
-    let app = spawn().await;
-    let order = imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
     let done = statuses(&app, &app.admin_token).await["done"];
     let before = status_of(&app, order).await;
     let clerk = employee(&app, &[]).await;
@@ -462,12 +455,11 @@ async fn without_the_permission_actions_are_shown_disabled_and_the_server_refuse
         .as_deref(),
         Some("Test shop")
     );
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn english_is_chosen_with_lang_and_remembered() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut ui = Ui::new(&app);
     ui.sign_in(&app.admin_token).await;
     let en = ui.get("/ui/orders?lang=en").await;
@@ -479,12 +471,11 @@ async fn english_is_chosen_with_lang_and_remembered() {
     );
     let uk = ui.get("/ui/orders?lang=uk").await;
     assert!(uk.body.contains("Оновити замовлення"));
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn shop_settings_keep_the_api_rules_and_never_show_the_token() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let shop = app.shop.shop_id;
     let kinds = statuses(&app, &app.admin_token).await;
     let token_before = app
@@ -634,29 +625,30 @@ async fn shop_settings_keep_the_api_rules_and_never_show_the_token() {
     let end = start + rotated.body[start..].find('<').expect("end of the secret");
     let secret = rotated.body[start..end].to_owned();
     assert_ne!(secret, app.shop.webhook_secret);
-    assert_eq!(post_webhook(&app, shop, &secret).await, 202);
+    assert_eq!(post_thin_webhook(&app, shop, &secret).await, 202);
     assert_eq!(
-        post_webhook(&app, shop, &app.shop.webhook_secret).await,
+        post_thin_webhook(&app, shop, &app.shop.webhook_secret).await,
         202
     );
     assert!(!ui.get(&path).await.body.contains(&secret));
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn sync_problems_show_rejections_with_reasons_and_requeue_a_dead_letter() {
-    let app = TestApp::spawn_with(Options {
-        currency: "USD",
-        max_attempts: 1,
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::builder()
+        .currency("USD")
+        .max_attempts(1)
+        .spawn()
+        .await;
     app.prom_products_missing().await;
     // A notification in UAH for a USD account is rejected with its reason.
-    app.push_order(&common::fixture_order(common::PENDING_ORDER))
-        .await;
+    app.push_order(&crate::support::fixture_order(
+        crate::support::PENDING_ORDER,
+    ))
+    .await;
     // Prom refuses the token once: the thin notification is dead-lettered.
-    let document: serde_json::Value = serde_json::from_str(common::CUSTOM_STATUS_ORDER).unwrap();
+    let document: serde_json::Value =
+        serde_json::from_str(crate::support::CUSTOM_STATUS_ORDER).unwrap();
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/32345434343"))
         .respond_with(ResponseTemplate::new(401))
@@ -674,7 +666,7 @@ async fn sync_problems_show_rejections_with_reasons_and_requeue_a_dead_letter() 
         .await;
     assert_eq!(thin.status(), 202);
     app.wait_for_events(1).await;
-    common::eventually("a dead letter", WAIT, || async {
+    crate::support::eventually("a dead letter", WAIT, || async {
         (app.dead_letters(Lane::Inbound).await.len() == 1).then_some(())
     })
     .await;
@@ -726,12 +718,11 @@ async fn sync_problems_show_rejections_with_reasons_and_requeue_a_dead_letter() 
     // Processed again (and, in UAH, rejected for the currency like the other one).
     app.wait_for_events(2).await;
     assert!(app.dead_letters(Lane::Inbound).await.is_empty());
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn behind_an_https_proxy_the_ui_cookies_are_secure() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let answer = reqwest::Client::new()
         .get(format!("{}/ui/login", app.address))
         .header("X-Forwarded-Proto", "https")
@@ -749,14 +740,13 @@ async fn behind_an_https_proxy_the_ui_cookies_are_secure() {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let plain = Ui::new(&app).get("/ui/login").await;
     assert_eq!(plain.status, 200);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn unknown_ui_pages_and_ids_answer_an_html_not_found() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let tenant = app.other_tenant().await;
-    let foreign = imported_order(&app, tenant.account_id, tenant.shop.shop_id, "777").await;
+    let foreign = insert_imported_order(&app, tenant.account_id, tenant.shop.shop_id, "777").await;
     let mut ui = Ui::new(&app);
     ui.sign_in(&app.admin_token).await;
     for path in [
@@ -772,7 +762,6 @@ async fn unknown_ui_pages_and_ids_answer_an_html_not_found() {
             .starts_with("text/html"));
         assert!(page.body.contains("Not found."), "{path}: {}", page.body);
     }
-    app.cleanup().await;
 }
 
 /// The token shown in the notice after adding an employee.
@@ -790,7 +779,7 @@ fn new_token(page: &Page) -> String {
 #[tokio::test]
 async fn the_employees_screen_adds_an_employee_showing_its_token_once_and_revokes_it() {
     // Arrange
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let admin = app
         .count(&format!(
             "SELECT min(id) FROM employees WHERE account_id = {}",
@@ -881,12 +870,11 @@ async fn the_employees_screen_adds_an_employee_showing_its_token_once_and_revoke
         )
         .await;
     assert_eq!(forged.status, 403);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn revoking_oneself_on_the_employees_screen_ends_the_session() {
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let (status, body) = app
         .call(
             Method::POST,
@@ -915,13 +903,12 @@ async fn revoking_oneself_on_the_employees_screen_ends_the_session() {
     let next = ui.get("/ui/employees").await;
     assert_eq!(next.location.as_deref(), Some("/ui/login"));
     assert_eq!(app.count("SELECT count(*) FROM ui_sessions").await, 0);
-    app.cleanup().await;
 }
 
 #[tokio::test]
 async fn without_manage_employees_the_employees_screen_gives_the_reason_and_refuses() {
     // Arrange: every other permission.
-    let app = spawn().await;
+    let app = TestApp::builder().prom_products_missing().spawn().await;
     let tenant = app.other_tenant().await;
     let admin = app
         .count(&format!(
@@ -985,5 +972,4 @@ async fn without_manage_employees_the_employees_screen_gives_the_reason_and_refu
         .await;
     assert_eq!(foreign_delete.status, 404);
     assert_eq!(app.count("SELECT count(*) FROM employees").await, before);
-    app.cleanup().await;
 }

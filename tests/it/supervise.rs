@@ -1,14 +1,13 @@
 //! Supervision seen from outside: `/readyz` names a role of the process that failed,
 //! driven through the real supervisor with the real importer beside a failing role.
 
-mod common;
-
-use common::{Options, TestApp};
 use promsync::{
     roles::{Failure, RoleFailure, Supervisor},
     startup::{self, Application, Backends},
 };
 use serde_json::Value;
+
+use crate::support::TestApp;
 
 async fn readyz(app: &TestApp, port: u16) -> (u16, Value) {
     let response = app
@@ -25,11 +24,7 @@ async fn readyz(app: &TestApp, port: u16) -> (u16, Value) {
 async fn readyz_turns_503_naming_the_role_that_failed_and_the_others_stop() {
     // Arrange: the real importer and a poller stand-in that fails when told, supervised;
     // an HTTP server reporting their health (outside the set, so it outlives the failure).
-    let app = TestApp::spawn_with(Options {
-        importers: 0,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::builder().importers(0).spawn().await;
     let backends = Backends::connect(&app.settings).await.expect("backends");
     let mut roles = Supervisor::new();
     let server = Application::build_with_roles(&app.settings, &backends, roles.health())
@@ -72,5 +67,4 @@ async fn readyz_turns_503_naming_the_role_that_failed_and_the_others_stop() {
     assert_eq!(body["database"], "ok");
     assert_eq!(body["broker"], "ok");
     server.abort();
-    app.cleanup().await;
 }
