@@ -29,6 +29,3 @@ pub mod service;
 pub mod startup;
 pub mod telemetry;
 pub mod ui;
-
-/// Dead letters live with the broker that produces them; the old path still works.
-pub use broker::dead_letters;

@@ -408,7 +408,7 @@ async fn purging_removes_every_dead_letter_and_listing_leaves_them_in_place() {
     // Listing twice shows the same letter: a list never consumes.
     assert_eq!(app.dead_letters(Lane::Inbound).await.len(), 1);
 
-    let purged = promsync::dead_letters::purge_lane(&app.db, Lane::Inbound)
+    let purged = promsync::broker::dead_letters::purge_lane(&app.db, Lane::Inbound)
         .await
         .expect("purge");
 

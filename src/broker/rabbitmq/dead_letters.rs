@@ -21,9 +21,9 @@ use super::{
     topology::declare_topology,
     RabbitBroker,
 };
-use crate::{
-    broker::Lane,
+use crate::broker::{
     dead_letters::{DeadLetterSink, NewDeadLetter},
+    Lane,
 };
 
 /// Set by quorum queues on redelivery; the attempts of a message RabbitMQ dead-lettered

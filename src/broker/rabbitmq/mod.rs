@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use self::connection::PublisherState;
 pub use self::topology::{declare_topology, delete_topology, topology_definitions};
 use super::{Broker, BrokerError, Handler, Lane, ReplayRequest, ReplaySummary, Topology};
-use crate::{config::Settings, dead_letters::DeadLetterSink};
+use crate::{broker::dead_letters::DeadLetterSink, config::Settings};
 
 pub struct RabbitBroker {
     url: String,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Connection, ConnectionProperties};
-use promsync::{broker::Lane, dead_letters::OperatorView};
+use promsync::broker::{dead_letters::OperatorView, Lane};
 use serde_json::Value;
 
 use super::{app::TestApp, services::broker_url};
@@ -48,14 +48,14 @@ impl TestApp {
 
     /// Every recorded dead letter of a lane, as `promsync dlq list` shows them.
     pub async fn dead_letters(&self, lane: Lane) -> Vec<OperatorView> {
-        promsync::dead_letters::list_lane(&self.db, lane)
+        promsync::broker::dead_letters::list_lane(&self.db, lane)
             .await
             .expect("dead letters")
     }
 
     /// Requeues a lane's dead letters (all, or those ids) as `promsync dlq requeue` does.
     pub async fn requeue_dead(&self, lane: Lane, ids: Option<&[String]>) -> u64 {
-        promsync::dead_letters::requeue_in_lane(&self.db, self.broker().as_ref(), lane, ids)
+        promsync::broker::dead_letters::requeue_in_lane(&self.db, self.broker().as_ref(), lane, ids)
             .await
             .expect("requeue")
     }
