@@ -207,8 +207,9 @@ if [ "$QUICK" -eq 0 ]; then
     cargo clippy --all-targets -- -D warnings
     # The chaos suite is not among --all-targets (Cargo.toml: test = false).
     cargo clippy --test chaos -- -D warnings
-    # The simulator is a workspace crate of its own, outside the root package's targets.
-    cargo clippy -p promsync-simulator --all-targets -- -D warnings
+    # The simulator, the entities and the migrations are workspace crates of their own,
+    # outside the root package's targets.
+    cargo clippy -p promsync-simulator -p entity -p migration --all-targets -- -D warnings
 
     # The crate's top-level modules form layers; an import cycle between them fails here.
     header "deploy/check-module-cycles.py"
@@ -229,7 +230,7 @@ python3 -m openapi_spec_validator "$OPENAPI_JSON"
 # Unit tests and the integration binary (tests/it), whose modules are the suites.
 header "cargo test --all-targets -- --test-threads 4   (PostgreSQL + RabbitMQ)"
 PROMSYNC_TEST_BACKEND=rabbitmq cargo test --all-targets -- --test-threads 4
-cargo test -p promsync-simulator -- --test-threads 4
+cargo test -p promsync-simulator -p entity -p migration -- --test-threads 4
 
 # One suite, two backends: the inbound pipeline, recovery and API suites again on SQLite
 # and the embedded broker. (The outbound suite drives several relays and publishers at
