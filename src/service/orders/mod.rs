@@ -35,8 +35,31 @@ use crate::{
     service::{Caller, ServiceError, ServiceResult},
 };
 
-/// Where an imported order's page on Prom is, unless the shop has its own template.
-pub const DEFAULT_ORDER_URL_TEMPLATE: &str = "https://my.prom.ua/cms/order/edit/{id}";
+/// Where an order's page is on a Prom origin, unless the shop has its own template.
+const ORDER_PAGE_PATH: &str = "/cms/order/edit/{id}";
+
+/// Prom's origin for an order that came without a shop.
+const DEFAULT_PROM_ORIGIN: &str = "https://my.prom.ua";
+
+/// The link to an imported order's page on Prom: the shop's own template if it has one,
+/// else the order page on the shop's own Prom origin (a shop on another Prom host, such as
+/// a regional twin or a stand-in, links there, not to `my.prom.ua`).
+pub fn prom_order_url(
+    prom_origin: Option<&str>,
+    template: Option<&str>,
+    external_id: &str,
+) -> String {
+    match template {
+        Some(template) => template.replace("{id}", external_id),
+        None => format!(
+            "{}{}",
+            prom_origin
+                .unwrap_or(DEFAULT_PROM_ORIGIN)
+                .trim_end_matches('/'),
+            ORDER_PAGE_PATH.replace("{id}", external_id)
+        ),
+    }
+}
 
 /// One order of the caller's account (404 for any other).
 #[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = id))]
@@ -88,4 +111,37 @@ async fn account_status<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::Missing(format!("status {status_id} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prom_order_url;
+
+    #[test]
+    fn an_order_links_to_its_shops_own_prom_origin() {
+        assert_eq!(
+            prom_order_url(Some("https://my.prom.md"), None, "42"),
+            "https://my.prom.md/cms/order/edit/42"
+        );
+        assert_eq!(
+            prom_order_url(Some("http://127.0.0.1:9400/"), None, "7"),
+            "http://127.0.0.1:9400/cms/order/edit/7"
+        );
+    }
+
+    #[test]
+    fn a_shops_template_wins_and_no_shop_means_my_prom_ua() {
+        assert_eq!(
+            prom_order_url(
+                Some("https://my.prom.ua"),
+                Some("https://crm.example/prom/{id}"),
+                "9"
+            ),
+            "https://crm.example/prom/9"
+        );
+        assert_eq!(
+            prom_order_url(None, None, "9"),
+            "https://my.prom.ua/cms/order/edit/9"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use sea_orm::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::DEFAULT_ORDER_URL_TEMPLATE;
+use super::prom_order_url;
 use crate::{
     domain::StatusKind,
     service::{ServiceError, ServiceResult},
@@ -145,7 +145,7 @@ pub async fn views<C: ConnectionTrait>(
     let client_ids: BTreeSet<i64> = rows.iter().filter_map(|o| o.client_id).collect();
     let order_ids: Vec<i64> = rows.iter().map(|o| o.id).collect();
     // Only the columns shown: the shop row also holds its secrets.
-    let shops: HashMap<i64, (String, Option<String>)> = if shop_ids.is_empty() {
+    let shops: HashMap<i64, (String, String, Option<String>)> = if shop_ids.is_empty() {
         HashMap::new()
     } else {
         shops::Entity::find()
@@ -153,15 +153,16 @@ pub async fn views<C: ConnectionTrait>(
             .columns([
                 shops::Column::Id,
                 shops::Column::Name,
+                shops::Column::PromUrl,
                 shops::Column::OrderUrlTemplate,
             ])
             .filter(shops::Column::AccountId.eq(account_id))
             .filter(shops::Column::Id.is_in(shop_ids))
-            .into_tuple::<(i64, String, Option<String>)>()
+            .into_tuple::<(i64, String, String, Option<String>)>()
             .all(db)
             .await?
             .into_iter()
-            .map(|(id, name, template)| (id, (name, template)))
+            .map(|(id, name, prom_url, template)| (id, (name, prom_url, template)))
             .collect()
     };
     let statuses: HashMap<i64, order_statuses::Model> = order_statuses::Entity::find()
@@ -206,18 +207,12 @@ pub async fn views<C: ConnectionTrait>(
     let mut views = Vec::with_capacity(rows.len());
     for order in rows {
         let shop = order.shop_id.and_then(|id| shops.get(&id).map(|s| (id, s)));
-        let prom_url = match (&shop, &order.external_id) {
-            (Some((_, (_, template))), Some(external_id)) => Some(
-                template
-                    .as_deref()
-                    .unwrap_or(DEFAULT_ORDER_URL_TEMPLATE)
-                    .replace("{id}", external_id),
-            ),
-            (None, Some(external_id)) => {
-                Some(DEFAULT_ORDER_URL_TEMPLATE.replace("{id}", external_id))
+        let prom_url = order.external_id.as_deref().map(|external_id| match &shop {
+            Some((_, (_, origin, template))) => {
+                prom_order_url(Some(origin), template.as_deref(), external_id)
             }
-            _ => None,
-        };
+            None => prom_order_url(None, None, external_id),
+        });
         let status = match statuses.get(&order.status_id) {
             Some(s) => StatusView::from(s.clone()),
             None => {
@@ -237,7 +232,7 @@ pub async fn views<C: ConnectionTrait>(
             } else {
                 OrderSource::Roapp
             },
-            shop: shop.map(|(id, (name, _))| ShopRef {
+            shop: shop.map(|(id, (name, _, _))| ShopRef {
                 id,
                 name: name.clone(),
             }),
