@@ -11,7 +11,9 @@ use crate::prom::order::{
 };
 
 /// Query of `GET /orders/list`. Dates go out as UTC `YYYY-MM-DDTHH:MM:SS`, as Prom wants;
-/// sub-seconds are dropped, which only widens a `*_from` window.
+/// sub-seconds are dropped, which only widens a `*_from` window. Every listing asks for
+/// `sort_dir=desc`: the `last_id` cursor walks down by id, and Prom does not document
+/// which order it uses when none is asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderListQuery {
     pub status: Option<PromStatus>,
@@ -48,6 +50,7 @@ impl OrderListQuery {
         if let Some(last_id) = self.last_id {
             q.push(("last_id", last_id.to_string()));
         }
+        q.push(("sort_dir", "desc".to_owned()));
         q
     }
 }
@@ -388,6 +391,36 @@ mod tests {
             .unwrap();
         assert_eq!(orders.len(), 1);
         assert_eq!(orders[0].id, 338390710);
+    }
+
+    #[tokio::test]
+    async fn every_order_listing_asks_for_descending_ids() {
+        // Arrange: Prom answers only a listing sorted by descending id.
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/orders/list"))
+            .and(query_param("sort_dir", "desc"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"orders": []})))
+            .expect(3)
+            .mount(&server)
+            .await;
+        let (c, creds) = (client(&server), creds(&server));
+        let first_page = OrderListQuery::default();
+        let next_page = OrderListQuery {
+            limit: Some(2),
+            last_id: Some(7),
+            ..Default::default()
+        };
+
+        // Act
+        let typed = c.list_orders(&creds, &first_page).await;
+        let documents = c.list_order_documents(&creds, &next_page).await;
+        let documents_first = c.list_order_documents(&creds, &first_page).await;
+
+        // Assert (the mock's expectation is verified when it drops)
+        assert!(typed.unwrap().is_empty());
+        assert!(documents.unwrap().is_empty());
+        assert!(documents_first.unwrap().is_empty());
     }
 
     #[tokio::test]
