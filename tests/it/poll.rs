@@ -517,6 +517,41 @@ async fn prom_rate_limits_and_server_errors_delay_the_sweep_but_it_completes() {
 }
 
 #[tokio::test]
+async fn an_orders_list_answered_200_with_an_error_is_a_failed_sweep_not_an_empty_page() {
+    // Arrange: Prom refuses every listing, in a 200.
+    let app = fast_polling_app().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/list"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"error": "Incorrect message id"})),
+        )
+        .mount(&app.prom)
+        .await;
+
+    // Act: two sweeps, the second started only because the first failed.
+    let (stop, poller) = app.spawn_poller("poller-a");
+    eventually("a second sweep", WAIT, || async {
+        let calls = app.prom.received_requests().await.unwrap_or_default();
+        (calls.len() >= 2).then_some(())
+    })
+    .await;
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+
+    // Assert: the watermark never moved past what was never listed.
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE poll_watermark IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE token_rejected_at IS NOT NULL")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_shop_whose_token_prom_rejects_is_flagged_and_the_other_shops_keep_going() {
     // Arrange: a second shop whose Prom answers 401 to everything.
     let mut app = fast_polling_app_with_proms(1).await;
