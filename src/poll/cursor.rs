@@ -199,6 +199,38 @@ mod tests {
         assert!(cursor.is_done());
     }
 
+    /// Every order a sweep visits when Prom lists `ids` by descending id, `limit` per page,
+    /// with `last_id` inclusive ("no higher than").
+    fn visited_with_an_inclusive_last_id(ids: &[i64], limit: usize) -> Vec<i64> {
+        let mut cursor = Cursor::new();
+        let mut visited = Vec::new();
+        while !cursor.is_done() {
+            let page: Vec<i64> = ids
+                .iter()
+                .copied()
+                .filter(|id| cursor.last_id().is_none_or(|last| *id <= last))
+                .take(limit)
+                .collect();
+            visited.extend(cursor.accept(&page).into_iter().map(|i| page[i]));
+        }
+        visited
+    }
+
+    #[test]
+    fn with_an_inclusive_last_id_pages_of_two_visit_every_order() {
+        // Arrange
+        let ids: Vec<i64> = (1..=7).rev().collect();
+
+        // Act
+        let by_two = visited_with_an_inclusive_last_id(&ids, 2);
+        let by_one = visited_with_an_inclusive_last_id(&ids, 1);
+
+        // Assert: pages of one stop at the first boundary, which is why `poll_page_size`
+        // is at least 2.
+        assert_eq!(by_two, ids);
+        assert_eq!(by_one, [7]);
+    }
+
     #[test]
     fn an_order_listed_twice_on_one_page_is_published_once() {
         let mut cursor = Cursor::new();
