@@ -64,7 +64,9 @@ impl Cursor {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Listed {
     pub id: i64,
-    pub date_modified: String,
+    /// Not required by Prom's schema; [`Listed::version`] falls back to `date_created`.
+    #[serde(default)]
+    pub date_modified: Option<String>,
     #[serde(default)]
     pub date_created: Option<String>,
     #[serde(default)]
@@ -95,8 +97,20 @@ impl Listed {
         }
     }
 
+    /// The order's version as Prom wrote it, for its event id and the watermark:
+    /// `date_modified`, else `date_created` (what the importer compares versions by too),
+    /// so an order Prom lists without `date_modified` is still published, under an id
+    /// that stays the same until Prom modifies it. `None` without either.
+    pub fn version(&self) -> Option<&str> {
+        [&self.date_modified, &self.date_created]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .find(|d| !d.trim().is_empty())
+    }
+
     pub fn modified_at(&self) -> Option<DateTime<Utc>> {
-        parse_prom_datetime(&self.date_modified).ok()
+        parse_prom_datetime(self.version()?).ok()
     }
 }
 
@@ -240,7 +254,7 @@ mod tests {
     fn listed(status: &str, created: &str) -> Listed {
         Listed {
             id: 1,
-            date_modified: "2025-04-07T07:00:00+00:00".into(),
+            date_modified: Some("2025-04-07T07:00:00+00:00".into()),
             date_created: Some(created.into()),
             status: Some(status.into()),
         }
@@ -284,7 +298,27 @@ mod tests {
             l.modified_at(),
             Some(at("2025-04-07T06:46:43.570150+00:00"))
         );
-        assert!(Listed::deserialize(&serde_json::json!({"id": 1})).is_err());
+        assert!(Listed::deserialize(&serde_json::json!({"date_created": "x"})).is_err());
+        assert_eq!(
+            Listed::deserialize(&serde_json::json!({"id": 1}))
+                .unwrap()
+                .version(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_listed_order_without_date_modified_is_versioned_by_its_creation_date() {
+        // Arrange
+        let created = "2025-04-07T06:46:42.728888+00:00";
+        let doc = serde_json::json!({"id": 7, "date_created": created, "status": "pending"});
+
+        // Act
+        let l = Listed::deserialize(&doc).unwrap();
+
+        // Assert
+        assert_eq!(l.version(), Some(created));
+        assert_eq!(l.modified_at(), Some(at(created)));
     }
 
     #[test]
