@@ -271,6 +271,15 @@ mod tests {
     use super::*;
     use crate::prom::client::test_support::{client, creds, PENDING_COD};
 
+    /// `set_status` of order `id` to `received`.
+    fn received(id: i64) -> SetStatusRequest {
+        SetStatusRequest {
+            ids: vec![id],
+            status: PromStatus::Received,
+            cancellation: None,
+        }
+    }
+
     #[test]
     fn set_status_bodies() {
         let req = |status, cancellation| SetStatusRequest {
@@ -451,11 +460,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let req = SetStatusRequest {
-            ids: vec![338390710],
-            status: PromStatus::Received,
-            cancellation: None,
-        };
+        let req = received(338390710);
         let answer = client(&server)
             .set_status(&creds(&server), &req)
             .await
@@ -473,11 +478,7 @@ mod tests {
             .await;
         let (c, creds) = (client(&server), creds(&server));
         let query = OrderListQuery::default();
-        let request = SetStatusRequest {
-            ids: vec![5],
-            status: PromStatus::Received,
-            cancellation: None,
-        };
+        let request = received(5);
         vec![
             c.list_orders(&creds, &query).await.map(drop),
             c.list_order_documents(&creds, &query).await.map(drop),
@@ -576,11 +577,7 @@ mod tests {
             })))
             .mount(&server)
             .await;
-        let req = SetStatusRequest {
-            ids: vec![5],
-            status: PromStatus::Received,
-            cancellation: None,
-        };
+        let req = received(5);
 
         // Act
         let answer = client(&server)
