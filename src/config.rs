@@ -162,7 +162,7 @@ pub struct PollSettings {
     pub tick: Duration,
     /// `poll_lease_s`.
     pub lease: Duration,
-    /// `poll_page_size`.
+    /// `poll_page_size`: at least [`MIN_POLL_PAGE_SIZE`].
     pub page_size: NonZeroU32,
     /// `poll_concurrency`.
     pub concurrency: NonZeroUsize,
@@ -243,6 +243,27 @@ where
         return Err(invalid(field, reason));
     }
     N::try_from(value).map_err(|_| invalid(field, reason))
+}
+
+/// The smallest `poll_page_size`. Prom's `last_id` may be inclusive ("no higher than"):
+/// the next page then starts with the previous page's last order, and a page of one order
+/// would be only that order again, which ends the sweep with every lower id unvisited.
+/// From two up, every page brings at least one order the sweep has not seen.
+pub const MIN_POLL_PAGE_SIZE: u32 = 2;
+/// The largest `poll_page_size`.
+const MAX_POLL_PAGE_SIZE: u32 = 1000;
+
+fn poll_page_size(value: u32) -> Result<NonZeroU32, ConfigError> {
+    if !(MIN_POLL_PAGE_SIZE..=MAX_POLL_PAGE_SIZE).contains(&value) {
+        return Err(invalid(
+            "poll_page_size",
+            format!(
+                "must be between {MIN_POLL_PAGE_SIZE} and {MAX_POLL_PAGE_SIZE} (Prom may repeat \
+                 the last order of a page at the top of the next)"
+            ),
+        ));
+    }
+    count("poll_page_size", value, None)
 }
 
 fn address(field: &'static str, value: &str, example: &str) -> Result<SocketAddr, ConfigError> {
@@ -453,7 +474,7 @@ impl TryFrom<Raw> for Settings {
                 backfill: Duration::from_secs(raw.poll_backfill_s),
                 tick: Duration::from_millis(raw.poll_tick_ms),
                 lease: Duration::from_secs(raw.poll_lease_s),
-                page_size: count("poll_page_size", raw.poll_page_size, Some(1000))?,
+                page_size: poll_page_size(raw.poll_page_size)?,
                 concurrency: count("poll_concurrency", raw.poll_concurrency, Some(1024))?,
                 retry_base: Duration::from_millis(raw.poll_retry_base_ms),
                 page_attempts: count("poll_page_attempts", raw.poll_page_attempts, None)?,
@@ -631,6 +652,26 @@ mod tests {
             err.to_string(),
             "invalid setting `poll_tick_ms` (PROMSYNC_POLL_TICK_MS): must be at least 10"
         );
+    }
+
+    #[test]
+    fn a_poll_page_of_one_order_is_refused_as_an_inclusive_last_id_would_stop_the_sweep() {
+        // Arrange + Act
+        let one = load(&[("PROMSYNC_POLL_PAGE_SIZE", "1")]).unwrap_err();
+        let too_many = load(&[("PROMSYNC_POLL_PAGE_SIZE", "1001")]).unwrap_err();
+        let two = load(&[("PROMSYNC_POLL_PAGE_SIZE", "2")]).expect("valid");
+
+        // Assert
+        assert_eq!(
+            one.to_string(),
+            "invalid setting `poll_page_size` (PROMSYNC_POLL_PAGE_SIZE): must be between 2 and \
+             1000 (Prom may repeat the last order of a page at the top of the next)"
+        );
+        assert!(
+            too_many.to_string().contains("`poll_page_size`"),
+            "{too_many}"
+        );
+        assert_eq!(two.poll.page_size.get(), 2);
     }
 
     #[test]

@@ -149,7 +149,8 @@ define_settings! {
     poll_lease_s: u64 = "30",
         "lease of a sweeping poller; a dead poller's shops are taken over within it";
     poll_page_size: u32 = "100",
-        "orders per `orders/list` page";
+        "orders per `orders/list` page, 2 to 1000 (Prom may repeat a page's last order at \
+         the top of the next, so a page of one would never move on)";
     poll_concurrency: usize = "4",
         "shops one poller process sweeps at once";
     poll_retry_base_ms: u64 = "1000",

@@ -31,6 +31,9 @@ use crate::{
 
 /// The unit every imported product gets ('Products matched, never duplicated').
 const UNIT: &str = "pcs";
+/// On the sync log of every version of an order Prom sent without `date_modified`.
+pub const MODIFIED_FROM_CREATED: &str =
+    "Prom sent no date_modified; the order's creation time was used";
 
 /// What the transaction did, for the sync log, metrics and the caller's logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,10 +237,18 @@ async fn apply_here(
     processed_at: DateTime<Utc>,
     existing: Option<orders::Model>,
 ) -> Result<(Applied, orders::Model, bool), DbErr> {
-    let (applied, order) = match existing {
+    let (mut applied, order) = match existing {
         Some(order) => update_order(txn, ctx, plan, prepared, order).await?,
         None => create_order(txn, ctx, plan, prepared).await?,
     };
+    if plan.modified_from_created {
+        // Imported all the same, but visibly: the order's versions are compared by a date
+        // Prom did not send as one.
+        applied.detail = Some(format!(
+            "{}; {MODIFIED_FROM_CREATED}",
+            applied.detail.as_deref().unwrap_or_default()
+        ));
+    }
     let fresh = claim_event(
         txn,
         ctx,

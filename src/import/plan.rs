@@ -76,7 +76,10 @@ pub struct PlannedLine {
 pub struct ImportPlan {
     pub external_id: String,
     pub created_at: DateTime<Utc>,
+    /// `date_modified`, or the creation date when Prom sent none.
     pub modified_at: DateTime<Utc>,
+    /// Prom sent no `date_modified`: the sync log says the creation date stood in.
+    pub modified_from_created: bool,
     pub status: PromStatus,
     pub buyer: Buyer,
     pub lines: Vec<PlannedLine>,
@@ -182,6 +185,7 @@ pub fn plan(
     let modified_at = order
         .modified_at()
         .map_err(|e| invalid("date_modified", e))?;
+    let modified_from_created = order.lacks_date_modified();
     let status = order.prom_status().map_err(|e| invalid("status", e))?;
     let total = money_in("price", &order.price, currency)?;
     let lines = order
@@ -196,6 +200,7 @@ pub fn plan(
         external_id: order.id.to_string(),
         created_at,
         modified_at,
+        modified_from_created,
         status,
         buyer: Buyer {
             first_name: non_blank(order.buyer_first_name()),

@@ -391,11 +391,14 @@ impl Publisher {
                 tracing::info!(prom_status = %status, "status sent to Prom");
                 Disposition::Done
             }
-            Ok(_) => {
+            Ok(answer) => {
                 claim.release(&txn).await.context("releasing the claim")?;
-                let reason = format!(
+                let mut reason = format!(
                     "Prom answered without order {prom_id} in processed_ids: status not changed"
                 );
+                if let Some(warning) = &answer.warning_message {
+                    reason.push_str(&format!(" (Prom: {warning})"));
+                }
                 log.write(&txn, Some(status), Outcome::Failed, &reason)
                     .await?;
                 Disposition::Retry {

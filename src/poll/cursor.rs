@@ -64,7 +64,9 @@ impl Cursor {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Listed {
     pub id: i64,
-    pub date_modified: String,
+    /// Not required by Prom's schema; [`Listed::version`] falls back to `date_created`.
+    #[serde(default)]
+    pub date_modified: Option<String>,
     #[serde(default)]
     pub date_created: Option<String>,
     #[serde(default)]
@@ -95,8 +97,20 @@ impl Listed {
         }
     }
 
+    /// The order's version as Prom wrote it, for its event id and the watermark:
+    /// `date_modified`, else `date_created` (what the importer compares versions by too),
+    /// so an order Prom lists without `date_modified` is still published, under an id
+    /// that stays the same until Prom modifies it. `None` without either.
+    pub fn version(&self) -> Option<&str> {
+        [&self.date_modified, &self.date_created]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .find(|d| !d.trim().is_empty())
+    }
+
     pub fn modified_at(&self) -> Option<DateTime<Utc>> {
-        parse_prom_datetime(&self.date_modified).ok()
+        parse_prom_datetime(self.version()?).ok()
     }
 }
 
@@ -199,6 +213,38 @@ mod tests {
         assert!(cursor.is_done());
     }
 
+    /// Every order a sweep visits when Prom lists `ids` by descending id, `limit` per page,
+    /// with `last_id` inclusive ("no higher than").
+    fn visited_with_an_inclusive_last_id(ids: &[i64], limit: usize) -> Vec<i64> {
+        let mut cursor = Cursor::new();
+        let mut visited = Vec::new();
+        while !cursor.is_done() {
+            let page: Vec<i64> = ids
+                .iter()
+                .copied()
+                .filter(|id| cursor.last_id().is_none_or(|last| *id <= last))
+                .take(limit)
+                .collect();
+            visited.extend(cursor.accept(&page).into_iter().map(|i| page[i]));
+        }
+        visited
+    }
+
+    #[test]
+    fn with_an_inclusive_last_id_pages_of_two_visit_every_order() {
+        // Arrange
+        let ids: Vec<i64> = (1..=7).rev().collect();
+
+        // Act
+        let by_two = visited_with_an_inclusive_last_id(&ids, 2);
+        let by_one = visited_with_an_inclusive_last_id(&ids, 1);
+
+        // Assert: pages of one stop at the first boundary, which is why `poll_page_size`
+        // is at least 2.
+        assert_eq!(by_two, ids);
+        assert_eq!(by_one, [7]);
+    }
+
     #[test]
     fn an_order_listed_twice_on_one_page_is_published_once() {
         let mut cursor = Cursor::new();
@@ -208,7 +254,7 @@ mod tests {
     fn listed(status: &str, created: &str) -> Listed {
         Listed {
             id: 1,
-            date_modified: "2025-04-07T07:00:00+00:00".into(),
+            date_modified: Some("2025-04-07T07:00:00+00:00".into()),
             date_created: Some(created.into()),
             status: Some(status.into()),
         }
@@ -252,7 +298,27 @@ mod tests {
             l.modified_at(),
             Some(at("2025-04-07T06:46:43.570150+00:00"))
         );
-        assert!(Listed::deserialize(&serde_json::json!({"id": 1})).is_err());
+        assert!(Listed::deserialize(&serde_json::json!({"date_created": "x"})).is_err());
+        assert_eq!(
+            Listed::deserialize(&serde_json::json!({"id": 1}))
+                .unwrap()
+                .version(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_listed_order_without_date_modified_is_versioned_by_its_creation_date() {
+        // Arrange
+        let created = "2025-04-07T06:46:42.728888+00:00";
+        let doc = serde_json::json!({"id": 7, "date_created": created, "status": "pending"});
+
+        // Act
+        let l = Listed::deserialize(&doc).unwrap();
+
+        // Assert
+        assert_eq!(l.version(), Some(created));
+        assert_eq!(l.modified_at(), Some(at(created)));
     }
 
     #[test]

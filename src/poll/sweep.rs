@@ -223,7 +223,13 @@ impl Sweeper {
             let listed: Vec<Option<Listed>> = page
                 .iter()
                 .map(|doc| match Listed::deserialize(doc) {
-                    Ok(listed) => Some(listed),
+                    Ok(listed) if listed.version().is_some() => Some(listed),
+                    Ok(_) => {
+                        tracing::warn!(
+                            "order on the list page without date_modified or date_created"
+                        );
+                        None
+                    }
                     Err(e) => {
                         // Without an id and a version it cannot be imported or deduped;
                         // the error names the field, never the buyer's data.
@@ -247,7 +253,11 @@ impl Sweeper {
                     summary.skipped += 1;
                     continue;
                 }
-                let event_id = EventId::for_poll(shop_ref, listed.id, &listed.date_modified);
+                // Never `None`: such an order was left out as unreadable above.
+                let Some(version) = listed.version() else {
+                    continue;
+                };
+                let event_id = EventId::for_poll(shop_ref, listed.id, version);
                 if previously.contains(&event_id) {
                     summary.unchanged += 1;
                     published.insert(event_id);

@@ -110,9 +110,10 @@ impl EventId {
     }
 
     /// A polled order version: overlapping poll windows see the same `(order,
-    /// date_modified)` again, and must produce the same id.
-    pub fn for_poll(shop: ShopId, order_id: i64, date_modified: &str) -> EventId {
-        Self::v5(&format!("poll:{shop}:{order_id}:{date_modified}"))
+    /// date_modified)` again, and must produce the same id. `version` is `date_modified`
+    /// as Prom wrote it (its `date_created` for an order listed without one).
+    pub fn for_poll(shop: ShopId, order_id: i64, version: &str) -> EventId {
+        Self::v5(&format!("poll:{shop}:{order_id}:{version}"))
     }
 
     /// For events that are unique by nature (an operator's manual refresh).

@@ -171,8 +171,11 @@ pub struct PromOrder {
     pub id: i64,
     /// Raw text kept for event ids and logs; [`PromOrder::created_at`] parses it.
     pub date_created: String,
-    /// The order's version: newer wins. Raw text kept so poll event ids are stable.
-    pub date_modified: String,
+    /// The order's version: newer wins. Raw text kept so poll event ids are stable. Real
+    /// orders have it, but Prom's schema does not require it: without it the creation
+    /// date stands in ([`PromOrder::version`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_modified: Option<String>,
     pub status: String,
     #[serde(default)]
     pub status_name: Option<String>,
@@ -242,8 +245,26 @@ impl PromOrder {
         parse_prom_datetime(&self.date_created)
     }
 
+    /// The order's version as Prom wrote it: `date_modified`, or `date_created` when Prom
+    /// sent none, so such an order is neither newer nor older than itself forever.
+    pub fn version(&self) -> &str {
+        match &self.date_modified {
+            Some(modified) if !self.lacks_date_modified() => modified,
+            _ => &self.date_created,
+        }
+    }
+
+    /// Whether Prom sent no `date_modified` (or a blank one), so the creation date is the
+    /// version.
+    pub fn lacks_date_modified(&self) -> bool {
+        self.date_modified
+            .as_deref()
+            .is_none_or(|m| m.trim().is_empty())
+    }
+
+    /// The time of [`PromOrder::version`].
     pub fn modified_at(&self) -> Result<DateTime<Utc>, BadTimestamp> {
-        parse_prom_datetime(&self.date_modified)
+        parse_prom_datetime(self.version())
     }
 
     pub fn prom_status(&self) -> Result<PromStatus, UnknownStatus> {
@@ -539,6 +560,34 @@ mod tests {
                 serde_json::from_value(serde_json::to_value(&env).unwrap()).unwrap();
             assert_eq!(env, again);
         }
+    }
+
+    #[test]
+    fn an_order_without_date_modified_is_read_with_its_creation_date_as_version() {
+        // Arrange
+        let created = "2025-01-01T10:00:00.123456+00:00";
+        let doc = |modified: serde_json::Value| {
+            json!({"id": 1, "date_created": created, "date_modified": modified,
+                   "status": "pending", "price": 100, "products": []})
+        };
+        let mut absent = doc(json!(null));
+        absent.as_object_mut().unwrap().remove("date_modified");
+
+        for document in [absent, doc(json!(null)), doc(json!(""))] {
+            // Act
+            let o: PromOrder = serde_json::from_value(document.clone()).unwrap();
+
+            // Assert
+            assert!(o.lacks_date_modified(), "{document}");
+            assert_eq!(o.version(), created);
+            assert_eq!(o.modified_at().unwrap(), o.created_at().unwrap());
+        }
+        let dated: PromOrder = serde_json::from_value(doc(json!(created))).unwrap();
+        assert!(!dated.lacks_date_modified());
+        let newer: PromOrder =
+            serde_json::from_value(doc(json!("2025-01-02T00:00:00+00:00"))).unwrap();
+        assert_eq!(newer.version(), "2025-01-02T00:00:00+00:00");
+        assert!(!newer.lacks_date_modified());
     }
 
     #[test]

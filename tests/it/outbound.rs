@@ -314,6 +314,93 @@ async fn an_answer_without_the_order_in_processed_ids_is_a_failure_and_is_retrie
     assert_eq!(prom_status(&sim, prom_id), "received");
 }
 
+/// Prom refuses a status change with a 200 whose body is `refusal`: the change ends as
+/// one `failed` entry on the sync log whose detail quotes `message`, dead-lettered like
+/// every permanent refusal, never retried and never taken for a success.
+async fn a_refusal_in_a_200_is_a_permanent_failure_with_prom_s_message(
+    refusal: Value,
+    message: &str,
+) {
+    // Arrange
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        body: Some(refusal),
+        ..Default::default()
+    }]);
+
+    // Act
+    change_status(&app, order_id, "In progress").await;
+    eventually("the message in the outbound dead letters", WAIT, || async {
+        (app.dead_letters(Lane::Outbound).await.len() == 1).then_some(())
+    })
+    .await;
+
+    // Assert
+    let outcomes: Vec<String> = sync_log(&app, order_id)
+        .await
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(outcomes, ["failed"]);
+    let detail = app
+        .text(&format!(
+            "SELECT detail FROM outbound_sync_log WHERE order_id = {order_id}"
+        ))
+        .await
+        .unwrap_or_default();
+    assert!(detail.contains(message), "{detail}");
+    assert_eq!(calls_for(&sim, prom_id).len(), 1);
+    assert_eq!(prom_status(&sim, prom_id), "pending");
+}
+
+#[tokio::test]
+async fn a_set_status_answered_200_with_status_error_ends_failed_with_prom_s_message() {
+    a_refusal_in_a_200_is_a_permanent_failure_with_prom_s_message(
+        json!({"status": "error", "message": "Статус замовлення не може бути змінено"}),
+        "Статус замовлення не може бути змінено",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_set_status_answered_200_with_an_error_field_ends_failed_with_prom_s_message() {
+    a_refusal_in_a_200_is_a_permanent_failure_with_prom_s_message(
+        json!({"error": "Incorrect message id", "processed_ids": []}),
+        "Incorrect message id",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn prom_s_warning_message_for_an_unprocessed_order_is_on_the_sync_log() {
+    // Arrange: Prom leaves the order out once, saying why.
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (_prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        body: Some(json!({"processed_ids": [], "warning_message": "Замовлення заблоковано"})),
+        ..Default::default()
+    }]);
+
+    // Act
+    change_status(&app, order_id, "In progress").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert: retried as before, and the failed attempt says what Prom said.
+    let detail = app
+        .text(&format!(
+            "SELECT detail FROM outbound_sync_log WHERE order_id = {order_id} \
+             AND outcome = 'failed'"
+        ))
+        .await
+        .unwrap_or_default();
+    assert!(detail.contains("Prom: Замовлення заблоковано"), "{detail}");
+}
+
 #[tokio::test]
 async fn a_429_is_retried_no_sooner_than_its_retry_after_and_then_sent() {
     // Arrange

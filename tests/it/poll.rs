@@ -111,7 +111,12 @@ impl Respond for StandIn {
             .filter(|(id, _)| last_id.is_none_or(|last| **id <= last))
             .filter(|(_, order)| {
                 since.is_none_or(|since| {
-                    parse_prom_datetime(order["date_modified"].as_str().unwrap()).unwrap() >= since
+                    // An order without `date_modified` is listed by its creation date.
+                    let version = order["date_modified"]
+                        .as_str()
+                        .or(order["date_created"].as_str())
+                        .unwrap();
+                    parse_prom_datetime(version).unwrap() >= since
                 })
             })
             .take(limit)
@@ -514,6 +519,84 @@ async fn prom_rate_limits_and_server_errors_delay_the_sweep_but_it_completes() {
     );
     stop.cancel();
     poller.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_order_listed_without_date_modified_is_imported_with_a_warning_on_the_sync_log() {
+    // Arrange: a new order Prom lists without `date_modified`, next to a dated one.
+    let app = fast_polling_app().await;
+    let mut orders = new_orders(1, 2);
+    orders[0].as_object_mut().unwrap().remove("date_modified");
+    let prom = StandIn::mount(&app.prom, orders, Duration::ZERO).await;
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_status(&app, 1, "pending").await;
+    wait_status(&app, 2, "pending").await;
+    eventually("another sweep", WAIT, || async {
+        (prom.sweeps_started() >= 2).then_some(())
+    })
+    .await;
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+
+    // Assert: imported once, and the sync log says what stood in for the missing date.
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 2);
+    let detail = event_column(&app, 1, "detail").await.unwrap_or_default();
+    assert!(
+        detail.contains("Prom sent no date_modified; the order's creation time was used"),
+        "{detail}"
+    );
+    assert_eq!(
+        event_column(&app, 1, "outcome").await.as_deref(),
+        Some("applied")
+    );
+    let dated = event_column(&app, 2, "detail").await.unwrap_or_default();
+    assert!(!dated.contains("date_modified"), "{dated}");
+}
+
+/// `column` of the inbound event that imported the order with Prom id `external_id`.
+async fn event_column(app: &TestApp, external_id: i64, column: &str) -> Option<String> {
+    app.text(&format!(
+        "SELECT e.{column} FROM inbound_events e JOIN orders o ON o.id = e.order_id \
+         WHERE o.external_id = '{external_id}'"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn an_orders_list_answered_200_with_an_error_is_a_failed_sweep_not_an_empty_page() {
+    // Arrange: Prom refuses every listing, in a 200.
+    let app = fast_polling_app().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/orders/list"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"error": "Incorrect message id"})),
+        )
+        .mount(&app.prom)
+        .await;
+
+    // Act: two sweeps, the second started only because the first failed.
+    let (stop, poller) = app.spawn_poller("poller-a");
+    eventually("a second sweep", WAIT, || async {
+        let calls = app.prom.received_requests().await.unwrap_or_default();
+        (calls.len() >= 2).then_some(())
+    })
+    .await;
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+
+    // Assert: the watermark never moved past what was never listed.
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE poll_watermark IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM shops WHERE token_rejected_at IS NOT NULL")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::{domain::excerpt, prom::origin::refusal_in};
 
-/// Longest error message of Prom's (`{"error": "…"}`) copied into a [`PromError`]; these
-/// end up on the sync log.
-const MAX_ERROR_TEXT: usize = 300;
+/// Longest message of Prom's (`{"error": "…"}`, `message`, `warning_message`) copied into
+/// a [`PromError`] or an answer; these end up on the sync log, which tenants read.
+const MAX_ERROR_TEXT: usize = 200;
 /// Longest excerpt of an unexpected answer written to the debug log (never elsewhere).
 const MAX_LOGGED_EXCERPT: usize = 120;
 /// Longest content type named in an error.
@@ -135,11 +135,11 @@ impl Answer {
                 return Err(PromError::Malformed(self.describe("JSON")));
             }
         };
-        // Write calls may answer 200 with {"status":"error","message":...}.
-        if value.get("status").and_then(|s| s.as_str()) == Some("error") {
-            return Err(PromError::Api(
-                error_text(&value).unwrap_or_else(|| "unspecified error".to_owned()),
-            ));
+        // Prom answers logical errors with 200 too, on every endpoint; an answer that
+        // also happens to fit `T` (every field defaulted, such as an empty order list or
+        // `processed_ids`) must not pass for a success.
+        if let Some(text) = refusal_in_success(&value) {
+            return Err(PromError::Api(text));
         }
         let prom_message = error_text(&value);
         serde_json::from_value::<T>(value).map_err(|e| {
@@ -206,6 +206,37 @@ fn content_type(headers: &HeaderMap) -> String {
     }
 }
 
+/// Prom's message when a 2xx answer is a refusal: `{"error": "<non-empty>"}`, or
+/// `{"status": "error", ...}` with its `message` (else its `error`).
+fn refusal_in_success(v: &serde_json::Value) -> Option<String> {
+    let text = |field: &str| {
+        v.get(field)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(prom_message)
+    };
+    if v.get("status").and_then(serde_json::Value::as_str) == Some("error") {
+        return Some(
+            text("message")
+                .or_else(|| error_text(v))
+                .unwrap_or_else(|| "unspecified error".to_owned()),
+        );
+    }
+    text("error")
+}
+
+/// A message Prom meant for us, as it may be shown to tenants: control characters (line
+/// breaks included) become spaces and it is cut to [`MAX_ERROR_TEXT`] characters.
+pub(super) fn prom_message(text: &str) -> String {
+    let flat: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    excerpt(&flat, MAX_ERROR_TEXT)
+}
+
 /// Prom's error text from `{"error": "..."}`, `{"message": "..."}` or `{"error": {...}}`.
 fn error_text(v: &serde_json::Value) -> Option<String> {
     let text = match v.get("error").or_else(|| v.get("message"))? {
@@ -213,7 +244,7 @@ fn error_text(v: &serde_json::Value) -> Option<String> {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Some(excerpt(&text, MAX_ERROR_TEXT))
+    Some(prom_message(&text))
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date.

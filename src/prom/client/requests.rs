@@ -5,13 +5,15 @@
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 
-use super::{api_url, PromClient, PromCredentials, PromError};
+use super::{api_url, error::prom_message, PromClient, PromCredentials, PromError};
 use crate::prom::order::{
     OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus,
 };
 
 /// Query of `GET /orders/list`. Dates go out as UTC `YYYY-MM-DDTHH:MM:SS`, as Prom wants;
-/// sub-seconds are dropped, which only widens a `*_from` window.
+/// sub-seconds are dropped, which only widens a `*_from` window. Every listing asks for
+/// `sort_dir=desc`: the `last_id` cursor walks down by id, and Prom does not document
+/// which order it uses when none is asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderListQuery {
     pub status: Option<PromStatus>,
@@ -48,6 +50,7 @@ impl OrderListQuery {
         if let Some(last_id) = self.last_id {
             q.push(("last_id", last_id.to_string()));
         }
+        q.push(("sort_dir", "desc".to_owned()));
         q
     }
 }
@@ -141,6 +144,21 @@ impl SetStatusRequest {
 pub struct SetStatusResponse {
     #[serde(default)]
     pub processed_ids: Vec<i64>,
+    /// Why Prom left ids out, when it says: the refusal is still a 200. Flattened and cut
+    /// short like every message of Prom's, as it goes to the sync log.
+    #[serde(default, deserialize_with = "warning_text")]
+    pub warning_message: Option<String>,
+}
+
+/// `warning_message` as text, whatever JSON Prom put there (an empty one is none), so an
+/// odd warning never turns Prom's answer into a malformed one.
+fn warning_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = match <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) => s,
+        Some(other) => other.to_string(),
+    };
+    Ok(Some(prom_message(&text)).filter(|t| !t.is_empty()))
 }
 
 impl SetStatusResponse {
@@ -252,6 +270,15 @@ mod tests {
 
     use super::*;
     use crate::prom::client::test_support::{client, creds, PENDING_COD};
+
+    /// `set_status` of order `id` to `received`.
+    fn received(id: i64) -> SetStatusRequest {
+        SetStatusRequest {
+            ids: vec![id],
+            status: PromStatus::Received,
+            cancellation: None,
+        }
+    }
 
     #[test]
     fn set_status_bodies() {
@@ -391,6 +418,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_order_listing_asks_for_descending_ids() {
+        // Arrange: Prom answers only a listing sorted by descending id.
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/orders/list"))
+            .and(query_param("sort_dir", "desc"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"orders": []})))
+            .expect(3)
+            .mount(&server)
+            .await;
+        let (c, creds) = (client(&server), creds(&server));
+        let first_page = OrderListQuery::default();
+        let next_page = OrderListQuery {
+            limit: Some(2),
+            last_id: Some(7),
+            ..Default::default()
+        };
+
+        // Act
+        let typed = c.list_orders(&creds, &first_page).await;
+        let documents = c.list_order_documents(&creds, &next_page).await;
+        let documents_first = c.list_order_documents(&creds, &first_page).await;
+
+        // Assert (the mock's expectation is verified when it drops)
+        assert!(typed.unwrap().is_empty());
+        assert!(documents.unwrap().is_empty());
+        assert!(documents_first.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn set_status_posts_json_and_reads_processed_ids() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -403,17 +460,137 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let req = SetStatusRequest {
-            ids: vec![338390710],
-            status: PromStatus::Received,
-            cancellation: None,
-        };
+        let req = received(338390710);
         let answer = client(&server)
             .set_status(&creds(&server), &req)
             .await
             .unwrap();
         assert!(answer.processed(338390710));
         assert!(!answer.processed(1));
+    }
+
+    /// What each endpoint the client calls makes of one answer of Prom's.
+    async fn every_endpoint_answering(template: ResponseTemplate) -> Vec<Result<(), PromError>> {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(template)
+            .mount(&server)
+            .await;
+        let (c, creds) = (client(&server), creds(&server));
+        let query = OrderListQuery::default();
+        let request = received(5);
+        vec![
+            c.list_orders(&creds, &query).await.map(drop),
+            c.list_order_documents(&creds, &query).await.map(drop),
+            c.get_order(&creds, 5).await.map(drop),
+            c.get_product(&creds, 5).await.map(drop),
+            c.set_status(&creds, &request).await.map(drop),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_200_carrying_an_error_fails_every_endpoint_with_prom_s_message() {
+        // Arrange
+        let answers = [
+            (
+                json!({"error": "Incorrect message id"}),
+                "Incorrect message id",
+            ),
+            (
+                json!({"status": "error", "message": "Boom", "errors": {"ids": ["bad"]}}),
+                "Boom",
+            ),
+            (
+                json!({"status": "error", "error": "Only an error"}),
+                "Only an error",
+            ),
+            // Shapes that also fit a success: empty orders, no processed_ids.
+            (
+                json!({"orders": [], "error": "Access denied"}),
+                "Access denied",
+            ),
+            (
+                json!({"processed_ids": [], "status": "error"}),
+                "unspecified error",
+            ),
+        ];
+        for (body, message) in answers {
+            // Act
+            let results =
+                every_endpoint_answering(ResponseTemplate::new(200).set_body_json(&body)).await;
+
+            // Assert
+            for result in results {
+                assert_eq!(result, Err(PromError::Api(message.into())), "{body}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn prom_s_message_reaches_an_error_flattened_and_cut_short() {
+        // Arrange
+        let long = format!("line one\nline two {}", "x".repeat(500));
+
+        // Act
+        let results = every_endpoint_answering(ResponseTemplate::new(200).set_body_json(json!({
+            "status": "error", "message": long
+        })))
+        .await;
+
+        // Assert
+        let want = format!("line one line two {}…", "x".repeat(200 - 18));
+        for result in results {
+            assert_eq!(result, Err(PromError::Api(want.clone())));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_or_null_error_field_is_no_refusal() {
+        for body in [
+            json!({"orders": [], "processed_ids": [5], "error": ""}),
+            json!({"orders": [], "processed_ids": [5], "error": null, "status": "ok"}),
+        ] {
+            let server = MockServer::start().await;
+            Mock::given(wiremock::matchers::any())
+                .respond_with(ResponseTemplate::new(200).set_body_json(&body))
+                .mount(&server)
+                .await;
+            let (c, creds) = (client(&server), creds(&server));
+
+            let listed = c
+                .list_order_documents(&creds, &OrderListQuery::default())
+                .await;
+
+            assert_eq!(listed, Ok(vec![]), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_set_status_refusal_carries_prom_s_warning_message() {
+        // Arrange: Prom's refusal is a 200 without the id, and a warning.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/orders/set_status"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "processed_ids": [],
+                "warning_message": "Order 5 can not be\nchanged"
+            })))
+            .mount(&server)
+            .await;
+        let req = received(5);
+
+        // Act
+        let answer = client(&server)
+            .set_status(&creds(&server), &req)
+            .await
+            .unwrap();
+
+        // Assert
+        assert!(!answer.processed(5));
+        assert_eq!(
+            answer.warning_message.as_deref(),
+            Some("Order 5 can not be changed")
+        );
     }
 
     #[tokio::test]
