@@ -187,7 +187,8 @@ pub fn plan(
         .map_err(|e| invalid("date_modified", e))?;
     let modified_from_created = order.lacks_date_modified();
     let status = order.prom_status().map_err(|e| invalid("status", e))?;
-    let total = money_in("price", &order.price, currency)?;
+    let (amount_field, amount) = order.amount();
+    let total = money_in(amount_field, amount, currency)?;
     let lines = order
         .products
         .iter()
@@ -228,6 +229,28 @@ mod tests {
 
     fn plan_uah(order: &PromOrder) -> Result<ImportPlan, Rejection> {
         plan(order, Currency::UAH, Language::Uk, MatchProductsBy::Sku)
+    }
+
+    #[test]
+    fn an_order_whose_price_is_null_is_booked_at_its_full_price() {
+        let mut order = fixture();
+        order.price = serde_json::Value::Null;
+        order.full_price = Some(serde_json::json!("244 грн"));
+
+        let p = plan_uah(&order).unwrap();
+
+        assert_eq!(p.total, dec!(244));
+    }
+
+    #[test]
+    fn an_order_with_neither_price_is_rejected_naming_price() {
+        let mut order = fixture();
+        order.price = serde_json::Value::Null;
+        order.full_price = None;
+
+        let rejection = plan_uah(&order).unwrap_err();
+
+        assert!(format!("{rejection:?}").contains("price"), "{rejection:?}");
     }
 
     #[test]

@@ -276,12 +276,20 @@ impl PromOrder {
         matches!(self.prom_status(), Ok(PromStatus::Draft))
     }
 
-    /// The order total (`price`); `full_price` is only a fallback when `price` is absent.
-    pub fn total(&self) -> Result<Money, MoneyError> {
+    /// The field that holds the order's amount, and its value: `price`, or `full_price`
+    /// when `price` is null or absent (real orders carry both; `full_price` is documented
+    /// as including delivery, yet equals `price` in real orders whose delivery is charged,
+    /// so it is only a fallback).
+    pub fn amount(&self) -> (&'static str, &serde_json::Value) {
         match (&self.price, &self.full_price) {
-            (serde_json::Value::Null, Some(full)) => Money::from_json(full),
-            (price, _) => Money::from_json(price),
+            (serde_json::Value::Null, Some(full)) if !full.is_null() => ("full_price", full),
+            (price, _) => ("price", price),
         }
+    }
+
+    /// The order total: [`PromOrder::amount`] read as money.
+    pub fn total(&self) -> Result<Money, MoneyError> {
+        Money::from_json(self.amount().1)
     }
 
     /// The top-level `client_*` fields are what the seller sees; the nested `client` is the
