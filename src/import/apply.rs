@@ -370,6 +370,16 @@ async fn update_order(
                 order_id,
                 format!("{what} (date_modified {})", plan.modified_at),
             );
+            if outcome == Outcome::Duplicate {
+                // 'Last update' (`last_synced_at`) is the last successful sync, not the
+                // last change: Prom answering the version held is one, so a refresh that
+                // finds nothing new still shows the operator that promsync checked. Nothing
+                // else moves (`updated_at` means changed).
+                let mut checked: orders::ActiveModel = order.into();
+                checked.last_synced_at = Set(Some(Utc::now()));
+                let order = checked.update(txn).await?;
+                return Ok((applied, order));
+            }
             return Ok((applied, order));
         }
     }
