@@ -8,7 +8,9 @@
 //! that may be created are locked by their match key. Several messages share one
 //! transaction (`batch`): each runs inside its own savepoint, and every lock a batch needs
 //! ([`lock_names`]) is taken up front in one global order, so concurrent importers neither
-//! duplicate anything nor deadlock. On SQLite the database lock serializes writers instead.
+//! duplicate anything nor deadlock. The orders themselves are read `FOR UPDATE`
+//! ([`BatchOrders::load`]), because a write-off or status change locks the order's row,
+//! not the advisory lock. On SQLite the database lock serializes writers instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
