@@ -20,7 +20,10 @@ use crate::{
     config::Settings,
     db,
     http::AppState,
-    import::{batch::BatchSettings, Importer},
+    import::{
+        batch::{BatchSettings, PausePoint},
+        Importer,
+    },
     ingress::{self, IngressState},
     keyring::Keyring,
     outbound::{publisher::Publisher, relay::Relay},
@@ -279,10 +282,21 @@ pub fn importer_role(
     concurrency: usize,
     shutdown: CancellationToken,
 ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
-    let importer = Arc::new(Importer::new(
+    importer_role_pausing(settings, backends, concurrency, shutdown, None)
+}
+
+fn importer_role_pausing(
+    settings: &Settings,
+    backends: &Backends,
+    concurrency: usize,
+    shutdown: CancellationToken,
+    pause: Option<Arc<PausePoint>>,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    let importer = Arc::new(Importer::with_pause(
         backends.db.clone(),
         backends.prom.clone(),
         BatchSettings::new(&settings.import, settings.database.is_sqlite(), concurrency),
+        pause,
     ));
     let broker = backends.broker.clone();
     let recorder = Arc::new(Recorder::new(backends.db.clone()));
@@ -304,6 +318,25 @@ pub fn spawn_importer(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(importer_role(settings, backends, concurrency, shutdown))
+}
+
+/// Starts the importer role as a task whose batches stop at `pause` after reading their
+/// orders (tests force races with it).
+#[doc(hidden)]
+pub fn spawn_importer_pausing(
+    settings: &Settings,
+    backends: &Backends,
+    concurrency: usize,
+    shutdown: CancellationToken,
+    pause: Arc<PausePoint>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(importer_role_pausing(
+        settings,
+        backends,
+        concurrency,
+        shutdown,
+        Some(pause),
+    ))
 }
 
 /// The `promsync publish` role: the outbox relay, the Prom publisher with `concurrency`

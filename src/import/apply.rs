@@ -8,15 +8,18 @@
 //! that may be created are locked by their match key. Several messages share one
 //! transaction (`batch`): each runs inside its own savepoint, and every lock a batch needs
 //! ([`lock_names`]) is taken up front in one global order, so concurrent importers neither
-//! duplicate anything nor deadlock. On SQLite the database lock serializes writers instead.
+//! duplicate anything nor deadlock. The orders themselves are read `FOR UPDATE`
+//! ([`BatchOrders::load`]), because a write-off or status change locks the order's row,
+//! not the advisory lock. On SQLite the database lock serializes writers instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::{categories, clients, inbound_events, order_items, orders, products};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, ModelTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, ModelTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait, TryInsertResult,
 };
 
 use super::{
@@ -263,8 +266,16 @@ async fn apply_here(
 }
 
 /// The orders a batch works on, as they stand inside its transaction: read once for the
-/// whole batch (under its locks, so nobody else changes them meanwhile), then kept up to
-/// date by each message the batch keeps. Spares every message a lookup.
+/// whole batch, then kept up to date by each message the batch keeps. Spares every
+/// message a lookup.
+///
+/// They are read `FOR UPDATE`. The advisory order lock only keeps other importers out;
+/// a write-off or a status change (`service::orders`) locks the order's row instead, and
+/// without the row lock here one of them could commit between this read and the apply,
+/// which would then decide on a stale `written_off_at` (and replace the lines of an order
+/// already written off). With it, such a change either committed before this read, and
+/// is seen, or waits for the batch's commit. On SQLite (no row locks, one connection)
+/// the transaction itself excludes every other writer.
 #[derive(Debug, Default)]
 pub struct BatchOrders(HashMap<(i64, String), orders::Model>);
 
@@ -273,15 +284,23 @@ impl BatchOrders {
         txn: &DatabaseTransaction,
         keys: impl IntoIterator<Item = (i64, &'a str)>,
     ) -> Result<Self, DbErr> {
-        let (mut shops, mut ids) = (BTreeSet::new(), BTreeSet::new());
-        for (shop, id) in keys {
-            shops.insert(shop);
-            ids.insert(id.to_owned());
-        }
-        // Both lists in one query; a pair the batch did not ask for is merely unused.
+        let pairs: BTreeSet<(i64, String)> = keys
+            .into_iter()
+            .map(|(shop, id)| (shop, id.to_owned()))
+            .collect();
+        // Exactly the batch's pairs: it holds their advisory locks, so no other batch
+        // wants these rows, and row locks taken here can never close a cycle between
+        // two batches.
+        let any = pairs.iter().fold(Condition::any(), |any, (shop, id)| {
+            any.add(
+                Condition::all()
+                    .add(orders::Column::ShopId.eq(*shop))
+                    .add(orders::Column::ExternalId.eq(id.as_str())),
+            )
+        });
         let found = orders::Entity::find()
-            .filter(orders::Column::ShopId.is_in(shops))
-            .filter(orders::Column::ExternalId.is_in(ids))
+            .filter(any)
+            .lock_exclusive()
             .all(txn)
             .await?;
         Ok(Self(
@@ -364,6 +383,16 @@ async fn update_order(
                 order_id,
                 format!("{what} (date_modified {})", plan.modified_at),
             );
+            if outcome == Outcome::Duplicate {
+                // 'Last update' (`last_synced_at`) is the last successful sync, not the
+                // last change: Prom answering the version held is one, so a refresh that
+                // finds nothing new still shows the operator that promsync checked. Nothing
+                // else moves (`updated_at` means changed).
+                let mut checked: orders::ActiveModel = order.into();
+                checked.last_synced_at = Set(Some(Utc::now()));
+                let order = checked.update(txn).await?;
+                return Ok((applied, order));
+            }
             return Ok((applied, order));
         }
     }

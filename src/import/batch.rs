@@ -19,7 +19,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use super::{
     apply::{self, Applied, BatchOrders, Prepared},
@@ -58,6 +58,18 @@ impl BatchSettings {
     }
 }
 
+/// A place where a test stops a batch: after it read (and locked) its orders, before it
+/// applies anything. Tests force a race with it (a write-off committing while the batch
+/// holds what it read); inert unless a test hands one to the importer.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct PausePoint {
+    /// Notified when a batch has read its orders and waits.
+    pub reached: Notify,
+    /// Notify once to let the waiting batch go on.
+    pub release: Notify,
+}
+
 /// Why a message's batch did not apply it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
@@ -85,7 +97,11 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn start(db: DatabaseConnection, settings: BatchSettings) -> Self {
+    pub fn start(
+        db: DatabaseConnection,
+        settings: BatchSettings,
+        pause: Option<Arc<PausePoint>>,
+    ) -> Self {
         let size = settings.size.max(1);
         let workers = settings.workers.max(1);
         let (queue, receiver) = mpsc::channel(size * workers * 2);
@@ -96,6 +112,7 @@ impl Batcher {
                 Arc::clone(&receiver),
                 size,
                 settings.linger,
+                pause.clone(),
             ));
         }
         Self { queue }
@@ -130,6 +147,7 @@ async fn work(
     receiver: Arc<Mutex<mpsc::Receiver<Work>>>,
     size: usize,
     linger: Duration,
+    pause: Option<Arc<PausePoint>>,
 ) {
     loop {
         // One worker gathers at a time; the others are committing meanwhile, so batches
@@ -151,17 +169,17 @@ async fn work(
             }
             batch
         };
-        run(&db, batch).await;
+        run(&db, batch, pause.as_deref()).await;
     }
 }
 
 #[tracing::instrument(skip_all, fields(size = batch.len()))]
-async fn run(db: &DatabaseConnection, mut batch: Vec<Work>) {
+async fn run(db: &DatabaseConnection, mut batch: Vec<Work>, pause: Option<&PausePoint>) {
     // A stable sort: versions of one order keep their arrival order.
     batch.sort_by(|a, b| {
         (a.ctx.shop_id, &a.plan.external_id).cmp(&(b.ctx.shop_id, &b.plan.external_id))
     });
-    let results = match apply_all(db, &batch).await {
+    let results = match apply_all(db, &batch, pause).await {
         Ok(results) => results,
         Err(e) => {
             tracing::debug!(error = %e, "batch transaction failed");
@@ -178,6 +196,7 @@ async fn run(db: &DatabaseConnection, mut batch: Vec<Work>) {
 async fn apply_all(
     db: &DatabaseConnection,
     batch: &[Work],
+    pause: Option<&PausePoint>,
 ) -> Result<Vec<Result<Applied, BatchError>>, DbErr> {
     // One time for the whole batch: the moment its transaction applied the messages.
     let processed_at = Utc::now();
@@ -189,7 +208,13 @@ async fn apply_all(
     let keys = batch
         .iter()
         .map(|w| (w.ctx.shop_id, w.plan.external_id.as_str()));
+    // Read under the orders' row locks: a write-off or status change (which lock the
+    // row) waits for this batch, and this batch sees any that committed before.
     let mut orders = BatchOrders::load(&txn, keys).await?;
+    if let Some(pause) = pause {
+        pause.reached.notify_one();
+        pause.release.notified().await;
+    }
     let mut results = Vec::with_capacity(batch.len());
     for w in batch {
         let (ctx, plan) = (&w.ctx, &w.plan);

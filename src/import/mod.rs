@@ -26,7 +26,7 @@ use sea_orm::{
 
 use self::{
     apply::{Applied, Prepared},
-    batch::{BatchSettings, Batcher},
+    batch::{BatchSettings, Batcher, PausePoint},
     plan::ProductKey,
 };
 use crate::{
@@ -87,8 +87,19 @@ enum ShopError {
 impl Importer {
     /// Starts the batch workers too: call from within the Tokio runtime.
     pub fn new(db: DatabaseConnection, prom: PromClient, batch: BatchSettings) -> Self {
+        Self::with_pause(db, prom, batch, None)
+    }
+
+    /// An importer whose batches stop at `pause` (tests force races with it).
+    #[doc(hidden)]
+    pub fn with_pause(
+        db: DatabaseConnection,
+        prom: PromClient,
+        batch: BatchSettings,
+        pause: Option<Arc<PausePoint>>,
+    ) -> Self {
         Self {
-            batcher: Batcher::start(db.clone(), batch),
+            batcher: Batcher::start(db.clone(), batch, pause),
             db,
             prom,
             shops: Cache::builder()

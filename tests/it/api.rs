@@ -497,26 +497,27 @@ async fn a_refresh_within_ten_minutes_is_too_soon_and_says_when() {
     assert_eq!(later.status(), 200);
 }
 
-#[tokio::test]
-async fn a_queued_refresh_makes_the_importer_apply_the_order_fetched_from_prom() {
-    // Arrange: the order is imported, then changes on Prom without a notification.
-    let app = TestApp::builder().prom_products_missing().spawn().await;
+/// Imports the fixture order, then has Prom answer it, `change`d, from now on; the
+/// order's id.
+async fn imported_order_as_prom_has_it(app: &TestApp, change: impl FnOnce(&mut Value)) -> i64 {
     let mut order = fixture_order(PENDING_ORDER);
     app.push_order(&order).await;
     app.wait_for_events(1).await;
-    order["status"] = json!("received");
-    order["date_modified"] = json!("2025-04-07T08:00:00.000000+00:00");
+    change(&mut order);
     Mock::given(method("GET"))
         .and(path("/api/v1/orders/338390710"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "order": order })))
         .mount(&app.prom)
         .await;
-    let id = ids(&app
+    ids(&app
         .call(Method::GET, "/api/orders", &app.admin_token, None)
         .await
-        .1)[0];
+        .1)[0]
+}
 
-    // Act
+/// Refreshes one order through the API, checks it was queued, and waits until the
+/// importer has recorded it as the order's second event.
+async fn refresh_and_wait(app: &TestApp, id: i64) {
     let (status, body) = app
         .call(
             Method::POST,
@@ -526,33 +527,65 @@ async fn a_queued_refresh_makes_the_importer_apply_the_order_fetched_from_prom()
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["result"], "queued", "{body}");
     app.wait_for_events(2).await;
+}
+
+/// `GET` of an API path as the admin; the JSON body.
+async fn get(app: &TestApp, path: &str) -> Value {
+    app.call(Method::GET, path, &app.admin_token, None).await.1
+}
+
+#[tokio::test]
+async fn a_queued_refresh_makes_the_importer_apply_the_order_fetched_from_prom() {
+    // Arrange: the order is imported, then changes on Prom without a notification.
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let id = imported_order_as_prom_has_it(&app, |order| {
+        order["status"] = json!("received");
+        order["date_modified"] = json!("2025-04-07T08:00:00.000000+00:00");
+    })
+    .await;
+
+    // Act
+    refresh_and_wait(&app, id).await;
 
     // Assert
-    let order = app
-        .call(
-            Method::GET,
-            &format!("/api/orders/{id}"),
-            &app.admin_token,
-            None,
-        )
-        .await
-        .1;
+    let order = get(&app, &format!("/api/orders/{id}")).await;
     assert_eq!(order["remote_status"], "received");
     assert_eq!(order["status"]["kind"], "in_progress");
-    let log = app
-        .call(
-            Method::GET,
-            &format!("/api/orders/{id}/sync-log"),
-            &app.admin_token,
-            None,
-        )
-        .await
-        .1;
+    let log = get(&app, &format!("/api/orders/{id}/sync-log")).await;
     let newest = &log["entries"][0];
     assert_eq!(newest["source"], "refresh", "{log}");
     assert_eq!(newest["outcome"], "applied");
     assert_eq!(log["entries"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_refresh_that_finds_the_order_unchanged_on_prom_moves_only_its_last_update() {
+    // Arrange: the order is imported, and Prom still has that very version.
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let id = imported_order_as_prom_has_it(&app, |_| {}).await;
+    let before = get(&app, &format!("/api/orders/{id}")).await;
+
+    // Act
+    refresh_and_wait(&app, id).await;
+
+    // Assert: "Last update" moved; everything else is as it was.
+    let after = get(&app, &format!("/api/orders/{id}")).await;
+    let synced = |order: &Value| {
+        chrono::DateTime::parse_from_rfc3339(order["last_synced_at"].as_str().unwrap())
+            .expect("an RFC 3339 time")
+    };
+    assert!(synced(&after) > synced(&before), "{before} -> {after}");
+    let rest = |order: &Value| {
+        let mut order = order.clone();
+        order.as_object_mut().unwrap().remove("last_synced_at");
+        order
+    };
+    assert_eq!(rest(&after), rest(&before));
+    let log = get(&app, &format!("/api/orders/{id}/sync-log")).await;
+    assert_eq!(log["entries"][0]["source"], "refresh", "{log}");
+    assert_eq!(log["entries"][0]["outcome"], "duplicate", "{log}");
 }
 
 #[tokio::test]

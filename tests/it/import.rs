@@ -429,6 +429,69 @@ async fn quantity_edits_apply_before_write_off_and_are_ignored_after() {
 }
 
 #[tokio::test]
+async fn a_write_off_committed_while_an_import_is_under_way_keeps_the_goods_written_off() {
+    // Arrange: an imported order, and an importer that stops once its batch has read the
+    // order for Prom's next version (a quantity edit).
+    let mut app = TestApp::builder().prom_products_missing().spawn().await;
+    app.push_order(&one_line(42, 1, "pending", 1.0)).await;
+    app.wait_for_events(1).await;
+    let order_id = the_order(&app).await.id;
+    app.stop_importers().await;
+    let pause = app.start_importer_pausing();
+    app.push_order(&one_line(42, 2, "pending", 3.0)).await;
+    tokio::time::timeout(WAIT, pause.reached.notified())
+        .await
+        .expect("the importer read the order");
+
+    // Act: the write-off goes in while the importer holds what it read. Without the
+    // importer's row lock it commits at once; with it, it waits for the import (seen as
+    // a lock wait on PostgreSQL; on SQLite the importer holds the only connection). Only
+    // then does the importer go on.
+    let write_off = tokio::spawn(
+        app.api(
+            reqwest::Method::POST,
+            &format!("/api/orders/{order_id}/write-off"),
+            &app.admin_token,
+        )
+        .send(),
+    );
+    if app.backend == Backend::RabbitMq {
+        let lock_waits = "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        eventually(
+            "the write-off done or waiting for the import",
+            WAIT,
+            || async { (write_off.is_finished() || app.count(lock_waits).await > 0).then_some(()) },
+        )
+        .await;
+    }
+    pause.release.notify_one();
+    let response = write_off.await.expect("write-off task").expect("write-off");
+    assert_eq!(response.status().as_u16(), 200);
+    app.wait_for_events(2).await;
+
+    // Assert: written off with every line written off, and the lines are those of
+    // whichever came first: the write-off (Prom's edit skipped) or the import.
+    let order = the_order(&app).await;
+    let items = the_items(&app).await;
+    assert!(order.written_off_at.is_some());
+    assert!(
+        items.iter().all(|item| item.written_off),
+        "every line of a written-off order is written off: {items:?}"
+    );
+    let outcomes = app.outcomes().await;
+    let (outcome, detail) = outcomes.last().expect("the edit's sync log");
+    let (quantity, total) = match outcome {
+        Outcome::SkippedWrittenOff => (dec!(1), dec!(120)),
+        Outcome::Applied => (dec!(3), dec!(360)),
+        other => panic!("the edit is applied or skipped, not {other:?} ({detail:?})"),
+    };
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].quantity, quantity);
+    assert_eq!(order.total, total);
+}
+
+#[tokio::test]
 async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
     let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut usd = order(

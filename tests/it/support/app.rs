@@ -18,9 +18,10 @@ use promsync::{
     clock::ManualClock,
     config::Settings,
     domain::{ClientMatching, Language, MatchProductsBy},
+    import::batch::PausePoint,
     prom::origin::{PromOrigin, VettedOrigin},
     provision::{self, CreatedShop, NewShop},
-    startup::{spawn_importer, spawn_publisher, Application, Backends},
+    startup::{spawn_importer, spawn_importer_pausing, spawn_publisher, Application, Backends},
 };
 use sea_orm::DatabaseConnection;
 use serde_json::Value;
@@ -325,6 +326,22 @@ impl TestApp {
             token.clone(),
         );
         self.importers.push((token, handle));
+    }
+
+    /// Starts an importer whose every batch stops after reading its orders, until the
+    /// test releases it through the returned pause point (to force a race).
+    pub fn start_importer_pausing(&mut self) -> Arc<PausePoint> {
+        let token = CancellationToken::new();
+        let pause = Arc::new(PausePoint::default());
+        let handle = spawn_importer_pausing(
+            &self.settings,
+            &self.backends,
+            self.settings.import.concurrency.get(),
+            token.clone(),
+            pause.clone(),
+        );
+        self.importers.push((token, handle));
+        pause
     }
 
     /// Starts `promsync publish` (outbox relay + Prom publisher), as production does.
