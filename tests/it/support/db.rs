@@ -264,10 +264,13 @@ impl TestApp {
     }
 
     /// Waits until the inbox holds `n` events (each accepted notification settles as one).
+    /// The deadline grows with `n`: thousands of events on a loaded 2-core machine take
+    /// longer than a handful, and a deadline is a hang detector, not a speed test.
     pub async fn wait_for_events(&self, n: i64) {
+        let per_event = Duration::from_millis(20).saturating_mul(u32::try_from(n).unwrap_or(0));
         eventually(
             &format!("{n} processed events"),
-            Duration::from_secs(30),
+            Duration::from_secs(30) + per_event,
             || async {
                 (self.count("SELECT count(*) FROM inbound_events").await >= n).then_some(())
             },
