@@ -2,6 +2,7 @@
 //! write-off', 'Exact money in the account's currency'), the buyer's e-mail ('Imported
 //! fields') and one Prom shop connected to two accounts: each against the real app.
 
+use chrono::{TimeZone, Utc};
 use entity::order_items;
 use promsync::{domain::Outcome, provision::CreatedShop};
 use reqwest::Method;
@@ -154,7 +155,7 @@ async fn a_prom_edit_priced_in_another_currency_is_rejected_on_the_sync_log_and_
     assert_eq!(*outcome, Outcome::Rejected);
     let detail = detail.as_deref().unwrap_or("");
     assert!(
-        detail.contains("USD") && detail.contains("UAH"),
+        detail.contains("price in USD, but the account's currency is UAH"),
         "the detail names both currencies: {detail}"
     );
     // The books are still at version 1.
@@ -162,6 +163,11 @@ async fn a_prom_edit_priced_in_another_currency_is_rejected_on_the_sync_log_and_
     let order = the_order(&app).await;
     assert_eq!(order.total, dec!(240));
     assert_eq!(order.currency, "UAH");
+    assert_eq!(
+        order.remote_modified_at,
+        Some(Utc.with_ymd_and_hms(2025, 4, 7, 7, 0, 1).unwrap()),
+        "the rejected version is not recorded as the order's"
+    );
     assert_eq!(app.count("SELECT count(*) FROM products").await, 1);
 }
 
@@ -169,12 +175,7 @@ async fn a_prom_edit_priced_in_another_currency_is_rejected_on_the_sync_log_and_
 async fn push_order_to(app: &TestApp, shop: &CreatedShop, order: &Value) {
     let raw = serde_json::to_vec(&json!({ "order": order })).expect("JSON body");
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let signed = headers(
-        &shop.webhook_secret,
-        &id,
-        chrono::Utc::now().timestamp(),
-        &raw,
-    );
+    let signed = headers(&shop.webhook_secret, &id, Utc::now().timestamp(), &raw);
     let response = app.post_webhook(shop.shop_id, signed, raw).await;
     assert_eq!(response.status(), 202);
 }
