@@ -29,7 +29,12 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// The real pending order with another id, version (`date_modified` = base + seconds),
 /// status and lines `(prom id, sku, name, quantity, unit price)`.
-fn order(id: i64, version_s: u32, status: &str, lines: &[(i64, &str, &str, f64, u32)]) -> Value {
+pub(crate) fn order(
+    id: i64,
+    version_s: u32,
+    status: &str,
+    lines: &[(i64, &str, &str, f64, u32)],
+) -> Value {
     let mut order = fixture_order(PENDING_ORDER);
     order["id"] = json!(id);
     order["date_modified"] = json!(format!(
@@ -61,7 +66,7 @@ fn order(id: i64, version_s: u32, status: &str, lines: &[(i64, &str, &str, f64, 
     order
 }
 
-fn one_line(id: i64, version_s: u32, status: &str, quantity: f64) -> Value {
+pub(crate) fn one_line(id: i64, version_s: u32, status: &str, quantity: f64) -> Value {
     order(
         id,
         version_s,
@@ -70,7 +75,7 @@ fn one_line(id: i64, version_s: u32, status: &str, quantity: f64) -> Value {
     )
 }
 
-async fn the_order(app: &TestApp) -> orders::Model {
+pub(crate) async fn the_order(app: &TestApp) -> orders::Model {
     orders::Entity::find()
         .one(&app.db)
         .await
@@ -78,7 +83,7 @@ async fn the_order(app: &TestApp) -> orders::Model {
         .expect("an order")
 }
 
-async fn the_items(app: &TestApp) -> Vec<order_items::Model> {
+pub(crate) async fn the_items(app: &TestApp) -> Vec<order_items::Model> {
     order_items::Entity::find()
         .order_by_asc(order_items::Column::Position)
         .all(&app.db)

@@ -13,6 +13,7 @@ mod demo;
 mod deploy;
 mod hostile;
 mod import;
+mod import_edits;
 mod ingress;
 mod outbound;
 mod poll;
