@@ -339,13 +339,15 @@ pub fn order(rng: &mut StdRng, id: i64, created: DateTime<Utc>, status: Option<&
         "delivery_address": "м. Київ, Відділення №12: вул. Хрещатик, 1",
         "delivery_provider_data": null,
         "delivery_cost": 0,
+        "cancellation": null,
         "payment_option": if prom_payment {
             json!({"id": 10_827_900, "name": "Пром-оплата"})
         } else {
             json!({"id": 10_827_897, "name": "Наложенный платеж"})
         },
         "payment_data": if prom_payment {
-            json!({"type": "prosale", "status": "paid", "status_modified": prom_time(created)})
+            // `evopay` is the only payment type real orders show (Prom-payment).
+            json!({"type": "evopay", "status": "paid", "status_modified": prom_time(created)})
         } else {
             Value::Null
         },
@@ -400,6 +402,15 @@ mod tests {
             for field in ["date_created", "date_modified"] {
                 assert!(parse_prom_time(order[field].as_str().unwrap()).is_some());
             }
+            // The shapes real orders have: Prom-payment is `evopay`, and an order that
+            // is not cancelled carries `cancellation: null`.
+            let payment = &order["payment_data"];
+            assert!(
+                payment.is_null() || payment["type"] == "evopay",
+                "{payment}"
+            );
+            assert!(order["cancellation"].is_null());
+            assert!(order.get("cancellation_reason").is_none());
         }
     }
 

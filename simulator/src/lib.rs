@@ -446,10 +446,18 @@ impl SimHandle {
                     continue;
                 };
                 set_order_status(order, &change.status);
-                if change.status == "canceled" {
-                    order["cancellation_reason"] = json!(change.cancellation_reason);
-                    order["cancellation_text"] = json!(change.cancellation_text);
-                }
+                // Real orders carry a cancellation as `cancellation: {title, initiator}`
+                // (or null), never as the request's reason code. Which initiators Prom
+                // reports is not documented; a seller's API call is the seller's.
+                order["cancellation"] = if change.status == "canceled" {
+                    json!({
+                        "title": change.cancellation_text.as_deref()
+                            .or(change.cancellation_reason.as_deref()),
+                        "initiator": "seller",
+                    })
+                } else {
+                    Value::Null
+                };
                 touch(order);
                 processed.push(*id);
                 inner.changed.push_back(*id);

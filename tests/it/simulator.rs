@@ -166,7 +166,14 @@ async fn set_status_refusals_come_in_proms_two_shapes_and_every_call_is_recorded
         .contains("cancellation_text"));
     // Unknown ids are left out of processed_ids, as Prom does.
     assert_eq!(ok, json!({"processed_ids": [id]}));
-    assert_eq!(sim.order(id).unwrap()["status"], "canceled");
+    let canceled = sim.order(id).unwrap();
+    assert_eq!(canceled["status"], "canceled");
+    // As on real orders: a `cancellation` object, no top-level reason code.
+    assert_eq!(
+        canceled["cancellation"],
+        json!({"title": "Немає в наявності", "initiator": "seller"})
+    );
+    assert!(canceled.get("cancellation_reason").is_none());
     let calls = recorded["calls"].as_array().unwrap();
     assert_eq!(
         calls
