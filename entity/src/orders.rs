@@ -14,6 +14,8 @@ pub struct Model {
     pub external_id: Option<String>,
     pub status_id: i64,
     pub remote_status: Option<String>,
+    /// Prom's own name of `remote_status` (`status_name`), when Prom sent one.
+    pub remote_status_title: Option<String>,
     pub remote_created_at: Option<DateTimeUtc>,
     pub remote_modified_at: Option<DateTimeUtc>,
     pub last_synced_at: Option<DateTimeUtc>,

@@ -333,6 +333,7 @@ async fn create_order(
         external_id: Set(Some(plan.external_id.clone())),
         status_id: Set(status_id),
         remote_status: Set(Some(plan.status.to_string())),
+        remote_status_title: Set(plan.status_title.clone()),
         remote_created_at: Set(Some(plan.created_at)),
         remote_modified_at: Set(Some(plan.modified_at)),
         last_synced_at: Set(Some(now)),
@@ -415,6 +416,15 @@ async fn update_order(
             )),
         }
         update.remote_status = Set(Some(prom_status));
+    }
+    // Not goods: Prom's name of its status follows every newer version, written off or
+    // not, and even when the status code itself is unchanged (a renamed custom status).
+    if order.remote_status_title != plan.status_title {
+        update.remote_status_title = Set(plan.status_title.clone());
+        changes.push(match &plan.status_title {
+            Some(title) => format!("Prom status title {title}"),
+            None => "Prom status title removed".into(),
+        });
     }
     let items = order
         .find_related(order_items::Entity)

@@ -81,6 +81,8 @@ pub struct ImportPlan {
     /// Prom sent no `date_modified`: the sync log says the creation date stood in.
     pub modified_from_created: bool,
     pub status: PromStatus,
+    /// Prom's own name of `status` (`status_name`), bounded; `None` when blank or absent.
+    pub status_title: Option<String>,
     pub buyer: Buyer,
     pub lines: Vec<PlannedLine>,
     pub total: Decimal,
@@ -203,6 +205,7 @@ pub fn plan(
         modified_at,
         modified_from_created,
         status,
+        status_title: order.status_title(),
         buyer: Buyer {
             first_name: non_blank(order.buyer_first_name()),
             last_name: non_blank(order.buyer_last_name()),

@@ -213,6 +213,7 @@ mod tests {
             external_id: Some("338390710".into()),
             status_id: 3,
             remote_status: remote.map(str::to_owned),
+            remote_status_title: None,
             remote_created_at: None,
             remote_modified_at: None,
             last_synced_at: None,

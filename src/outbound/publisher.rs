@@ -370,6 +370,9 @@ impl Publisher {
                     orders::ActiveModel {
                         id: Set(claim.order_id),
                         remote_status: Set(Some(status.to_string())),
+                        // Prom's name for the old status no longer applies; the name of
+                        // this one arrives with Prom's next version of the order.
+                        remote_status_title: Set(None),
                         last_synced_at: Set(Some(Utc::now())),
                         ..Default::default()
                     }

@@ -16,6 +16,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::money::{Money, MoneyError, Quantity, QuantityError};
 
+/// How many characters of Prom's status name are kept: a status name is a few words, so
+/// this only stops a hostile document from filling the orders table and the pages.
+pub const STATUS_TITLE_MAX_CHARS: usize = 128;
+
 /// An order status as Prom spells it. `Custom` is a seller-defined status (`custom-<id>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PromStatus {
@@ -265,6 +269,14 @@ impl PromOrder {
     /// The time of [`PromOrder::version`].
     pub fn modified_at(&self) -> Result<DateTime<Utc>, BadTimestamp> {
         parse_prom_datetime(self.version())
+    }
+
+    /// Prom's own name of the status (`status_name`, e.g. "Підтверджено" for a custom
+    /// status): trimmed, `None` when blank, and cut to [`STATUS_TITLE_MAX_CHARS`] since it
+    /// is outside text stored and shown on every page that lists the order.
+    pub fn status_title(&self) -> Option<String> {
+        non_blank(self.status_name.as_deref())
+            .map(|name| crate::domain::excerpt(name, STATUS_TITLE_MAX_CHARS))
     }
 
     pub fn prom_status(&self) -> Result<PromStatus, UnknownStatus> {
@@ -540,6 +552,34 @@ mod tests {
         assert!(line.localized_name("uk").unwrap().starts_with("Набір"));
         assert!(line.localized_name("ru").unwrap().starts_with("Набор"));
         assert_eq!(line.measure_unit.as_deref(), Some("шт."));
+    }
+
+    #[test]
+    fn the_status_title_is_prom_status_name_trimmed_and_bounded_or_none_when_blank() {
+        let mut o = order(CUSTOM_PROM_PAY);
+        let titles = [
+            (None, None),
+            (Some("  \t "), None),
+            (Some(" Підтверджено "), Some("Підтверджено".to_owned())),
+        ];
+        for (status_name, expected) in titles {
+            o.status_name = status_name.map(str::to_owned);
+
+            let title = o.status_title();
+
+            assert_eq!(title, expected, "{status_name:?}");
+        }
+
+        o.status_name = Some("я".repeat(STATUS_TITLE_MAX_CHARS * 10));
+
+        let title = o.status_title().unwrap();
+
+        assert_eq!(
+            title.chars().count(),
+            STATUS_TITLE_MAX_CHARS + 1,
+            "with its '…'"
+        );
+        assert!(title.ends_with('…'));
     }
 
     #[test]

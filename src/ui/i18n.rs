@@ -441,6 +441,20 @@ pub static EN: Texts = Texts {
 
 /// Prom's status names as operators know them; custom statuses show their id.
 pub fn prom_status(lang: Lang, status: &str) -> String {
+    known_prom_status(lang, status).unwrap_or_else(|| status.to_owned())
+}
+
+/// An order's Prom status: Prom's standard statuses in the operator's language, any other
+/// (a seller's custom status) by the name Prom gave it, and by its code only when Prom
+/// sent no name. The standard ones keep our label because Prom names them in the shop's
+/// language, which need not be the operator's.
+pub fn order_prom_status(lang: Lang, status: &str, title: Option<&str>) -> String {
+    known_prom_status(lang, status)
+        .or_else(|| title.map(str::to_owned))
+        .unwrap_or_else(|| status.to_owned())
+}
+
+fn known_prom_status(lang: Lang, status: &str) -> Option<String> {
     let (uk, en) = match status {
         "pending" => ("Нове", "New"),
         "received" => ("Прийнято", "Accepted"),
@@ -448,12 +462,12 @@ pub fn prom_status(lang: Lang, status: &str) -> String {
         "canceled" => ("Скасовано", "Canceled"),
         "paid" => ("Оплачено", "Paid"),
         "draft" => ("Чернетка", "Draft"),
-        other => return other.to_owned(),
+        _ => return None,
     };
-    match lang {
+    Some(match lang {
         Lang::Uk => uk.to_owned(),
         Lang::En => en.to_owned(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -467,5 +481,16 @@ mod tests {
         let req = actix_web::test::TestRequest::default().to_http_request();
         assert_eq!(Lang::of(&req), Lang::Uk);
         assert_eq!(with_n(EN.refresh_too_soon, 7), "available again in 7 min");
+    }
+
+    #[test]
+    fn an_order_shows_a_custom_status_by_prom_name_and_a_standard_one_in_the_operator_language() {
+        let custom = order_prom_status(Lang::En, "custom-137639", Some("Підтверджено"));
+        let unnamed = order_prom_status(Lang::Uk, "custom-137639", None);
+        let standard = order_prom_status(Lang::En, "pending", Some("Нове"));
+
+        assert_eq!(custom, "Підтверджено");
+        assert_eq!(unnamed, "custom-137639");
+        assert_eq!(standard, "New");
     }
 }

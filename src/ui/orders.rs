@@ -9,7 +9,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{
-    i18n::{prom_status, with_n, Texts},
+    i18n::{order_prom_status, with_n, Texts},
     page::{button, csrf, frame, html_response, lacks, notice, respond, when},
     session::{Operator, Posted},
 };
@@ -178,7 +178,7 @@ async fn list_page(
                             td { (buyer(order)) }
                             td.num { (order.total) " " (order.currency) }
                             td { (order.status.name) }
-                            td { (order.remote_status.as_deref().map(|s| prom_status(op.lang, s)).unwrap_or_default()) }
+                            td { (order.remote_status.as_deref().map(|s| order_prom_status(op.lang, s, order.remote_status_title.as_deref())).unwrap_or_default()) }
                             td.shop { (shop_link(order)) }
                         }
                     }
@@ -299,7 +299,7 @@ async fn order_page(
                 (button(t.change_status, refused, None))
             }
             @if let Some(remote) = &order.remote_status {
-                p { (t.col_prom_status) ": " (prom_status(op.lang, remote)) }
+                p { (t.col_prom_status) ": " (order_prom_status(op.lang, remote, order.remote_status_title.as_deref())) }
             }
         }
         section.buyer {

@@ -16,7 +16,7 @@ use wiremock::{
 
 use crate::support::{
     capture_logs, employee, eventually, fixture_order, insert_imported_order, post_thin_webhook,
-    product, roapp_order, statuses, Backend, TestApp, PENDING_ORDER,
+    product, roapp_order, statuses, Backend, TestApp, CUSTOM_STATUS_ORDER, PENDING_ORDER,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -167,6 +167,53 @@ async fn an_imported_order_shows_the_four_integration_fields_and_its_prom_link()
         .await
         .1;
     assert_eq!(order["prom_url"], "https://shop.example/orders/338390710");
+}
+
+#[tokio::test]
+async fn an_imported_order_with_a_custom_status_carries_proms_own_title_for_it() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    app.push_order(&fixture_order(CUSTOM_STATUS_ORDER)).await;
+    app.wait_for_events(1).await;
+    let token = &app.admin_token;
+
+    // Act
+    let (_, listed) = app.call(Method::GET, "/api/orders", token, None).await;
+    let id = ids(&listed)[0];
+    let (status, order) = app
+        .call(Method::GET, &format!("/api/orders/{id}"), token, None)
+        .await;
+
+    // Assert
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["remote_status"], "custom-137639");
+    assert_eq!(order["remote_status_title"], "Підтверджено");
+    assert_eq!(listed["orders"][0]["remote_status_title"], "Підтверджено");
+}
+
+#[tokio::test]
+async fn an_order_created_in_ro_app_has_a_null_remote_status_title() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let token = &app.admin_token;
+
+    // Act
+    let created = roapp_order(&app, token).await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, order) = app
+        .call(Method::GET, &format!("/api/orders/{id}"), token, None)
+        .await;
+
+    // Assert
+    assert_eq!(status, 200, "{order}");
+    for order in [&created, &order] {
+        let object = order.as_object().expect("an order object");
+        assert_eq!(
+            object.get("remote_status_title"),
+            Some(&Value::Null),
+            "{order}"
+        );
+    }
 }
 
 #[tokio::test]

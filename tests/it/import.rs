@@ -497,6 +497,53 @@ async fn a_write_off_committed_while_an_import_is_under_way_keeps_the_goods_writ
 }
 
 #[tokio::test]
+async fn a_prom_edit_renaming_only_the_status_updates_its_title_even_after_write_off() {
+    // Arrange: the custom-status order imported, then its goods written off.
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let version = |s: u32, status_name: Value| {
+        let mut order = fixture_order(CUSTOM_STATUS_ORDER);
+        order["date_modified"] = json!(format!("2025-01-01T00:00:{s:02}.000000+00:00"));
+        order["status_name"] = status_name;
+        order
+    };
+    app.push_order(&version(1, json!("Підтверджено"))).await;
+    app.wait_for_events(1).await;
+    let imported = the_order(&app).await.remote_status_title;
+    orders::Entity::update_many()
+        .col_expr(orders::Column::WrittenOffAt, Expr::value(Some(Utc::now())))
+        .exec(&app.db)
+        .await
+        .unwrap();
+
+    // Act
+    app.push_order(&version(2, json!("Узгоджено з покупцем")))
+        .await;
+    app.wait_for_events(2).await;
+    let renamed = the_order(&app).await;
+    app.push_order(&version(3, json!("  "))).await;
+    app.wait_for_events(3).await;
+    let blanked = the_order(&app).await;
+
+    // Assert
+    assert_eq!(imported.as_deref(), Some("Підтверджено"));
+    assert_eq!(renamed.remote_status.as_deref(), Some("custom-137639"));
+    assert_eq!(
+        renamed.remote_status_title.as_deref(),
+        Some("Узгоджено з покупцем")
+    );
+    assert_eq!(blanked.remote_status_title, None);
+    let outcomes = app.outcomes().await;
+    let (_, detail) = &outcomes[1];
+    assert!(
+        detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("Узгоджено з покупцем"),
+        "{detail:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_currency_mismatch_is_rejected_visibly_and_writes_nothing() {
     let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut usd = order(

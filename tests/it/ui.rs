@@ -7,6 +7,7 @@ use std::{collections::HashMap, time::Duration};
 
 use promsync::broker::Lane;
 use reqwest::{header, redirect, Method, StatusCode};
+use sea_orm::ConnectionTrait;
 use wiremock::{
     matchers::{method, path},
     Mock, ResponseTemplate,
@@ -290,6 +291,58 @@ async fn the_orders_table_filters_by_shop_and_links_each_prom_order_in_a_new_tab
         .get(&format!("/ui/orders?shop_id={}", tenant.shop.shop_id))
         .await;
     assert_eq!(foreign.status, 404);
+}
+
+#[tokio::test]
+async fn the_orders_pages_show_a_custom_prom_status_by_its_title_or_by_its_code_without_one() {
+    // Arrange: two imported orders in a custom status, one named by Prom, one not.
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let titled = insert_imported_order(&app, app.account_id, app.shop.shop_id, "101").await;
+    let untitled = insert_imported_order(&app, app.account_id, app.shop.shop_id, "102").await;
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE orders SET remote_status = 'custom-137639', \
+             remote_status_title = CASE WHEN id = {titled} THEN 'Підтверджено' END"
+        ))
+        .await
+        .unwrap();
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+
+    // Act
+    let list = ui.get("/ui/orders?source=all&shop_id=").await;
+    let titled_page = ui.get(&format!("/ui/orders/{titled}")).await;
+    let untitled_page = ui.get(&format!("/ui/orders/{untitled}")).await;
+
+    // Assert
+    let row = |id: i64| {
+        let start = list.body.find(&format!(r#"data-order="{id}""#)).unwrap();
+        let end = list.body[start..].find("</tr>").unwrap() + start;
+        list.body[start..end].to_owned()
+    };
+    assert!(
+        row(titled).contains("<td>Підтверджено</td>"),
+        "{}",
+        row(titled)
+    );
+    assert!(!row(titled).contains("custom-137639"), "{}", row(titled));
+    assert!(
+        row(untitled).contains("<td>custom-137639</td>"),
+        "{}",
+        row(untitled)
+    );
+    assert_eq!(titled_page.status, 200);
+    assert!(
+        titled_page.body.contains(": Підтверджено</p>"),
+        "{}",
+        titled_page.body
+    );
+    assert!(!titled_page.body.contains("custom-137639"));
+    assert!(
+        untitled_page.body.contains(": custom-137639</p>"),
+        "{}",
+        untitled_page.body
+    );
 }
 
 #[tokio::test]

@@ -154,6 +154,7 @@ pub async fn create_order(
         external_id: Set(None),
         status_id: Set(status.id),
         remote_status: Set(None),
+        remote_status_title: Set(None),
         remote_created_at: Set(None),
         remote_modified_at: Set(None),
         last_synced_at: Set(None),

@@ -113,6 +113,10 @@ pub struct OrderView {
     pub prom_url: Option<String>,
     pub status: StatusView,
     pub remote_status: Option<String>,
+    /// Prom's own name of `remote_status` (e.g. "Підтверджено" for `custom-137639`); null
+    /// for orders created in RO App and when Prom sent none.
+    #[schema(example = "Підтверджено")]
+    pub remote_status_title: Option<String>,
     pub written_off: bool,
     pub client: Option<ClientView>,
     pub items: Vec<ItemView>,
@@ -242,6 +246,7 @@ pub async fn views<C: ConnectionTrait>(
             prom_url,
             status,
             remote_status: order.remote_status,
+            remote_status_title: order.remote_status_title,
             written_off: order.written_off_at.is_some(),
             client: order
                 .client_id

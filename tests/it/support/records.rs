@@ -68,6 +68,7 @@ pub async fn insert_imported_order(
         external_id: Set(Some(external_id.to_owned())),
         status_id: Set(status_id),
         remote_status: Set(Some("pending".into())),
+        remote_status_title: Set(None),
         remote_created_at: Set(Some(now)),
         remote_modified_at: Set(Some(now)),
         last_synced_at: Set(Some(now)),
