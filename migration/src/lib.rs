@@ -12,6 +12,7 @@ mod m20261130_000001_dead_letters;
 mod m20261130_000002_employees;
 mod m20261130_000004_outbound_claims;
 mod m20261130_000007_enum_checks;
+mod m20261130_000011_delivery_payment;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_employees::Migration),
             Box::new(m20261130_000004_outbound_claims::Migration),
             Box::new(m20261130_000007_enum_checks::Migration),
+            Box::new(m20261130_000011_delivery_payment::Migration),
         ]
     }
 }
