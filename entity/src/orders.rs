@@ -27,6 +27,21 @@ pub struct Model {
     pub written_off_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Delivery and payment as Prom describes them; all `None` for orders created in RO App.
+    pub delivery_method: Option<String>,
+    pub delivery_provider: Option<String>,
+    pub delivery_type: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub delivery_address: Option<String>,
+    pub delivery_recipient_first_name: Option<String>,
+    pub delivery_recipient_last_name: Option<String>,
+    pub delivery_recipient_phone: Option<String>,
+    pub delivery_declaration_number: Option<String>,
+    /// Paid by the buyer on top of the goods: never part of `total`.
+    #[sea_orm(column_type = "Decimal(Some((18, 2)))", nullable)]
+    pub delivery_cost: Option<Decimal>,
+    pub payment_method: Option<String>,
+    pub payment_status: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

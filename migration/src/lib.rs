@@ -13,6 +13,7 @@ mod m20261130_000002_employees;
 mod m20261130_000004_outbound_claims;
 mod m20261130_000007_enum_checks;
 mod m20261130_000010_remote_status_title;
+mod m20261130_000011_delivery_payment;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_outbound_claims::Migration),
             Box::new(m20261130_000007_enum_checks::Migration),
             Box::new(m20261130_000010_remote_status_title::Migration),
+            Box::new(m20261130_000011_delivery_payment::Migration),
         ]
     }
 }

@@ -326,6 +326,35 @@ mod tests {
     }
 
     #[test]
+    fn an_order_has_nullable_delivery_and_payment_objects() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+
+        let order = &schemas["OrderView"]["properties"];
+        let delivery = &schemas["DeliveryView"]["properties"];
+
+        for field in ["delivery", "payment"] {
+            let text = order[field].to_string();
+            assert!(text.contains("null"), "{field} is not nullable: {text}");
+        }
+        for field in [
+            "method",
+            "provider",
+            "type",
+            "address",
+            "recipient",
+            "declaration_number",
+            "cost",
+        ] {
+            assert!(
+                delivery[field].is_object(),
+                "DeliveryView.{field}: {delivery}"
+            );
+        }
+        assert!(schemas["PaymentView"]["properties"]["status"].is_object());
+    }
+
+    #[test]
     fn fields_of_a_fixed_set_of_values_are_enums() {
         let doc = doc();
         let schemas = &doc["components"]["schemas"];

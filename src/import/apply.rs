@@ -23,7 +23,7 @@ use sea_orm::{
 };
 
 use super::{
-    plan::{ImportPlan, PlannedLine, ProductKey},
+    plan::{ImportPlan, PlannedLine, ProductKey, Shipping},
     ShopContext,
 };
 use crate::{
@@ -345,9 +345,10 @@ async fn create_order(
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    }
-    .insert(txn)
-    .await?;
+    };
+    let mut order = order;
+    set_shipping(&mut order, &plan.shipping);
+    let order = order.insert(txn).await?;
     insert_items(txn, order.id, &plan.lines, &product_ids).await?;
     let applied = Applied {
         products: product_ids,
@@ -451,6 +452,11 @@ async fn update_order(
         update.total = Set(plan.total);
         changes.push("total updated".into());
     }
+    // Delivery and payment are not goods: they follow Prom after the write-off too.
+    if shipping_of(&order) != plan.shipping {
+        set_shipping(&mut update, &plan.shipping);
+        changes.push("delivery/payment updated".into());
+    }
     let now = Utc::now();
     update.remote_modified_at = Set(Some(plan.modified_at));
     update.last_synced_at = Set(Some(now));
@@ -464,6 +470,36 @@ async fn update_order(
         ..Applied::new(outcome, order_id, changes.join("; "))
     };
     Ok((applied, updated))
+}
+
+fn set_shipping(order: &mut orders::ActiveModel, s: &Shipping) {
+    order.delivery_method = Set(s.delivery_method.clone());
+    order.delivery_provider = Set(s.delivery_provider.clone());
+    order.delivery_type = Set(s.delivery_type.clone());
+    order.delivery_address = Set(s.delivery_address.clone());
+    order.delivery_recipient_first_name = Set(s.recipient_first_name.clone());
+    order.delivery_recipient_last_name = Set(s.recipient_last_name.clone());
+    order.delivery_recipient_phone = Set(s.recipient_phone.clone());
+    order.delivery_declaration_number = Set(s.declaration_number.clone());
+    order.delivery_cost = Set(s.delivery_cost);
+    order.payment_method = Set(s.payment_method.clone());
+    order.payment_status = Set(s.payment_status.clone());
+}
+
+fn shipping_of(order: &orders::Model) -> Shipping {
+    Shipping {
+        delivery_method: order.delivery_method.clone(),
+        delivery_provider: order.delivery_provider.clone(),
+        delivery_type: order.delivery_type.clone(),
+        delivery_address: order.delivery_address.clone(),
+        recipient_first_name: order.delivery_recipient_first_name.clone(),
+        recipient_last_name: order.delivery_recipient_last_name.clone(),
+        recipient_phone: order.delivery_recipient_phone.clone(),
+        declaration_number: order.delivery_declaration_number.clone(),
+        delivery_cost: order.delivery_cost,
+        payment_method: order.payment_method.clone(),
+        payment_status: order.payment_status.clone(),
+    }
 }
 
 fn same_lines(items: &[order_items::Model], lines: &[PlannedLine]) -> bool {

@@ -72,6 +72,58 @@ pub struct PlannedLine {
     pub price: Decimal,
 }
 
+/// The delivery and payment of an order, bounded and ready to store; every field is
+/// display data, so it follows Prom on every update, write-off or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shipping {
+    pub delivery_method: Option<String>,
+    pub delivery_provider: Option<String>,
+    pub delivery_type: Option<String>,
+    pub delivery_address: Option<String>,
+    pub recipient_first_name: Option<String>,
+    pub recipient_last_name: Option<String>,
+    pub recipient_phone: Option<String>,
+    pub declaration_number: Option<String>,
+    /// On top of the goods: never part of [`ImportPlan::total`].
+    pub delivery_cost: Option<Decimal>,
+    pub payment_method: Option<String>,
+    pub payment_status: Option<String>,
+}
+
+/// Longest name, phone, status or waybill number kept from Prom, in characters: far
+/// beyond any real one, yet a hostile order cannot fill the database or the page.
+const SHORT_TEXT_CHARS: usize = 200;
+/// Longest delivery address kept, in characters.
+const ADDRESS_CHARS: usize = 1000;
+
+fn bounded(text: Option<String>, max_chars: usize) -> Option<String> {
+    text.map(|t| crate::domain::excerpt(&t, max_chars))
+}
+
+fn plan_shipping(order: &PromOrder, currency: Currency) -> Result<Shipping, Rejection> {
+    let delivery = order.delivery();
+    let payment = order.payment();
+    let short = |t: Option<String>| bounded(t, SHORT_TEXT_CHARS);
+    let recipient = delivery.recipient.unwrap_or_default();
+    let delivery_cost = order
+        .delivery_cost_amount()
+        .map(|cost| money_in("delivery_cost", cost, currency))
+        .transpose()?;
+    Ok(Shipping {
+        delivery_method: short(delivery.method),
+        delivery_provider: short(delivery.provider),
+        delivery_type: short(delivery.kind),
+        delivery_address: bounded(delivery.address, ADDRESS_CHARS),
+        recipient_first_name: short(recipient.first_name),
+        recipient_last_name: short(recipient.last_name),
+        recipient_phone: short(recipient.phone),
+        declaration_number: short(delivery.declaration_number),
+        delivery_cost,
+        payment_method: short(payment.method),
+        payment_status: short(payment.status),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportPlan {
     pub external_id: String,
@@ -86,6 +138,7 @@ pub struct ImportPlan {
     pub buyer: Buyer,
     pub lines: Vec<PlannedLine>,
     pub total: Decimal,
+    pub shipping: Shipping,
 }
 
 impl ImportPlan {
@@ -197,6 +250,7 @@ pub fn plan(
         .enumerate()
         .map(|(i, line)| plan_line(i, line, currency, language, match_by))
         .collect::<Result<Vec<_>, _>>()?;
+    let shipping = plan_shipping(order, currency)?;
     let phone = non_blank(order.buyer_phone());
     let email = order.buyer_email().and_then(normalize_email);
     Ok(ImportPlan {
@@ -215,6 +269,7 @@ pub fn plan(
         },
         lines,
         total,
+        shipping,
     })
 }
 
@@ -232,6 +287,46 @@ mod tests {
 
     fn plan_uah(order: &PromOrder) -> Result<ImportPlan, Rejection> {
         plan(order, Currency::UAH, Language::Uk, MatchProductsBy::Sku)
+    }
+
+    #[test]
+    fn the_delivery_cost_is_kept_apart_from_the_total() {
+        let mut order = fixture();
+        order.delivery_cost = Some(serde_json::json!(80.0));
+
+        let p = plan_uah(&order).unwrap();
+
+        assert_eq!(p.total, dec!(244));
+        assert_eq!(p.shipping.delivery_cost, Some(dec!(80)));
+        assert_eq!(
+            p.shipping.payment_method.as_deref(),
+            Some("Наложенный платеж")
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_delivery_cost_rejects_the_order() {
+        let mut order = fixture();
+        order.delivery_cost = Some(serde_json::json!("100000000000000000000"));
+
+        let rejection = plan_uah(&order).unwrap_err();
+
+        assert!(
+            matches!(&rejection, Rejection::Invalid { field, .. } if field == "delivery_cost"),
+            "{rejection:?}"
+        );
+    }
+
+    #[test]
+    fn huge_delivery_texts_from_prom_are_bounded() {
+        let mut order = fixture();
+        order.delivery_address = Some(serde_json::json!("a".repeat(100_000)));
+        order.payment_data = Some(serde_json::json!({"status": "p".repeat(100_000)}));
+
+        let p = plan_uah(&order).unwrap();
+
+        assert!(p.shipping.delivery_address.unwrap().chars().count() <= ADDRESS_CHARS + 1);
+        assert!(p.shipping.payment_status.unwrap().chars().count() <= SHORT_TEXT_CHARS + 1);
     }
 
     #[test]

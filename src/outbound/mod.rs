@@ -224,6 +224,17 @@ mod tests {
             written_off_at: written_off.then_some(now),
             created_at: now,
             updated_at: now,
+            delivery_method: None,
+            delivery_provider: None,
+            delivery_type: None,
+            delivery_address: None,
+            delivery_recipient_first_name: None,
+            delivery_recipient_last_name: None,
+            delivery_recipient_phone: None,
+            delivery_declaration_number: None,
+            delivery_cost: None,
+            payment_method: None,
+            payment_status: None,
         }
     }
 

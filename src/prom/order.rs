@@ -201,10 +201,74 @@ pub struct PromOrder {
     pub price: serde_json::Value,
     #[serde(default)]
     pub full_price: Option<serde_json::Value>,
+    /// What delivery costs the buyer, on top of `price`.
     #[serde(default)]
     pub delivery_cost: Option<serde_json::Value>,
+    /// The delivery and payment parts stay raw JSON: they are display data, and a field of
+    /// an unexpected shape in them must cost that field, never the whole order or page.
+    /// The accessors ([`PromOrder::delivery`], [`PromOrder::payment`]) read them.
+    #[serde(default)]
+    pub delivery_option: Option<serde_json::Value>,
+    #[serde(default)]
+    pub delivery_address: Option<serde_json::Value>,
+    #[serde(default)]
+    pub delivery_provider_data: Option<serde_json::Value>,
+    #[serde(default)]
+    pub delivery_recipient: Option<serde_json::Value>,
+    #[serde(default)]
+    pub payment_option: Option<serde_json::Value>,
+    #[serde(default)]
+    pub payment_data: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub products: Vec<PromOrderLine>,
+}
+
+/// Who receives the parcel, when Prom names anyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromRecipient {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// The delivery texts of an order, unbounded as Prom sent them; the cost is read apart
+/// ([`PromOrder::delivery_cost_amount`]) because it is money.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromDelivery {
+    /// `delivery_option.name`.
+    pub method: Option<String>,
+    /// `delivery_provider_data.provider`.
+    pub provider: Option<String>,
+    /// `delivery_provider_data.type`.
+    pub kind: Option<String>,
+    pub address: Option<String>,
+    /// `None` for `{}`, `null` or a recipient with only blank fields.
+    pub recipient: Option<PromRecipient>,
+    /// `delivery_provider_data.declaration_number`: the waybill.
+    pub declaration_number: Option<String>,
+}
+
+/// How the buyer pays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromPayment {
+    /// `payment_option.name`.
+    pub method: Option<String>,
+    /// `payment_data.status` (`paid`, `unpaid`, `refunded`, `paid_out`, …).
+    pub status: Option<String>,
+}
+
+/// A text field of a JSON value: a non-blank string, or a number written out (waybill
+/// numbers are digits and may arrive as one); anything else counts as absent.
+fn text_of(value: Option<&serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(s) => non_blank(Some(s)).map(str::to_owned),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field_of(object: Option<&serde_json::Value>, key: &str) -> Option<String> {
+    text_of(object?.get(key))
 }
 
 /// One line of an order.
@@ -319,6 +383,37 @@ impl PromOrder {
     pub fn buyer_phone(&self) -> Option<&str> {
         non_blank(self.phone.as_deref())
             .or_else(|| non_blank(self.client.as_ref()?.phone.as_deref()))
+    }
+
+    /// The delivery texts; all `None` for an order Prom sent no delivery for.
+    pub fn delivery(&self) -> PromDelivery {
+        let provider = self.delivery_provider_data.as_ref();
+        let recipient = self.delivery_recipient.as_ref();
+        let recipient = PromRecipient {
+            first_name: field_of(recipient, "first_name"),
+            last_name: field_of(recipient, "last_name"),
+            phone: field_of(recipient, "phone"),
+        };
+        PromDelivery {
+            method: field_of(self.delivery_option.as_ref(), "name"),
+            provider: field_of(provider, "provider"),
+            kind: field_of(provider, "type"),
+            address: text_of(self.delivery_address.as_ref()),
+            recipient: (recipient != PromRecipient::default()).then_some(recipient),
+            declaration_number: field_of(provider, "declaration_number"),
+        }
+    }
+
+    /// `delivery_cost` read as money; `None` when Prom sent none.
+    pub fn delivery_cost_amount(&self) -> Option<&serde_json::Value> {
+        self.delivery_cost.as_ref().filter(|v| !v.is_null())
+    }
+
+    pub fn payment(&self) -> PromPayment {
+        PromPayment {
+            method: field_of(self.payment_option.as_ref(), "name"),
+            status: field_of(self.payment_data.as_ref(), "status"),
+        }
     }
 
     pub fn buyer_email(&self) -> Option<&str> {
@@ -517,6 +612,84 @@ mod tests {
             );
         }
         assert!(serde_json::from_value::<PromStatus>(json!("shipped")).is_err());
+    }
+
+    #[test]
+    fn the_cash_on_delivery_fixture_has_a_named_recipient_and_no_payment_data() {
+        let o = order(PENDING_COD);
+
+        let delivery = o.delivery();
+        let payment = o.payment();
+
+        assert_eq!(delivery.method.as_deref(), Some("Нова Пошта"));
+        assert_eq!(delivery.provider.as_deref(), Some("nova_poshta"));
+        assert_eq!(delivery.kind.as_deref(), Some("W2W"));
+        assert_eq!(delivery.declaration_number, None);
+        assert!(delivery.address.unwrap().starts_with("смт. Ставище"));
+        assert_eq!(
+            delivery.recipient,
+            Some(PromRecipient {
+                first_name: Some("Олена".into()),
+                last_name: Some("Коваленко".into()),
+                phone: Some("+380000000000".into()),
+            })
+        );
+        assert_eq!(o.delivery_cost_amount(), Some(&json!(0)));
+        assert_eq!(payment.method.as_deref(), Some("Наложенный платеж"));
+        assert_eq!(payment.status, None);
+    }
+
+    #[test]
+    fn the_prom_payment_fixture_is_paid_and_its_empty_recipient_is_none() {
+        let o = order(CUSTOM_PROM_PAY);
+
+        let delivery = o.delivery();
+        let payment = o.payment();
+
+        assert_eq!(delivery.recipient, None);
+        assert_eq!(
+            delivery.declaration_number.as_deref(),
+            Some("20451069857325")
+        );
+        assert_eq!(o.delivery_cost_amount(), Some(&json!(80.0)));
+        assert_eq!(payment.method.as_deref(), Some("Пром-оплата"));
+        assert_eq!(payment.status.as_deref(), Some("paid"));
+    }
+
+    #[test]
+    fn delivery_and_payment_fields_of_odd_shapes_are_absent_instead_of_failing_the_order() {
+        let mut doc: serde_json::Value = serde_json::from_str(PENDING_COD).unwrap();
+        let o = doc.get_mut("order").unwrap();
+        o["delivery_option"] = json!("Нова Пошта");
+        o["delivery_address"] = json!({"city": "Київ"});
+        o["delivery_provider_data"] = json!({"provider": ["x"], "declaration_number": 2045106985});
+        o["delivery_recipient"] = json!(null);
+        o["delivery_cost"] = json!(null);
+        o["payment_option"] = json!(null);
+        o["payment_data"] = json!({"status": "  "});
+
+        let o = serde_json::from_value::<OrderEnvelope>(doc).unwrap().order;
+
+        assert_eq!(
+            o.delivery(),
+            PromDelivery {
+                declaration_number: Some("2045106985".into()),
+                ..PromDelivery::default()
+            }
+        );
+        assert_eq!(o.delivery_cost_amount(), None);
+        assert_eq!(o.payment(), PromPayment::default());
+    }
+
+    #[test]
+    fn an_order_without_delivery_fields_has_no_delivery_nor_payment() {
+        let o = order(
+            r#"{"order": {"id": 1, "date_created": "2025-01-01T00:00:00", "status": "pending"}}"#,
+        );
+
+        assert_eq!(o.delivery(), PromDelivery::default());
+        assert_eq!(o.delivery_cost_amount(), None);
+        assert_eq!(o.payment(), PromPayment::default());
     }
 
     #[test]

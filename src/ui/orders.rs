@@ -81,6 +81,36 @@ fn buyer(order: &OrderView) -> String {
         .unwrap_or_default()
 }
 
+/// Prom's payment status in the operator's words; a status Prom adds later shows as sent.
+fn payment_status<'a>(t: &'a Texts, status: &'a str) -> &'a str {
+    match status {
+        "paid" => t.paid,
+        "unpaid" => t.unpaid,
+        "refunded" => t.refunded,
+        "paid_out" => t.paid_out,
+        other => other,
+    }
+}
+
+/// The list's payment mark and waybill number, so an operator sees at a glance what is
+/// paid and what has shipped.
+fn shipping_marks(t: &Texts, order: &OrderView) -> Markup {
+    let status = order.payment.as_ref().and_then(|p| p.status.as_deref());
+    let waybill = order
+        .delivery
+        .as_ref()
+        .and_then(|d| d.declaration_number.as_deref());
+    html! {
+        @if let Some(status) = status {
+            @let class = if status == "paid" { "badge done" } else { "badge pending" };
+            span class=(class) data-payment=(status) { (payment_status(t, status)) }
+        }
+        @if let Some(waybill) = waybill {
+            " " span.waybill title=(t.waybill) { (waybill) }
+        }
+    }
+}
+
 fn shop_link(order: &OrderView) -> Markup {
     html! {
         @match (&order.shop, &order.prom_url) {
@@ -166,7 +196,7 @@ async fn list_page(
                 thead { tr {
                     th { input type="checkbox" class="select-all" title=(t.select_all) aria-label=(t.select_all); }
                     th { (t.col_number) } th { (t.col_date) } th { (t.col_buyer) }
-                    th { (t.col_total) } th { (t.col_status) } th { (t.col_prom_status) }
+                    th { (t.col_total) } th { (t.payment) } th { (t.col_status) } th { (t.col_prom_status) }
                     th { (t.col_shop) }
                 } }
                 tbody {
@@ -177,6 +207,7 @@ async fn list_page(
                             td { (when(Some(order.remote_created_at.unwrap_or(order.created_at)), t)) }
                             td { (buyer(order)) }
                             td.num { (order.total) " " (order.currency) }
+                            td.shipping { (shipping_marks(t, order)) }
                             td { (order.status.name) }
                             td { (order.remote_status.as_deref().map(|s| order_prom_status(op.lang, s, order.remote_status_title.as_deref())).unwrap_or_default()) }
                             td.shop { (shop_link(order)) }
@@ -310,6 +341,36 @@ async fn order_page(
                     (c.phone.as_deref().unwrap_or_default()) " " (c.email.as_deref().unwrap_or_default())
                 },
                 None => p { (t.no_buyer) },
+            }
+        }
+        section.delivery {
+            h2 { (t.delivery) }
+            @match &order.delivery {
+                Some(d) => dl {
+                    @if let Some(method) = &d.method { dt { (t.delivery_method) } dd { (method) } }
+                    @if let Some(address) = &d.address { dt { (t.delivery_address) } dd { (address) } }
+                    @if let Some(r) = &d.recipient {
+                        dt { (t.recipient) }
+                        dd {
+                            (r.first_name.as_deref().unwrap_or_default()) " "
+                            (r.last_name.as_deref().unwrap_or_default()) " "
+                            (r.phone.as_deref().unwrap_or_default())
+                        }
+                    }
+                    @if let Some(waybill) = &d.declaration_number { dt { (t.waybill) } dd.waybill { (waybill) } }
+                    @if let Some(cost) = &d.cost { dt { (t.delivery_cost) } dd { (cost) " " (order.currency) } }
+                },
+                None => p { (t.no_delivery) },
+            }
+        }
+        section.payment {
+            h2 { (t.payment) }
+            @match &order.payment {
+                Some(p) => dl {
+                    @if let Some(method) = &p.method { dt { (t.payment_method) } dd { (method) } }
+                    @if let Some(status) = &p.status { dt { (t.payment_status) } dd { (payment_status(t, status)) } }
+                },
+                None => p { (t.no_payment) },
             }
         }
         }

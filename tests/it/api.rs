@@ -1158,3 +1158,84 @@ async fn a_refresh_the_broker_cannot_take_answers_503_and_keeps_the_ten_minutes(
         1
     );
 }
+
+/// The one order's JSON after importing `order`.
+async fn imported(order: Value) -> Value {
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    app.push_order(&order).await;
+    app.wait_for_events(1).await;
+    let token = &app.admin_token;
+    let listed = app.call(Method::GET, "/api/orders", token, None).await.1;
+    let id = ids(&listed)[0];
+    let (status, order) = app
+        .call(Method::GET, &format!("/api/orders/{id}"), token, None)
+        .await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(
+        listed["orders"][0]["delivery"], order["delivery"],
+        "the list agrees"
+    );
+    order
+}
+
+#[tokio::test]
+async fn the_cash_on_delivery_order_shows_its_recipient_and_no_payment_status() {
+    // Arrange + Act
+    let order = imported(fixture_order(PENDING_ORDER)).await;
+
+    // Assert
+    assert_eq!(
+        order["delivery"],
+        json!({
+            "method": "Нова Пошта",
+            "provider": "nova_poshta",
+            "type": "W2W",
+            "address": "смт. Ставище (Київська обл.), №2 (до 30 кг): вул. Паркова , 6",
+            "recipient": {"first_name": "Олена", "last_name": "Коваленко", "phone": "+380000000000"},
+            "declaration_number": null,
+            "cost": "0.00"
+        })
+    );
+    assert_eq!(
+        order["payment"],
+        json!({"method": "Наложенный платеж", "status": null})
+    );
+}
+
+#[tokio::test]
+async fn the_prom_payment_order_is_paid_and_its_delivery_cost_stays_out_of_the_total() {
+    // Arrange + Act
+    let order = imported(fixture_order(CUSTOM_STATUS_ORDER)).await;
+
+    // Assert
+    assert_eq!(
+        order["delivery"],
+        json!({
+            "method": "Нова Пошта",
+            "provider": "nova_poshta",
+            "type": "W2W",
+            "address": "м. Полтава, Поштомат \"Нова Пошта\" №6666: вул. Мазепи, 12/8, біля відділення №6",
+            "recipient": null,
+            "declaration_number": "20451069857325",
+            "cost": "80.00"
+        })
+    );
+    assert_eq!(
+        order["payment"],
+        json!({"method": "Пром-оплата", "status": "paid"})
+    );
+    assert_eq!(order["total"], "250.00");
+}
+
+#[tokio::test]
+async fn an_order_created_in_ro_app_has_no_delivery_nor_payment() {
+    // Arrange
+    let app = TestApp::builder().spawn().await;
+
+    // Act
+    let order = roapp_order(&app, &app.admin_token).await;
+
+    // Assert
+    assert_eq!(order["delivery"], Value::Null, "{order}");
+    assert_eq!(order["payment"], Value::Null, "{order}");
+}

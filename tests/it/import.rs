@@ -981,3 +981,62 @@ async fn a_value_outside_an_enum_is_refused_even_from_plain_sql() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_prom_edit_of_the_delivery_reaches_a_written_off_order_while_its_goods_stay_frozen() {
+    // Arrange: an imported order, written off.
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    app.push_order(&one_line(42, 1, "pending", 1.0)).await;
+    app.wait_for_events(1).await;
+    orders::Entity::update_many()
+        .col_expr(orders::Column::WrittenOffAt, Expr::value(Some(Utc::now())))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let mut edited = one_line(42, 2, "pending", 5.0);
+    edited["delivery_address"] = json!("м. Київ, Відділення №1");
+    edited["delivery_provider_data"]["declaration_number"] = json!("20450000000001");
+    edited["delivery_cost"] = json!("65.50");
+    edited["payment_data"] = json!({"type": "evopay", "status": "paid"});
+
+    // Act: Prom changes the lines, the address and sets a waybill number.
+    app.push_order(&edited).await;
+    app.wait_for_events(2).await;
+
+    // Assert
+    let order = the_order(&app).await;
+    assert_eq!(the_items(&app).await[0].quantity, dec!(1));
+    assert_eq!(order.total, dec!(120));
+    assert_eq!(
+        order.delivery_address.as_deref(),
+        Some("м. Київ, Відділення №1")
+    );
+    assert_eq!(
+        order.delivery_declaration_number.as_deref(),
+        Some("20450000000001")
+    );
+    assert_eq!(order.delivery_cost, Some(dec!(65.50)));
+    assert_eq!(order.payment_status.as_deref(), Some("paid"));
+}
+
+#[tokio::test]
+async fn a_prom_edit_of_the_delivery_reaches_an_order_before_its_write_off() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    app.push_order(&one_line(42, 1, "pending", 1.0)).await;
+    app.wait_for_events(1).await;
+    let mut edited = one_line(42, 2, "pending", 1.0);
+    edited["delivery_provider_data"]["declaration_number"] = json!("20450000000002");
+
+    // Act
+    app.push_order(&edited).await;
+    app.wait_for_events(2).await;
+
+    // Assert
+    let order = the_order(&app).await;
+    assert_eq!(
+        order.delivery_declaration_number.as_deref(),
+        Some("20450000000002")
+    );
+    assert_eq!(order.total, dec!(120));
+}

@@ -14,8 +14,8 @@ use wiremock::{
 };
 
 use crate::support::{
-    capture_logs, employee, insert_imported_order, post_thin_webhook, roapp_order, statuses,
-    TestApp,
+    capture_logs, employee, fixture_order, insert_imported_order, post_thin_webhook, roapp_order,
+    statuses, TestApp, CUSTOM_STATUS_ORDER,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -1026,4 +1026,92 @@ async fn without_manage_employees_the_employees_screen_gives_the_reason_and_refu
         .await;
     assert_eq!(foreign_delete.status, 404);
     assert_eq!(app.count("SELECT count(*) FROM employees").await, before);
+}
+
+/// The id of the one order the app holds, after importing `order`.
+async fn import_one(app: &TestApp, order: &serde_json::Value) -> i64 {
+    app.push_order(order).await;
+    app.wait_for_events(1).await;
+    let (_, listed) = app
+        .call(Method::GET, "/api/orders", &app.admin_token, None)
+        .await;
+    listed["orders"][0]["id"].as_i64().expect("an order")
+}
+
+#[tokio::test]
+async fn the_order_page_shows_a_delivery_and_a_payment_panel_in_both_languages() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = import_one(&app, &fixture_order(CUSTOM_STATUS_ORDER)).await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+
+    // Act
+    let en = ui.get(&format!("/ui/orders/{order}?lang=en")).await;
+    let uk = ui.get(&format!("/ui/orders/{order}?lang=uk")).await;
+
+    // Assert
+    assert_eq!(en.status, 200, "{}", en.body);
+    for text in [
+        "<h2>Delivery</h2>",
+        "Нова Пошта",
+        "Поштомат",
+        "20451069857325",
+        "80.00 UAH",
+        "<h2>Payment</h2>",
+        "Пром-оплата",
+        ">Paid<",
+    ] {
+        assert!(en.body.contains(text), "{text} missing from: {}", en.body);
+    }
+    for text in ["<h2>Доставка</h2>", "<h2>Оплата</h2>", "ТТН", ">Оплачено<"]
+    {
+        assert!(uk.body.contains(text), "{text} missing from: {}", uk.body);
+    }
+}
+
+#[tokio::test]
+async fn an_order_without_delivery_or_payment_says_so_on_its_page() {
+    // Arrange
+    let app = TestApp::builder().spawn().await;
+    let order = roapp_order(&app, &app.admin_token).await["id"]
+        .as_i64()
+        .unwrap();
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+
+    // Act
+    let page = ui.get(&format!("/ui/orders/{order}?lang=en")).await;
+
+    // Assert
+    assert!(
+        page.body.contains("No delivery information"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("No payment information"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn the_orders_table_marks_a_paid_order_and_shows_its_waybill() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    import_one(&app, &fixture_order(CUSTOM_STATUS_ORDER)).await;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+
+    // Act
+    let list = ui.get("/ui/orders?lang=en").await;
+
+    // Assert
+    assert!(
+        list.body.contains(r#"data-payment="paid""#),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("20451069857325"), "{}", list.body);
 }

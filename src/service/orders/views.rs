@@ -98,6 +98,83 @@ pub struct ItemView {
     pub written_off: bool,
 }
 
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct RecipientView {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// How the order travels, as Prom describes it; each field `null` when Prom sent none.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct DeliveryView {
+    /// The seller's delivery option (`Нова Пошта`).
+    pub method: Option<String>,
+    /// The carrier's code (`nova_poshta`).
+    pub provider: Option<String>,
+    /// The carrier's delivery type (`W2W`).
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: Option<String>,
+    pub address: Option<String>,
+    /// `null` when Prom names no recipient.
+    pub recipient: Option<RecipientView>,
+    /// The waybill number, once there is one.
+    pub declaration_number: Option<String>,
+    /// Paid by the buyer on top of the goods: never part of `total`.
+    #[schema(example = "80.00")]
+    pub cost: Option<String>,
+}
+
+/// How the buyer pays, as Prom describes it.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct PaymentView {
+    /// The seller's payment option (`Пром-оплата`).
+    pub method: Option<String>,
+    /// Prom's payment status: `paid`, `unpaid`, `refunded`, `paid_out`, …
+    pub status: Option<String>,
+}
+
+/// The delivery of `order`; `None` when it has no delivery field at all (orders created
+/// in RO App).
+fn delivery(order: &orders::Model) -> Option<DeliveryView> {
+    let recipient = RecipientView {
+        first_name: order.delivery_recipient_first_name.clone(),
+        last_name: order.delivery_recipient_last_name.clone(),
+        phone: order.delivery_recipient_phone.clone(),
+    };
+    let recipient = (recipient.first_name.is_some()
+        || recipient.last_name.is_some()
+        || recipient.phone.is_some())
+    .then_some(recipient);
+    let view = DeliveryView {
+        method: order.delivery_method.clone(),
+        provider: order.delivery_provider.clone(),
+        kind: order.delivery_type.clone(),
+        address: order.delivery_address.clone(),
+        recipient,
+        declaration_number: order.delivery_declaration_number.clone(),
+        cost: order.delivery_cost.map(money),
+    };
+    let empty = DeliveryView {
+        method: None,
+        provider: None,
+        kind: None,
+        address: None,
+        recipient: None,
+        declaration_number: None,
+        cost: None,
+    };
+    (view != empty).then_some(view)
+}
+
+fn payment(order: &orders::Model) -> Option<PaymentView> {
+    (order.payment_method.is_some() || order.payment_status.is_some()).then(|| PaymentView {
+        method: order.payment_method.clone(),
+        status: order.payment_status.clone(),
+    })
+}
+
 /// The Order of the HTTP API (`GET /api/openapi.json`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
@@ -124,6 +201,10 @@ pub struct OrderView {
     pub total: String,
     pub currency: String,
     pub created_at: DateTime<Utc>,
+    /// `null` when the order has no delivery information (created in RO App).
+    pub delivery: Option<DeliveryView>,
+    /// `null` when the order has no payment information (created in RO App).
+    pub payment: Option<PaymentView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -228,7 +309,11 @@ pub async fn views<C: ConnectionTrait>(
                 )));
             }
         };
+        let delivery = delivery(&order);
+        let payment = payment(&order);
         views.push(OrderView {
+            delivery,
+            payment,
             id: order.id,
             number: order.number,
             source: if order.external_id.is_some() {
