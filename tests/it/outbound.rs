@@ -255,23 +255,7 @@ async fn a_custom_prom_status_is_sent_by_its_custom_status_id() {
     // Arrange: an RO App status mapped outbound to the seller's custom Prom status.
     let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
     let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
-    app.db
-        .execute_unprepared(&format!(
-            "INSERT INTO order_statuses (account_id, name, kind, position) \
-             VALUES ({}, 'Awaiting payment', 'in_progress', 9)",
-            app.account_id
-        ))
-        .await
-        .unwrap();
-    let awaiting = status_id(&app, "Awaiting payment").await;
-    app.db
-        .execute_unprepared(&format!(
-            "INSERT INTO status_mappings (shop_id, direction, prom_status, status_id) \
-             VALUES ({}, 'outbound', 'custom-137639', {awaiting})",
-            app.shop.shop_id
-        ))
-        .await
-        .unwrap();
+    add_status_sent_as(&app, "Awaiting payment", "in_progress", "custom-137639").await;
 
     // Act
     change_status(&app, order_id, "Awaiting payment").await;
@@ -561,23 +545,7 @@ async fn an_inbound_notification_echoing_the_status_just_sent_changes_nothing() 
     // canceled maps inbound to the default "Canceled".
     let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
     let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
-    app.db
-        .execute_unprepared(&format!(
-            "INSERT INTO order_statuses (account_id, name, kind, position) \
-             VALUES ({}, 'Canceled by seller', 'canceled', 9)",
-            app.account_id
-        ))
-        .await
-        .unwrap();
-    let by_seller = status_id(&app, "Canceled by seller").await;
-    app.db
-        .execute_unprepared(&format!(
-            "INSERT INTO status_mappings (shop_id, direction, prom_status, status_id) \
-             VALUES ({}, 'outbound', 'canceled', {by_seller})",
-            app.shop.shop_id
-        ))
-        .await
-        .unwrap();
+    let by_seller = add_status_sent_as(&app, "Canceled by seller", "canceled", "canceled").await;
     change_status(&app, order_id, "Canceled by seller").await;
     wait_for_outcome(&app, order_id, "sent", 1).await;
 
@@ -837,4 +805,27 @@ async fn the_outbox_clean_up_never_deletes_an_unpublished_row_and_stops_at_its_l
     // Assert: the oldest two went first, then the third; the unpublished one stays.
     assert_eq!((first, second), (2, 1));
     assert_eq!(outbox_ids(&app).await, vec![unpublished]);
+}
+
+/// Adds an RO App status of `kind` to the test account and maps it outbound to Prom's
+/// `prom_status` for the test shop; returns the status's id.
+async fn add_status_sent_as(app: &TestApp, name: &str, kind: &str, prom_status: &str) -> i64 {
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO order_statuses (account_id, name, kind, position) \
+             VALUES ({}, '{name}', '{kind}', 9)",
+            app.account_id
+        ))
+        .await
+        .unwrap();
+    let id = status_id(app, name).await;
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO status_mappings (shop_id, direction, prom_status, status_id) \
+             VALUES ({}, 'outbound', '{prom_status}', {id})",
+            app.shop.shop_id
+        ))
+        .await
+        .unwrap();
+    id
 }
