@@ -247,10 +247,10 @@ async fn apply_here(
     if plan.modified_from_created {
         // Imported all the same, but visibly: the order's versions are compared by a date
         // Prom did not send as one.
-        applied.detail = Some(format!(
-            "{}; {MODIFIED_FROM_CREATED}",
-            applied.detail.as_deref().unwrap_or_default()
-        ));
+        applied.detail = Some(match applied.detail.take() {
+            Some(detail) => format!("{detail}; {MODIFIED_FROM_CREATED}"),
+            None => MODIFIED_FROM_CREATED.to_owned(),
+        });
     }
     let fresh = claim_event(
         txn,
@@ -326,7 +326,7 @@ async fn create_order(
         .copied()
         .unwrap_or(ctx.default_new_status);
     let now = Utc::now();
-    let order = orders::ActiveModel {
+    let mut order = orders::ActiveModel {
         account_id: Set(ctx.account_id),
         number: Set(plan.external_id.clone()),
         shop_id: Set(Some(ctx.shop_id)),
@@ -346,7 +346,6 @@ async fn create_order(
         updated_at: Set(now),
         ..Default::default()
     };
-    let mut order = order;
     set_shipping(&mut order, &plan.shipping);
     let order = order.insert(txn).await?;
     insert_items(txn, order.id, &plan.lines, &product_ids).await?;

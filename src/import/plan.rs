@@ -259,7 +259,7 @@ pub fn plan(
         modified_at,
         modified_from_created,
         status,
-        status_title: order.status_title(),
+        status_title: bounded(order.status_title().map(str::to_owned), SHORT_TEXT_CHARS),
         buyer: Buyer {
             first_name: non_blank(order.buyer_first_name()),
             last_name: non_blank(order.buyer_last_name()),
@@ -322,11 +322,15 @@ mod tests {
         let mut order = fixture();
         order.delivery_address = Some(serde_json::json!("a".repeat(100_000)));
         order.payment_data = Some(serde_json::json!({"status": "p".repeat(100_000)}));
+        order.status_name = Some("я".repeat(SHORT_TEXT_CHARS * 10));
 
         let p = plan_uah(&order).unwrap();
 
         assert!(p.shipping.delivery_address.unwrap().chars().count() <= ADDRESS_CHARS + 1);
         assert!(p.shipping.payment_status.unwrap().chars().count() <= SHORT_TEXT_CHARS + 1);
+        let title = p.status_title.unwrap();
+        assert_eq!(title.chars().count(), SHORT_TEXT_CHARS + 1, "with its '…'");
+        assert!(title.ends_with('…'));
     }
 
     #[test]

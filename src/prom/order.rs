@@ -16,10 +16,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::money::{Money, MoneyError, Quantity, QuantityError};
 
-/// How many characters of Prom's status name are kept: a status name is a few words, so
-/// this only stops a hostile document from filling the orders table and the pages.
-pub const STATUS_TITLE_MAX_CHARS: usize = 128;
-
 /// An order status as Prom spells it. `Custom` is a seller-defined status (`custom-<id>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PromStatus {
@@ -336,11 +332,10 @@ impl PromOrder {
     }
 
     /// Prom's own name of the status (`status_name`, e.g. "Підтверджено" for a custom
-    /// status): trimmed, `None` when blank, and cut to [`STATUS_TITLE_MAX_CHARS`] since it
-    /// is outside text stored and shown on every page that lists the order.
-    pub fn status_title(&self) -> Option<String> {
+    /// status): trimmed, `None` when blank. Bounded, like all text kept from Prom, by the
+    /// import plan.
+    pub fn status_title(&self) -> Option<&str> {
         non_blank(self.status_name.as_deref())
-            .map(|name| crate::domain::excerpt(name, STATUS_TITLE_MAX_CHARS))
     }
 
     pub fn prom_status(&self) -> Result<PromStatus, UnknownStatus> {
@@ -728,12 +723,12 @@ mod tests {
     }
 
     #[test]
-    fn the_status_title_is_prom_status_name_trimmed_and_bounded_or_none_when_blank() {
+    fn the_status_title_is_prom_status_name_trimmed_or_none_when_blank() {
         let mut o = order(CUSTOM_PROM_PAY);
         let titles = [
             (None, None),
             (Some("  \t "), None),
-            (Some(" Підтверджено "), Some("Підтверджено".to_owned())),
+            (Some(" Підтверджено "), Some("Підтверджено")),
         ];
         for (status_name, expected) in titles {
             o.status_name = status_name.map(str::to_owned);
@@ -742,17 +737,6 @@ mod tests {
 
             assert_eq!(title, expected, "{status_name:?}");
         }
-
-        o.status_name = Some("я".repeat(STATUS_TITLE_MAX_CHARS * 10));
-
-        let title = o.status_title().unwrap();
-
-        assert_eq!(
-            title.chars().count(),
-            STATUS_TITLE_MAX_CHARS + 1,
-            "with its '…'"
-        );
-        assert!(title.ends_with('…'));
     }
 
     #[test]
