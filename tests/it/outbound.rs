@@ -600,19 +600,8 @@ async fn a_seller_change_on_prom_then_an_employee_change_ends_with_the_employees
 #[tokio::test]
 async fn a_publisher_killed_after_prom_applied_but_before_its_ack_resends_at_most_once() {
     // Arrange: Prom applies the change but answers only 2 s later.
-    let (mut app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
-    sim.script([Scripted {
-        endpoint: "set_status".into(),
-        status: 200,
-        answer_delay_ms: Some(2_000),
-        ..Default::default()
-    }]);
-    change_status(&app, order_id, "Canceled").await;
-    eventually("Prom to apply the change", WAIT, || async {
-        (prom_status(&sim, prom_id) == "canceled").then_some(())
-    })
-    .await;
+    let (mut app, sim, prom_id, order_id) =
+        applied_by_a_slow_prom(2_000, "Canceled", "canceled").await;
 
     // Act: the publisher dies before Prom's answer arrives, and another one starts.
     app.kill_publishers().await;
@@ -656,19 +645,7 @@ async fn held_open(app: &TestApp) -> (i64, i64) {
 #[tokio::test]
 async fn while_prom_is_slow_to_answer_the_publisher_holds_no_transaction_and_no_lock() {
     // Arrange: Prom applies the change at once but answers 3 s later.
-    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
-    sim.script([Scripted {
-        endpoint: "set_status".into(),
-        status: 200,
-        answer_delay_ms: Some(3_000),
-        ..Default::default()
-    }]);
-    change_status(&app, order_id, "Canceled").await;
-    eventually("Prom to apply the change", WAIT, || async {
-        (prom_status(&sim, prom_id) == "canceled").then_some(())
-    })
-    .await;
+    let (app, sim, prom_id, order_id) = applied_by_a_slow_prom(3_000, "Canceled", "canceled").await;
 
     // Act: look at the database from another connection while the answer is awaited.
     let mut seen = Vec::new();
@@ -698,19 +675,8 @@ async fn while_prom_is_slow_to_answer_the_publisher_holds_no_transaction_and_no_
 #[tokio::test]
 async fn a_change_made_while_prom_is_answering_is_sent_right_after_the_answer() {
     // Arrange: Prom applies In progress (→ received) at once but answers 2 s later.
-    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
-    sim.script([Scripted {
-        endpoint: "set_status".into(),
-        status: 200,
-        answer_delay_ms: Some(2_000),
-        ..Default::default()
-    }]);
-    change_status(&app, order_id, "In progress").await;
-    eventually("Prom to apply received", WAIT, || async {
-        (prom_status(&sim, prom_id) == "received").then_some(())
-    })
-    .await;
+    let (app, sim, prom_id, order_id) =
+        applied_by_a_slow_prom(2_000, "In progress", "received").await;
 
     // Act: the employee cancels during the call.
     change_status(&app, order_id, "Canceled").await;
@@ -828,4 +794,30 @@ async fn add_status_sent_as(app: &TestApp, name: &str, kind: &str, prom_status: 
         .await
         .unwrap();
     id
+}
+
+/// An imported order whose status an employee changed to `status`, which Prom has applied
+/// (it shows `prom_status_now`) but answers only `answer_delay_ms` later: the call is still in
+/// flight when this returns. Gives the app, Prom, the Prom id and the order id.
+async fn applied_by_a_slow_prom(
+    answer_delay_ms: u64,
+    status: &str,
+    prom_status_now: &str,
+) -> (TestApp, SimHandle, i64, i64) {
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
+    sim.script([Scripted {
+        endpoint: "set_status".into(),
+        status: 200,
+        answer_delay_ms: Some(answer_delay_ms),
+        ..Default::default()
+    }]);
+    change_status(&app, order_id, status).await;
+    eventually(
+        &format!("Prom to apply {prom_status_now}"),
+        WAIT,
+        || async { (prom_status(&sim, prom_id) == prom_status_now).then_some(()) },
+    )
+    .await;
+    (app, sim, prom_id, order_id)
 }
