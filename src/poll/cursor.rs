@@ -10,9 +10,10 @@ use serde::Deserialize;
 
 use crate::prom::order::parse_prom_datetime;
 
-/// Walks `GET /orders/list` pages of one sweep. Prom lists by descending id and the
-/// inclusiveness of `last_id` is undocumented, so the boundary order may come twice: ids
-/// already seen in this sweep are dropped, and a page with nothing new ends the sweep.
+/// Walks `GET /orders/list` pages of one sweep. Prom lists by descending id and describes
+/// `last_id` as inclusive ("no higher than"; no live test has settled it), so the boundary
+/// order comes twice: ids already seen in this sweep are dropped, and a page with nothing
+/// new ends the sweep. Right either way as long as a page holds at least two orders.
 #[derive(Debug, Default)]
 pub struct Cursor {
     last_id: Option<i64>,
