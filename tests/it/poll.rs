@@ -766,7 +766,7 @@ async fn the_simulator_is_swept_once_per_order(page_size: u32, orders: usize, pa
         wanted_count
     );
     assert_eq!(
-        app.count("SELECT count(DISTINCT external_id) FROM inbound_events")
+        app.count("SELECT count(DISTINCT external_order_id) FROM inbound_events")
             .await,
         wanted_count
     );
