@@ -215,11 +215,15 @@ mod tests {
     }
 
     /// Every order a sweep visits when Prom lists `ids` by descending id, `limit` per page,
-    /// with `last_id` inclusive ("no higher than").
+    /// with `last_id` inclusive ("no higher than"). Panics on a sweep that does not end.
     fn visited_with_an_inclusive_last_id(ids: &[i64], limit: usize) -> Vec<i64> {
         let mut cursor = Cursor::new();
         let mut visited = Vec::new();
-        while !cursor.is_done() {
+        for page in 0.. {
+            assert!(page <= ids.len() + 1, "the sweep loops at pages of {limit}");
+            if cursor.is_done() {
+                break;
+            }
             let page: Vec<i64> = ids
                 .iter()
                 .copied()
@@ -244,6 +248,23 @@ mod tests {
         // is at least 2.
         assert_eq!(by_two, ids);
         assert_eq!(by_one, [7]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn at_any_page_size_from_two_an_inclusive_last_id_visits_every_order_once(
+            ids in proptest::collection::btree_set(1_i64..1_000_000, 0..60),
+            limit in 2_usize..=120,
+        ) {
+            // Arrange
+            let ids: Vec<i64> = ids.into_iter().rev().collect();
+
+            // Act
+            let visited = visited_with_an_inclusive_last_id(&ids, limit);
+
+            // Assert
+            proptest::prop_assert_eq!(visited, ids);
+        }
     }
 
     #[test]
