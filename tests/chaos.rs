@@ -1,8 +1,8 @@
 //! The fault-injection suite (ARCHITECTURE.md, 'How it is tested'): real `promsync`
 //! processes against private PostgreSQL and RabbitMQ instances that each scenario breaks on
 //! purpose — importers SIGKILLed under load, the broker stopped mid-ingress, the database
-//! crashed mid-import, the publisher killed while Prom fails a fifth of its calls, a poison
-//! message.
+//! crashed mid-import, the publisher killed while Prom fails a fifth of its calls (statuses
+//! and waybills), a poison message.
 //!
 //! It is not part of `cargo test --all-targets` (the `[[test]]` entry says `test =
 //! false`): `deploy/test.sh` runs it last and serially with

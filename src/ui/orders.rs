@@ -1,7 +1,7 @@
 //! The orders screens: the list (source/shop filter, paging, "Other actions → Update
 //! orders" with per-order results) and one order (items, buyer, the four integration
-//! fields with a refresh button, status change with its Prom outcome, write-off, sync
-//! log). Every read and action goes through the service layer, as the JSON API's do, so
+//! fields with a refresh button, status change with its Prom outcome, the waybill form,
+//! write-off, sync log). Every read and action goes through the service layer, as the JSON API's do, so
 //! the rules (10-minute refresh, outbox, permissions, account scoping) are the same.
 
 use actix_web::{http::StatusCode, web, HttpResponse};

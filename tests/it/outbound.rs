@@ -1,6 +1,6 @@
-//! RO App status changes reaching Prom (ARCHITECTURE.md, 'From RO App back to Prom')
-//! against real PostgreSQL, RabbitMQ and the Prom simulator: the current mapped status,
-//! once, in the shape Prom accepts, whatever Prom answers in between.
+//! RO App status changes and waybills reaching Prom (ARCHITECTURE.md, 'From RO App back
+//! to Prom') against real PostgreSQL, RabbitMQ and the Prom simulator: the current mapped
+//! status or waybill, once, in the shape Prom accepts, whatever Prom answers in between.
 
 use std::time::Duration;
 

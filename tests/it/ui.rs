@@ -1,7 +1,7 @@
 //! The operator UI over plain HTTP (cheaper than a browser): sign-in and its cookie flags,
 //! CSRF on every form, the orders table's filter and Prom links, bulk refresh results,
-//! status outcomes, permission refusals, shop settings, sync problems and employees, in
-//! Ukrainian by default and English on request.
+//! status outcomes, the waybill form, permission refusals, shop settings, sync problems
+//! and employees, in Ukrainian by default and English on request.
 
 use std::{collections::HashMap, time::Duration};
 
