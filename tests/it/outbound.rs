@@ -1080,3 +1080,64 @@ async fn an_import_keeps_a_pending_waybill_and_follows_prom_once_prom_took_ours(
     assert_eq!(stored.pending_waybill(), None);
     assert_eq!(waybill_calls_for(&sim, prom_id).len(), 1);
 }
+
+#[tokio::test]
+async fn a_publisher_killed_while_prom_takes_a_waybill_resends_it_once_and_prom_s_already_added_settles_it(
+) {
+    // Arrange: Prom takes the waybill but answers only 2 s later.
+    let (mut app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    sim.script([Scripted {
+        endpoint: "save_declaration".into(),
+        status: 200,
+        answer_delay_ms: Some(2_000),
+        ..Default::default()
+    }]);
+    set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
+    wait_for_waybill_on_prom(&sim, prom_id, WAYBILL).await;
+
+    // Act: the publisher dies before Prom's answer arrives, and another one starts.
+    app.kill_publishers().await;
+    assert_eq!(order(&app, order_id).await.waybill_sent_number, None);
+    app.start_publisher();
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert: one resend, which Prom refuses as already there: that is success.
+    let calls = waybill_calls_for(&sim, prom_id);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1].status, 200);
+    assert_eq!(outcomes(&sync_log(&app, order_id).await), ["sent"]);
+    let stored = order(&app, order_id).await;
+    assert_eq!(stored.waybill_sent_number.as_deref(), Some(WAYBILL));
+    assert_eq!(stored.waybill_claim_id, None);
+    assert_eq!(waybill_on_prom(&sim, prom_id).as_deref(), Some(WAYBILL));
+}
+
+#[tokio::test]
+async fn a_rejected_token_flags_the_shop_and_dead_letters_the_waybill_at_once() {
+    // Arrange
+    let (app, sim) = with_simulator_as_prom(TestApp::builder().max_attempts(5)).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    sim.script([Scripted {
+        endpoint: "save_declaration".into(),
+        status: 401,
+        ..Default::default()
+    }]);
+
+    // Act
+    set_waybill(&app, order_id, WAYBILL, "meest").await;
+    eventually("the waybill in the outbound dead letters", WAIT, || async {
+        (app.dead_letters(Lane::Outbound).await.len() == 1).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(waybill_calls_for(&sim, prom_id).len(), 1);
+    assert_eq!(outcomes(&sync_log(&app, order_id).await), ["failed"]);
+    let shop = shops::Entity::find_by_id(app.shop.shop_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(shop.token_rejected_at.is_some());
+}
