@@ -119,6 +119,37 @@ mod tests {
 
     use super::*;
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn whatever_is_accepted_fits_its_carrier_and_parses_again_unchanged(
+                number in "\\PC{0,30}",
+                carrier in "(nova_poshta|ukrposhta|meest|\\PC{0,12})",
+            ) {
+                if let Ok(waybill) = Waybill::parse(&number, &carrier) {
+                    let kept = waybill.number.as_str();
+                    prop_assert!(kept.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
+                    match waybill.carrier {
+                        Carrier::NovaPoshta => prop_assert_eq!(kept.len(), 14),
+                        _ => prop_assert!((8..=20).contains(&kept.len())),
+                    }
+                    prop_assert_eq!(Waybill::parse(kept, waybill.carrier.as_str()), Ok(waybill.clone()));
+                }
+            }
+
+            #[test]
+            fn fourteen_digits_are_always_a_nova_poshta_waybill(number in "[0-9]{14}") {
+                prop_assert!(Waybill::parse(&number, "nova_poshta").is_ok());
+            }
+        }
+    }
+
     #[test]
     fn a_request_body_names_the_field_it_is_wrong_in() {
         let ok = Waybill::try_from(&json!({"number": "20450000000001", "carrier": "nova_poshta"}));
