@@ -827,6 +827,29 @@ async fn applied_by_a_slow_prom(
 const WAYBILL: &str = "20450000000001";
 const LATER_WAYBILL: &str = "20450000000002";
 
+/// An imported order (Prom status `received`) and the app sending its waybills to the
+/// simulator, which answers the next `save_declaration_id` calls as `answers` say. Gives
+/// the app, Prom, the Prom id and the order id.
+async fn waybill_order(
+    app: TestAppBuilder,
+    answers: impl IntoIterator<Item = Scripted>,
+) -> (TestApp, SimHandle, i64, i64) {
+    let (app, sim) = with_simulator_as_prom(app).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    sim.script(answers);
+    (app, sim, prom_id, order_id)
+}
+
+/// Prom's next `save_declaration_id` answered with HTTP `status` and `body`.
+fn waybill_answer(status: u16, body: Option<Value>) -> Scripted {
+    Scripted {
+        endpoint: "save_declaration".into(),
+        status,
+        body,
+        ..Default::default()
+    }
+}
+
 /// `POST /api/orders/{id}/waybill` as the admin; the answer's body.
 async fn set_waybill(app: &TestApp, order_id: i64, number: &str, carrier: &str) -> Value {
     let (status, body) = app
@@ -887,8 +910,7 @@ fn outcomes(log: &[(String, Option<String>)]) -> Vec<&str> {
 #[tokio::test]
 async fn a_waybill_is_stored_at_once_and_reaches_prom_as_save_declaration_id() {
     // Arrange
-    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    let (app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), []).await;
 
     // Act
     let answer = set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
@@ -912,8 +934,7 @@ async fn a_waybill_is_stored_at_once_and_reaches_prom_as_save_declaration_id() {
 #[tokio::test]
 async fn of_two_waybills_set_quickly_prom_ends_with_the_later() {
     // Arrange
-    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    let (app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), []).await;
 
     // Act
     set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
@@ -944,8 +965,7 @@ async fn of_two_waybills_set_quickly_prom_ends_with_the_later() {
 #[tokio::test]
 async fn a_redelivered_waybill_message_sends_nothing_once_prom_took_it() {
     // Arrange: Prom took the waybill.
-    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    let (app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), []).await;
     set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
     wait_for_outcome(&app, order_id, "sent", 1).await;
 
@@ -970,14 +990,9 @@ async fn a_redelivered_waybill_message_sends_nothing_once_prom_took_it() {
 #[tokio::test]
 async fn a_waybill_refused_in_a_200_is_failed_with_prom_s_message_and_retried() {
     // Arrange
-    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
-    sim.script([Scripted {
-        endpoint: "save_declaration".into(),
-        status: 200,
-        body: Some(json!({"status": "error", "message": "ЕН не знайдено у перевізника"})),
-        ..Default::default()
-    }]);
+    let refusal = json!({"status": "error", "message": "ЕН не знайдено у перевізника"});
+    let (app, sim, prom_id, order_id) =
+        waybill_order(TestApp::builder(), [waybill_answer(200, Some(refusal))]).await;
 
     // Act
     set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
@@ -997,15 +1012,12 @@ async fn a_waybill_refused_in_a_200_is_failed_with_prom_s_message_and_retried() 
 #[tokio::test]
 async fn a_waybill_prom_keeps_refusing_is_a_dead_letter_after_the_attempts() {
     // Arrange
-    let (app, sim) = with_simulator_as_prom(TestApp::builder().max_attempts(2)).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
-    let refusal = Scripted {
-        endpoint: "save_declaration".into(),
-        status: 200,
-        body: Some(json!({"error": "Access denied"})),
-        ..Default::default()
-    };
-    sim.script([refusal.clone(), refusal]);
+    let refusal = waybill_answer(200, Some(json!({"error": "Access denied"})));
+    let (app, sim, prom_id, order_id) = waybill_order(
+        TestApp::builder().max_attempts(2),
+        [refusal.clone(), refusal],
+    )
+    .await;
 
     // Act
     set_waybill(&app, order_id, WAYBILL, "ukrposhta").await;
@@ -1055,9 +1067,11 @@ async fn an_import_keeps_a_pending_waybill_and_follows_prom_once_prom_took_ours(
         .await;
     app.wait_for_events(2).await;
 
-    // Assert 1: ours stays, and the publisher then brings Prom to it.
+    // Assert 1: ours stays (the sync log says so), and the publisher then brings Prom to it.
     let stored = order(&app, order_id).await;
     assert_eq!(stored.delivery_declaration_number.as_deref(), Some(WAYBILL));
+    let (_, detail) = app.outcomes().await.pop().expect("the edit's import");
+    assert!(detail.unwrap_or_default().contains("waybill left aside"));
     app.start_publisher();
     wait_for_waybill_on_prom(&sim, prom_id, WAYBILL).await;
     wait_for_outcome(&app, order_id, "sent", 1).await;
@@ -1085,14 +1099,11 @@ async fn an_import_keeps_a_pending_waybill_and_follows_prom_once_prom_took_ours(
 async fn a_publisher_killed_while_prom_takes_a_waybill_resends_it_once_and_prom_s_already_added_settles_it(
 ) {
     // Arrange: Prom takes the waybill but answers only 2 s later.
-    let (mut app, sim) = with_simulator_as_prom(TestApp::builder()).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
-    sim.script([Scripted {
-        endpoint: "save_declaration".into(),
-        status: 200,
+    let slow = Scripted {
         answer_delay_ms: Some(2_000),
-        ..Default::default()
-    }]);
+        ..waybill_answer(200, None)
+    };
+    let (mut app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), [slow]).await;
     set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
     wait_for_waybill_on_prom(&sim, prom_id, WAYBILL).await;
 
@@ -1116,13 +1127,11 @@ async fn a_publisher_killed_while_prom_takes_a_waybill_resends_it_once_and_prom_
 #[tokio::test]
 async fn a_rejected_token_flags_the_shop_and_dead_letters_the_waybill_at_once() {
     // Arrange
-    let (app, sim) = with_simulator_as_prom(TestApp::builder().max_attempts(5)).await;
-    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
-    sim.script([Scripted {
-        endpoint: "save_declaration".into(),
-        status: 401,
-        ..Default::default()
-    }]);
+    let (app, sim, prom_id, order_id) = waybill_order(
+        TestApp::builder().max_attempts(5),
+        [waybill_answer(401, None)],
+    )
+    .await;
 
     // Act
     set_waybill(&app, order_id, WAYBILL, "meest").await;
