@@ -48,13 +48,13 @@ const NOVA_POSHTA_DIGITS: usize = 14;
 const OTHER_LEN: std::ops::RangeInclusive<usize> = 8..=20;
 
 impl Waybill {
-    /// Parses a number and a carrier as a request spells them. Surrounding blanks are
-    /// dropped and letters upper-cased (carriers print them so), nothing else is changed.
+    /// Parses a number and a carrier as a request spells them. The number is kept exactly
+    /// as given: a blank or any other character is refused, not cleaned up, so what Prom
+    /// and the pages show is what the employee sent.
     pub fn parse(number: &str, carrier: &str) -> Result<Self, WaybillError> {
         let carrier: Carrier = carrier
             .parse()
             .map_err(|e: super::UnknownValue| WaybillError::Carrier(e.to_string()))?;
-        let number = number.trim();
         let valid = match carrier {
             Carrier::NovaPoshta => {
                 number.len() == NOVA_POSHTA_DIGITS && number.bytes().all(|b| b.is_ascii_digit())
@@ -77,7 +77,7 @@ impl Waybill {
             }));
         }
         Ok(Waybill {
-            number: WaybillNumber(number.to_ascii_uppercase()),
+            number: WaybillNumber(number.to_owned()),
             carrier,
         })
     }
@@ -134,7 +134,8 @@ mod tests {
             ) {
                 if let Ok(waybill) = Waybill::parse(&number, &carrier) {
                     let kept = waybill.number.as_str();
-                    prop_assert!(kept.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
+                    prop_assert_eq!(kept, number.as_str());
+                    prop_assert!(kept.bytes().all(|b| b.is_ascii_alphanumeric()));
                     match waybill.carrier {
                         Carrier::NovaPoshta => prop_assert_eq!(kept.len(), 14),
                         _ => prop_assert!((8..=20).contains(&kept.len())),
@@ -179,13 +180,15 @@ mod tests {
 
     #[test]
     fn a_nova_poshta_waybill_is_exactly_fourteen_digits() {
-        let ok = Waybill::parse(" 20450000000001 ", "nova_poshta").unwrap();
+        let ok = Waybill::parse("20450000000001", "nova_poshta").unwrap();
         assert_eq!(ok.number.as_str(), "20450000000001");
         assert_eq!(ok.carrier, Carrier::NovaPoshta);
         for bad in [
             "2045000000000",
             "204500000000012",
             "2045000000000A",
+            " 20450000000001",
+            "20450000000001\n",
             "",
             "２０４５",
         ] {
@@ -201,8 +204,8 @@ mod tests {
 
     #[test]
     fn other_carriers_take_eight_to_twenty_latin_letters_or_digits() {
-        let ok = Waybill::parse("rr123456789ua", "ukrposhta").unwrap();
-        assert_eq!(ok.number.as_str(), "RR123456789UA");
+        let ok = Waybill::parse("RR123456789ua", "ukrposhta").unwrap();
+        assert_eq!(ok.number.as_str(), "RR123456789ua");
         assert!(Waybill::parse("12345678", "meest").is_ok());
         assert!(Waybill::parse(&"9".repeat(20), "meest").is_ok());
         let too_long = "9".repeat(21);

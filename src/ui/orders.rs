@@ -479,7 +479,8 @@ pub async fn change_status(
 }
 
 /// `POST /ui/orders/{id}/waybill`: the waybill form; a bad number or carrier is a 400
-/// naming the field, like the API's.
+/// naming the field, like the API's. Blanks around a typed or pasted number are dropped
+/// here (the API, for programs, takes the number exactly as sent).
 pub async fn set_waybill(
     posted: Posted,
     id: web::Path<i64>,
@@ -488,7 +489,7 @@ pub async fn set_waybill(
     let op = &posted.op;
     let result = async {
         let field = |name: &str| posted.fields.get(name).unwrap_or_default();
-        let waybill = Waybill::parse(field("number"), field("carrier"))
+        let waybill = Waybill::parse(field("number").trim(), field("carrier"))
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let set = service::set_waybill(&state.services, &op.caller, *id, waybill).await?;
         order_page(op, *id, &state, Some(Notice::Waybill(set.outbound))).await

@@ -1273,6 +1273,10 @@ async fn a_waybill_that_does_not_fit_its_carrier_is_a_400_naming_the_field_and_c
             "number",
         ),
         (
+            json!({"number": " 20450000000001", "carrier": "nova_poshta"}),
+            "number",
+        ),
+        (
             json!({"number": "1234567", "carrier": "ukrposhta"}),
             "number",
         ),
@@ -1337,7 +1341,7 @@ async fn a_waybill_is_stored_at_once_and_queued_for_prom_in_the_same_transaction
         &app,
         order,
         &app.admin_token,
-        json!({"number": " rr123456789ua ", "carrier": "ukrposhta"}),
+        json!({"number": "RR123456789UA", "carrier": "ukrposhta"}),
     )
     .await;
 

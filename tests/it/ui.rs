@@ -546,7 +546,7 @@ async fn the_waybill_form_saves_the_number_says_it_is_queued_and_refuses_without
             &format!("{path}/waybill"),
             &[
                 ("csrf", &csrf),
-                ("number", "20450000000001"),
+                ("number", " 20450000000001 "),
                 ("carrier", "nova_poshta"),
             ],
         )
