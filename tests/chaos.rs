@@ -1,8 +1,8 @@
 //! The fault-injection suite (ARCHITECTURE.md, 'How it is tested'): real `promsync`
 //! processes against private PostgreSQL and RabbitMQ instances that each scenario breaks on
 //! purpose — importers SIGKILLed under load, the broker stopped mid-ingress, the database
-//! crashed mid-import, the publisher killed while Prom fails a fifth of its calls, a poison
-//! message.
+//! crashed mid-import, the publisher killed while Prom fails a fifth of its calls (statuses
+//! and waybills), a poison message.
 //!
 //! It is not part of `cargo test --all-targets` (the `[[test]]` entry says `test =
 //! false`): `deploy/test.sh` runs it last and serially with
@@ -353,28 +353,43 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
         .expect("forget calls");
     let mut publisher = cluster.spawn("publish-0", &["publish"]);
 
-    // Every order changes status in RO App; every fifth one twice in quick succession.
+    // Every order changes status in RO App and gets a waybill; every fifth one both
+    // twice in quick succession.
     let mut rng = StdRng::seed_from_u64(4);
-    let plans: Vec<(String, Vec<String>)> = orders
+    let plans: Vec<(String, Vec<String>, Vec<String>)> = orders
         .iter()
         .enumerate()
         .map(|(i, (id, _))| {
             let pick = rng.random_range(0..2);
             let mut steps = vec![targets[pick].clone()];
+            let mut waybills = vec![format!("2045{:010}", 2 * i)];
             if i % 5 == 0 {
                 steps.insert(0, targets[1 - pick].clone());
+                waybills.push(format!("2045{:010}", 2 * i + 1));
             }
-            (id.clone(), steps)
+            (id.clone(), steps, waybills)
         })
         .collect();
-    let changes: usize = plans.iter().map(|(_, steps)| steps.len()).sum();
+    let changes: usize = plans.iter().map(|(_, steps, _)| steps.len()).sum();
+    let waybills: usize = plans.iter().map(|(_, _, w)| w.len()).sum();
     let finished = AtomicBool::new(false);
     let change = async {
         let answers: Vec<u16> = stream::iter(&plans)
-            .map(|(id, steps)| {
+            .map(|(id, steps, waybills)| {
                 let cluster = &cluster;
                 async move {
                     let mut codes = Vec::new();
+                    for number in waybills {
+                        let response = cluster
+                            .http
+                            .post(format!("{}/api/orders/{id}/waybill", cluster.serve_url))
+                            .bearer_auth(&cluster.admin_token)
+                            .json(&serde_json::json!({"number": number, "carrier": "nova_poshta"}))
+                            .send()
+                            .await
+                            .expect("waybill");
+                        codes.push(response.status().as_u16());
+                    }
                     for status_id in steps {
                         let response = cluster
                             .http
@@ -434,23 +449,34 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
     let calls = calls["calls"].as_array().expect("calls");
     let failed = calls.iter().filter(|c| c["status"] != 200).count();
     let resent = resent_statuses(calls);
+    let waybill_calls = cluster
+        .get_json(&sim(
+            "/_sim/calls?path=/api/v1/delivery/save_declaration_id",
+        ))
+        .await;
+    let waybill_calls = waybill_calls["calls"].as_array().expect("calls").len();
     Report {
         name: "publisher-kill",
-        sent: changes,
-        accepted: answers.iter().filter(|c| **c == 200).count(),
+        sent: changes + waybills,
+        accepted: answers.iter().filter(|c| **c == 200 || **c == 202).count(),
         imported: orders.len() - mismatches.len(),
         duplicates: resent,
         lost: mismatches.len(),
         started,
         extra: format!(
-            " kills={kills} prom_calls={} prom_failed={failed}",
+            " kills={kills} prom_calls={} prom_failed={failed} waybills={waybills} waybill_calls={waybill_calls}",
             calls.len()
         ),
     }
     .print();
-    assert_eq!(answers.len(), changes);
+    assert_eq!(answers.len(), changes + waybills);
+    assert_eq!(
+        answers.iter().filter(|c| **c == 202).count(),
+        waybills,
+        "waybills refused: {answers:?}"
+    );
     assert!(
-        answers.iter().all(|c| *c == 200),
+        answers.iter().all(|c| *c == 200 || *c == 202),
         "status changes refused: {answers:?}"
     );
     assert_eq!(kills, 3, "the publisher was not killed mid-batch");
@@ -468,13 +494,13 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
     );
     assert!(
         mismatches.is_empty(),
-        "(order, RO App's status, Prom's status): {:?}",
+        "(order, RO App's status and waybill, Prom's): {:?}",
         &mismatches[..mismatches.len().min(10)]
     );
 }
 
-/// Orders whose status on "Prom" is not what RO App's status maps to, as
-/// `(prom id, RO App's mapped status, Prom's status)`.
+/// Orders whose status on "Prom" is not what RO App's status maps to, or whose waybill
+/// is not RO App's, as `(prom id, RO App's mapped status and waybill, Prom's)`.
 async fn prom_mismatches(
     cluster: &Cluster,
     outbound: &HashMap<String, String>,
@@ -483,7 +509,8 @@ async fn prom_mismatches(
     let by_status: HashMap<&String, &String> = outbound.iter().map(|(p, s)| (s, p)).collect();
     let ro_app = cluster
         .rows(&format!(
-            "SELECT external_id, status_id::text FROM orders WHERE shop_id = {}",
+            "SELECT external_id, status_id::text || ' ' || COALESCE(delivery_declaration_number, '-') \
+             FROM orders WHERE shop_id = {}",
             cluster.shop_id
         ))
         .await?;
@@ -494,17 +521,30 @@ async fn prom_mismatches(
         .map(|o| {
             (
                 o["id"].to_string(),
-                o["status"].as_str().unwrap_or("").to_owned(),
+                format!(
+                    "{} {}",
+                    o["status"].as_str().unwrap_or(""),
+                    o["delivery_provider_data"]["declaration_number"]
+                        .as_str()
+                        .unwrap_or("-")
+                ),
             )
         })
         .collect();
     Some(
         ro_app
             .into_iter()
-            .filter_map(|(id, status)| {
-                let want = by_status.get(&status).map(|s| s.as_str()).unwrap_or("?");
+            .filter_map(|(id, state)| {
+                let (status, waybill) = state.split_once(' ').unwrap_or((&state, "-"));
+                let want = format!(
+                    "{} {waybill}",
+                    by_status
+                        .get(&status.to_owned())
+                        .map(|s| s.as_str())
+                        .unwrap_or("?")
+                );
                 let has = prom.get(&id).map(String::as_str).unwrap_or("missing");
-                (want != has).then(|| (id, want.to_owned(), has.to_owned()))
+                (want != has).then(|| (id, want, has.to_owned()))
             })
             .collect(),
     )

@@ -7,9 +7,10 @@
 //! it is a check of both.
 //!
 //! It serves the Prom endpoints promsync uses — `GET /api/v1/orders/list`, `GET
-//! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status` —
-//! over generated, realistic orders ([`generate`]), validates `set_status` bodies as Prom
-//! does ([`validate`]), injects faults on demand (a 429/5xx rate, latency, or scripted
+//! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status`,
+//! `POST /api/v1/delivery/save_declaration_id` — over generated, realistic orders
+//! ([`generate`]), validates `set_status` and waybill bodies as Prom does ([`validate`],
+//! [`delivery`]), injects faults on demand (a 429/5xx rate, latency, or scripted
 //! answers for the next calls), and can push signed notifications of new and changed
 //! orders to a promsync webhook ([`push`]). Every API call is recorded, so tests and people
 //! can see what "Prom" was told: `GET /_sim/calls`. Operator endpoints under `/_sim/` change
@@ -19,6 +20,7 @@
 //! works), then [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives
 //! the state from the same process.
 
+pub mod delivery;
 pub mod generate;
 pub mod push;
 pub mod signature;
@@ -130,7 +132,8 @@ pub struct Call {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Scripted {
-    /// `set_status`, `get_order`, `list_orders`, `get_product`, or `any`.
+    /// `set_status`, `save_declaration`, `get_order`, `list_orders`, `get_product`, or
+    /// `any`.
     pub endpoint: String,
     /// HTTP status to answer; 200 means "handle normally" unless a body is given.
     pub status: u16,
@@ -219,6 +222,14 @@ impl SimHandle {
         self.calls()
             .into_iter()
             .filter(|c| c.path == "/api/v1/orders/set_status")
+            .collect()
+    }
+
+    /// The `delivery/save_declaration_id` calls received so far.
+    pub fn save_declaration_calls(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == "/api/v1/delivery/save_declaration_id")
             .collect()
     }
 
@@ -480,6 +491,28 @@ impl SimHandle {
     }
 }
 
+impl SimHandle {
+    /// `delivery/save_declaration_id` ([`delivery`]): the waybill shows on the order.
+    fn save_declaration(&self, body: &Value) -> HttpResponse {
+        let refused = |m: &str| HttpResponse::Ok().json(json!({"status": "error", "message": m}));
+        let declaration = match delivery::validate_declaration(body) {
+            Ok(declaration) => declaration,
+            Err(SetStatusError::BadRequest(m)) => return error(StatusCode::BAD_REQUEST, &m),
+            Err(SetStatusError::Refused(m)) => return refused(&m),
+        };
+        let mut inner = self.lock();
+        let Some(order) = inner.orders.get_mut(&declaration.order_id) else {
+            return refused("Order not found");
+        };
+        if let Err(m) = delivery::apply(order, &declaration) {
+            return refused(&m);
+        }
+        touch(order);
+        inner.changed.push_back(declaration.order_id);
+        HttpResponse::Ok().json(json!({"status": "success"}))
+    }
+}
+
 fn set_order_status(order: &mut Value, status: &str) {
     order["status"] = json!(status);
     order["status_name"] = json!(generate::status_name(status));
@@ -561,6 +594,7 @@ async fn serve_api(
     let endpoint = match (req.method().as_str(), segments.as_slice()) {
         ("GET", ["orders", "list"]) => "list_orders",
         ("POST", ["orders", "set_status"]) => "set_status",
+        ("POST", ["delivery", "save_declaration_id"]) => "save_declaration",
         ("GET", ["orders", _]) => "get_order",
         ("GET", ["products", _]) => "get_product",
         _ => return error(StatusCode::NOT_FOUND, "Not found"),
@@ -598,8 +632,9 @@ async fn serve_api(
             },
             Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         },
-        "set_status" => match body {
-            Some(body) => sim.set_status(body, omit_processed),
+        "set_status" | "save_declaration" => match body {
+            Some(body) if endpoint == "set_status" => sim.set_status(body, omit_processed),
+            Some(body) => sim.save_declaration(body),
             None if raw_body.is_empty() => error(StatusCode::BAD_REQUEST, "empty body"),
             None => error(StatusCode::BAD_REQUEST, "body is not JSON"),
         },

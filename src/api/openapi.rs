@@ -133,6 +133,7 @@ impl Modify for Conventions {
         orders::get,
         orders::change_status,
         orders::write_off,
+        orders::set_waybill,
         orders::refresh,
         sync_log::order_log,
         sync_log::account_log,
@@ -398,6 +399,10 @@ mod tests {
         assert_eq!(
             field("StatusChanged", "outbound"),
             ["queued", "deferred_until_write_off", "not_mapped", "none"]
+        );
+        assert_eq!(
+            field("WaybillBody", "carrier"),
+            ["nova_poshta", "ukrposhta", "meest"]
         );
         assert_eq!(
             field("RefreshResult", "result"),
