@@ -15,7 +15,7 @@
 pub mod publisher;
 pub mod relay;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{
     enums::{Direction, OutboxKind},
     orders, outbox, status_mappings,
@@ -71,6 +71,10 @@ pub struct OutboundMessage {
     pub shop_id: i64,
     pub account_id: i64,
     pub reason: OutboxReason,
+    /// When the outbox row was written (the change in RO App), for the outbound lag;
+    /// absent in messages of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl OutboundMessage {

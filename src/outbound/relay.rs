@@ -244,6 +244,7 @@ fn message_of(row: &outbox::Model) -> OutboundMessage {
         shop_id: row.shop_id,
         account_id: row.account_id,
         reason,
+        created_at: Some(row.created_at),
     }
 }
 

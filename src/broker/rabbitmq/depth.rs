@@ -1,0 +1,47 @@
+//! Queue lengths for `/metrics`: a passive declare of a lane's work queue and retry tiers
+//! on a short-lived connection of its own, so a queue that does not exist (a 404 closes
+//! the channel) never disturbs the publishing channel. AMQP reports how many messages are
+//! ready in a queue, not how old they are.
+
+use lapin::{options::QueueDeclareOptions, types::FieldTable};
+
+use super::RabbitBroker;
+use crate::broker::{Backlog, BrokerError, Lane};
+
+const PASSIVE: QueueDeclareOptions = QueueDeclareOptions {
+    passive: true,
+    durable: true,
+    exclusive: false,
+    auto_delete: false,
+    nowait: false,
+};
+
+impl RabbitBroker {
+    pub(super) async fn measure_backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
+        let unavailable = |e: lapin::Error| BrokerError::Unavailable(e.to_string());
+        let connection = self.connect("metrics").await?;
+        let measured = async {
+            let channel = connection.create_channel().await.map_err(unavailable)?;
+            let queues = std::iter::once(self.topology.work_queue(lane)).chain(
+                self.retry_delays
+                    .iter()
+                    .map(|delay| self.topology.retry_queue(lane, *delay)),
+            );
+            let mut messages = 0;
+            for queue in queues {
+                let declared = channel
+                    .queue_declare(queue.as_str().into(), PASSIVE, FieldTable::default())
+                    .await
+                    .map_err(unavailable)?;
+                messages += u64::from(declared.message_count());
+            }
+            Ok::<_, BrokerError>(Backlog {
+                messages,
+                oldest: None,
+            })
+        }
+        .await;
+        let _ = connection.close(200, "measured".into()).await;
+        measured
+    }
+}
