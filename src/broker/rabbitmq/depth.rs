@@ -3,7 +3,7 @@
 //! the channel) never disturbs the publishing channel. AMQP reports how many messages are
 //! ready in a queue, not how old they are.
 
-use lapin::{options::QueueDeclareOptions, types::FieldTable};
+use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel};
 
 use super::RabbitBroker;
 use crate::broker::{Backlog, BrokerError, Lane};
@@ -18,30 +18,40 @@ const PASSIVE: QueueDeclareOptions = QueueDeclareOptions {
 
 impl RabbitBroker {
     pub(super) async fn measure_backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
-        let unavailable = |e: lapin::Error| BrokerError::Unavailable(e.to_string());
         let connection = self.connect("metrics").await?;
         let measured = async {
-            let channel = connection.create_channel().await.map_err(unavailable)?;
-            let queues = std::iter::once(self.topology.work_queue(lane)).chain(
-                self.retry_delays
-                    .iter()
-                    .map(|delay| self.topology.retry_queue(lane, *delay)),
-            );
-            let mut messages = 0;
-            for queue in queues {
-                let declared = channel
-                    .queue_declare(queue.as_str().into(), PASSIVE, FieldTable::default())
-                    .await
-                    .map_err(unavailable)?;
-                messages += u64::from(declared.message_count());
-            }
-            Ok::<_, BrokerError>(Backlog {
-                messages,
-                oldest: None,
-            })
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            let measured = self.count_messages(&channel, lane).await;
+            // Closed before its connection, so lapin has no open channel to complain about.
+            let _ = channel.close(200, "measured".into()).await;
+            measured
         }
         .await;
         let _ = connection.close(200, "measured".into()).await;
         measured
+    }
+
+    /// Ready messages of `lane`'s work queue and retry tiers.
+    async fn count_messages(&self, channel: &Channel, lane: Lane) -> Result<Backlog, BrokerError> {
+        let queues = std::iter::once(self.topology.work_queue(lane)).chain(
+            self.retry_delays
+                .iter()
+                .map(|delay| self.topology.retry_queue(lane, *delay)),
+        );
+        let mut messages = 0;
+        for queue in queues {
+            let declared = channel
+                .queue_declare(queue.as_str().into(), PASSIVE, FieldTable::default())
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            messages += u64::from(declared.message_count());
+        }
+        Ok(Backlog {
+            messages,
+            oldest: None,
+        })
     }
 }
