@@ -222,6 +222,7 @@ ensure_promtool
 # That every metric they and the dashboard name is exported is an integration test
 # (tests/it/observe.rs).
 header "promtool check rules / test rules   (deploy/prometheus)"
+promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts.test.yml
 
