@@ -286,6 +286,8 @@ pub struct StoreGauges {
     /// When the store was last measured; held while measuring, so concurrent scrapes
     /// never measure twice.
     measured: tokio::sync::Mutex<Option<Instant>>,
+    /// How long a measurement may take (`TIMEOUT`; tests shorten it).
+    timeout: Duration,
 }
 
 impl Default for StoreGauges {
@@ -346,6 +348,7 @@ impl StoreGauges {
             outbox_pending,
             outbox_lag,
             measured: tokio::sync::Mutex::new(None),
+            timeout: Self::TIMEOUT,
         }
     }
 
@@ -362,10 +365,10 @@ impl StoreGauges {
         if measured.is_some_and(|at| at.elapsed() < Self::MIN_INTERVAL) {
             return;
         }
-        match tokio::time::timeout(Self::TIMEOUT, measure).await {
+        match tokio::time::timeout(self.timeout, measure).await {
             Ok(snapshot) => self.set(&snapshot),
             Err(_) => tracing::warn!(
-                timeout_s = Self::TIMEOUT.as_secs(),
+                timeout_ms = self.timeout.as_millis() as u64,
                 "measuring queues for /metrics took too long; gauges keep their last values"
             ),
         }
@@ -506,6 +509,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("promsync_role_up{role=\"http\"} 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_measurement_that_hangs_is_abandoned_and_the_gauges_keep_their_values() {
+        let gauges = StoreGauges {
+            timeout: Duration::from_millis(20),
+            ..StoreGauges::new()
+        };
+        gauges.set(&StoreSnapshot {
+            token_rejected_shops: Some(3),
+            ..Default::default()
+        });
+
+        gauges.refresh(std::future::pending()).await;
+
+        let text = render(Some(&gauges));
+        assert!(text.contains("promsync_shops_token_rejected 3"), "{text}");
     }
 
     #[tokio::test]

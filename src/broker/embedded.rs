@@ -120,6 +120,27 @@ impl EmbeddedBroker {
         Ok(())
     }
 
+    /// `lane`'s queued messages (not the dead ones) and the oldest's arrival.
+    async fn backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
+        // Walks the `(lane, dead, available_at_ms)` index; retries keep their first
+        // `created_at_ms`, so the oldest is the longest waiting.
+        let (messages, oldest_ms) = broker_messages::Entity::find()
+            .select_only()
+            .column_as(broker_messages::Column::Id.count(), "messages")
+            .column_as(broker_messages::Column::CreatedAtMs.min(), "oldest")
+            .filter(broker_messages::Column::Lane.eq(lane))
+            .filter(broker_messages::Column::Dead.eq(false))
+            .into_tuple::<(i64, Option<i64>)>()
+            .one(&self.db)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?
+            .unwrap_or_default();
+        Ok(Backlog {
+            messages: u64::try_from(messages).unwrap_or_default(),
+            oldest: oldest_ms.and_then(chrono::DateTime::from_timestamp_millis),
+        })
+    }
+
     /// Claims up to `limit` ready messages of `lane` for this consumer.
     async fn claim(&self, lane: Lane, limit: usize) -> anyhow::Result<Vec<Claimed>> {
         let now = now_ms();
@@ -291,24 +312,12 @@ impl Broker for EmbeddedBroker {
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
-    async fn backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
-        // Walks the `(lane, dead, available_at_ms)` index; retries keep their first
-        // `created_at_ms`, so the oldest is the longest waiting.
-        let (messages, oldest_ms) = broker_messages::Entity::find()
-            .select_only()
-            .column_as(broker_messages::Column::Id.count(), "messages")
-            .column_as(broker_messages::Column::CreatedAtMs.min(), "oldest")
-            .filter(broker_messages::Column::Lane.eq(lane))
-            .filter(broker_messages::Column::Dead.eq(false))
-            .into_tuple::<(i64, Option<i64>)>()
-            .one(&self.db)
-            .await
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))?
-            .unwrap_or_default();
-        Ok(Backlog {
-            messages: u64::try_from(messages).unwrap_or_default(),
-            oldest: oldest_ms.and_then(chrono::DateTime::from_timestamp_millis),
-        })
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        let mut backlogs = Vec::new();
+        for lane in Lane::ALL {
+            backlogs.push((lane, self.backlog(lane).await?));
+        }
+        Ok(backlogs)
     }
 
     async fn consume(

@@ -127,9 +127,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether the broker is reachable now (readiness).
     async fn check(&self) -> Result<(), BrokerError>;
 
-    /// How many messages `lane`'s work queue holds (ready, or waiting in a retry tier),
-    /// and when the oldest was published if the backend can tell (for `/metrics`).
-    async fn backlog(&self, lane: Lane) -> Result<Backlog, BrokerError>;
+    /// How many messages each lane's work queue holds (ready, or waiting in a retry tier),
+    /// and when the oldest was published if the backend can tell (for `/metrics`), in the
+    /// order of `Lane::ALL`.
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError>;
 
     /// Consumes `lane` with `concurrency` messages in flight until `shutdown` fires; then
     /// stops taking messages, lets the in-flight ones finish, and returns. Connection

@@ -19,10 +19,13 @@ use crate::{
 /// Measures everything the store gauges show.
 pub async fn measure(services: &Services) -> StoreSnapshot {
     let mut queues = Vec::new();
+    if let Some(work) = logged("work queues", services.broker.backlogs().await) {
+        queues.extend(
+            work.into_iter()
+                .map(|(lane, backlog)| (lane, Queue::Work, backlog)),
+        );
+    }
     for lane in Lane::ALL {
-        if let Some(work) = logged(lane.as_str(), services.broker.backlog(lane).await) {
-            queues.push((lane, Queue::Work, work));
-        }
         if let Some(dead) = logged(
             "dead letters",
             dead_letters::backlog(&services.db, lane).await,

@@ -17,14 +17,15 @@ const PASSIVE: QueueDeclareOptions = QueueDeclareOptions {
 };
 
 impl RabbitBroker {
-    pub(super) async fn measure_backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
+    /// Both lanes, on one short-lived connection.
+    pub(super) async fn measure_backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
         let connection = self.connect("metrics").await?;
         let measured = async {
             let channel = connection
                 .create_channel()
                 .await
                 .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-            let measured = self.count_messages(&channel, lane).await;
+            let measured = self.count_lanes(&channel).await;
             // Closed before its connection, so lapin has no open channel to complain about.
             let _ = channel.close(200, "measured".into()).await;
             measured
@@ -32,6 +33,14 @@ impl RabbitBroker {
         .await;
         let _ = connection.close(200, "measured".into()).await;
         measured
+    }
+
+    async fn count_lanes(&self, channel: &Channel) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        let mut backlogs = Vec::new();
+        for lane in Lane::ALL {
+            backlogs.push((lane, self.count_messages(channel, lane).await?));
+        }
+        Ok(backlogs)
     }
 
     /// Ready messages of `lane`'s work queue and retry tiers.

@@ -77,8 +77,8 @@ impl Broker for RabbitBroker {
         self.publish_channel(false).await.map(|_| ())
     }
 
-    async fn backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
-        self.measure_backlog(lane).await
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        self.measure_backlogs().await
     }
 
     async fn replay(
