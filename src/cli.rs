@@ -359,6 +359,10 @@ async fn serve_roles(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
         // nothing to undo.
         let app = Application::build_with_roles(settings, &backends, supervisor.health()).await?;
         supervisor.spawn("http", |stop| app.serve(stop));
+    } else if let Some(metrics) =
+        startup::MetricsServer::build(settings, &backends, supervisor.health())?
+    {
+        supervisor.spawn("metrics", |stop| metrics.serve(stop));
     }
     if let Roles::Importer(concurrency) | Roles::All(concurrency) = roles {
         supervisor.spawn("importer", |stop| {

@@ -18,14 +18,14 @@ use entity::{broker_log, broker_messages};
 use futures::StreamExt;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    replay_rewrite, retry_delay, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest,
-    ReplaySummary,
+    replay_rewrite, retry_delay, Backlog, Broker, BrokerError, Disposition, Handler, Lane,
+    ReplayRequest, ReplaySummary,
 };
 use crate::{
     broker::dead_letters::{self, DeadLetterSink, NewDeadLetter},
@@ -118,6 +118,27 @@ impl EmbeddedBroker {
         txn.commit().await.map_err(unavailable)?;
         self.published.notify_waiters();
         Ok(())
+    }
+
+    /// `lane`'s queued messages (not the dead ones) and the oldest's arrival.
+    async fn backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
+        // Walks the `(lane, dead, available_at_ms)` index; retries keep their first
+        // `created_at_ms`, so the oldest is the longest waiting.
+        let (messages, oldest_ms) = broker_messages::Entity::find()
+            .select_only()
+            .column_as(broker_messages::Column::Id.count(), "messages")
+            .column_as(broker_messages::Column::CreatedAtMs.min(), "oldest")
+            .filter(broker_messages::Column::Lane.eq(lane))
+            .filter(broker_messages::Column::Dead.eq(false))
+            .into_tuple::<(i64, Option<i64>)>()
+            .one(&self.db)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?
+            .unwrap_or_default();
+        Ok(Backlog {
+            messages: u64::try_from(messages).unwrap_or_default(),
+            oldest: oldest_ms.and_then(chrono::DateTime::from_timestamp_millis),
+        })
     }
 
     /// Claims up to `limit` ready messages of `lane` for this consumer.
@@ -289,6 +310,14 @@ impl Broker for EmbeddedBroker {
             .await
             .map(|_| ())
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        let mut backlogs = Vec::new();
+        for lane in Lane::ALL {
+            backlogs.push((lane, self.backlog(lane).await?));
+        }
+        Ok(backlogs)
     }
 
     async fn consume(

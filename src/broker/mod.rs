@@ -14,7 +14,9 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QuerySelect, Select,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +50,37 @@ pub enum BrokerError {
     /// The broker was reached but did not take the message (nack, return, no confirm).
     #[error("message not accepted by the broker: {0}")]
     NotConfirmed(String),
+}
+
+/// A queue's backlog: how many messages wait, and when the oldest arrived if the store
+/// can tell (RabbitMQ reports a queue's length, not its messages' ages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub messages: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+impl Backlog {
+    /// The rows `query` selects, counted by `id`, and the earliest `at` among them.
+    pub async fn of_rows<E: EntityTrait>(
+        db: &impl ConnectionTrait,
+        query: Select<E>,
+        id: E::Column,
+        at: E::Column,
+    ) -> Result<Self, DbErr> {
+        let (messages, oldest) = query
+            .select_only()
+            .column_as(id.count(), "messages")
+            .column_as(at.min(), "oldest")
+            .into_tuple::<(i64, Option<DateTime<Utc>>)>()
+            .one(db)
+            .await?
+            .unwrap_or_default();
+        Ok(Self {
+            messages: u64::try_from(messages).unwrap_or_default(),
+            oldest,
+        })
+    }
 }
 
 /// The two message flows (defined with the dead-letter and embedded-queue columns that
@@ -93,6 +126,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker is reachable now (readiness).
     async fn check(&self) -> Result<(), BrokerError>;
+
+    /// How many messages each lane's work queue holds (ready, or waiting in a retry tier),
+    /// and when the oldest was published if the backend can tell (for `/metrics`), in the
+    /// order of `Lane::ALL`.
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError>;
 
     /// Consumes `lane` with `concurrency` messages in flight until `shutdown` fires; then
     /// stops taking messages, lets the in-flight ones finish, and returns. Connection

@@ -92,8 +92,8 @@ define_settings! {
         "HTTP address (`:0` picks a free port)";
     metrics_listen: Option<String> = unset,
         "when set, `/metrics` (every tenant's totals) is served only on this address and \
-         not on `PROMSYNC_LISTEN`; give it an address your monitoring reaches and the \
-         internet does not";
+         not on `PROMSYNC_LISTEN`, and `import`, `poll` and `publish` serve theirs there \
+         too; give it an address your monitoring reaches and the internet does not";
     http_workers: usize = "0",
         "HTTP worker threads of `serve`/`run`; `0` = one per CPU core";
     log_format: LogFormat = "pretty",

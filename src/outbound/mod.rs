@@ -17,7 +17,7 @@
 pub mod publisher;
 pub mod relay;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{
     enums::{Direction, OutboxKind},
     orders, outbox, status_mappings,
@@ -80,6 +80,10 @@ pub struct OutboundMessage {
     /// are status messages.
     #[serde(default = "status_kind")]
     pub kind: OutboxKind,
+    /// When the outbox row was written (the change in RO App), for the outbound lag;
+    /// absent in messages of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 fn status_kind() -> OutboxKind {

@@ -400,6 +400,9 @@ impl Publisher {
                 }
                 log.write(&txn, Some(status), Outcome::Sent, detail).await?;
                 tracing::info!(prom_status = %status, "status sent to Prom");
+                if let Some(created_at) = msg.created_at {
+                    crate::metrics::outbound_lag(msg.reason.as_str(), created_at);
+                }
                 Disposition::Done
             }
             Ok(answer) => {

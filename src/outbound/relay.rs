@@ -245,6 +245,7 @@ fn message_of(row: &outbox::Model) -> OutboundMessage {
         account_id: row.account_id,
         reason,
         kind: row.kind,
+        created_at: Some(row.created_at),
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod connection;
 mod dead_letters;
+mod depth;
 mod replay;
 mod settle;
 mod topology;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::connection::PublisherState;
 pub use self::topology::{declare_topology, delete_topology, topology_definitions};
-use super::{Broker, BrokerError, Handler, Lane, ReplayRequest, ReplaySummary, Topology};
+use super::{Backlog, Broker, BrokerError, Handler, Lane, ReplayRequest, ReplaySummary, Topology};
 use crate::{broker::dead_letters::DeadLetterSink, config::Settings};
 
 pub struct RabbitBroker {
@@ -74,6 +75,10 @@ impl Broker for RabbitBroker {
 
     async fn check(&self) -> Result<(), BrokerError> {
         self.publish_channel(false).await.map(|_| ())
+    }
+
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        self.measure_backlogs().await
     }
 
     async fn replay(

@@ -252,6 +252,9 @@ impl Publisher {
                 }
                 log.write(&txn, None, Outcome::Sent, &detail).await?;
                 tracing::info!(carrier = %claim.waybill.carrier, "waybill sent to Prom");
+                if let Some(created_at) = msg.created_at {
+                    crate::metrics::outbound_lag(msg.reason.as_str(), created_at);
+                }
                 Disposition::Done
             }
             Err(e) => {

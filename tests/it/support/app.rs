@@ -426,6 +426,18 @@ impl TestApp {
     }
 
     /// The keyring the test's processes seal and open shop secrets with.
+    /// `PROMSYNC_PROM_ALLOWED_ORIGINS` for a `promsync` process started beside the app: the
+    /// Prom stand-ins are plain http on loopback, allowed as the in-process app allows them.
+    pub fn prom_allowed_origins(&self) -> String {
+        self.settings
+            .prom
+            .allowed_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn keyring(&self) -> Arc<promsync::keyring::Keyring> {
         self.backends.keyring.clone()
     }
