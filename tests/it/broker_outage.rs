@@ -206,3 +206,28 @@ async fn the_embedded_queue_answers_503_within_the_deadline_while_its_database_h
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_webhook_whose_shop_keys_cannot_be_read_gets_503_with_retry_after_never_a_500() {
+    // Arrange: the shop's keys not cached yet, and their table out of reach.
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::builder().importers(0).spawn().await;
+    app.db
+        .execute_unprepared("ALTER TABLE shops RENAME TO shops_away")
+        .await
+        .expect("renamed");
+
+    // Act
+    let (_, refused, retry_after, _) = timed_notify(&app, 630_000_000).await;
+    app.db
+        .execute_unprepared("ALTER TABLE shops_away RENAME TO shops")
+        .await
+        .expect("renamed back");
+    let (_, accepted, _, _) = timed_notify(&app, 630_000_001).await;
+
+    // Assert: a transient refusal the sender retries, then accepted as usual.
+    assert_eq!(refused, 503);
+    assert!(retry_after);
+    assert_eq!(accepted, 202);
+    assert_eq!(app.queue_depth(Lane::Inbound).await, 1);
+}
