@@ -33,7 +33,7 @@ use super::{dead_letters, employees, lookups, metrics, orders, shops, sync_log, 
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "Not enqueued: the broker (or the database holding the shop's keys) is down or did not answer within `PROMSYNC_PUBLISH_TIMEOUT_MS`; retry after `Retry-After`", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]

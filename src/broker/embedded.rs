@@ -42,6 +42,7 @@ pub struct EmbeddedBroker {
     db: DatabaseConnection,
     retry_delays: Vec<Duration>,
     max_attempts: u32,
+    publish_timeout: Duration,
     published: Notify,
 }
 
@@ -62,6 +63,7 @@ impl EmbeddedBroker {
             db,
             retry_delays: settings.import.retry_delays.clone(),
             max_attempts: settings.import.max_attempts.get(),
+            publish_timeout: settings.broker.publish_timeout,
             published: Notify::new(),
         }
     }
@@ -300,8 +302,21 @@ impl Broker for EmbeddedBroker {
         message_id: &str,
         payload: &[u8],
     ) -> Result<(), BrokerError> {
-        self.enqueue(lane, message_id, payload, lane == Lane::Inbound)
-            .await
+        // A database that stops answering would hold the ingress's request (and a
+        // pooled connection) for as long as TCP keeps trying; past the bound the insert
+        // is abandoned (rolled back, or at worst committed unseen: at least once) and the
+        // caller answers 503.
+        tokio::time::timeout(
+            self.publish_timeout,
+            self.enqueue(lane, message_id, payload, lane == Lane::Inbound),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(BrokerError::NoAnswer(format!(
+                "the database did not take the message within {} ms",
+                self.publish_timeout.as_millis()
+            )))
+        })
     }
 
     async fn check(&self) -> Result<(), BrokerError> {

@@ -47,9 +47,13 @@ pub enum BrokerError {
     /// The broker cannot be reached or refused the connection: callers answer 503.
     #[error("message broker unavailable: {0}")]
     Unavailable(String),
-    /// The broker was reached but did not take the message (nack, return, no confirm).
+    /// The broker was reached but did not take the message (nack, return).
     #[error("message not accepted by the broker: {0}")]
     NotConfirmed(String),
+    /// The broker said nothing in time (no confirm, a database that stopped answering):
+    /// callers answer 503, and the connection it was awaited on is suspect.
+    #[error("no answer from the message broker: {0}")]
+    NoAnswer(String),
 }
 
 /// A queue's backlog: how many messages wait, and when the oldest arrived if the store

@@ -88,6 +88,11 @@ define_settings! {
         "prefix of every exchange and queue";
     publish_confirm_timeout_ms: u64 = "5000",
         "wait for a publisher confirm";
+    publish_timeout_ms: u64 = "5000",
+        "longest one publish may take, reconnecting to the broker or writing the embedded \
+         queue included; past it the ingress answers `503` with `Retry-After` (and a \
+         confirm still missing drops the broker connection for a new one), the relay and \
+         the poller try again later";
     listen: String = "127.0.0.1:8080",
         "HTTP address (`:0` picks a free port)";
     metrics_listen: Option<String> = unset,
