@@ -5,8 +5,8 @@
 //! enters, not deep inside a role.
 
 pub use entity::enums::{
-    ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions, Source,
-    StatusKind, UnknownValue,
+    ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions, PromStatusKind,
+    Source, StatusKind, UnknownValue,
 };
 
 use std::{fmt, marker::PhantomData, str::FromStr};

@@ -137,6 +137,7 @@ impl Application {
                 broker: backends.broker.clone(),
                 keyring: backends.keyring.clone(),
                 prom_origins: backends.prom_origins.clone(),
+                prom: backends.prom.clone(),
                 clock,
             },
             settings: Arc::new(settings.clone()),

@@ -190,6 +190,15 @@ string_enum!(
 );
 
 string_enum!(
+    /// Whether a Prom order status is one of Prom's own (`pending`, `received`, …) or one a
+    /// seller made (`custom-<id>`).
+    PromStatusKind, "Prom status kind" {
+        Standard,
+        Custom,
+    }
+);
+
+string_enum!(
     /// What an outbox row asks the relay to publish. Only status messages exist; the
     /// column is there so that another kind of message can share the outbox later.
     OutboxKind, "outbox kind" {
@@ -365,6 +374,7 @@ mod tests {
         ]);
         assert_spelled::<Direction>(&["inbound", "outbound"]);
         assert_spelled::<OutboxKind>(&["order_status"]);
+        assert_spelled::<PromStatusKind>(&["standard", "custom"]);
         assert_spelled::<Lane>(&["inbound", "outbound"]);
     }
 

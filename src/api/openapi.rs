@@ -145,6 +145,8 @@ impl Modify for Conventions {
         shops::rotate_secret,
         shops::get_mapping,
         shops::put_mapping,
+        shops::get_prom_statuses,
+        shops::refresh_prom_statuses,
         lookups::statuses,
         lookups::products,
         lookups::clients,
@@ -448,6 +450,7 @@ mod tests {
                 results: None,
             },
             ApiError::BrokerUnavailable { retry_after_s: 1 },
+            ApiError::BadGateway(String::new()),
             ApiError::Internal(anyhow::anyhow!("test")),
         ];
         let mut answered = BTreeSet::new();
@@ -464,6 +467,7 @@ mod tests {
                 | ApiError::UnsupportedMediaType
                 | ApiError::TooManyRequests { .. }
                 | ApiError::BrokerUnavailable { .. }
+                | ApiError::BadGateway(_)
                 | ApiError::Internal(_) => {}
             }
             let response = actix_web::ResponseError::error_response(error);

@@ -17,6 +17,7 @@ mod import_edits;
 mod ingress;
 mod outbound;
 mod poll;
+mod prom_statuses;
 mod recovery;
 mod secrets;
 mod shutdown;

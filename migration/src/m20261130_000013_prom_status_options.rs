@@ -1,0 +1,93 @@
+//! A shop's order statuses as Prom lists them (`GET /order_status_options/list`): Prom's
+//! standard statuses and the seller's own (`custom-<id>`), each with the title Prom shows,
+//! so the mapping editor offers titles and refuses a custom status the shop does not have.
+//! The shop row remembers why the last fetch failed, for the shop's health.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(PromStatusOptions::Table)
+                .col(big_pk_auto(PromStatusOptions::Id))
+                .col(big_integer(PromStatusOptions::ShopId))
+                .col(string_len(PromStatusOptions::Code, 64))
+                .col(string(PromStatusOptions::Title))
+                .col(
+                    string_len(PromStatusOptions::Kind, 8)
+                        .check(Expr::col(PromStatusOptions::Kind).is_in(["standard", "custom"])),
+                )
+                .col(timestamp_with_time_zone(PromStatusOptions::FetchedAt))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(PromStatusOptions::Table, PromStatusOptions::ShopId)
+                        .to(Shops::Table, Shops::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("ux_prom_status_options")
+                .table(PromStatusOptions::Table)
+                .col(PromStatusOptions::ShopId)
+                .col(PromStatusOptions::Code)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        // SQLite adds one column per ALTER TABLE, so each column is its own statement.
+        for mut column in [
+            text_null(Shops::PromStatusesError),
+            timestamp_with_time_zone_null(Shops::PromStatusesErrorAt),
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(Shops::Table)
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for column in [Shops::PromStatusesError, Shops::PromStatusesErrorAt] {
+            m.alter_table(
+                Table::alter()
+                    .table(Shops::Table)
+                    .drop_column(column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.drop_table(Table::drop().table(PromStatusOptions::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum PromStatusOptions {
+    Table,
+    Id,
+    ShopId,
+    Code,
+    Title,
+    Kind,
+    FetchedAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+enum Shops {
+    Table,
+    Id,
+    PromStatusesError,
+    PromStatusesErrorAt,
+}
