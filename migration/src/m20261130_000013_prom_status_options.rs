@@ -18,10 +18,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer(PromStatusOptions::ShopId))
                 .col(string_len(PromStatusOptions::Code, 64))
                 .col(string(PromStatusOptions::Title))
-                .col(
-                    string_len(PromStatusOptions::Kind, 8)
-                        .check(Expr::col(PromStatusOptions::Kind).is_in(["standard", "custom"])),
-                )
+                // Named like the other closed sets' constraints
+                // (m20261130_000007_enum_checks); SQLite keeps it too, as the table is new.
+                .col(string_len(PromStatusOptions::Kind, 8).check(Check::named(
+                    "ck_prom_status_options_kind",
+                    Expr::col(PromStatusOptions::Kind).is_in(["standard", "custom"]),
+                )))
                 .col(timestamp_with_time_zone(PromStatusOptions::FetchedAt))
                 .foreign_key(
                     ForeignKey::create()
