@@ -42,6 +42,11 @@ pub struct Model {
     pub delivery_cost: Option<Decimal>,
     pub payment_method: Option<String>,
     pub payment_status: Option<String>,
+    /// The reason (one of Prom's) an employee gave with a status change sent to Prom as
+    /// `canceled`, and its text; null: promsync's default reason and text.
+    pub cancellation_reason: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub cancellation_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

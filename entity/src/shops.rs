@@ -30,6 +30,7 @@ pub struct Model {
     pub order_url_template: Option<String>,
     pub created_at: DateTimeUtc,
     /// Why the last fetch of the shop's Prom statuses failed (cleared by a good one).
+    #[sea_orm(column_type = "Text", nullable)]
     pub prom_statuses_error: Option<String>,
     pub prom_statuses_error_at: Option<DateTimeUtc>,
 }

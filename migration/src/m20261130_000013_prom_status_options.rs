@@ -1,7 +1,9 @@
 //! A shop's order statuses as Prom lists them (`GET /order_status_options/list`): Prom's
 //! standard statuses and the seller's own (`custom-<id>`), each with the title Prom shows,
 //! so the mapping editor offers titles and refuses a custom status the shop does not have.
-//! The shop row remembers why the last fetch failed, for the shop's health.
+//! The shop row remembers why the last fetch failed, for the shop's health. An order
+//! remembers the cancellation reason and text an employee gave with a status change to a
+//! canceled status, since what goes to Prom is decided from the order's state.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -57,10 +59,31 @@ impl MigrationTrait for Migration {
             )
             .await?;
         }
+        for mut column in [
+            string_len_null(Orders::CancellationReason, 32),
+            text_null(Orders::CancellationText),
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+        }
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for column in [Orders::CancellationReason, Orders::CancellationText] {
+            m.alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .drop_column(column)
+                    .to_owned(),
+            )
+            .await?;
+        }
         for column in [Shops::PromStatusesError, Shops::PromStatusesErrorAt] {
             m.alter_table(
                 Table::alter()
@@ -92,4 +115,11 @@ enum Shops {
     Id,
     PromStatusesError,
     PromStatusesErrorAt,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+enum Orders {
+    Table,
+    CancellationReason,
+    CancellationText,
 }

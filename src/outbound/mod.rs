@@ -235,6 +235,8 @@ mod tests {
             delivery_cost: None,
             payment_method: None,
             payment_status: None,
+            cancellation_reason: None,
+            cancellation_text: None,
         }
     }
 

@@ -453,7 +453,14 @@ pub async fn change_status(
     let op = &posted.op;
     let result = async {
         let status_id = field_id(&posted, "status_id")?;
-        let changed = service::set_status(&state.services, &op.caller, *id, status_id).await?;
+        let changed = service::set_status(
+            &state.services,
+            &op.caller,
+            *id,
+            status_id,
+            service::CancellationRequest::default(),
+        )
+        .await?;
         order_page(op, *id, &state, Some(Notice::Status(changed.outbound))).await
     }
     .await;

@@ -34,7 +34,9 @@ use url::Url;
 
 pub use self::error::PromError;
 use self::error::{error_chain, request_error, Answer};
-pub use self::requests::{CancellationReason, OrderListQuery, SetStatusRequest, SetStatusResponse};
+pub use self::requests::{
+    CancellationReason, OrderListQuery, SetStatusRequest, SetStatusResponse, UnknownReason,
+};
 pub use self::status_options::{PromStatusOption, MAX_STATUS_TITLE_CHARS};
 use super::origin::{OriginError, OriginPolicy, PromOrigin};
 use super::throttle::{Throttle, TokenKey};

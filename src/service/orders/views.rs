@@ -135,6 +135,15 @@ pub struct PaymentView {
     pub status: Option<String>,
 }
 
+/// The cancellation reason and text an employee gave with the order's status change, sent
+/// to Prom with `canceled`.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct CancellationView {
+    /// One of Prom's cancellation reasons (`buyers_request`, `duplicate`, …).
+    pub reason: String,
+    pub text: Option<String>,
+}
+
 /// The delivery of `order`; `None` when it has no delivery field at all (orders created
 /// in RO App).
 fn delivery(order: &orders::Model) -> Option<DeliveryView> {
@@ -206,6 +215,9 @@ pub struct OrderView {
     pub delivery: Option<DeliveryView>,
     /// `null` when the order has no payment information (created in RO App).
     pub payment: Option<PaymentView>,
+    /// `null` unless a status change gave one: Prom then gets `another` with promsync's
+    /// configured text when the order is canceled.
+    pub cancellation: Option<CancellationView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -313,9 +325,17 @@ pub async fn views<C: ConnectionTrait>(
         };
         let delivery = delivery(&order);
         let payment = payment(&order);
+        let cancellation = order
+            .cancellation_reason
+            .clone()
+            .map(|reason| CancellationView {
+                reason,
+                text: order.cancellation_text.clone(),
+            });
         views.push(OrderView {
             delivery,
             payment,
+            cancellation,
             id: order.id,
             number: order.number,
             source: if order.external_id.is_some() {
