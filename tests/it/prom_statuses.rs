@@ -3,6 +3,8 @@
 //! the save, tenancy and permission of the endpoints, the mapping refusing a custom status
 //! the shop does not have, and a hostile answer kept bounded.
 
+use std::time::Duration;
+
 use promsync_simulator::SimConfig;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -158,6 +160,41 @@ async fn a_failed_fetch_does_not_fail_the_save_and_shows_as_the_shop_s_last_erro
         .await,
         None,
         "a failed status list is no rejected token"
+    );
+}
+
+#[tokio::test]
+async fn a_prom_that_does_not_answer_leaves_the_new_shop_saved_with_the_reason() {
+    // Arrange: Prom would answer the status list only after a minute.
+    let app = TestApp::builder().spawn().await;
+    app.prom_status_options(status_list(&[]).set_delay(Duration::from_secs(60)))
+        .await;
+
+    // Act
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/api/shops",
+            &app.admin_token,
+            Some(json!({"name": "Slow", "prom_url": app.prom.uri(), "prom_token": "t2"})),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, 201, "{created}");
+    let shop = created["id"].as_i64().unwrap();
+    let (_, body) = app
+        .call(
+            Method::GET,
+            &prom_statuses_path(shop),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    let message = body["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no answer within") || message.contains("timed out"),
+        "{body}"
     );
 }
 

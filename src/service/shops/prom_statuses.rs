@@ -6,7 +6,7 @@
 //! A fetch that fails never fails what triggered it: the reason is kept on the shop row
 //! and shown with the shop's health until a fetch succeeds.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use chrono::{DateTime, Utc};
 use entity::{prom_status_options, shops};
@@ -20,7 +20,10 @@ use utoipa::ToSchema;
 use super::{find_shop, shop_for_manager};
 use crate::{
     domain::PromStatusKind,
-    prom::{client::PromStatusOption, source},
+    prom::{
+        client::{PromError, PromStatusOption},
+        source,
+    },
     service::{Caller, ServiceError, ServiceResult, Services},
 };
 
@@ -84,29 +87,47 @@ pub async fn refresh_prom_statuses(
 ) -> ServiceResult<PromStatuses> {
     let shop =
         shop_for_manager(&services.db, caller, id, "fetching a shop's Prom statuses").await?;
-    fetch(services, &shop).await?.map_err(ServiceError::Prom)?;
+    fetch(services, &shop, None)
+        .await?
+        .map_err(ServiceError::Prom)?;
     let shop = find_shop(&services.db, caller.account_id, id).await?;
     stored(&services.db, shop).await
 }
+
+/// How long saving a shop waits for Prom's status list: the save must not hang on a slow
+/// Prom, and a refresh can ask again.
+const CONNECT_FETCH_LIMIT: Duration = Duration::from_secs(5);
 
 /// After a shop is connected or its Prom URL or token changed: fetches its statuses, and
 /// on failure keeps the reason on the shop (its health shows it) without failing the
 /// change that asked.
 pub(super) async fn fetch_after_connect(services: &Services, shop: &shops::Model) {
-    if let Err(e) = fetch(services, shop).await {
+    if let Err(e) = fetch(services, shop, Some(CONNECT_FETCH_LIMIT)).await {
         tracing::error!(error = %e, "could not record the shop's Prom statuses");
     }
 }
 
-/// Asks Prom for the shop's statuses and stores the answer, or the reason it failed
-/// (the inner `Err`, also stored). The outer error is the database's.
-async fn fetch(services: &Services, shop: &shops::Model) -> ServiceResult<Result<usize, String>> {
+/// Asks Prom for the shop's statuses (within `limit`, if given) and stores the answer, or
+/// the reason it failed (the inner `Err`, also stored). The outer error is the database's.
+async fn fetch(
+    services: &Services,
+    shop: &shops::Model,
+    limit: Option<Duration>,
+) -> ServiceResult<Result<usize, String>> {
     let fetched = match source::credentials(shop) {
-        Ok(creds) => services
-            .prom
-            .list_status_options(&creds)
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(creds) => {
+            let call = services.prom.list_status_options(&creds);
+            let answer = match limit {
+                Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                    Err(PromError::Transport(format!(
+                        "no answer within {} s",
+                        limit.as_secs()
+                    )))
+                }),
+                None => call.await,
+            };
+            answer.map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     let now = services.clock.now();
