@@ -236,6 +236,58 @@ async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
 }
 
 #[tokio::test]
+async fn the_order_page_sends_a_cancellation_reason_and_text_with_a_canceled_status() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let canceled = statuses(&app, &app.admin_token).await["canceled"].to_string();
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    let page = ui.get(&format!("/ui/orders/{order}?lang=en")).await;
+    assert!(
+        page.body
+            .contains(r#"<option value="buyers_request">Buyer's request</option>"#),
+        "{}",
+        page.body
+    );
+
+    // Act
+    let changed = ui
+        .post(
+            &format!("/ui/orders/{order}/status?lang=en"),
+            &[
+                ("csrf", &page.csrf()),
+                ("status_id", &canceled),
+                ("cancellation_reason", "buyers_request"),
+                ("cancellation_text", "Покупець передумав"),
+            ],
+        )
+        .await;
+
+    // Assert
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert!(
+        changed
+            .body
+            .contains(r#"<option value="buyers_request" selected>"#),
+        "{}",
+        changed.body
+    );
+    let (_, view) = app
+        .call(
+            Method::GET,
+            &format!("/api/orders/{order}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        view["cancellation"],
+        serde_json::json!({"reason": "buyers_request", "text": "Покупець передумав"})
+    );
+}
+
+#[tokio::test]
 async fn signing_out_ends_the_session_for_every_copy_of_the_cookie() {
     let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut ui = Ui::new(&app);
