@@ -46,56 +46,72 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        // SQLite adds one column per ALTER TABLE, so each column is its own statement.
-        for mut column in [
-            text_null(Shops::PromStatusesError),
-            timestamp_with_time_zone_null(Shops::PromStatusesErrorAt),
-        ] {
-            m.alter_table(
-                Table::alter()
-                    .table(Shops::Table)
-                    .add_column(&mut column)
-                    .to_owned(),
-            )
-            .await?;
-        }
-        for mut column in [
-            string_len_null(Orders::CancellationReason, 32),
-            text_null(Orders::CancellationText),
-        ] {
-            m.alter_table(
-                Table::alter()
-                    .table(Orders::Table)
-                    .add_column(&mut column)
-                    .to_owned(),
-            )
-            .await?;
-        }
-        Ok(())
+        add_columns(
+            m,
+            Shops::Table,
+            [
+                text_null(Shops::PromStatusesError),
+                timestamp_with_time_zone_null(Shops::PromStatusesErrorAt),
+            ],
+        )
+        .await?;
+        add_columns(
+            m,
+            Orders::Table,
+            [
+                string_len_null(Orders::CancellationReason, 32),
+                text_null(Orders::CancellationText),
+            ],
+        )
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for column in [Orders::CancellationReason, Orders::CancellationText] {
-            m.alter_table(
-                Table::alter()
-                    .table(Orders::Table)
-                    .drop_column(column)
-                    .to_owned(),
-            )
-            .await?;
-        }
-        for column in [Shops::PromStatusesError, Shops::PromStatusesErrorAt] {
-            m.alter_table(
-                Table::alter()
-                    .table(Shops::Table)
-                    .drop_column(column)
-                    .to_owned(),
-            )
-            .await?;
-        }
+        drop_columns(
+            m,
+            Orders::Table,
+            [Orders::CancellationReason, Orders::CancellationText],
+        )
+        .await?;
+        drop_columns(
+            m,
+            Shops::Table,
+            [Shops::PromStatusesError, Shops::PromStatusesErrorAt],
+        )
+        .await?;
         m.drop_table(Table::drop().table(PromStatusOptions::Table).to_owned())
             .await
     }
+}
+
+/// SQLite adds or drops one column per ALTER TABLE, so each column is its own statement.
+async fn add_columns<const N: usize>(
+    m: &SchemaManager<'_>,
+    table: impl Iden + Copy + 'static,
+    columns: [ColumnDef; N],
+) -> Result<(), DbErr> {
+    for mut column in columns {
+        m.alter_table(
+            Table::alter()
+                .table(table)
+                .add_column(&mut column)
+                .to_owned(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn drop_columns<const N: usize>(
+    m: &SchemaManager<'_>,
+    table: impl Iden + Copy + 'static,
+    columns: [impl Iden + 'static; N],
+) -> Result<(), DbErr> {
+    for column in columns {
+        m.alter_table(Table::alter().table(table).drop_column(column).to_owned())
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(DeriveIden)]
