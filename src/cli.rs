@@ -128,6 +128,28 @@ pub struct SimulateArgs {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// A status of the seller's own, `ID=TITLE` (repeatable); none given: the
+    /// simulator's two default ones.
+    #[arg(long = "custom-status", value_parser = parse_custom_status)]
+    pub custom_statuses: Vec<(i64, String)>,
+}
+
+/// `137639=Очікує оплату`: a positive id and a non-empty title.
+fn parse_custom_status(s: &str) -> Result<(i64, String), String> {
+    let (id, title) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not ID=TITLE"))?;
+    let id = id
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("`{id}` is not a positive status id"))?;
+    let title = title.trim();
+    if title.is_empty() {
+        return Err("a custom status needs a title".into());
+    }
+    Ok((id, title.to_owned()))
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +350,11 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
                 },
                 push,
                 workers: args.workers,
+                custom_statuses: if args.custom_statuses.is_empty() {
+                    simulator::SimConfig::default().custom_statuses
+                } else {
+                    args.custom_statuses
+                },
             })?;
             println!(
                 "{}",
@@ -477,4 +504,20 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulated_custom_status_is_an_id_and_a_title() {
+        assert_eq!(
+            parse_custom_status("137639= Очікує оплату"),
+            Ok((137639, "Очікує оплату".to_owned()))
+        );
+        for bad in ["137639", "0=x", "-1=x", "x=y", "5=  "] {
+            assert!(parse_custom_status(bad).is_err(), "{bad}");
+        }
+    }
 }

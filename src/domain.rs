@@ -7,8 +7,8 @@
 pub mod waybill;
 
 pub use entity::enums::{
-    Carrier, ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions, Source,
-    StatusKind, UnknownValue,
+    Carrier, ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions,
+    PromStatusKind, Source, StatusKind, UnknownValue,
 };
 
 use std::{fmt, marker::PhantomData, str::FromStr};

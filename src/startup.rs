@@ -255,6 +255,7 @@ fn app_state(
             broker: backends.broker.clone(),
             keyring: backends.keyring.clone(),
             prom_origins: backends.prom_origins.clone(),
+            prom: backends.prom.clone(),
             clock,
         },
         settings: Arc::new(settings.clone()),

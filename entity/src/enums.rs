@@ -190,6 +190,15 @@ string_enum!(
 );
 
 string_enum!(
+    /// Whether a Prom order status is one of Prom's own (`pending`, `received`, …) or one a
+    /// seller made (`custom-<id>`).
+    PromStatusKind, "Prom status kind" {
+        Standard,
+        Custom,
+    }
+);
+
+string_enum!(
     /// What an outbox row asks the relay to publish: the order's status, or its waybill.
     OutboxKind, "outbox kind" {
         OrderStatus,
@@ -376,6 +385,7 @@ mod tests {
         assert_spelled::<Direction>(&["inbound", "outbound"]);
         assert_spelled::<OutboxKind>(&["order_status", "waybill"]);
         assert_spelled::<Carrier>(&["nova_poshta", "ukrposhta", "meest"]);
+        assert_spelled::<PromStatusKind>(&["standard", "custom"]);
         assert_spelled::<Lane>(&["inbound", "outbound"]);
     }
 

@@ -54,6 +54,11 @@ pub struct Model {
     /// The publisher sending the waybill now, and until when it may.
     pub waybill_claim_id: Option<String>,
     pub waybill_claimed_until: Option<DateTimeUtc>,
+    /// The reason (one of Prom's) an employee gave with a status change sent to Prom as
+    /// `canceled`, and its text; null: promsync's default reason and text.
+    pub cancellation_reason: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub cancellation_text: Option<String>,
 }
 
 impl Model {

@@ -15,6 +15,7 @@ mod m20261130_000007_enum_checks;
 mod m20261130_000010_remote_status_title;
 mod m20261130_000011_delivery_payment;
 mod m20261130_000012_waybill;
+mod m20261130_000013_prom_status_options;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000010_remote_status_title::Migration),
             Box::new(m20261130_000011_delivery_payment::Migration),
             Box::new(m20261130_000012_waybill::Migration),
+            Box::new(m20261130_000013_prom_status_options::Migration),
         ]
     }
 }

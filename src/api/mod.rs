@@ -47,7 +47,7 @@ pub struct ErrorDetail {
 }
 
 /// Every `code` an error answers (`error::ApiError`; a test keeps them in step).
-pub const ERROR_CODES: [&str; 10] = [
+pub const ERROR_CODES: [&str; 11] = [
     "bad_request",
     "unauthorized",
     "forbidden",
@@ -57,6 +57,7 @@ pub const ERROR_CODES: [&str; 10] = [
     "unsupported_media_type",
     "too_many_requests",
     "broker_unavailable",
+    "bad_gateway",
     "internal",
 ];
 
@@ -124,6 +125,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/shops/{id}/status-mapping",
                     web::put().to(shops::put_mapping),
+                )
+                .route(
+                    "/shops/{id}/prom-statuses",
+                    web::get().to(shops::get_prom_statuses),
+                )
+                .route(
+                    "/shops/{id}/prom-statuses/refresh",
+                    web::post().to(shops::refresh_prom_statuses),
                 )
                 .route("/statuses", web::get().to(lookups::statuses))
                 .route("/products", web::get().to(lookups::products))

@@ -146,6 +146,8 @@ impl Modify for Conventions {
         shops::rotate_secret,
         shops::get_mapping,
         shops::put_mapping,
+        shops::get_prom_statuses,
+        shops::refresh_prom_statuses,
         lookups::statuses,
         lookups::products,
         lookups::clients,
@@ -453,6 +455,7 @@ mod tests {
                 results: None,
             },
             ApiError::BrokerUnavailable { retry_after_s: 1 },
+            ApiError::BadGateway(String::new()),
             ApiError::Internal(anyhow::anyhow!("test")),
         ];
         let mut answered = BTreeSet::new();
@@ -469,6 +472,7 @@ mod tests {
                 | ApiError::UnsupportedMediaType
                 | ApiError::TooManyRequests { .. }
                 | ApiError::BrokerUnavailable { .. }
+                | ApiError::BadGateway(_)
                 | ApiError::Internal(_) => {}
             }
             let response = actix_web::ResponseError::error_response(error);

@@ -82,6 +82,15 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     pub status_id: i64,
+    /// Only with a status the shop sends to Prom as `canceled`: one of Prom's reasons
+    /// (`not_available`, `price_changed`, `buyers_request`, `not_enough_fields`,
+    /// `duplicate`, `invalid_phone_number`, `less_than_minimal_price`, `another`); left
+    /// out, promsync sends `another` with its configured text.
+    #[schema(example = "buyers_request")]
+    pub cancellation_reason: Option<String>,
+    /// Required with `another`, `price_changed` and `not_enough_fields`; one line, at most
+    /// 500 characters.
+    pub cancellation_text: Option<String>,
 }
 
 /// Changes an order's status; for an imported order the mapped Prom status is queued in the
@@ -92,6 +101,7 @@ pub struct StatusChange {
     request_body = StatusChange,
     responses(
         (status = 200, body = StatusChanged),
+        (status = 400, description = "a cancellation reason or text Prom would refuse, or one with a status not sent as `canceled`", body = ErrorBody),
         (status = 403, description = "imported order, no `goods_without_write_off`", body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
@@ -103,7 +113,13 @@ pub async fn change_status(
     body: web::Json<StatusChange>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusChanged>, ApiError> {
-    let changed = service::set_status(&state.services, &caller, *id, body.status_id).await?;
+    let body = body.into_inner();
+    let cancellation = service::CancellationRequest {
+        reason: body.cancellation_reason,
+        text: body.cancellation_text,
+    };
+    let changed =
+        service::set_status(&state.services, &caller, *id, body.status_id, cancellation).await?;
     Ok(web::Json(changed))
 }
 

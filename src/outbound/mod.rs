@@ -276,6 +276,8 @@ mod tests {
             waybill_sent_carrier: None,
             waybill_claim_id: None,
             waybill_claimed_until: None,
+            cancellation_reason: None,
+            cancellation_text: None,
         }
     }
 

@@ -95,6 +95,8 @@ struct Claim {
     shop: shops::Model,
     prom_id: i64,
     status: PromStatus,
+    /// For `canceled`: the reason and text Prom gets.
+    cancellation: Option<(CancellationReason, Option<String>)>,
 }
 
 impl Claim {
@@ -280,6 +282,7 @@ impl Publisher {
             shop,
             prom_id,
             status,
+            cancellation: (status == PromStatus::Canceled).then(|| self.cancellation_of(&order)),
         };
         if !self.take(&txn, &claim, unsettled.is_some(), now).await? {
             return Ok(Step::Busy);
@@ -331,17 +334,29 @@ impl Publisher {
         }
     }
 
+    /// The reason and text an employee gave with the change (ARCHITECTURE.md, 'Canceled
+    /// carries a reason'), else `another` with the configured text, which Prom requires
+    /// for it.
+    fn cancellation_of(&self, order: &orders::Model) -> (CancellationReason, Option<String>) {
+        match order
+            .cancellation_reason
+            .as_deref()
+            .and_then(|reason| reason.parse::<CancellationReason>().ok())
+        {
+            Some(reason) => (reason, order.cancellation_text.clone()),
+            None => (
+                CancellationReason::Another,
+                Some(self.cancellation_text.clone()),
+            ),
+        }
+    }
+
     /// Step 2, no transaction open: the call to Prom.
     async fn call(&self, claim: &Claim) -> Result<SetStatusResponse, PromError> {
         let request = SetStatusRequest {
             ids: vec![claim.prom_id],
             status: claim.status,
-            cancellation: (claim.status == PromStatus::Canceled).then(|| {
-                (
-                    CancellationReason::Another,
-                    Some(self.cancellation_text.clone()),
-                )
-            }),
+            cancellation: claim.cancellation.clone(),
         };
         let creds =
             source::credentials(&claim.shop).map_err(|e| PromError::Invalid(e.to_string()))?;

@@ -28,7 +28,12 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 pub use self::{caller::Caller, error::ServiceError};
-use crate::{broker::Broker, clock::Clock, keyring::Keyring, prom::origin::OriginPolicy};
+use crate::{
+    broker::Broker,
+    clock::Clock,
+    keyring::Keyring,
+    prom::{client::PromClient, origin::OriginPolicy},
+};
 
 /// What a service call may return.
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -43,6 +48,9 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     /// Which Prom URLs a shop may be given (the Prom client calls by the same policy).
     pub prom_origins: Arc<OriginPolicy>,
+    /// The process's Prom client, for what an employee asks of Prom directly (a shop's
+    /// status list).
+    pub prom: PromClient,
     /// Time for rules that depend on it (refresh limit, secret grace); tests inject one.
     pub clock: Arc<dyn Clock>,
 }

@@ -56,6 +56,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/shops/{id}", web::post().to(shops::save))
             .route("/shops/{id}/mapping", web::post().to(shops::save_mapping))
             .route("/shops/{id}/rotate-secret", web::post().to(shops::rotate))
+            .route(
+                "/shops/{id}/prom-statuses/refresh",
+                web::post().to(shops::refresh_prom_statuses),
+            )
             .route("/problems", web::get().to(problems::show))
             .route("/problems/requeue", web::post().to(problems::requeue))
             .route("/employees", web::get().to(employees::list))

@@ -10,7 +10,7 @@ use sea_orm::Iterable;
 use serde::Deserialize;
 
 use super::{
-    i18n::{order_prom_status, with_n, Texts},
+    i18n::{cancellation_reason, order_prom_status, with_n, Texts},
     page::{button, csrf, frame, html_response, lacks, notice, respond, when},
     session::{Operator, Posted},
 };
@@ -18,6 +18,7 @@ use crate::{
     domain::{waybill::Waybill, Carrier, Permission},
     error::ApiError,
     http::AppState,
+    prom::client::CancellationReason,
     service::{
         lookups,
         orders::{
@@ -330,6 +331,21 @@ async fn order_page(
                         option value=(s.id) selected[s.id == order.status.id] { (s.name) }
                     }
                 }
+                @if order.external_id.is_some() {
+                    " "
+                    select name="cancellation_reason" aria-label=(t.cancellation_reason) disabled[refused.is_some()] {
+                        option value="" { (t.cancellation_default) }
+                        @for reason in CancellationReason::ALL {
+                            option value=(reason.as_str())
+                                selected[order.cancellation.as_ref().is_some_and(|c| c.reason == reason.as_str())] {
+                                (cancellation_reason(op.lang, reason)) }
+                        }
+                    }
+                    " "
+                    input name="cancellation_text" aria-label=(t.cancellation_text) placeholder=(t.cancellation_text)
+                        maxlength="500" disabled[refused.is_some()]
+                        value=(order.cancellation.as_ref().and_then(|c| c.text.as_deref()).unwrap_or_default());
+                }
                 " "
                 (button(t.change_status, refused, None))
             }
@@ -471,7 +487,19 @@ pub async fn change_status(
     let op = &posted.op;
     let result = async {
         let status_id = field_id(&posted, "status_id")?;
-        let changed = service::set_status(&state.services, &op.caller, *id, status_id).await?;
+        let given = |name| {
+            posted
+                .fields
+                .get(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_owned)
+        };
+        let cancellation = service::CancellationRequest {
+            reason: given("cancellation_reason"),
+            text: given("cancellation_text"),
+        };
+        let changed =
+            service::set_status(&state.services, &op.caller, *id, status_id, cancellation).await?;
         order_page(op, *id, &state, Some(Notice::Status(changed.outbound))).await
     }
     .await;

@@ -350,6 +350,16 @@ async fn every_endpoint_answers_404_for_another_accounts_ids() {
             Some(json!({"inbound": {}, "outbound": {}})),
         ),
         (
+            Method::GET,
+            format!("/api/shops/{foreign_shop}/prom-statuses"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/shops/{foreign_shop}/prom-statuses/refresh"),
+            None,
+        ),
+        (
             Method::POST,
             format!("/api/orders/{own_order}/status"),
             Some(json!({"status_id": foreign_status})),
@@ -740,6 +750,20 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
     assert_eq!(status, 200);
     assert_eq!(default["inbound"]["pending"], kinds["new"]);
     assert_eq!(default["outbound"][kinds["done"].to_string()], "delivered");
+    // The shop has the custom status on Prom.
+    app.prom_status_options(ResponseTemplate::new(200).set_body_json(json!({
+        "order_status_options": [{"id": 137639, "name": "custom-137639", "title": "Підтверджено"}]
+    })))
+    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/shops/{}/prom-statuses/refresh", app.shop.shop_id),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
     let mapping = json!({
         "inbound": {"pending": kinds["new"], "custom-137639": kinds["in_progress"]},
         "outbound": {kinds["canceled"].to_string(): "canceled", kinds["in_progress"].to_string(): "custom-137639"},
@@ -757,6 +781,7 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
     for bad in [
         json!({"inbound": {"draft": kinds["new"]}, "outbound": {}}),
         json!({"inbound": {"custom-x": kinds["new"]}, "outbound": {}}),
+        json!({"inbound": {"custom-137640": kinds["new"]}, "outbound": {}}),
         json!({"inbound": {}, "outbound": {"abc": "delivered"}}),
         json!({"inbound": {}, "outbound": {kinds["new"].to_string(): "pending"}}),
     ] {
@@ -997,6 +1022,8 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/api/shops/{id}/rotate-secret"),
         ("get", "/api/shops/{id}/status-mapping"),
         ("put", "/api/shops/{id}/status-mapping"),
+        ("get", "/api/shops/{id}/prom-statuses"),
+        ("post", "/api/shops/{id}/prom-statuses/refresh"),
         ("get", "/api/statuses"),
         ("get", "/api/products"),
         ("get", "/api/clients"),

@@ -11,7 +11,9 @@ use entity::{
 };
 use promsync::{
     broker::Lane,
-    domain::{ClientMatching, Language, MatchProductsBy, Outcome, Source, StatusKind},
+    domain::{
+        ClientMatching, Language, MatchProductsBy, Outcome, PromStatusKind, Source, StatusKind,
+    },
 };
 use rust_decimal_macros::dec;
 use sea_orm::{sea_query::Expr, ActiveEnum, ConnectionTrait, EntityTrait, QueryOrder};
@@ -948,6 +950,10 @@ async fn a_value_outside_an_enum_is_refused_even_from_plain_sql() {
                 ("ck_orders_waybill_sent_carrier", stored_values::<Carrier>()),
                 ("ck_dead_letters_lane", stored_values::<Lane>()),
                 ("ck_broker_messages_lane", stored_values::<Lane>()),
+                (
+                    "ck_prom_status_options_kind",
+                    stored_values::<PromStatusKind>(),
+                ),
             ];
             for (constraint, values) in checks {
                 let definition = app

@@ -18,6 +18,7 @@ mod ingress;
 mod observe;
 mod outbound;
 mod poll;
+mod prom_statuses;
 mod recovery;
 mod secrets;
 mod shutdown;

@@ -162,6 +162,74 @@ fn prom_status(sim: &SimHandle, prom_id: i64) -> String {
 }
 
 #[tokio::test]
+async fn a_cancellation_reason_given_with_the_status_change_reaches_prom_and_stays_on_the_order() {
+    // Arrange
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
+    let canceled = status_id(&app, "Canceled").await;
+    let in_progress = status_id(&app, "In progress").await;
+    let url = format!("/api/orders/{order_id}/status");
+    let token = app.admin_token.clone();
+
+    // Act: refusals first, then a cancellation with a reason and a text.
+    let refusals = [
+        json!({"status_id": in_progress, "cancellation_reason": "duplicate"}),
+        json!({"status_id": canceled, "cancellation_reason": "bored"}),
+        json!({"status_id": canceled, "cancellation_reason": "another"}),
+        json!({"status_id": canceled, "cancellation_text": "no reason"}),
+    ];
+    let mut refused = Vec::new();
+    for body in refusals {
+        refused.push(
+            app.call(reqwest::Method::POST, &url, &token, Some(body))
+                .await,
+        );
+    }
+    let (status, changed) = app
+        .call(
+            reqwest::Method::POST,
+            &url,
+            &token,
+            Some(
+                json!({"status_id": canceled, "cancellation_reason": "buyers_request",
+                        "cancellation_text": "Покупець передумав"}),
+            ),
+        )
+        .await;
+
+    // Assert: each refusal is a 400 naming the field, and changed nothing.
+    for (status, body) in &refused {
+        assert_eq!(*status, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cancellation_"),
+            "{body}"
+        );
+    }
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["outbound"], "queued");
+    assert_eq!(
+        changed["order"]["cancellation"],
+        json!({"reason": "buyers_request", "text": "Покупець передумав"})
+    );
+    eventually("Prom to show canceled", WAIT, || async {
+        (prom_status(&sim, prom_id) == "canceled").then_some(())
+    })
+    .await;
+    let calls = calls_for(&sim, prom_id);
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the accepted change was sent: {calls:?}"
+    );
+    let body = calls[0].body.as_ref().unwrap();
+    assert_eq!(body["cancellation_reason"], "buyers_request");
+    assert_eq!(body["cancellation_text"], "Покупець передумав");
+}
+
+#[tokio::test]
 async fn two_quick_changes_leave_prom_at_the_second_canceled_with_reason_another_and_a_text() {
     // Arrange
     let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;

@@ -22,6 +22,7 @@
 mod calls;
 mod error;
 mod requests;
+mod status_options;
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -35,7 +36,10 @@ use url::Url;
 pub use self::calls::CallObserver;
 pub use self::error::PromError;
 use self::error::{error_chain, request_error, Answer};
-pub use self::requests::{CancellationReason, OrderListQuery, SetStatusRequest, SetStatusResponse};
+pub use self::requests::{
+    CancellationReason, OrderListQuery, SetStatusRequest, SetStatusResponse, UnknownReason,
+};
+pub use self::status_options::{PromStatusOption, MAX_STATUS_TITLE_CHARS};
 use super::origin::{OriginError, OriginPolicy, PromOrigin};
 use super::throttle::{Throttle, TokenKey};
 use crate::keyring::{Keyring, StoredSecret};
@@ -128,6 +132,21 @@ impl PromClient {
         body: Option<&B>,
         expected: &'static str,
     ) -> Result<T, PromError> {
+        self.call_bounded(creds, method, url, body, expected, None)
+            .await
+    }
+
+    /// [`Self::call`], reading at most `max_body` bytes of the answer when given: a
+    /// longer answer is refused without being read further.
+    async fn call_bounded<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        creds: &PromCredentials,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        expected: &'static str,
+        max_body: Option<usize>,
+    ) -> Result<T, PromError> {
         // IP literals never reach the client's resolver: the origin is checked here, and
         // a name's addresses by the resolver when it connects. User info would be sent as
         // credentials of its own.
@@ -170,8 +189,9 @@ impl PromClient {
         let result = match req.send().await {
             Ok(resp) => {
                 let answer = Answer::of(&resp, expected);
-                match resp.bytes().await {
-                    Ok(bytes) => answer.interpret(&bytes),
+                match read_body(resp, max_body).await {
+                    Ok(Some(bytes)) => answer.interpret(&bytes),
+                    Ok(None) => answer.too_large(max_body.unwrap_or_default()),
                     Err(e) => Err(request_error(&e)),
                 }
             }
@@ -198,6 +218,31 @@ impl PromClient {
         }
         result
     }
+}
+
+/// The answer's body, or `None` when it is longer than `max` bytes (then read no
+/// further: a hostile answer cannot make promsync hold more than `max`).
+async fn read_body(
+    mut resp: reqwest::Response,
+    max: Option<usize>,
+) -> Result<Option<bytes::Bytes>, reqwest::Error> {
+    let Some(max) = max else {
+        return resp.bytes().await.map(Some);
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Ok(None);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
 }
 
 /// `{origin}/api/v1/{segments...}`. Segments are percent-encoded by `url`, so an id can

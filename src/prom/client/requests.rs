@@ -70,6 +70,18 @@ pub enum CancellationReason {
 }
 
 impl CancellationReason {
+    /// Every reason Prom documents (see PROM_API.md, 'Statuses').
+    pub const ALL: [CancellationReason; 8] = [
+        CancellationReason::NotAvailable,
+        CancellationReason::PriceChanged,
+        CancellationReason::BuyersRequest,
+        CancellationReason::NotEnoughFields,
+        CancellationReason::Duplicate,
+        CancellationReason::InvalidPhoneNumber,
+        CancellationReason::LessThanMinimalPrice,
+        CancellationReason::Another,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             CancellationReason::NotAvailable => "not_available",
@@ -91,6 +103,22 @@ impl CancellationReason {
                 | CancellationReason::NotEnoughFields
                 | CancellationReason::Another
         )
+    }
+}
+
+/// A cancellation reason that is not one of Prom's, with the ones it could be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not one of Prom's cancellation reasons ({reasons})", reasons = CancellationReason::ALL.map(CancellationReason::as_str).join(", "))]
+pub struct UnknownReason(pub String);
+
+impl std::str::FromStr for CancellationReason {
+    type Err = UnknownReason;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CancellationReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == s.trim())
+            .ok_or_else(|| UnknownReason(s.to_owned()))
     }
 }
 
@@ -322,6 +350,18 @@ mod tests {
             status: PromStatus::Received,
             cancellation: None,
         }
+    }
+
+    #[test]
+    fn a_cancellation_reason_is_one_of_prom_s_spelled_as_prom_spells_it() {
+        for reason in CancellationReason::ALL {
+            assert_eq!(reason.as_str().parse::<CancellationReason>(), Ok(reason));
+        }
+        let unknown = "bored".parse::<CancellationReason>().unwrap_err();
+        assert!(
+            unknown.to_string().contains("`bored`") && unknown.to_string().contains("duplicate")
+        );
+        assert!("Another".parse::<CancellationReason>().is_err());
     }
 
     #[test]

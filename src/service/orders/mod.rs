@@ -26,7 +26,9 @@ pub use self::{
     create::{create_order, NewClient, NewItem, NewOrder},
     list::{list_orders, ListQuery, SourceFilter},
     refresh::{refresh_orders, RefreshOutcome, RefreshResult, REFRESH_INTERVAL_S},
-    status::{set_status, write_off_goods, Outbound, StatusChanged},
+    status::{
+        set_status, write_off_goods, Cancellation, CancellationRequest, Outbound, StatusChanged,
+    },
     views::{
         money, quantity, views, ClientView, ItemView, OrderList, OrderSource, OrderView, ShopRef,
         StatusView,
