@@ -10,6 +10,7 @@ use lapin::{
     options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions},
     types::FieldTable,
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    PublisherConfirm,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -232,6 +233,15 @@ pub(super) async fn publish_confirmed(
         )
         .await
         .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+    confirmed(confirm, confirm_timeout).await
+}
+
+/// Waits up to `confirm_timeout` for the confirm of a `mandatory` publish: anything but a
+/// plain ack is a failure (see [`publish_confirmed`]).
+pub(super) async fn confirmed(
+    confirm: PublisherConfirm,
+    confirm_timeout: Duration,
+) -> Result<(), BrokerError> {
     match tokio::time::timeout(confirm_timeout, confirm).await {
         Err(_) => Err(BrokerError::NotConfirmed("no confirm in time".into())),
         Ok(Err(e)) => Err(BrokerError::Unavailable(e.to_string())),
