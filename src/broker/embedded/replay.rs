@@ -17,6 +17,7 @@ use crate::broker::{
 const INSERT_ROWS: usize = 500;
 
 impl EmbeddedBroker {
+    #[tracing::instrument(skip_all, fields(since = %request.since, until = ?request.until, in_flight = request.in_flight.get()))]
     pub(super) async fn replay_log(
         &self,
         request: &ReplayRequest,

@@ -39,6 +39,7 @@ const PROGRESS_EVERY: u64 = 1_000;
 
 impl RabbitBroker {
     /// Re-feeds what the log holds from `request.since` (see [`crate::broker::Broker::replay`]).
+    #[tracing::instrument(skip_all, fields(since = %request.since, until = ?request.until, in_flight = request.in_flight.get()))]
     pub(super) async fn replay_log(
         &self,
         request: &ReplayRequest,
