@@ -593,3 +593,35 @@ async fn replay_writes_json_progress_lines_on_stderr_when_it_is_not_a_terminal()
     let stdout: Value = serde_json::from_slice(&output.stdout).expect("the summary on stdout");
     assert_eq!(stdout, json!({"read": 30, "requeued": 30, "skipped": 0}));
 }
+
+#[tokio::test]
+async fn a_second_replay_counts_the_same_notifications_and_passes_over_the_first_ones_end() {
+    // Arrange: a replay already ran over the log (on RabbitMQ it left its end mark there).
+    let app = importing_app(1).await;
+    let bodies: Vec<Value> = (0..5_i64)
+        .map(|o| json!({"order": version(660_000 + o, 1, 1, "S")}))
+        .collect();
+    log_all(&app, &bodies).await;
+    app.wait_for_events(5).await;
+    let first = app
+        .broker()
+        .replay(&everything(), &|_| {})
+        .await
+        .expect("first replay");
+
+    // Act
+    let second = app
+        .broker()
+        .replay(&everything(), &|_| {})
+        .await
+        .expect("second replay");
+
+    // Assert: the end mark is no notification, not even a skipped one.
+    let expected = promsync::broker::ReplaySummary {
+        read: 5,
+        requeued: 5,
+        skipped: 0,
+    };
+    assert_eq!(first, expected);
+    assert_eq!(second, expected);
+}
