@@ -109,6 +109,9 @@ pub struct SimulateArgs {
     /// Latency added to every API answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Orders per `orders/list` page at most, whatever `limit` asks (Prom documents no cap).
+    #[arg(long)]
+    pub max_page: Option<usize>,
     /// Push signed notifications of new and changed orders to this promsync webhook URL.
     #[arg(long, requires = "push_secret")]
     pub push_url: Option<String>,
@@ -336,6 +339,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
                     rate_5xx: args.rate_5xx,
                     latency_ms: args.latency_ms,
                     retry_after_s: args.retry_after_s,
+                    max_page: args.max_page,
                 },
                 push,
                 workers: args.workers,
@@ -370,6 +374,10 @@ async fn serve_roles(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
         // nothing to undo.
         let app = Application::build_with_roles(settings, &backends, supervisor.health()).await?;
         supervisor.spawn("http", |stop| app.serve(stop));
+    } else if let Some(metrics) =
+        startup::MetricsServer::build(settings, &backends, supervisor.health())?
+    {
+        supervisor.spawn("metrics", |stop| metrics.serve(stop));
     }
     if let Roles::Importer(concurrency) | Roles::All(concurrency) = roles {
         supervisor.spawn("importer", |stop| {

@@ -4,8 +4,10 @@
 //! enum parses from its wire spelling so that an unknown value is rejected where it
 //! enters, not deep inside a role.
 
+pub mod waybill;
+
 pub use entity::enums::{
-    ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions, Source,
+    Carrier, ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions, Source,
     StatusKind, UnknownValue,
 };
 

@@ -190,10 +190,20 @@ string_enum!(
 );
 
 string_enum!(
-    /// What an outbox row asks the relay to publish. Only status messages exist; the
-    /// column is there so that another kind of message can share the outbox later.
+    /// What an outbox row asks the relay to publish: the order's status, or its waybill.
     OutboxKind, "outbox kind" {
         OrderStatus,
+        Waybill,
+    }
+);
+
+string_enum!(
+    /// The carriers a waybill (ТТН) set in RO App can be for, spelled as Prom's
+    /// `delivery_type` of `POST /delivery/save_declaration_id`.
+    Carrier, "carrier" {
+        NovaPoshta,
+        Ukrposhta,
+        Meest,
     }
 );
 
@@ -364,7 +374,8 @@ mod tests {
             "failed",
         ]);
         assert_spelled::<Direction>(&["inbound", "outbound"]);
-        assert_spelled::<OutboxKind>(&["order_status"]);
+        assert_spelled::<OutboxKind>(&["order_status", "waybill"]);
+        assert_spelled::<Carrier>(&["nova_poshta", "ukrposhta", "meest"]);
         assert_spelled::<Lane>(&["inbound", "outbound"]);
     }
 

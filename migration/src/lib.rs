@@ -14,6 +14,7 @@ mod m20261130_000004_outbound_claims;
 mod m20261130_000007_enum_checks;
 mod m20261130_000010_remote_status_title;
 mod m20261130_000011_delivery_payment;
+mod m20261130_000012_waybill;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000007_enum_checks::Migration),
             Box::new(m20261130_000010_remote_status_title::Migration),
             Box::new(m20261130_000011_delivery_payment::Migration),
+            Box::new(m20261130_000012_waybill::Migration),
         ]
     }
 }

@@ -7,9 +7,10 @@
 //! it is a check of both.
 //!
 //! It serves the Prom endpoints promsync uses — `GET /api/v1/orders/list`, `GET
-//! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status` —
-//! over generated, realistic orders ([`generate`]), validates `set_status` bodies as Prom
-//! does ([`validate`]), injects faults on demand (a 429/5xx rate, latency, or scripted
+//! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status`,
+//! `POST /api/v1/delivery/save_declaration_id` — over generated, realistic orders
+//! ([`generate`]), validates `set_status` and waybill bodies as Prom does ([`validate`],
+//! [`delivery`]), injects faults on demand (a 429/5xx rate, latency, or scripted
 //! answers for the next calls), and can push signed notifications of new and changed
 //! orders to a promsync webhook ([`push`]). Every API call is recorded, so tests and people
 //! can see what "Prom" was told: `GET /_sim/calls`. Operator endpoints under `/_sim/` change
@@ -19,9 +20,12 @@
 //! works), then [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives
 //! the state from the same process.
 
+pub mod delivery;
 pub mod generate;
 pub mod push;
 pub mod signature;
+#[cfg(test)]
+mod tests;
 pub mod validate;
 
 use std::{
@@ -45,8 +49,9 @@ use self::{
 
 /// First id of generated orders; later ones count up from the highest.
 const FIRST_ORDER_ID: i64 = 340_000_001;
-/// Prom's page size cap for `orders/list`.
-const MAX_LIMIT: usize = 100;
+/// Orders on an `orders/list` page when `limit` is not given: Prom documents no default
+/// (promsync always sends a `limit`).
+const DEFAULT_LIMIT: usize = 100;
 
 /// Faults injected into `/api/v1/*` answers at random.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,6 +65,11 @@ pub struct Faults {
     pub latency_ms: u64,
     /// `Retry-After` of injected 429s, in seconds.
     pub retry_after_s: u64,
+    /// `orders/list` pages hold at most this many orders, whatever `limit` asks. Prom
+    /// documents no cap, so there is none by default; a listing of products asking for
+    /// 1,000 was seen to come in pages of about 100, so a client must not take a short
+    /// page for the last one.
+    pub max_page: Option<usize>,
 }
 
 /// Where and how fast to push notifications.
@@ -122,7 +132,8 @@ pub struct Call {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Scripted {
-    /// `set_status`, `get_order`, `list_orders`, `get_product`, or `any`.
+    /// `set_status`, `save_declaration`, `get_order`, `list_orders`, `get_product`, or
+    /// `any`.
     pub endpoint: String,
     /// HTTP status to answer; 200 means "handle normally" unless a body is given.
     pub status: u16,
@@ -211,6 +222,14 @@ impl SimHandle {
         self.calls()
             .into_iter()
             .filter(|c| c.path == "/api/v1/orders/set_status")
+            .collect()
+    }
+
+    /// The `delivery/save_declaration_id` calls received so far.
+    pub fn save_declaration_calls(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == "/api/v1/delivery/save_declaration_id")
             .collect()
     }
 
@@ -398,8 +417,12 @@ impl SimHandle {
         let to = parse_filter_time(query.last_modified_to.as_deref(), "last_modified_to")?;
         let created_from = parse_filter_time(query.date_from.as_deref(), "date_from")?;
         let created_to = parse_filter_time(query.date_to.as_deref(), "date_to")?;
-        let limit = query.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
         let inner = self.lock();
+        let asked = query.limit.unwrap_or(DEFAULT_LIMIT).max(1);
+        let limit = inner
+            .faults
+            .max_page
+            .map_or(asked, |cap| asked.min(cap.max(1)));
         let time_of = |order: &Value, field: &str| order[field].as_str().and_then(parse_prom_time);
         let within = |t: Option<DateTime<Utc>>,
                       from: Option<DateTime<Utc>>,
@@ -411,8 +434,8 @@ impl SimHandle {
             .orders
             .iter()
             .rev()
-            // `last_id` is exclusive here; Prom does not document it, so clients dedupe.
-            .filter(|(id, _)| query.last_id.is_none_or(|last| **id < last))
+            // Inclusive: Prom's description selects ids "no higher than" `last_id`.
+            .filter(|(id, _)| query.last_id.is_none_or(|last| **id <= last))
             .map(|(_, order)| order)
             .filter(|o| {
                 query
@@ -434,8 +457,9 @@ impl SimHandle {
             Err(SetStatusError::BadRequest(m)) => {
                 return HttpResponse::BadRequest().json(json!({ "error": m }))
             }
+            // Prom answers logical errors with 200 and its one error shape.
             Err(SetStatusError::Refused(m)) => {
-                return HttpResponse::Ok().json(json!({"status": "error", "message": m}))
+                return HttpResponse::Ok().json(json!({ "error": m }))
             }
         };
         let mut processed = Vec::new();
@@ -464,6 +488,28 @@ impl SimHandle {
             }
         }
         HttpResponse::Ok().json(json!({ "processed_ids": processed }))
+    }
+}
+
+impl SimHandle {
+    /// `delivery/save_declaration_id` ([`delivery`]): the waybill shows on the order.
+    fn save_declaration(&self, body: &Value) -> HttpResponse {
+        let refused = |m: &str| HttpResponse::Ok().json(json!({"status": "error", "message": m}));
+        let declaration = match delivery::validate_declaration(body) {
+            Ok(declaration) => declaration,
+            Err(SetStatusError::BadRequest(m)) => return error(StatusCode::BAD_REQUEST, &m),
+            Err(SetStatusError::Refused(m)) => return refused(&m),
+        };
+        let mut inner = self.lock();
+        let Some(order) = inner.orders.get_mut(&declaration.order_id) else {
+            return refused("Order not found");
+        };
+        if let Err(m) = delivery::apply(order, &declaration) {
+            return refused(&m);
+        }
+        touch(order);
+        inner.changed.push_back(declaration.order_id);
+        HttpResponse::Ok().json(json!({"status": "success"}))
     }
 }
 
@@ -502,7 +548,18 @@ struct ListQuery {
     last_id: Option<i64>,
 }
 
+/// What Prom answers for an unknown path or a missing order: its HTML error page.
+const NOT_FOUND_PAGE: &str = "<!DOCTYPE html><html lang=\"uk\"><head><meta charset=\"utf-8\">\
+<title>Сторінку не знайдено</title></head><body><h1>404</h1></body></html>";
+
+/// An error answered Prom's way: its one JSON shape `{"error": …}`, except a 404, which
+/// is an HTML page on Prom.
 fn error(status: StatusCode, message: &str) -> HttpResponse {
+    if status == StatusCode::NOT_FOUND {
+        return HttpResponse::NotFound()
+            .content_type("text/html; charset=utf-8")
+            .body(NOT_FOUND_PAGE);
+    }
     HttpResponse::build(status).json(json!({ "error": message }))
 }
 
@@ -537,6 +594,7 @@ async fn serve_api(
     let endpoint = match (req.method().as_str(), segments.as_slice()) {
         ("GET", ["orders", "list"]) => "list_orders",
         ("POST", ["orders", "set_status"]) => "set_status",
+        ("POST", ["delivery", "save_declaration_id"]) => "save_declaration",
         ("GET", ["orders", _]) => "get_order",
         ("GET", ["products", _]) => "get_product",
         _ => return error(StatusCode::NOT_FOUND, "Not found"),
@@ -574,8 +632,9 @@ async fn serve_api(
             },
             Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         },
-        "set_status" => match body {
-            Some(body) => sim.set_status(body, omit_processed),
+        "set_status" | "save_declaration" => match body {
+            Some(body) if endpoint == "set_status" => sim.set_status(body, omit_processed),
+            Some(body) => sim.save_declaration(body),
             None if raw_body.is_empty() => error(StatusCode::BAD_REQUEST, "empty body"),
             None => error(StatusCode::BAD_REQUEST, "body is not JSON"),
         },

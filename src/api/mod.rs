@@ -101,6 +101,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/orders/{id}", web::get().to(orders::get))
                 .route("/orders/{id}/status", web::post().to(orders::change_status))
                 .route("/orders/{id}/write-off", web::post().to(orders::write_off))
+                .route("/orders/{id}/waybill", web::post().to(orders::set_waybill))
                 .route("/orders/{id}/sync-log", web::get().to(sync_log::order_log))
                 .route("/sync-log", web::get().to(sync_log::account_log))
                 .route("/dead-letters", web::get().to(dead_letters::list))

@@ -33,7 +33,7 @@ use super::{dead_letters, employees, lookups, metrics, orders, shops, sync_log, 
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "Not enqueued: the broker (or the database holding the shop's keys) is down or did not answer within `PROMSYNC_PUBLISH_TIMEOUT_MS`; retry after `Retry-After`", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -133,6 +133,7 @@ impl Modify for Conventions {
         orders::get,
         orders::change_status,
         orders::write_off,
+        orders::set_waybill,
         orders::refresh,
         sync_log::order_log,
         sync_log::account_log,
@@ -398,6 +399,10 @@ mod tests {
         assert_eq!(
             field("StatusChanged", "outbound"),
             ["queued", "deferred_until_write_off", "not_mapped", "none"]
+        );
+        assert_eq!(
+            field("WaybillBody", "carrier"),
+            ["nova_poshta", "ukrposhta", "meest"]
         );
         assert_eq!(
             field("RefreshResult", "result"),

@@ -10,9 +10,10 @@ use super::{auth::Caller, ErrorBody};
 pub use crate::service::orders::{
     ClientView, ItemView, ListQuery, NewClient, NewItem, NewOrder, OrderList, OrderSource,
     OrderView, Outbound, RefreshOutcome, RefreshResult, ShopRef, SourceFilter, StatusChanged,
-    StatusView,
+    StatusView, WaybillSet,
 };
 use crate::{
+    domain::{waybill::Waybill, Carrier},
     error::ApiError,
     http::AppState,
     service::orders::{self as service, REFRESH_INTERVAL_S},
@@ -126,6 +127,42 @@ pub async fn write_off(
 ) -> Result<web::Json<StatusChanged>, ApiError> {
     let changed = service::write_off_goods(&state.services, &caller, *id).await?;
     Ok(web::Json(changed))
+}
+
+/// A waybill (ТТН): Nova Poshta numbers are exactly 14 digits, the others' 8–20 Latin
+/// letters or digits.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // the request's schema; the body is parsed by `Waybill::try_from`
+pub struct WaybillBody {
+    #[schema(example = "20450000000001")]
+    pub number: String,
+    pub carrier: Carrier,
+}
+
+/// Sets the order's waybill. It is stored at once (`delivery.declaration_number`) and, for
+/// an imported order, sent to Prom through the outbox: the latest waybill wins, and one
+/// Prom has taken is not sent again (ARCHITECTURE.md, 'Waybills reach Prom').
+#[utoipa::path(
+    post, path = "/api/orders/{id}/waybill", operation_id = "setOrderWaybill", tag = "orders",
+    params(("id" = i64, Path, description = "Order id")),
+    request_body = WaybillBody,
+    responses(
+        (status = 202, body = WaybillSet),
+        (status = 400, description = "malformed JSON, unknown carrier, or a number that does not fit the carrier; the message names the field", body = ErrorBody),
+        (status = 403, description = "imported order, no `goods_without_write_off`", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn set_waybill(
+    caller: Caller,
+    id: web::Path<i64>,
+    body: web::Json<serde_json::Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let waybill = Waybill::try_from(&*body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let set = service::set_waybill(&state.services, &caller, *id, waybill).await?;
+    Ok(HttpResponse::Accepted().json(set))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -20,13 +20,14 @@ use entity::{broker_log, broker_messages};
 use futures::StreamExt;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    retry_delay, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest, ReplaySummary,
+    retry_delay, Backlog, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest,
+    ReplaySummary,
 };
 use crate::{
     broker::dead_letters::{self, DeadLetterSink, NewDeadLetter},
@@ -43,6 +44,7 @@ pub struct EmbeddedBroker {
     db: DatabaseConnection,
     retry_delays: Vec<Duration>,
     max_attempts: u32,
+    publish_timeout: Duration,
     published: Notify,
 }
 
@@ -63,6 +65,7 @@ impl EmbeddedBroker {
             db,
             retry_delays: settings.import.retry_delays.clone(),
             max_attempts: settings.import.max_attempts.get(),
+            publish_timeout: settings.broker.publish_timeout,
             published: Notify::new(),
         }
     }
@@ -107,6 +110,27 @@ impl EmbeddedBroker {
         txn.commit().await.map_err(unavailable)?;
         self.published.notify_waiters();
         Ok(())
+    }
+
+    /// `lane`'s queued messages (not the dead ones) and the oldest's arrival.
+    async fn backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
+        // Walks the `(lane, dead, available_at_ms)` index; retries keep their first
+        // `created_at_ms`, so the oldest is the longest waiting.
+        let (messages, oldest_ms) = broker_messages::Entity::find()
+            .select_only()
+            .column_as(broker_messages::Column::Id.count(), "messages")
+            .column_as(broker_messages::Column::CreatedAtMs.min(), "oldest")
+            .filter(broker_messages::Column::Lane.eq(lane))
+            .filter(broker_messages::Column::Dead.eq(false))
+            .into_tuple::<(i64, Option<i64>)>()
+            .one(&self.db)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?
+            .unwrap_or_default();
+        Ok(Backlog {
+            messages: u64::try_from(messages).unwrap_or_default(),
+            oldest: oldest_ms.and_then(chrono::DateTime::from_timestamp_millis),
+        })
     }
 
     /// Claims up to `limit` ready messages of `lane` for this consumer.
@@ -289,8 +313,21 @@ impl Broker for EmbeddedBroker {
         message_id: &str,
         payload: &[u8],
     ) -> Result<(), BrokerError> {
-        self.enqueue(lane, message_id, payload, lane == Lane::Inbound)
-            .await
+        // A database that stops answering would hold the ingress's request (and a
+        // pooled connection) for as long as TCP keeps trying; past the bound the insert
+        // is abandoned (rolled back, or at worst committed unseen: at least once) and the
+        // caller answers 503.
+        tokio::time::timeout(
+            self.publish_timeout,
+            self.enqueue(lane, message_id, payload, lane == Lane::Inbound),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(BrokerError::NoAnswer(format!(
+                "the database did not take the message within {} ms",
+                self.publish_timeout.as_millis()
+            )))
+        })
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
@@ -299,6 +336,14 @@ impl Broker for EmbeddedBroker {
             .await
             .map(|_| ())
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        let mut backlogs = Vec::new();
+        for lane in Lane::ALL {
+            backlogs.push((lane, self.backlog(lane).await?));
+        }
+        Ok(backlogs)
     }
 
     async fn consume(

@@ -10,8 +10,10 @@
 //!
 //! Modules: `caller` (who is acting, permissions), `error`, `orders` (views, list, create,
 //! status and write-off, refresh), `shops` (settings, secrets, status mapping),
-//! `employees`, `dead_letters`, `lookups` (statuses, products, clients, categories), `sync_log`.
+//! `employees`, `dead_letters`, `lookups` (statuses, products, clients, categories), `sync_log`,
+//! and `backlog` (the queue and shop figures `/metrics` shows).
 
+pub mod backlog;
 pub mod caller;
 pub mod dead_letters;
 pub mod employees;

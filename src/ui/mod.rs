@@ -49,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders/{id}", web::get().to(orders::show))
             .route("/orders/{id}/status", web::post().to(orders::change_status))
             .route("/orders/{id}/write-off", web::post().to(orders::write_off))
+            .route("/orders/{id}/waybill", web::post().to(orders::set_waybill))
             .route("/orders/{id}/refresh", web::post().to(orders::refresh_one))
             .route("/shops", web::get().to(shops::list))
             .route("/shops/{id}", web::get().to(shops::show))

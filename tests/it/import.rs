@@ -6,7 +6,7 @@ use std::{num::NonZeroUsize, time::Duration};
 
 use chrono::{TimeZone, Utc};
 use entity::{
-    enums::{Direction, OutboxKind},
+    enums::{Carrier, Direction, OutboxKind},
     order_items, orders, shops,
 };
 use promsync::{
@@ -944,6 +944,8 @@ async fn a_value_outside_an_enum_is_refused_even_from_plain_sql() {
                 ("ck_inbound_events_outcome", stored_values::<Outcome>()),
                 ("ck_outbound_sync_log_outcome", stored_values::<Outcome>()),
                 ("ck_outbox_kind", stored_values::<OutboxKind>()),
+                ("ck_orders_waybill_carrier", stored_values::<Carrier>()),
+                ("ck_orders_waybill_sent_carrier", stored_values::<Carrier>()),
                 ("ck_dead_letters_lane", stored_values::<Lane>()),
                 ("ck_broker_messages_lane", stored_values::<Lane>()),
             ];

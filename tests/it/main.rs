@@ -15,6 +15,7 @@ mod hostile;
 mod import;
 mod import_edits;
 mod ingress;
+mod observe;
 mod outbound;
 mod poll;
 mod recovery;

@@ -1,7 +1,7 @@
 //! The operator UI over plain HTTP (cheaper than a browser): sign-in and its cookie flags,
 //! CSRF on every form, the orders table's filter and Prom links, bulk refresh results,
-//! status outcomes, permission refusals, shop settings, sync problems and employees, in
-//! Ukrainian by default and English on request.
+//! status outcomes, the waybill form, permission refusals, shop settings, sync problems
+//! and employees, in Ukrainian by default and English on request.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -508,6 +508,85 @@ async fn without_the_permission_actions_are_shown_disabled_and_the_server_refuse
         .await
         .as_deref(),
         Some("Test shop")
+    );
+}
+
+#[tokio::test]
+async fn the_waybill_form_saves_the_number_says_it_is_queued_and_refuses_without_the_permission() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let path = format!("/ui/orders/{order}");
+    let mut admin = Ui::new(&app);
+    admin.sign_in(&app.admin_token).await;
+    let shown = admin.get(&format!("{path}?lang=en")).await;
+    assert!(
+        shown.body.contains(&format!(r#"action="{path}/waybill""#)),
+        "{}",
+        shown.body
+    );
+    let csrf = shown.csrf();
+    let mut clerk_ui = Ui::new(&app);
+    clerk_ui.sign_in(&employee(&app, &[]).await).await;
+    let clerk_page = clerk_ui.get(&format!("{path}?lang=en")).await;
+
+    // Act
+    let bad = admin
+        .post(
+            &format!("{path}/waybill"),
+            &[
+                ("csrf", &csrf),
+                ("number", "123"),
+                ("carrier", "nova_poshta"),
+            ],
+        )
+        .await;
+    let saved = admin
+        .post(
+            &format!("{path}/waybill"),
+            &[
+                ("csrf", &csrf),
+                ("number", " 20450000000001 "),
+                ("carrier", "nova_poshta"),
+            ],
+        )
+        .await;
+    let refused = clerk_ui
+        .post(
+            &format!("{path}/waybill"),
+            &[
+                ("csrf", &clerk_page.csrf()),
+                ("number", "20450000000002"),
+                ("carrier", "nova_poshta"),
+            ],
+        )
+        .await;
+
+    // Assert
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("number: "), "{}", bad.body);
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("waybill-queued"), "{}", saved.body);
+    assert!(saved.body.contains("queued for Prom"), "{}", saved.body);
+    assert!(saved.body.contains("20450000000001"));
+    let waybill_form = clerk_page
+        .body
+        .split(r#"class="waybill-form""#)
+        .nth(1)
+        .expect("the waybill form");
+    assert!(waybill_form
+        .split("</form>")
+        .next()
+        .unwrap()
+        .contains("disabled"));
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        app.text(&format!(
+            "SELECT waybill_number FROM orders WHERE id = {order}"
+        ))
+        .await
+        .as_deref(),
+        Some("20450000000001")
     );
 }
 

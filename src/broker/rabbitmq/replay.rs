@@ -146,18 +146,23 @@ impl RabbitBroker {
                 .with_message_id(id.as_str().into())
                 .with_content_type("application/json".into())
                 .with_delivery_mode(2);
-            let confirm = publish
-                .basic_publish(
-                    exchange.as_str().into(),
-                    Topology::REFEED.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    &payload,
-                    properties,
-                )
+            // Sending is bounded too: towards a silent broker the socket's buffers fill
+            // and the publish itself stops returning.
+            let send = publish.basic_publish(
+                exchange.as_str().into(),
+                Topology::REFEED.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &payload,
+                properties,
+            );
+            let confirm = tokio::time::timeout(self.confirm_timeout, send)
                 .await
+                .map_err(|_| {
+                    anyhow::anyhow!("the broker took no publish for {:?}", self.confirm_timeout)
+                })?
                 .context("re-feeding a logged notification")?;
             confirms.push(confirmed(confirm, self.confirm_timeout));
             if summary.read.is_multiple_of(PROGRESS_EVERY) {

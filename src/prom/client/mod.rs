@@ -19,6 +19,7 @@
 //! throttle, sending). `requests` has one method per endpoint with its request and answer
 //! types; `error` says what a failure, or an answer that is not a success, means.
 
+mod calls;
 mod error;
 mod requests;
 
@@ -31,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use url::Url;
 
+pub use self::calls::CallObserver;
 pub use self::error::PromError;
 use self::error::{error_chain, request_error, Answer};
 pub use self::requests::{CancellationReason, OrderListQuery, SetStatusRequest, SetStatusResponse};
@@ -66,6 +68,8 @@ pub struct PromClient {
     keyring: Arc<Keyring>,
     /// Where calls may go; the HTTP client's resolver enforces the same policy.
     policy: Arc<OriginPolicy>,
+    /// Told of every call sent (metrics live above this layer).
+    observer: Option<CallObserver>,
 }
 
 impl PromClient {
@@ -89,6 +93,7 @@ impl PromClient {
             throttle: Arc::new(Throttle::new(DEFAULT_RATE_PER_S)),
             keyring: Arc::default(),
             policy: Arc::new(policy),
+            observer: None,
         })
     }
 
@@ -96,6 +101,14 @@ impl PromClient {
     pub fn with_rate(self, rate_per_s: NonZeroU32) -> Self {
         Self {
             throttle: Arc::new(Throttle::new(rate_per_s)),
+            ..self
+        }
+    }
+
+    /// The same client telling `observer` of every call it sends.
+    pub fn with_observer(self, observer: CallObserver) -> Self {
+        Self {
+            observer: Some(observer),
             ..self
         }
     }
@@ -168,7 +181,15 @@ impl PromClient {
             self.throttle
                 .pause(key, retry_after.unwrap_or(DEFAULT_429_PAUSE));
         }
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        if let Some(observe) = self.observer {
+            observe(
+                calls::endpoint(url.path()),
+                calls::outcome(&result),
+                elapsed,
+            );
+        }
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(_) => tracing::debug!(%method, path = url.path(), elapsed_ms, "prom call ok"),
             Err(e) => {

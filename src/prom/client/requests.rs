@@ -1,13 +1,14 @@
 //! One [`PromClient`] method per Prom endpoint promsync calls (`orders/list`,
-//! `orders/{id}`, `products/{id}`, `orders/set_status`), with the request and answer types
+//! `orders/{id}`, `products/{id}`, `orders/set_status`, `delivery/save_declaration_id`), with the request and answer types
 //! that are the client's own; the order and product documents are in `prom::order`.
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 
 use super::{api_url, error::prom_message, PromClient, PromCredentials, PromError};
-use crate::prom::order::{
-    OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus,
+use crate::{
+    domain::waybill::Waybill,
+    prom::order::{OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus},
 };
 
 /// Query of `GET /orders/list`. Dates go out as UTC `YYYY-MM-DDTHH:MM:SS`, as Prom wants;
@@ -262,6 +263,49 @@ impl PromClient {
     }
 }
 
+/// Prom's words for "this waybill is already on this order" (live, on sending the same
+/// number again): the number is there, which is what was asked.
+const ALREADY_ADDED: &[&str] = &["уже добавлен", "вже додан"];
+
+impl PromClient {
+    /// `POST /delivery/save_declaration_id`: puts `waybill` on Prom order `order_id`.
+    /// Prom answers `{"status": "success"}`; a refusal is a 200 with `status: "error"` and
+    /// a message, a failure here ([`PromError::Api`]) — except Prom saying the number is
+    /// already on the order, which is success.
+    pub async fn save_declaration(
+        &self,
+        creds: &PromCredentials,
+        order_id: i64,
+        waybill: &Waybill,
+    ) -> Result<(), PromError> {
+        let url = api_url(&creds.base_url, &["delivery", "save_declaration_id"])?;
+        let body = serde_json::json!({
+            "order_id": order_id,
+            "declaration_id": waybill.number.as_str(),
+            "delivery_type": waybill.carrier.as_str(),
+        });
+        let answer = self
+            .call::<serde::de::IgnoredAny, _>(
+                creds,
+                Method::POST,
+                url,
+                Some(&body),
+                "JSON with a status",
+            )
+            .await;
+        match answer {
+            Err(PromError::Api(message))
+                if ALREADY_ADDED
+                    .iter()
+                    .any(|m| message.to_lowercase().contains(m)) =>
+            {
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -469,6 +513,56 @@ mod tests {
         assert!(!answer.processed(1));
     }
 
+    fn waybill() -> Waybill {
+        Waybill::parse("20450000000001", "nova_poshta").unwrap()
+    }
+
+    #[tokio::test]
+    async fn save_declaration_posts_the_order_number_and_carrier() {
+        // Arrange
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/delivery/save_declaration_id"))
+            .and(header("Authorization", "Bearer secret-token-123"))
+            .and(body_json(json!({
+                "order_id": 338390710,
+                "declaration_id": "20450000000001",
+                "delivery_type": "nova_poshta"
+            })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "success"})))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        // Act
+        let answer = client(&server)
+            .save_declaration(&creds(&server), 338390710, &waybill())
+            .await;
+
+        // Assert
+        assert_eq!(answer, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn prom_saying_the_waybill_is_already_on_the_order_is_success() {
+        // Arrange: the refusal Prom gives to the same number sent again.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "status": "error", "message": "Этот ЭН уже добавлен к данному заказу"
+            })))
+            .mount(&server)
+            .await;
+
+        // Act
+        let answer = client(&server)
+            .save_declaration(&creds(&server), 5, &waybill())
+            .await;
+
+        // Assert
+        assert_eq!(answer, Ok(()));
+    }
+
     /// What each endpoint the client calls makes of one answer of Prom's.
     async fn every_endpoint_answering(template: ResponseTemplate) -> Vec<Result<(), PromError>> {
         let server = MockServer::start().await;
@@ -485,6 +579,7 @@ mod tests {
             c.get_order(&creds, 5).await.map(drop),
             c.get_product(&creds, 5).await.map(drop),
             c.set_status(&creds, &request).await.map(drop),
+            c.save_declaration(&creds, 5, &waybill()).await,
         ]
     }
 

@@ -1,7 +1,8 @@
 //! Orders (ARCHITECTURE.md, 'Business rules' from 'Status changes reach Prom' on): the
 //! view every door shows (`views`), the list with its filters (`list`), one order,
 //! creating an RO App order (`create`), changing a status and writing off the goods
-//! (`status`) and the manual refresh from Prom (`refresh`).
+//! (`status`), setting the waybill (`waybill`) and the manual refresh from Prom
+//! (`refresh`).
 //!
 //! A status change and the outbox row that carries it to Prom are written in one
 //! transaction, so a change is never lost between the database and the broker; the outbox
@@ -14,6 +15,7 @@ pub mod list;
 pub mod refresh;
 pub mod status;
 pub mod views;
+pub mod waybill;
 
 use entity::{order_statuses, orders};
 use sea_orm::{
@@ -29,6 +31,7 @@ pub use self::{
         money, quantity, views, ClientView, ItemView, OrderList, OrderSource, OrderView, ShopRef,
         StatusView,
     },
+    waybill::{set_waybill, WaybillSet},
 };
 use crate::{
     domain::Permission,

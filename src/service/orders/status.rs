@@ -23,7 +23,8 @@ use crate::{
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Outbound {
-    /// An outbox row will carry the order's mapped status to Prom.
+    /// An outbox row will carry the change to Prom (the order's mapped status, or its
+    /// waybill).
     Queued,
     /// Maps to Prom `delivered`, which waits until the goods are written off (see
     /// ARCHITECTURE.md, 'Delivered waits for the write-off').
