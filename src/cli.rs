@@ -3,7 +3,9 @@
 //! subcommands are sets of roles under one `roles::Supervisor`: `run` is every role,
 //! `serve`, `import`, `poll` and `publish` one each.
 
-use std::path::PathBuf;
+mod progress;
+
+use std::{num::NonZeroUsize, path::PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -164,7 +166,8 @@ pub struct ReplayArgs {
     /// Start of the window (RFC 3339, e.g. 2026-11-28T10:00:00Z).
     #[arg(long)]
     pub since: DateTime<Utc>,
-    /// End of the window (default: the moment the replay starts).
+    /// End of the window, inclusive, to the stored precision (RFC 3339, fractions of a
+    /// second allowed; default: the end of the log when the replay starts).
     #[arg(long)]
     pub until: Option<DateTime<Utc>>,
     /// Only this shop's notifications.
@@ -173,6 +176,18 @@ pub struct ReplayArgs {
     /// Re-apply events the importers already applied (orders still only move forward).
     #[arg(long)]
     pub force: bool,
+    /// Re-fed notifications awaiting the broker's confirm at once (RabbitMQ), or
+    /// re-fed per transaction (embedded).
+    #[arg(long, default_value_t = ReplayRequest::DEFAULT_IN_FLIGHT, value_parser = in_flight)]
+    pub in_flight: NonZeroUsize,
+}
+
+/// `--in-flight`: 1 to 10,000 (more only costs memory, and the prefetch caps at 65,535).
+fn in_flight(text: &str) -> Result<NonZeroUsize, String> {
+    text.parse::<NonZeroUsize>()
+        .ok()
+        .filter(|n| n.get() <= 10_000)
+        .ok_or_else(|| format!("{text:?}: expected a number from 1 to 10000"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -427,21 +442,15 @@ async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
         until: args.until,
         shop: args.shop.map(ShopId::try_from).transpose()?,
         force: args.force,
+        in_flight: args.in_flight,
     };
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message("replaying");
+    let progress = progress::ReplayProgress::on_stderr();
     let summary = backends
         .broker
-        .replay(&request, &|s| {
-            bar.set_message(format!(
-                "read {} · re-queued {} · skipped {}",
-                s.read, s.requeued, s.skipped
-            ));
-            bar.tick();
-        })
+        .replay(&request, &|s| progress.update(s))
         .await
         .context("replay")?;
-    bar.finish_and_clear();
+    progress.finish(summary);
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
@@ -519,5 +528,15 @@ mod tests {
         for bad in ["137639", "0=x", "-1=x", "x=y", "5=  "] {
             assert!(parse_custom_status(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn in_flight_takes_one_to_ten_thousand() {
+        assert_eq!(in_flight("1").map(|n| n.get()), Ok(1));
+        assert_eq!(in_flight("10000").map(|n| n.get()), Ok(10_000));
+        assert!(in_flight("0").is_err());
+        assert!(in_flight("10001").is_err());
+        assert!(in_flight("-5").is_err());
+        assert!(in_flight("many").is_err());
     }
 }

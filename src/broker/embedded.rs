@@ -9,6 +9,8 @@
 //! A consumer that dies keeps its claim only until the lease runs out; then another one
 //! takes the message again (the importer's inbox makes that safe).
 
+mod replay;
+
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
@@ -24,8 +26,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    replay_rewrite, retry_delay, Backlog, Broker, BrokerError, Disposition, Handler, Lane,
-    ReplayRequest, ReplaySummary,
+    retry_delay, Backlog, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest,
+    ReplaySummary,
 };
 use crate::{
     broker::dead_letters::{self, DeadLetterSink, NewDeadLetter},
@@ -75,22 +77,10 @@ impl EmbeddedBroker {
         message_id: &str,
         payload: String,
     ) -> Result<(), BrokerError> {
-        let now = now_ms();
-        broker_messages::ActiveModel {
-            lane: Set(lane),
-            message_id: Set(message_id.to_owned()),
-            payload: Set(payload),
-            attempts: Set(0),
-            available_at_ms: Set(now),
-            locked_until_ms: Set(None),
-            dead: Set(false),
-            last_error: Set(None),
-            created_at_ms: Set(now),
-            ..Default::default()
-        }
-        .insert(txn)
-        .await
-        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        ready_message(lane, message_id, payload, now_ms())
+            .insert(txn)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         Ok(())
     }
 
@@ -289,6 +279,27 @@ impl EmbeddedBroker {
 }
 
 /// Messages of this backend are text; every producer writes JSON.
+/// A message of `lane` ready to be claimed now.
+fn ready_message(
+    lane: Lane,
+    message_id: &str,
+    payload: String,
+    now: i64,
+) -> broker_messages::ActiveModel {
+    broker_messages::ActiveModel {
+        lane: Set(lane),
+        message_id: Set(message_id.to_owned()),
+        payload: Set(payload),
+        attempts: Set(0),
+        available_at_ms: Set(now),
+        locked_until_ms: Set(None),
+        dead: Set(false),
+        last_error: Set(None),
+        created_at_ms: Set(now),
+        ..Default::default()
+    }
+}
+
 fn utf8(payload: &[u8]) -> Result<String, BrokerError> {
     String::from_utf8(payload.to_vec())
         .map_err(|_| BrokerError::NotConfirmed("payload is not UTF-8".into()))
@@ -375,35 +386,7 @@ impl Broker for EmbeddedBroker {
         request: &ReplayRequest,
         progress: &(dyn Fn(ReplaySummary) + Send + Sync),
     ) -> anyhow::Result<ReplaySummary> {
-        let mut summary = ReplaySummary::default();
-        let mut after_id = 0_i64;
-        let until = request.until.map(|u| u.timestamp_millis());
-        loop {
-            let mut query = broker_log::Entity::find()
-                .filter(broker_log::Column::Id.gt(after_id))
-                .filter(broker_log::Column::CreatedAtMs.gte(request.since.timestamp_millis()));
-            if let Some(until) = until {
-                query = query.filter(broker_log::Column::CreatedAtMs.lte(until));
-            }
-            let page = sea_orm::QuerySelect::limit(query.order_by_asc(broker_log::Column::Id), 500)
-                .all(&self.db)
-                .await
-                .context("reading the replay log")?;
-            let Some(last) = page.last() else { break };
-            after_id = last.id;
-            for entry in page {
-                summary.read += 1;
-                match replay_rewrite(entry.payload.as_bytes(), request) {
-                    Ok(Some((id, payload))) => {
-                        self.enqueue(Lane::Inbound, &id, &payload, false).await?;
-                        summary.requeued += 1;
-                    }
-                    Ok(None) | Err(_) => summary.skipped += 1,
-                }
-            }
-            progress(summary);
-        }
-        Ok(summary)
+        self.replay_log(request, progress).await
     }
 
     async fn drain_dead(

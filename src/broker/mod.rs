@@ -9,6 +9,7 @@
 pub mod dead_letters;
 pub mod embedded;
 pub mod rabbitmq;
+mod replay;
 
 use std::{sync::Arc, time::Duration};
 
@@ -87,6 +88,7 @@ impl Backlog {
     }
 }
 
+pub use self::replay::{replay_rewrite, ReplayRequest, ReplaySummary, Replayed};
 /// The two message flows (defined with the dead-letter and embedded-queue columns that
 /// store them).
 pub use entity::enums::Lane;
@@ -180,43 +182,6 @@ pub trait Broker: Send + Sync + 'static {
         payload: &[u8],
         txn: &DatabaseTransaction,
     ) -> Result<(), BrokerError>;
-}
-
-/// What `promsync replay` asks for.
-#[derive(Debug, Clone)]
-pub struct ReplayRequest {
-    pub since: DateTime<Utc>,
-    pub until: Option<DateTime<Utc>>,
-    pub shop: Option<ShopId>,
-    /// Re-apply events the inbox already holds (under fresh event ids); the importer's
-    /// `date_modified` check still keeps every order monotonic.
-    pub force: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ReplaySummary {
-    pub read: u64,
-    pub requeued: u64,
-    pub skipped: u64,
-}
-
-/// What replay does with one logged notification: `Ok(None)` skips it (another shop),
-/// otherwise the message id and payload to re-feed. Shared by both backends so replay
-/// means the same everywhere.
-pub fn replay_rewrite(
-    payload: &[u8],
-    request: &ReplayRequest,
-) -> Result<Option<(String, Vec<u8>)>, serde_json::Error> {
-    let mut message: InboundMessage = serde_json::from_slice(payload)?;
-    if request.shop.is_some_and(|shop| shop != message.shop_id) {
-        return Ok(None);
-    }
-    message.source = Source::Replay;
-    if request.force {
-        message.event_id = EventId::random();
-    }
-    let id = message.event_id.to_string();
-    Ok(Some((id, serde_json::to_vec(&message)?)))
 }
 
 impl dyn Broker {

@@ -14,6 +14,7 @@ use lapin::{
     options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions},
     types::FieldTable,
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    PublisherConfirm,
 };
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -400,6 +401,27 @@ pub(super) async fn publish_confirmed(
             .await
     })
     .await;
+    confirmation(confirmed, confirm_timeout)
+}
+
+/// Waits up to `confirm_timeout` for the confirm of a publish already sent (as
+/// [`publish_confirmed`] does, for callers keeping many publishes in flight).
+pub(super) async fn confirmed(
+    confirm: PublisherConfirm,
+    confirm_timeout: Duration,
+) -> Result<(), BrokerError> {
+    confirmation(
+        tokio::time::timeout(confirm_timeout, confirm).await,
+        confirm_timeout,
+    )
+}
+
+/// What became of a `mandatory` publish awaited up to `confirm_timeout`: anything but a
+/// plain ack is a failure (see [`publish_confirmed`]).
+fn confirmation(
+    confirmed: Result<Result<Confirmation, lapin::Error>, tokio::time::error::Elapsed>,
+    confirm_timeout: Duration,
+) -> Result<(), BrokerError> {
     match confirmed {
         Err(_) => Err(BrokerError::NoAnswer(format!(
             "no confirm within {} ms",
