@@ -25,3 +25,4 @@ mod simulator;
 mod supervise;
 mod ui;
 mod ui_browser;
+mod warmup;
