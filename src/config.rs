@@ -60,6 +60,8 @@ pub struct DatabaseSettings {
     pub url: String,
     /// `database_max_connections`.
     pub max_connections: NonZeroU32,
+    /// `database_min_connections`: never more than `max_connections`.
+    pub min_connections: u32,
 }
 
 impl DatabaseSettings {
@@ -419,13 +421,20 @@ impl TryFrom<Raw> for Settings {
             previous: raw.secret_key_previous,
         };
         secrets.keyring()?;
+        let max_connections: NonZeroU32 = count(
+            "database_max_connections",
+            raw.database_max_connections,
+            None,
+        )?;
+        ensure(
+            raw.database_min_connections <= max_connections.get(),
+            "database_min_connections",
+            "must not exceed database_max_connections",
+        )?;
         Ok(Self {
             database: DatabaseSettings {
-                max_connections: count(
-                    "database_max_connections",
-                    raw.database_max_connections,
-                    None,
-                )?,
+                max_connections,
+                min_connections: raw.database_min_connections,
                 url: raw.database_url,
             },
             broker: BrokerSettings {
@@ -741,6 +750,15 @@ mod tests {
         let err = load(&[("PROMSYNC_DATABASE_MAX_CONNECTIONS", "0")]).unwrap_err();
         assert!(
             err.to_string().contains("`database_max_connections`"),
+            "{err}"
+        );
+        let err = load(&[
+            ("PROMSYNC_DATABASE_MAX_CONNECTIONS", "4"),
+            ("PROMSYNC_DATABASE_MIN_CONNECTIONS", "5"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`database_min_connections`"),
             "{err}"
         );
         let err = load(&[("PROMSYNC_PROM_RATE_PER_S", "0")]).unwrap_err();

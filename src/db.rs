@@ -14,11 +14,14 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 
+/// A pool of `database_max_connections`, of which `database_min_connections` are opened
+/// before this returns and kept open: a role starts work (and `/readyz` says ok) with
+/// connections at hand, instead of its first requests each paying for a new one.
 pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(settings.database.url.clone());
     options
         .max_connections(settings.database.max_connections.get())
-        .min_connections(1)
+        .min_connections(settings.database.min_connections)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
         // Statement logging would put buyers' data into the logs.
@@ -27,11 +30,14 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
         // SQLite has one writer at a time; one connection makes every role take turns
         // instead of failing with "database is locked", and WAL lets readers of other
         // processes (the CLI) look in meanwhile.
-        options.max_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true)
-        });
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+            });
     }
     Database::connect(options)
         .await

@@ -95,6 +95,8 @@ pub fn keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
 pub struct Application {
     port: u16,
     server: Server,
+    /// Warmed up while the server runs (see `run_until_stopped`).
+    broker: Arc<dyn Broker>,
     /// `/metrics` on its own listener, when `PROMSYNC_METRICS_LISTEN` asks for one.
     metrics: Option<(u16, Server)>,
 }
@@ -183,6 +185,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            broker: backends.broker.clone(),
             metrics,
         })
     }
@@ -202,17 +205,30 @@ impl Application {
         self.metrics.as_ref().map(|(port, _)| *port)
     }
 
-    /// Serves until the main server stops; the metrics listener stops with it.
+    /// Serves until the main server stops; the metrics listener stops with it. The
+    /// broker's publishing link is opened meanwhile, right away rather than by the first
+    /// webhook (`/readyz` answers 503 until it is up); a server that stops first stops
+    /// the trying too.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Some((_, metrics)) = self.metrics else {
-            return self.server.await;
+        let broker = self.broker;
+        let server = self.server;
+        let served = async move {
+            let Some((_, metrics)) = self.metrics else {
+                return server.await;
+            };
+            let metrics_handle = metrics.handle();
+            let metrics = tokio::spawn(metrics);
+            let served = server.await;
+            metrics_handle.stop(true).await;
+            let _ = metrics.await;
+            served
         };
-        let metrics_handle = metrics.handle();
-        let metrics = tokio::spawn(metrics);
-        let served = self.server.await;
-        metrics_handle.stop(true).await;
-        let _ = metrics.await;
-        served
+        tokio::pin!(served);
+        tokio::select! {
+            served = &mut served => return served,
+            () = broker.warm_up() => {}
+        }
+        served.await
     }
 
     /// The HTTP role: serves until `shutdown` fires, then stops gracefully (in-flight
@@ -372,6 +388,11 @@ fn importer_role_pausing(
     let broker = backends.broker.clone();
     let recorder = Arc::new(Recorder::new(backends.db.clone()));
     async move {
+        // Before consuming, so the first messages find their shops cached.
+        match importer.warm_up().await {
+            Ok(shops) => tracing::info!(shops, "importer warmed up"),
+            Err(e) => tracing::warn!(error = %e, "importer warm-up failed; starting cold"),
+        }
         let (consumed, drained) = tokio::join!(
             broker.consume_inbound(concurrency, importer, shutdown.clone()),
             broker.drain_dead(Lane::Inbound, recorder, shutdown),

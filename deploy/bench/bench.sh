@@ -20,7 +20,9 @@
 # Then, once, end to end (BENCH_E2E_IMPORTERS importers, default 2, plus serve, publish and
 # poll): loadgen sends at a fixed rate of 50% of the capacity measured above (the smaller
 # of ingress req/s and import orders/s with that many importers) for BENCH_E2E_S seconds;
-# latency = inbound_events.processed_at - received_at. Peak RSS (VmHWM) of every role.
+# latency = inbound_events.processed_at - received_at, overall and by second since the first
+# request. Peak RSS (VmHWM) of every role. Load starts once serve's /readyz answers 200
+# and every importer consumes, as on a deployment that is up.
 #
 # Environment (all optional):
 #   BENCH_N=20000 BENCH_CONCURRENCY=64 BENCH_ORDERS=<BENCH_N> BENCH_IMPORTERS="1 2 4"
@@ -289,15 +291,31 @@ start_role() {
     PIDS+=("$ROLE_PID")
 }
 
+# start_serve TAG: promsync serve, and no traffic until /readyz answers 200 (database
+# connections and the broker's publishing link open), as a load balancer would wait.
 start_serve() {
     local tag="$1"
     start_role "$tag" serve
     SERVE_PID=$ROLE_PID
     local deadline=$((SECONDS + 60))
-    until curl -fsS -o /dev/null "http://$LISTEN/healthz" 2>/dev/null; do
-        kill -0 "$SERVE_PID" 2>/dev/null || die "promsync serve exited before /healthz answered (logs in $WORK)"
-        [ "$SECONDS" -lt "$deadline" ] || die "promsync serve: /healthz did not answer within 60s"
+    until curl -fsS -o /dev/null "http://$LISTEN/readyz" 2>/dev/null; do
+        kill -0 "$SERVE_PID" 2>/dev/null || die "promsync serve exited before /readyz answered 200 (logs in $WORK)"
+        [ "$SECONDS" -lt "$deadline" ] || die "promsync serve: /readyz did not answer 200 within 60s"
         sleep 0.2
+    done
+}
+
+# wait_consumers QUEUE N: until RabbitMQ shows N consumers on QUEUE (the importers
+# subscribed), bounded to 60 s: load starts on roles that are up, as in a running
+# deployment, not on processes still connecting.
+wait_consumers() {
+    local queue="$1" want="$2" have deadline=$((SECONDS + 60))
+    while :; do
+        have="$( (timeout 30 rabbitmqctl list_queues -q name consumers 2>/dev/null || true) |
+            awk -v q="$queue" '$1 == q { print $2 }')"
+        [ "${have:-0}" -ge "$want" ] && return 0
+        [ "$SECONDS" -lt "$deadline" ] || die "$queue: ${have:-0} of $want consumers after 60s"
+        sleep 0.5
     done
 }
 
@@ -542,6 +560,7 @@ run_e2e() {
     local publish_pid=$ROLE_PID
     start_role "$tag" poll
     local poll_pid=$ROLE_PID
+    wait_consumers "$NS.inbound.import" "$k"
     timeout $((E2E_S + DRAIN_TIMEOUT_S)) "$LOADGEN" --url "http://$LISTEN" --shop-id "$SHOP_ID" \
         --secret "$SECRET" --count "$count" --concurrency "$CONCURRENCY" --orders "$count" \
         --order-base 700000000 --rate "$target" >"$WORK/$tag-loadgen.out"
@@ -561,6 +580,19 @@ run_e2e() {
     w99="$(psql_db "$DB" "select round(percentile_cont(0.99) within group (order by ms)::numeric, 1)
         from (select extract(epoch from processed_at - received_at) * 1000 as ms from inbound_events
               where received_at >= (select min(received_at) + interval '2 seconds' from inbound_events)) t")"
+    # By second since the first request: where in the run the slow ones are (a cold
+    # start shows as the first seconds' p99).
+    E2E_SECONDS=()
+    local row
+    while IFS='|' read -r -a row; do
+        E2E_SECONDS+=("| ${row[0]} | ${row[1]} | ${row[2]} | ${row[3]} | ${row[4]} |")
+    done < <(psql_db "$DB" "select s, count(*), round(percentile_cont(0.5) within group (order by ms)::numeric, 1),
+            round(percentile_cont(0.99) within group (order by ms)::numeric, 1), round(max(ms)::numeric, 1)
+        from (select floor(extract(epoch from received_at - (select min(received_at) from inbound_events)))::int as s,
+                     extract(epoch from processed_at - received_at) * 1000 as ms from inbound_events) t
+        group by s order by s")
+    log "end to end by second since the first request (second | events | p50 | p99 | max ms):"
+    printf '  %s\n' "${E2E_SECONDS[@]}"
     local serve_rss import_rss=0 r p publish_rss poll_rss
     serve_rss="$(vm_hwm_kib "$SERVE_PID")"
     for p in "${ipids[@]}"; do
@@ -598,6 +630,7 @@ ROWS=()
 CPU_ROWS=()
 NOT_DRAINED=()
 E2E_ROW=""
+E2E_SECONDS=()
 RSS_ROW=""
 for k in $IMPORTERS_LIST; do
     run_round "$k"
@@ -639,6 +672,12 @@ report() {
     echo "Latency = inbound_events.processed_at - received_at: from the ingress receiving the webhook"
     echo "to the start of the batch transaction that applies it (its commit follows within that batch's"
     echo "apply time, a few ms). 50% load = half the smaller of ingress req/s and import orders/s."
+    echo
+    echo "By second since the first request:"
+    echo
+    echo "| second | events | p50 ms | p99 ms | max ms |"
+    echo "|---|---|---|---|---|"
+    for row in "${E2E_SECONDS[@]}"; do echo "$row"; done
     echo
     echo "## Peak RSS per role (MiB, during the end-to-end run)"
     echo

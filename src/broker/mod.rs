@@ -185,6 +185,33 @@ pub trait Broker: Send + Sync + 'static {
 }
 
 impl dyn Broker {
+    /// Opens what publishing needs (RabbitMQ: the connection, the topology and confirm
+    /// mode) before the first publish asks for it, trying again with backoff until it
+    /// works; a process warms up this way before `/readyz` says ok, so the first requests
+    /// after a start do not wait on the broker. Never fails: a broker that is down only
+    /// keeps readiness at 503, and the caller drops this future to stop trying.
+    pub async fn warm_up(&self) {
+        const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+        const MAX_BACKOFF: Duration = Duration::from_secs(5);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.check().await {
+                Ok(()) => {
+                    tracing::info!("broker ready for publishing");
+                    return;
+                }
+                Err(e) => {
+                    // Once, not per attempt: the readiness probe shows it meanwhile.
+                    if backoff == FIRST_BACKOFF {
+                        tracing::warn!(error = %e, "broker not reachable yet; trying again");
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
     pub async fn publish_inbound(&self, message: &InboundMessage) -> Result<(), BrokerError> {
         let payload = serde_json::to_vec(message)
             .map_err(|e| BrokerError::NotConfirmed(format!("encoding: {e}")))?;

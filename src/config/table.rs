@@ -82,6 +82,11 @@ define_settings! {
         "`postgres://…` in production";
     database_max_connections: u32 = "16",
         "pool size per process";
+    database_min_connections: u32 = "4",
+        "connections each process opens before it starts work and keeps open, so the \
+         first requests after a start do not wait for new ones (`0` to `database_max_connections`; \
+         SQLite always has one); mind PostgreSQL's `max_connections` (100 by default) \
+         across all processes";
     broker_url: Option<String> = unset,
         "`amqp://…` for RabbitMQ; unset = the embedded broker";
     broker_namespace: String = "promsync",

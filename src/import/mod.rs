@@ -22,6 +22,7 @@ use entity::{accounts, enums::Direction, order_statuses, shops, status_mappings}
 use moka::future::Cache;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ModelTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use self::{
@@ -43,6 +44,10 @@ use crate::{
 /// Shop settings are re-read this often, so a changed mapping or token takes effect soon
 /// without a database round trip per message.
 const SHOP_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How many shops an importer loads into its cache before it consumes: the first
+/// orders after a start find their shop at hand, and a large installation does not hold
+/// the start up (the others load on their first order, as always).
+const WARM_SHOPS: u64 = 50;
 /// A failed transaction (a lost connection, a product the cache remembered wrongly) is
 /// retried in place this many times before the message goes to a delayed retry.
 const TXN_ATTEMPTS: usize = 3;
@@ -108,6 +113,29 @@ impl Importer {
                 .build(),
             products: moka::sync::Cache::new(100_000),
         }
+    }
+
+    /// Loads up to [`WARM_SHOPS`] enabled shops into the cache, most recently created
+    /// first, and says how many it loaded. A shop that cannot be loaded is left for its
+    /// first order to report; only failing to list the shops is an error, which the
+    /// caller logs and starts anyway.
+    pub async fn warm_up(&self) -> Result<usize, DbErr> {
+        let ids: Vec<i64> = shops::Entity::find()
+            .select_only()
+            .column(shops::Column::Id)
+            .filter(shops::Column::Enabled.eq(true))
+            .order_by_desc(shops::Column::Id)
+            .limit(WARM_SHOPS)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut loaded = 0;
+        for shop_id in ids {
+            if self.shop(shop_id).await.is_ok() {
+                loaded += 1;
+            }
+        }
+        Ok(loaded)
     }
 
     async fn shop(&self, shop_id: i64) -> Result<Arc<ShopContext>, Arc<ShopError>> {

@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 
 use crate::support::{eventually, fixture_order, proxy::Proxy, TestApp, PENDING_ORDER};
 
-const RABBITMQ: &str = "127.0.0.1:5672";
+pub(crate) const RABBITMQ: &str = "127.0.0.1:5672";
 
-fn broker_through(proxy: &Proxy) -> String {
+pub(crate) fn broker_through(proxy: &Proxy) -> String {
     format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port)
 }
 

@@ -26,3 +26,4 @@ mod simulator;
 mod supervise;
 mod ui;
 mod ui_browser;
+mod warmup;

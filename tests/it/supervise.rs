@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::support::TestApp;
 
-async fn readyz(app: &TestApp, port: u16) -> (u16, Value) {
+/// `/readyz` of the HTTP server on `port`: its status and body.
+pub(crate) async fn readyz(app: &TestApp, port: u16) -> (u16, Value) {
     let response = app
         .http
         .get(format!("http://127.0.0.1:{port}/readyz"))

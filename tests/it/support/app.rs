@@ -174,6 +174,9 @@ impl TestAppBuilder {
             NonZeroU32::new(self.max_attempts).expect("max_attempts above 0");
         settings.import.concurrency = NonZeroUsize::new(4).expect("non-zero");
         settings.database.max_connections = NonZeroU32::new(10).expect("non-zero");
+        // Many apps run at once against one PostgreSQL (max_connections 100): few warm
+        // connections each.
+        settings.database.min_connections = 2;
         settings.prom.timeout = Duration::from_secs(5);
         // Tests send bursts on purpose; the per-shop limit has its own test.
         settings.webhook.rate_per_shop_per_s = NonZeroU32::new(self.webhook_rate_per_shop_per_s);
