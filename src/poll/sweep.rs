@@ -12,7 +12,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::shops;
 use futures::{stream, StreamExt};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -95,28 +95,19 @@ pub struct Sweeper {
 pub type Published = HashSet<EventId>;
 
 impl Sweeper {
-    /// Sweeps one shop whose lease this poller holds, and settles the lease.
-    #[tracing::instrument(skip_all, fields(shop_id))]
+    /// Sweeps one shop whose lease this poller holds (the row as the take returned it),
+    /// and settles the lease.
+    #[tracing::instrument(skip_all, fields(shop_id = shop.id))]
     pub async fn sweep(
         &self,
-        shop_id: i64,
+        shop: shops::Model,
         previously: &Published,
         shutdown: &CancellationToken,
     ) -> (Outcome, Published) {
-        tracing::Span::current().record("shop_id", shop_id);
+        let shop_id = shop.id;
         let started = tokio::time::Instant::now();
         let wall_start = Utc::now();
         let mut published = Published::new();
-        let shop = match shops::Entity::find_by_id(shop_id).one(&self.db).await {
-            Ok(Some(shop)) => shop,
-            Ok(None) => return (Outcome::Failed("the shop was deleted".into()), published),
-            Err(e) => {
-                let reason = format!("loading the shop: {e}");
-                // The lease runs out by itself if the database is gone.
-                let _ = self.leases.release(shop_id, None).await;
-                return (Outcome::Failed(reason), published);
-            }
-        };
         // The lease is kept by its own loop, so no step of the sweep (a slow publish, a
         // long `Retry-After`) can outlast it; if another poller took it anyway, the walk
         // is dropped where it is, like a crash, and the watermark stays.
@@ -285,12 +276,14 @@ impl Sweeper {
     async fn keep_lease(&self, shop_id: i64) -> Stop {
         let every = (self.settings.lease / 3).max(Duration::from_millis(10));
         loop {
+            // The take set a whole lease length: most sweeps end before the first renewal
+            // and cost no renewal at all.
+            tokio::time::sleep(every).await;
             match self.leases.renew(shop_id, Utc::now()).await {
                 Ok(true) => {}
                 Ok(false) => return Stop::LeaseLost,
                 Err(e) => tracing::warn!(error = %e, "renewing the lease failed"),
             }
-            tokio::time::sleep(every).await;
         }
     }
 
