@@ -107,6 +107,9 @@ pub struct SimulateArgs {
     /// Latency added to every API answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Orders per `orders/list` page at most, whatever `limit` asks (Prom documents no cap).
+    #[arg(long)]
+    pub max_page: Option<usize>,
     /// Push signed notifications of new and changed orders to this promsync webhook URL.
     #[arg(long, requires = "push_secret")]
     pub push_url: Option<String>,
@@ -321,6 +324,7 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
                     rate_5xx: args.rate_5xx,
                     latency_ms: args.latency_ms,
                     retry_after_s: args.retry_after_s,
+                    max_page: args.max_page,
                 },
                 push,
                 workers: args.workers,

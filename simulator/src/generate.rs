@@ -1,5 +1,6 @@
 //! Realistic Prom documents for the simulator: a small catalogue (so SKUs repeat across
-//! orders), and orders shaped like the real ones in `tests/fixtures/prom/` — localized
+//! orders), and orders shaped like the real ones in `tests/fixtures/prom/` — the same keys
+//! with the same JSON types and nulls (a unit test holds them to the fixtures), localized
 //! price strings with no-break spaces and a decimal comma, float quantities, names in both
 //! languages, a buyer, delivery and payment blocks, and the usual statuses.
 //!
@@ -261,6 +262,7 @@ pub fn lines(rng: &mut StdRng, count: usize) -> Vec<Value> {
 fn line(p: &CatalogEntry, quantity: f64) -> Value {
     let total = (p.price_kop as f64 * quantity).round() as i64;
     json!({
+        "cpa_commission": {"amount": commission(total)},
         "id": p.id,
         "external_id": "",
         "name": p.ru,
@@ -273,6 +275,17 @@ fn line(p: &CatalogEntry, quantity: f64) -> Value {
         "url": format!("https://example-shop.prom.ua/p{}.html", p.id),
         "total_price": localized_price(total),
     })
+}
+
+/// Prom's commission on `kopecks` of sales as it writes one (`"32.50"`): a flat 13 %,
+/// what one of the real orders was charged.
+fn commission_kopecks(kopecks: i64) -> i64 {
+    (kopecks * 13 + 50) / 100
+}
+
+fn commission(kopecks: i64) -> String {
+    let fee = commission_kopecks(kopecks);
+    format!("{}.{:02}", fee / 100, fee % 100)
 }
 
 /// Kopecks of a line's `price` string written by [`localized_price`].
@@ -297,11 +310,13 @@ pub fn reprice(order: &mut Value) {
             let quantity = line["quantity"].as_f64().unwrap_or(0.0);
             let line_total = (unit as f64 * quantity).round() as i64;
             line["total_price"] = json!(localized_price(line_total));
+            line["cpa_commission"] = json!({"amount": commission(line_total)});
             total += line_total;
         }
     }
     order["price"] = json!(localized_price(total));
     order["full_price"] = json!(localized_price(total));
+    order["cpa_commission"] = json!({"amount": commission(total), "is_refunded": false});
 }
 
 /// A new order with id `id`, created at `created`, in a random (or the given) status.
@@ -337,7 +352,15 @@ pub fn order(rng: &mut StdRng, id: i64, created: DateTime<Utc>, status: Option<&
         "phone": phone,
         "delivery_option": {"id": 18_781_193, "name": "Нова Пошта", "shipping_service": null},
         "delivery_address": "м. Київ, Відділення №12: вул. Хрещатик, 1",
-        "delivery_provider_data": null,
+        "delivery_provider_data": {
+            "provider": "nova_poshta", "type": "W2W", "sender_warehouse_id": null,
+            "recipient_warehouse_id": format!(
+                "{:08x}-{:04x}-11eb-a481-b8830365bd14",
+                rng.random::<u32>(),
+                rng.random::<u16>()
+            ),
+            "declaration_number": null, "unified_status": null,
+        },
         "delivery_cost": 0,
         "cancellation": null,
         "payment_option": if prom_payment {
@@ -362,8 +385,8 @@ pub fn order(rng: &mut StdRng, id: i64, created: DateTime<Utc>, status: Option<&
         "special_offer_discount": null,
         "special_offer_promocode": null,
         "has_order_promo_free_delivery": false,
-        "cpa_commission": {"amount": "0.00", "is_refunded": false},
-        "utm": null,
+        "cpa_commission": null,
+        "utm": {"medium": "", "source": "", "campaign": ""},
         "dont_call_customer_back": false,
         "ps_promotion": null,
     });
@@ -373,9 +396,101 @@ pub fn order(rng: &mut StdRng, id: i64, created: DateTime<Utc>, status: Option<&
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use rand::SeedableRng;
 
     use super::*;
+
+    /// The real order documents the generated ones must look like.
+    const FIXTURES: [&str; 2] = [
+        include_str!("../../tests/fixtures/prom/order-pending-cash-on-delivery.json"),
+        include_str!("../../tests/fixtures/prom/order-custom-status-prom-payment.json"),
+    ];
+
+    fn kind(v: &Value) -> &'static str {
+        match v {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+
+    /// Every path in `v` (`client.phone`, `products[].sku`) with the JSON kinds seen there.
+    fn shape(v: &Value, path: &str, into: &mut BTreeMap<String, BTreeSet<&'static str>>) {
+        into.entry(path.to_owned()).or_default().insert(kind(v));
+        match v {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    let child = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    shape(value, &child, into);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    shape(item, &format!("{path}[]"), into);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn shape_of(v: &Value) -> BTreeMap<String, BTreeSet<&'static str>> {
+        let mut into = BTreeMap::new();
+        shape(v, "", &mut into);
+        into
+    }
+
+    #[test]
+    fn generated_orders_have_the_keys_types_and_nulls_of_the_real_documents() {
+        // Arrange
+        let fixtures: Vec<BTreeMap<String, BTreeSet<&str>>> = FIXTURES
+            .iter()
+            .map(|doc| shape_of(&serde_json::from_str::<Value>(doc).unwrap()["order"]))
+            .collect();
+        let mut real = BTreeMap::<String, BTreeSet<&str>>::new();
+        for fixture in &fixtures {
+            for (path, kinds) in fixture {
+                real.entry(path.clone()).or_default().extend(kinds);
+            }
+        }
+        // In every real document, so in every generated one too.
+        let always: Vec<&String> = real
+            .keys()
+            .filter(|path| fixtures.iter().all(|f| f.contains_key(*path)))
+            .collect();
+        let mut rng = StdRng::seed_from_u64(11);
+
+        // Act
+        let generated: Vec<Value> = (0..40)
+            .map(|i| order(&mut rng, 340_000_000 + i, Utc::now(), None))
+            .collect();
+
+        // Assert
+        for order in &generated {
+            let shape = shape_of(order);
+            for path in &always {
+                assert!(shape.contains_key(*path), "{path} missing from {order}");
+            }
+            for (path, kinds) in &shape {
+                let seen = real
+                    .get(path)
+                    .unwrap_or_else(|| panic!("{path} is in no real order"));
+                // Both real buyers left no e-mail; a buyer who gives one has a string.
+                let allowed = kinds
+                    .iter()
+                    .all(|k| seen.contains(k) || (path == "email" && *k == "string"));
+                assert!(allowed, "{path}: {kinds:?}, real {seen:?}");
+            }
+        }
+    }
 
     #[test]
     fn prices_are_written_the_way_prom_writes_them() {

@@ -23,6 +23,8 @@ pub mod generate;
 pub mod push;
 pub mod shops;
 pub mod signature;
+#[cfg(test)]
+mod tests;
 pub mod validate;
 
 use std::{
@@ -46,8 +48,9 @@ use self::{
 
 /// First id of generated orders; later ones count up from the highest.
 const FIRST_ORDER_ID: i64 = 340_000_001;
-/// Prom's page size cap for `orders/list`.
-const MAX_LIMIT: usize = 100;
+/// Orders on an `orders/list` page when `limit` is not given: Prom documents no default
+/// (promsync always sends a `limit`).
+const DEFAULT_LIMIT: usize = 100;
 
 /// Faults injected into `/api/v1/*` answers at random.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -61,6 +64,11 @@ pub struct Faults {
     pub latency_ms: u64,
     /// `Retry-After` of injected 429s, in seconds.
     pub retry_after_s: u64,
+    /// `orders/list` pages hold at most this many orders, whatever `limit` asks. Prom
+    /// documents no cap, so there is none by default; a listing of products asking for
+    /// 1,000 was seen to come in pages of about 100, so a client must not take a short
+    /// page for the last one.
+    pub max_page: Option<usize>,
 }
 
 /// Where and how fast to push notifications.
@@ -397,8 +405,12 @@ impl SimHandle {
         let to = parse_filter_time(query.last_modified_to.as_deref(), "last_modified_to")?;
         let created_from = parse_filter_time(query.date_from.as_deref(), "date_from")?;
         let created_to = parse_filter_time(query.date_to.as_deref(), "date_to")?;
-        let limit = query.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
         let inner = self.lock();
+        let asked = query.limit.unwrap_or(DEFAULT_LIMIT).max(1);
+        let limit = inner
+            .faults
+            .max_page
+            .map_or(asked, |cap| asked.min(cap.max(1)));
         let time_of = |order: &Value, field: &str| order[field].as_str().and_then(parse_prom_time);
         let within = |t: Option<DateTime<Utc>>,
                       from: Option<DateTime<Utc>>,
@@ -410,8 +422,8 @@ impl SimHandle {
             .orders
             .iter()
             .rev()
-            // `last_id` is exclusive here; Prom does not document it, so clients dedupe.
-            .filter(|(id, _)| query.last_id.is_none_or(|last| **id < last))
+            // Inclusive: Prom's description selects ids "no higher than" `last_id`.
+            .filter(|(id, _)| query.last_id.is_none_or(|last| **id <= last))
             .map(|(_, order)| order)
             .filter(|o| {
                 query
@@ -433,8 +445,9 @@ impl SimHandle {
             Err(SetStatusError::BadRequest(m)) => {
                 return HttpResponse::BadRequest().json(json!({ "error": m }))
             }
+            // Prom answers logical errors with 200 and its one error shape.
             Err(SetStatusError::Refused(m)) => {
-                return HttpResponse::Ok().json(json!({"status": "error", "message": m}))
+                return HttpResponse::Ok().json(json!({ "error": m }))
             }
         };
         let mut processed = Vec::new();
@@ -511,7 +524,18 @@ fn bearer(req: &HttpRequest) -> &str {
         .unwrap_or_default()
 }
 
+/// What Prom answers for an unknown path or a missing order: its HTML error page.
+const NOT_FOUND_PAGE: &str = "<!DOCTYPE html><html lang=\"uk\"><head><meta charset=\"utf-8\">\
+<title>Сторінку не знайдено</title></head><body><h1>404</h1></body></html>";
+
+/// An error answered Prom's way: its one JSON shape `{"error": …}`, except a 404, which
+/// is an HTML page on Prom.
 fn error(status: StatusCode, message: &str) -> HttpResponse {
+    if status == StatusCode::NOT_FOUND {
+        return HttpResponse::NotFound()
+            .content_type("text/html; charset=utf-8")
+            .body(NOT_FOUND_PAGE);
+    }
     HttpResponse::build(status).json(json!({ "error": message }))
 }
 

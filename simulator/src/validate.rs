@@ -1,18 +1,32 @@
 //! `POST /orders/set_status` bodies checked the way Prom checks them, so a publisher that
 //! passes against the simulator sends what Prom accepts.
 //!
-//! Two error shapes, as Prom has: a malformed request (not JSON, no ids, an unknown status
-//! or reason) is HTTP 400 `{"error": …}`; a well-formed request Prom refuses (cancellation
-//! without a reason, a reason that needs a text without one, an unknown custom status, a
-//! draft) is HTTP 200 `{"status": "error", "message": …}`.
+//! Both failures answer Prom's only documented error shape, `{"error": …}`
+//! (docs/PROM_API.md): a malformed request (not JSON, no ids, an unknown status or
+//! reason) with HTTP 400, since Prom's API description attaches that shape to the
+//! non-200 answers; a well-formed request Prom refuses (cancellation without a reason, a
+//! reason that needs a text without one, an unknown custom status) with HTTP 200, as
+//! Prom answers logical errors.
+//!
+//! Statuses and reasons are the ones Prom documents: every status of its own may be set,
+//! `draft` included, and the reasons are Prom's example list plus the two a newer client
+//! sends (`payment_not_received`, `no_product_variants`), since which list is current is
+//! not known and refusing a reason Prom may accept would be an invention.
 
 use serde_json::Value;
 
 use super::generate::CUSTOM_STATUSES;
 
-/// Statuses a seller may set through the API.
-const SETTABLE: [&str; 5] = ["pending", "received", "delivered", "canceled", "paid"];
-const REASONS: [&str; 8] = [
+/// Statuses a seller may set through the API (Prom's example lists all six).
+const SETTABLE: [&str; 6] = [
+    "pending",
+    "received",
+    "delivered",
+    "canceled",
+    "draft",
+    "paid",
+];
+const REASONS: [&str; 10] = [
     "not_available",
     "price_changed",
     "buyers_request",
@@ -21,6 +35,8 @@ const REASONS: [&str; 8] = [
     "invalid_phone_number",
     "less_than_minimal_price",
     "another",
+    "payment_not_received",
+    "no_product_variants",
 ];
 /// Reasons Prom refuses without a `cancellation_text`.
 const REASONS_NEEDING_TEXT: [&str; 3] = ["price_changed", "not_enough_fields", "another"];
@@ -40,7 +56,7 @@ pub enum SetStatusError {
     /// HTTP 400 `{"error": …}`.
     #[error("{0}")]
     BadRequest(String),
-    /// HTTP 200 `{"status": "error", "message": …}`.
+    /// HTTP 200 `{"error": …}`.
     #[error("{0}")]
     Refused(String),
 }
@@ -78,7 +94,6 @@ pub fn validate_set_status(body: &Value) -> Result<StatusChange, SetStatusError>
             });
         }
         (Some(status), None) => match status.as_str() {
-            Some("draft") => return refused("An order cannot be set to draft".into()),
             Some(s) if SETTABLE.contains(&s) => s.to_owned(),
             Some(s) => return bad(&format!("Invalid status: {s}")),
             None => return bad("status must be a string"),
@@ -208,7 +223,23 @@ mod tests {
     }
 
     #[test]
-    fn draft_cannot_be_set() {
-        refused(json!({"status": "draft", "ids": [1]}));
+    fn every_status_prom_documents_can_be_set_draft_included() {
+        for status in SETTABLE {
+            let body = json!({
+                "status": status, "ids": [1], "cancellation_reason": "duplicate",
+            });
+            assert_eq!(validate_set_status(&body).unwrap().status, status);
+        }
+    }
+
+    #[test]
+    fn the_reasons_a_newer_client_sends_are_accepted_without_a_text() {
+        for reason in ["payment_not_received", "no_product_variants"] {
+            let change = validate_set_status(&json!({
+                "status": "canceled", "ids": [1], "cancellation_reason": reason,
+            }))
+            .unwrap();
+            assert_eq!(change.cancellation_reason.as_deref(), Some(reason));
+        }
     }
 }

@@ -10,9 +10,10 @@ use serde::Deserialize;
 
 use crate::prom::order::parse_prom_datetime;
 
-/// Walks `GET /orders/list` pages of one sweep. Prom lists by descending id and the
-/// inclusiveness of `last_id` is undocumented, so the boundary order may come twice: ids
-/// already seen in this sweep are dropped, and a page with nothing new ends the sweep.
+/// Walks `GET /orders/list` pages of one sweep. Prom lists by descending id and describes
+/// `last_id` as inclusive ("no higher than"; no live test has settled it), so the boundary
+/// order comes twice: ids already seen in this sweep are dropped, and a page with nothing
+/// new ends the sweep. Right either way as long as a page holds at least two orders.
 #[derive(Debug, Default)]
 pub struct Cursor {
     last_id: Option<i64>,
@@ -214,11 +215,15 @@ mod tests {
     }
 
     /// Every order a sweep visits when Prom lists `ids` by descending id, `limit` per page,
-    /// with `last_id` inclusive ("no higher than").
+    /// with `last_id` inclusive ("no higher than"). Panics on a sweep that does not end.
     fn visited_with_an_inclusive_last_id(ids: &[i64], limit: usize) -> Vec<i64> {
         let mut cursor = Cursor::new();
         let mut visited = Vec::new();
-        while !cursor.is_done() {
+        for page in 0.. {
+            assert!(page <= ids.len() + 1, "the sweep loops at pages of {limit}");
+            if cursor.is_done() {
+                break;
+            }
             let page: Vec<i64> = ids
                 .iter()
                 .copied()
@@ -243,6 +248,23 @@ mod tests {
         // is at least 2.
         assert_eq!(by_two, ids);
         assert_eq!(by_one, [7]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn at_any_page_size_from_two_an_inclusive_last_id_visits_every_order_once(
+            ids in proptest::collection::btree_set(1_i64..1_000_000, 0..60),
+            limit in 2_usize..=120,
+        ) {
+            // Arrange
+            let ids: Vec<i64> = ids.into_iter().rev().collect();
+
+            // Act
+            let visited = visited_with_an_inclusive_last_id(&ids, limit);
+
+            // Assert
+            proptest::prop_assert_eq!(visited, ids);
+        }
     }
 
     #[test]

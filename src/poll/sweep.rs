@@ -211,34 +211,25 @@ impl Sweeper {
             };
             let page = self.page(&source, &query, shutdown).await?;
             summary.pages += 1;
-            let listed: Vec<Option<Listed>> = page
-                .iter()
-                .map(|doc| match Listed::deserialize(doc) {
-                    Ok(listed) if listed.version().is_some() => Some(listed),
-                    Ok(_) => {
-                        tracing::warn!(
-                            "order on the list page without date_modified or date_created"
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        // Without an id and a version it cannot be imported or deduped;
-                        // the error names the field, never the buyer's data.
-                        tracing::warn!(error = %e, "unreadable order on the list page");
-                        None
-                    }
-                })
-                .collect();
-            let ids: Vec<i64> = listed.iter().flatten().map(|l| l.id).collect();
-            let readable: Vec<(&Listed, &Value)> = listed
-                .iter()
-                .zip(&page)
-                .filter_map(|(l, doc)| l.as_ref().map(|l| (l, doc)))
-                .collect();
+            // The cursor moves over every order with an id, readable or not: `last_id` is
+            // inclusive, so an unreadable order right after the boundary would otherwise
+            // leave a page with nothing new and end the sweep before the orders below it.
+            let mut with_id: Vec<(i64, &Value)> = Vec::new();
+            for doc in &page {
+                match doc.get("id").and_then(Value::as_i64) {
+                    Some(id) => with_id.push((id, doc)),
+                    None => tracing::warn!("order on the list page without a numeric id"),
+                }
+            }
+            let ids: Vec<i64> = with_id.iter().map(|(id, _)| *id).collect();
             let fresh = cursor.accept(&ids);
             let mut messages = Vec::new();
-            for (listed, doc) in fresh.into_iter().map(|i| readable[i]) {
+            for doc in fresh.into_iter().map(|i| with_id[i].1) {
                 summary.listed += 1;
+                let Some(listed) = readable(doc) else {
+                    summary.skipped += 1;
+                    continue;
+                };
                 newest = newest.max(listed.modified_at());
                 if listed.verdict(window.horizon) != Verdict::Publish {
                     summary.skipped += 1;
@@ -353,6 +344,23 @@ impl Sweeper {
         tokio::select! {
             _ = shutdown.cancelled() => Err(Stop::Shutdown),
             _ = tokio::time::sleep(wait) => Ok(()),
+        }
+    }
+}
+
+/// The fields the poller needs of a listed order, if it has them: without a version it
+/// can be neither imported nor deduped.
+fn readable(doc: &Value) -> Option<Listed> {
+    match Listed::deserialize(doc) {
+        Ok(listed) if listed.version().is_some() => Some(listed),
+        Ok(_) => {
+            tracing::warn!("order on the list page without date_modified or date_created");
+            None
+        }
+        Err(e) => {
+            // The error names the field, never the buyer's data.
+            tracing::warn!(error = %e, "unreadable order on the list page");
+            None
         }
     }
 }

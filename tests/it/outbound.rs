@@ -298,25 +298,39 @@ async fn an_answer_without_the_order_in_processed_ids_is_a_failure_and_is_retrie
     assert_eq!(prom_status(&sim, prom_id), "received");
 }
 
-/// Prom refuses a status change with a 200 whose body is `refusal`: the change ends as
-/// one `failed` entry on the sync log whose detail quotes `message`, dead-lettered like
-/// every permanent refusal, never retried and never taken for a success.
-async fn a_refusal_in_a_200_is_a_permanent_failure_with_prom_s_message(
-    refusal: Value,
-    message: &str,
-) {
+/// What Prom is asked and how it refuses, in a refused status change.
+enum Refusal<'a> {
+    /// Prom answers this HTTP status and body to the change to `In progress`.
+    Scripted(u16, Value),
+    /// Prom's own rules refuse the change to an RO App status sent as this Prom status.
+    SentAs(&'a str),
+}
+
+/// Prom refuses a status change: the change ends as one `failed` entry on the sync log
+/// whose detail quotes `message`, dead-lettered like every permanent refusal, never
+/// retried and never taken for a success.
+async fn a_refusal_is_a_permanent_failure_with_prom_s_message(refusal: Refusal<'_>, message: &str) {
     // Arrange
     let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
     let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
-    sim.script([Scripted {
-        endpoint: "set_status".into(),
-        status: 200,
-        body: Some(refusal),
-        ..Default::default()
-    }]);
+    let (status, answered) = match refusal {
+        Refusal::Scripted(answered, body) => {
+            sim.script([Scripted {
+                endpoint: "set_status".into(),
+                status: answered,
+                body: Some(body),
+                ..Default::default()
+            }]);
+            ("In progress", answered)
+        }
+        Refusal::SentAs(prom_status) => {
+            add_status_sent_as(&app, "Withdrawn", "in_progress", prom_status).await;
+            ("Withdrawn", 200)
+        }
+    };
 
     // Act
-    change_status(&app, order_id, "In progress").await;
+    change_status(&app, order_id, status).await;
     eventually("the message in the outbound dead letters", WAIT, || async {
         (app.dead_letters(Lane::Outbound).await.len() == 1).then_some(())
     })
@@ -336,14 +350,19 @@ async fn a_refusal_in_a_200_is_a_permanent_failure_with_prom_s_message(
         .await
         .unwrap_or_default();
     assert!(detail.contains(message), "{detail}");
-    assert_eq!(calls_for(&sim, prom_id).len(), 1);
+    let calls = calls_for(&sim, prom_id);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, answered);
     assert_eq!(prom_status(&sim, prom_id), "pending");
 }
 
 #[tokio::test]
 async fn a_set_status_answered_200_with_status_error_ends_failed_with_prom_s_message() {
-    a_refusal_in_a_200_is_a_permanent_failure_with_prom_s_message(
-        json!({"status": "error", "message": "Статус замовлення не може бути змінено"}),
+    a_refusal_is_a_permanent_failure_with_prom_s_message(
+        Refusal::Scripted(
+            200,
+            json!({"status": "error", "message": "Статус замовлення не може бути змінено"}),
+        ),
         "Статус замовлення не може бути змінено",
     )
     .await;
@@ -351,9 +370,33 @@ async fn a_set_status_answered_200_with_status_error_ends_failed_with_prom_s_mes
 
 #[tokio::test]
 async fn a_set_status_answered_200_with_an_error_field_ends_failed_with_prom_s_message() {
-    a_refusal_in_a_200_is_a_permanent_failure_with_prom_s_message(
-        json!({"error": "Incorrect message id", "processed_ids": []}),
+    a_refusal_is_a_permanent_failure_with_prom_s_message(
+        Refusal::Scripted(
+            200,
+            json!({"error": "Incorrect message id", "processed_ids": []}),
+        ),
         "Incorrect message id",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_set_status_answered_400_with_an_error_ends_failed_with_prom_s_message() {
+    // Prom's documented error shape on a non-200 answer, as for a malformed request.
+    a_refusal_is_a_permanent_failure_with_prom_s_message(
+        Refusal::Scripted(400, json!({"error": "Invalid status: in_progress"})),
+        "Invalid status: in_progress",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_status_change_prom_refuses_by_its_own_rules_ends_failed_with_prom_s_error() {
+    // A custom Prom status the shop does not have: the simulator refuses it as Prom does,
+    // 200 `{"error": …}`, nothing scripted.
+    a_refusal_is_a_permanent_failure_with_prom_s_message(
+        Refusal::SentAs("custom-999"),
+        "Unknown custom status 999",
     )
     .await;
 }

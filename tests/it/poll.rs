@@ -671,6 +671,123 @@ async fn a_new_shop_imports_only_orders_created_since_it_was_connected_and_never
 }
 
 #[tokio::test]
+async fn an_unreadable_order_just_below_the_boundary_does_not_end_the_sweep_early() {
+    // Arrange: pages of two, and order 4's `date_modified` is not a date string, so the
+    // page after the boundary (5) holds nothing else readable.
+    let mut app = fast_polling_app().await;
+    app.settings.poll.page_size = NonZeroU32::new(2).unwrap();
+    let mut orders = new_orders(1, 6);
+    orders[3]["date_modified"] = json!(1_733_000_000);
+    let prom = StandIn::mount(&app.prom, orders, Duration::ZERO).await;
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_count(&app, "five orders", "SELECT count(*) FROM orders", 5).await;
+    eventually("another sweep", WAIT, || async {
+        (prom.sweeps_started() >= 2).then_some(())
+    })
+    .await;
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+
+    // Assert: the first sweep stepped over order 4 and on down to order 1.
+    let first: Vec<Option<i64>> = prom.calls().iter().take(6).map(|c| c.last_id).collect();
+    assert_eq!(first, [None, Some(5), Some(4), Some(3), Some(2), Some(1)]);
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 5);
+    assert_eq!(remote_status(&app, 4).await, None);
+}
+
+/// The `last_id` of a recorded `orders/list` call of the simulator.
+fn last_id_of(call: &promsync_simulator::Call) -> Option<i64> {
+    reqwest::Url::parse(&format!("http://prom/?{}", call.query))
+        .expect("a query string")
+        .query_pairs()
+        .find(|(k, _)| k == "last_id")
+        .map(|(_, v)| v.parse().expect("a numeric last_id"))
+}
+
+/// The poller, `page_size` orders a page, against the simulator as Prom with `orders`
+/// orders placed over the last days: every order but the drafts is imported exactly once,
+/// and the first sweep asks for `pages` pages, each lower than the last, then ends.
+async fn the_simulator_is_swept_once_per_order(page_size: u32, orders: usize, pages: usize) {
+    // Arrange
+    let mut app = fast_polling_app().await;
+    app.settings.poll.page_size = NonZeroU32::new(page_size).unwrap();
+    app.settings.poll.backfill = Duration::from_secs(7 * 24 * 3600);
+    let sim = app
+        .start_simulator(promsync_simulator::SimConfig {
+            orders,
+            ..Default::default()
+        })
+        .await;
+    let wanted: Vec<i64> = sim
+        .order_ids()
+        .into_iter()
+        .filter(|id| sim.order(*id).unwrap()["status"] != "draft")
+        .collect();
+    let wanted_count = i64::try_from(wanted.len()).unwrap();
+    let lists = || {
+        sim.calls()
+            .into_iter()
+            .filter(|c| c.path == "/api/v1/orders/list" && c.status == 200)
+            .collect::<Vec<_>>()
+    };
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_count(
+        &app,
+        "every order but the drafts",
+        "SELECT count(*) FROM inbound_events",
+        wanted_count,
+    )
+    .await;
+    eventually("a second sweep", WAIT, || async {
+        (lists().iter().filter(|c| last_id_of(c).is_none()).count() >= 2).then_some(())
+    })
+    .await;
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+
+    // Assert
+    let first_sweep: Vec<Option<i64>> = lists()
+        .iter()
+        .map(last_id_of)
+        .enumerate()
+        .take_while(|(i, last_id)| *i == 0 || last_id.is_some())
+        .map(|(_, last_id)| last_id)
+        .collect();
+    assert_eq!(first_sweep.len(), pages, "{first_sweep:?}");
+    assert!(
+        first_sweep.windows(2).skip(1).all(|w| w[0] > w[1]),
+        "{first_sweep:?}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events").await,
+        wanted_count
+    );
+    assert_eq!(
+        app.count("SELECT count(DISTINCT external_order_id) FROM inbound_events")
+            .await,
+        wanted_count
+    );
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, wanted_count);
+}
+
+#[tokio::test]
+async fn pages_of_two_against_the_inclusive_last_id_import_every_order_once() {
+    // 30 orders, one new a page: the first page and 29 more, the last holding only the
+    // boundary.
+    the_simulator_is_swept_once_per_order(2, 30, 30).await;
+}
+
+#[tokio::test]
+async fn pages_of_the_default_size_against_the_inclusive_last_id_import_every_order_once() {
+    // 130 orders by 100: two pages and the boundary alone.
+    the_simulator_is_swept_once_per_order(100, 130, 3).await;
+}
+
+#[tokio::test]
 async fn a_poller_refills_its_free_slots_as_sweeps_end_instead_of_waiting_for_the_next_tick() {
     // Arrange: twelve shops on one Prom, a poller sweeping two at a time whose tick comes
     // once an hour: only refilling as sweeps end can reach the ten others.

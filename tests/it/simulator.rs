@@ -1,15 +1,18 @@
-//! The Prom simulator over HTTP, driven by promsync's own Prom client: it pages like Prom,
-//! refuses what Prom refuses in Prom's shapes, records what it was told, and its push mode
+//! The Prom simulator over HTTP, driven by promsync's own Prom client: it pages like Prom
+//! (an inclusive `last_id`, no cap on `limit`), refuses what Prom refuses in Prom's shape, records what it was told, and its push mode
 //! feeds promsync's webhook with notifications promsync imports.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use promsync::prom::{
-    origin::{OriginPolicy, PromOrigin},
-    OrderListQuery, PromClient, PromCredentials, PromError, PromStatus,
+use promsync::{
+    poll::cursor::Cursor,
+    prom::{
+        origin::{OriginPolicy, PromOrigin},
+        OrderListQuery, PromClient, PromCredentials, PromError, PromStatus, SetStatusRequest,
+    },
 };
-use promsync_simulator::{PushConfig, SimConfig};
+use promsync_simulator::{Faults, PushConfig, SimConfig};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -31,39 +34,88 @@ fn client(url: &str) -> PromClient {
         .with_rate(std::num::NonZeroU32::new(100).unwrap())
 }
 
+/// The ids promsync's poll cursor visits walking the simulator's pages of `limit`, and
+/// the `last_id` of every page asked for.
+async fn walk(url: &str, limit: u32) -> (Vec<i64>, Vec<Option<i64>>) {
+    let (creds, prom) = (creds(url, "t"), client(url));
+    let mut cursor = Cursor::new();
+    let (mut seen, mut asked) = (Vec::new(), Vec::new());
+    while !cursor.is_done() {
+        asked.push(cursor.last_id());
+        let query = OrderListQuery {
+            limit: Some(limit),
+            last_id: cursor.last_id(),
+            ..Default::default()
+        };
+        let page = prom.list_orders(&creds, &query).await.unwrap();
+        let ids: Vec<i64> = page.iter().map(|o| o.id).collect();
+        seen.extend(cursor.accept(&ids).into_iter().map(|i| ids[i]));
+    }
+    (seen, asked)
+}
+
 #[tokio::test]
-async fn orders_come_by_descending_id_and_the_last_id_cursor_walks_every_page() {
+async fn the_last_id_cursor_is_inclusive_and_promsyncs_cursor_walks_every_order_once() {
     // Arrange
-    let (url, _sim) = start_simulator(SimConfig {
+    let (url, sim) = start_simulator(SimConfig {
         orders: 25,
         ..Default::default()
     });
-    let creds = creds(&url, "t");
-    let prom = client(&url);
+    let ids = sim.order_ids();
 
     // Act
-    let mut seen = Vec::new();
-    let mut last_id = None;
-    loop {
-        let page = prom
-            .list_orders(
-                &creds,
-                &OrderListQuery {
-                    limit: Some(10),
-                    last_id,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        let Some(last) = page.last() else { break };
-        last_id = Some(last.id);
-        seen.extend(page.iter().map(|o| o.id));
-    }
+    let (by_two, asked) = walk(&url, 2).await;
+    let (by_ten, _) = walk(&url, 10).await;
+    let (by_default, _) = walk(&url, 100).await;
+    let boundary = client(&url)
+        .list_orders(
+            &creds(&url, "t"),
+            &OrderListQuery {
+                limit: Some(2),
+                last_id: Some(ids[3]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
 
-    // Assert
-    assert_eq!(seen.len(), 25);
-    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+    // Assert: by descending id, each once; pages of two move down one order at a time.
+    assert_eq!(by_two, ids);
+    assert_eq!(by_ten, ids);
+    assert_eq!(by_default, ids);
+    assert_eq!(asked.len(), 25, "{asked:?}");
+    assert_eq!(
+        boundary.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [ids[3], ids[4]]
+    );
+}
+
+#[tokio::test]
+async fn a_limit_above_a_hundred_is_honoured_unless_the_simulator_is_told_to_cap_pages() {
+    // Arrange
+    let (url, sim) = start_simulator(SimConfig {
+        orders: 130,
+        ..Default::default()
+    });
+    let (creds, prom) = (creds(&url, "t"), client(&url));
+    let query = OrderListQuery {
+        limit: Some(130),
+        ..Default::default()
+    };
+
+    // Act
+    let whole = prom.list_orders(&creds, &query).await.unwrap();
+    sim.set_faults(Faults {
+        max_page: Some(100),
+        ..Default::default()
+    });
+    let capped = prom.list_orders(&creds, &query).await.unwrap();
+    let (walked, _) = walk(&url, 130).await;
+
+    // Assert: a short page is not the last one.
+    assert_eq!(whole.len(), 130);
+    assert_eq!(capped.len(), 100);
+    assert_eq!(walked, sim.order_ids());
 }
 
 #[tokio::test]
@@ -110,7 +162,7 @@ async fn a_change_on_prom_bumps_date_modified_and_shows_in_the_last_modified_fil
 }
 
 #[tokio::test]
-async fn set_status_refusals_come_in_proms_two_shapes_and_every_call_is_recorded() {
+async fn set_status_refusals_come_in_proms_error_shape_and_every_call_is_recorded() {
     // Arrange
     let (url, sim) = start_simulator(SimConfig {
         orders: 3,
@@ -158,9 +210,10 @@ async fn set_status_refusals_come_in_proms_two_shapes_and_every_call_is_recorded
     // Assert
     assert_eq!(unknown_status, 400);
     assert!(unknown["error"].as_str().unwrap().contains("shipped"));
+    // A refusal is a 200 with `error` and nothing else.
     assert_eq!(no_text_status, 200);
-    assert_eq!(no_text["status"], "error");
-    assert!(no_text["message"]
+    assert_eq!(no_text.as_object().unwrap().len(), 1, "{no_text}");
+    assert!(no_text["error"]
         .as_str()
         .unwrap()
         .contains("cancellation_text"));
@@ -183,6 +236,35 @@ async fn set_status_refusals_come_in_proms_two_shapes_and_every_call_is_recorded
         [400, 200, 200]
     );
     assert_eq!(calls[0]["body"]["status"], "shipped");
+}
+
+#[tokio::test]
+async fn promsyncs_client_reads_a_refusal_from_the_simulator_as_prom_s_message() {
+    // Arrange: the shop has no custom status 999.
+    let (url, sim) = start_simulator(SimConfig {
+        orders: 1,
+        ..Default::default()
+    });
+    let id = sim.order_ids()[0];
+    let before = sim.order(id);
+
+    // Act
+    let refused = client(&url)
+        .set_status(
+            &creds(&url, "t"),
+            &SetStatusRequest {
+                ids: vec![id],
+                status: PromStatus::Custom(999),
+                cancellation: None,
+            },
+        )
+        .await
+        .unwrap_err();
+
+    // Assert
+    assert_eq!(refused, PromError::Api("Unknown custom status 999".into()));
+    assert!(!refused.is_transient());
+    assert_eq!(sim.order(id), before);
 }
 
 #[tokio::test]

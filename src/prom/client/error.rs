@@ -368,6 +368,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn prom_s_html_404_page_is_not_found() {
+        let page = "<!DOCTYPE html><html><body><h1>404</h1></body></html>";
+        let e = order_error(ResponseTemplate::new(404).set_body_raw(page, "text/html")).await;
+        assert_eq!(e, PromError::NotFound);
+        assert!(!e.is_transient());
+    }
+
+    #[tokio::test]
     async fn unauthorized_is_permanent() {
         for code in [401, 403] {
             let e = order_error(
