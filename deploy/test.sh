@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The single test command for promsync.
 #
-#   deploy/test.sh                  services + fmt + clippy + module cycles + OpenAPI check
-#                                   + tests + chaos
-#   deploy/test.sh --quick          services + OpenAPI check + tests (skips fmt and clippy)
+#   deploy/test.sh                  services + alert rules + fmt + clippy + module cycles
+#                                   + OpenAPI check + tests + chaos
+#   deploy/test.sh --quick          services + alert rules + OpenAPI check + tests (skips fmt
+#                                   and clippy)
 #   deploy/test.sh --services-only  only make sure PostgreSQL and RabbitMQ are up
 #
 # On a fresh Debian 12 machine it installs PostgreSQL and RabbitMQ from Debian's packages,
@@ -22,7 +23,7 @@ for arg in "$@"; do
         --quick) QUICK=1 ;;
         --services-only) SERVICES_ONLY=1 ;;
         -h | --help)
-            sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -186,6 +187,23 @@ ensure_chromium() {
     /usr/bin/chromium --version 2>/dev/null || true
 }
 
+# The alert rules (deploy/prometheus/) are checked and unit-tested with promtool, which
+# comes with Debian's prometheus package. Only the tool is wanted: the server the package
+# may start is stopped and disabled again.
+ensure_promtool() {
+    header "promtool (alert rules)"
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "promtool is missing: installing prometheus"
+        apt_install prometheus
+        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+            "${SUDO[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+        else
+            "${SUDO[@]}" service prometheus stop >/dev/null 2>&1 || true
+        fi
+    fi
+    promtool --version 2>&1 | head -n 1
+}
+
 ensure_postgres
 ensure_rabbitmq
 echo
@@ -198,6 +216,15 @@ fi
 
 ensure_rust
 ensure_chromium
+ensure_promtool
+
+# The rules must load, and each alert must fire (and stay quiet) as its unit tests say.
+# That every metric they and the dashboard name is exported is an integration test
+# (tests/it/observe.rs).
+header "promtool check rules / test rules   (deploy/prometheus)"
+promtool check config deploy/prometheus/prometheus.yml
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts.test.yml
 
 if [ "$QUICK" -eq 0 ]; then
     header "cargo fmt --all -- --check"

@@ -3,7 +3,9 @@
 //! subcommands are sets of roles under one `roles::Supervisor`: `run` is every role,
 //! `serve`, `import`, `poll` and `publish` one each.
 
-use std::path::PathBuf;
+mod progress;
+
+use std::{num::NonZeroUsize, path::PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -128,6 +130,28 @@ pub struct SimulateArgs {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// A status of the seller's own, `ID=TITLE` (repeatable); none given: the
+    /// simulator's two default ones.
+    #[arg(long = "custom-status", value_parser = parse_custom_status)]
+    pub custom_statuses: Vec<(i64, String)>,
+}
+
+/// `137639=Очікує оплату`: a positive id and a non-empty title.
+fn parse_custom_status(s: &str) -> Result<(i64, String), String> {
+    let (id, title) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not ID=TITLE"))?;
+    let id = id
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("`{id}` is not a positive status id"))?;
+    let title = title.trim();
+    if title.is_empty() {
+        return Err("a custom status needs a title".into());
+    }
+    Ok((id, title.to_owned()))
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +166,8 @@ pub struct ReplayArgs {
     /// Start of the window (RFC 3339, e.g. 2026-11-28T10:00:00Z).
     #[arg(long)]
     pub since: DateTime<Utc>,
-    /// End of the window (default: the moment the replay starts).
+    /// End of the window, inclusive, to the stored precision (RFC 3339, fractions of a
+    /// second allowed; default: the end of the log when the replay starts).
     #[arg(long)]
     pub until: Option<DateTime<Utc>>,
     /// Only this shop's notifications.
@@ -151,6 +176,18 @@ pub struct ReplayArgs {
     /// Re-apply events the importers already applied (orders still only move forward).
     #[arg(long)]
     pub force: bool,
+    /// Re-fed notifications awaiting the broker's confirm at once (RabbitMQ), or
+    /// re-fed per transaction (embedded).
+    #[arg(long, default_value_t = ReplayRequest::DEFAULT_IN_FLIGHT, value_parser = in_flight)]
+    pub in_flight: NonZeroUsize,
+}
+
+/// `--in-flight`: 1 to 10,000 (more only costs memory, and the prefetch caps at 65,535).
+fn in_flight(text: &str) -> Result<NonZeroUsize, String> {
+    text.parse::<NonZeroUsize>()
+        .ok()
+        .filter(|n| n.get() <= 10_000)
+        .ok_or_else(|| format!("{text:?}: expected a number from 1 to 10000"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,6 +365,11 @@ pub async fn execute(command: Command, settings: Settings) -> anyhow::Result<()>
                 },
                 push,
                 workers: args.workers,
+                custom_statuses: if args.custom_statuses.is_empty() {
+                    simulator::SimConfig::default().custom_statuses
+                } else {
+                    args.custom_statuses
+                },
             })?;
             println!(
                 "{}",
@@ -359,6 +401,10 @@ async fn serve_roles(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
         // nothing to undo.
         let app = Application::build_with_roles(settings, &backends, supervisor.health()).await?;
         supervisor.spawn("http", |stop| app.serve(stop));
+    } else if let Some(metrics) =
+        startup::MetricsServer::build(settings, &backends, supervisor.health())?
+    {
+        supervisor.spawn("metrics", |stop| metrics.serve(stop));
     }
     if let Roles::Importer(concurrency) | Roles::All(concurrency) = roles {
         supervisor.spawn("importer", |stop| {
@@ -396,21 +442,15 @@ async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
         until: args.until,
         shop: args.shop.map(ShopId::try_from).transpose()?,
         force: args.force,
+        in_flight: args.in_flight,
     };
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message("replaying");
+    let progress = progress::ReplayProgress::on_stderr();
     let summary = backends
         .broker
-        .replay(&request, &|s| {
-            bar.set_message(format!(
-                "read {} · re-queued {} · skipped {}",
-                s.read, s.requeued, s.skipped
-            ));
-            bar.tick();
-        })
+        .replay(&request, &|s| progress.update(s))
         .await
         .context("replay")?;
-    bar.finish_and_clear();
+    progress.finish(summary);
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
@@ -473,4 +513,30 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulated_custom_status_is_an_id_and_a_title() {
+        assert_eq!(
+            parse_custom_status("137639= Очікує оплату"),
+            Ok((137639, "Очікує оплату".to_owned()))
+        );
+        for bad in ["137639", "0=x", "-1=x", "x=y", "5=  "] {
+            assert!(parse_custom_status(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn in_flight_takes_one_to_ten_thousand() {
+        assert_eq!(in_flight("1").map(|n| n.get()), Ok(1));
+        assert_eq!(in_flight("10000").map(|n| n.get()), Ok(10_000));
+        assert!(in_flight("0").is_err());
+        assert!(in_flight("10001").is_err());
+        assert!(in_flight("-5").is_err());
+        assert!(in_flight("many").is_err());
+    }
 }

@@ -76,6 +76,8 @@ pub struct BrokerSettings {
     pub namespace: String,
     /// `publish_confirm_timeout_ms`.
     pub confirm_timeout: Duration,
+    /// `publish_timeout_ms`: the bound of a whole publish, reconnection included.
+    pub publish_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +350,12 @@ impl TryFrom<Raw> for Settings {
             "broker_namespace",
             "1-64 characters of letters, digits, '.', '-' or '_'",
         )?;
+        // Below this a healthy broker's confirm (a quorum-queue write) would not make it.
+        ensure(
+            raw.publish_timeout_ms >= 100,
+            "publish_timeout_ms",
+            "must be at least 100",
+        )?;
         ensure(
             raw.webhook_body_limit >= 1024,
             "webhook_body_limit",
@@ -424,6 +432,7 @@ impl TryFrom<Raw> for Settings {
                 url: raw.broker_url,
                 namespace: raw.broker_namespace,
                 confirm_timeout: Duration::from_millis(raw.publish_confirm_timeout_ms),
+                publish_timeout: Duration::from_millis(raw.publish_timeout_ms),
             },
             http: HttpSettings {
                 listen: address("listen", &raw.listen, "127.0.0.1:8080")?,
@@ -524,6 +533,7 @@ mod tests {
             [secs(1), secs(5), secs(30), secs(120), secs(600)]
         );
         assert_eq!(s.broker.confirm_timeout, secs(5));
+        assert_eq!(s.broker.publish_timeout, secs(5));
         assert_eq!(s.prom.timeout, secs(15));
     }
 
@@ -595,6 +605,18 @@ mod tests {
         assert_eq!(load(&[]).expect("defaults are valid").http.workers, None);
         let s = load(&[("PROMSYNC_HTTP_WORKERS", "1")]).expect("valid");
         assert_eq!(s.http.workers, NonZeroUsize::new(1));
+    }
+
+    #[test]
+    fn the_publish_timeout_has_an_env_name_and_a_floor() {
+        let s = load(&[("PROMSYNC_PUBLISH_TIMEOUT_MS", "1500")]).expect("valid");
+        assert_eq!(s.broker.publish_timeout, ms(1500));
+        let err = load(&[("PROMSYNC_PUBLISH_TIMEOUT_MS", "99")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting `publish_timeout_ms` (PROMSYNC_PUBLISH_TIMEOUT_MS): must be at \
+             least 100"
+        );
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! enum parses from its wire spelling so that an unknown value is rejected where it
 //! enters, not deep inside a role.
 
+pub mod waybill;
+
 pub use entity::enums::{
-    ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions, Source,
-    StatusKind, UnknownValue,
+    Carrier, ClientMatching, Language, MatchProductsBy, Outcome, Permission, Permissions,
+    PromStatusKind, Source, StatusKind, UnknownValue,
 };
 
 use std::{fmt, marker::PhantomData, str::FromStr};

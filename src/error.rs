@@ -50,6 +50,9 @@ pub enum ApiError {
     },
     #[error("the message broker is unavailable; retry later")]
     BrokerUnavailable { retry_after_s: u64 },
+    /// Prom, which the request needed, failed or refused (502).
+    #[error("{0}")]
+    BadGateway(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::BrokerUnavailable { .. } => "broker_unavailable",
+            ApiError::BadGateway(_) => "bad_gateway",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -91,6 +95,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BrokerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,6 +151,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::BrokerUnavailable { retry_after_s } => {
                 ApiError::BrokerUnavailable { retry_after_s }
             }
+            ServiceError::Prom(message) => ApiError::BadGateway(message),
             ServiceError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -284,6 +290,10 @@ mod tests {
             (
                 ServiceError::BrokerUnavailable { retry_after_s: 5 },
                 StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                ServiceError::Prom("Prom server error (HTTP 503)".into()),
+                StatusCode::BAD_GATEWAY,
             ),
             (
                 ServiceError::Internal(anyhow::anyhow!("db down")),

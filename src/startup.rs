@@ -66,7 +66,8 @@ impl Backends {
         let prom = PromClient::try_new(settings.prom.timeout, prom_origins.clone())
             .context("building the Prom HTTP client")?
             .with_rate(settings.prom.rate_per_s)
-            .with_keyring(keyring.clone());
+            .with_keyring(keyring.clone())
+            .with_observer(crate::metrics::prom_call);
         Ok(Self {
             db,
             broker,
@@ -131,23 +132,16 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("binding {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState {
-            services: Services {
-                db: backends.db.clone(),
-                broker: backends.broker.clone(),
-                keyring: backends.keyring.clone(),
-                prom_origins: backends.prom_origins.clone(),
-                clock,
-            },
-            settings: Arc::new(settings.clone()),
-            roles,
-        });
+        let state = app_state(settings, backends, clock, roles);
         let ingress_state = web::Data::new(IngressState::new(
             backends.keyring.clone(),
             settings.webhook.rate_per_shop_per_s,
         ));
         let metrics_apart = settings.http.metrics_listen;
+        // One set of store gauges per installation, whichever listener serves them.
+        let gauges = web::Data::new(crate::metrics::StoreGauges::new());
         let main_state = state.clone();
+        let main_gauges = gauges.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 // Innermost, so a panic still passes through the request id and the log.
@@ -156,6 +150,7 @@ impl Application {
                 .wrap(middleware::from_fn(echo_request_id))
                 .wrap(TracingLogger::default())
                 .app_data(main_state.clone())
+                .app_data(main_gauges.clone())
                 .app_data(ingress_state.clone())
                 .configure(ingress::routes)
                 .configure(api::routes)
@@ -182,23 +177,7 @@ impl Application {
             .run();
         tracing::info!(port, "HTTP listening");
         let metrics = match metrics_apart {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .with_context(|| format!("binding the metrics listener {addr}"))?;
-                let metrics_port = listener.local_addr()?.port();
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .wrap(middleware::from_fn(crate::error::catch_panics))
-                        .app_data(state.clone())
-                        .configure(api::metrics_routes)
-                })
-                .workers(1)
-                .listen(listener)?
-                .disable_signals()
-                .run();
-                tracing::info!(port = metrics_port, "metrics listening");
-                Some((metrics_port, server))
-            }
+            Some(addr) => Some(metrics_server(addr, state, gauges)?),
             None => None,
         };
         Ok(Self {
@@ -241,15 +220,107 @@ impl Application {
     /// supervisor treats as a failure.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let served = self.run_until_stopped();
-        tokio::pin!(served);
-        tokio::select! {
-            result = &mut served => return result.context("HTTP server"),
-            () = shutdown.cancelled() => {}
-        }
-        // The server's own future carries out the stop command: poll both together.
-        let ((), served) = tokio::join!(handle.stop(true), served);
-        served.context("HTTP server")
+        serve_until(handle, self.run_until_stopped(), shutdown)
+            .await
+            .context("HTTP server")
+    }
+}
+
+/// Runs `served` until `shutdown` fires, then stops its server gracefully (in-flight
+/// requests finish). A server that stops by itself returns early.
+async fn serve_until(
+    handle: actix_web::dev::ServerHandle,
+    served: impl Future<Output = std::io::Result<()>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    tokio::pin!(served);
+    tokio::select! {
+        result = &mut served => return result,
+        () = shutdown.cancelled() => {}
+    }
+    // The server's own future carries out the stop command: poll both together.
+    let ((), served) = tokio::join!(handle.stop(true), served);
+    served
+}
+
+fn app_state(
+    settings: &Settings,
+    backends: &Backends,
+    clock: Arc<dyn Clock>,
+    roles: RoleHealth,
+) -> web::Data<AppState> {
+    web::Data::new(AppState {
+        services: Services {
+            db: backends.db.clone(),
+            broker: backends.broker.clone(),
+            keyring: backends.keyring.clone(),
+            prom_origins: backends.prom_origins.clone(),
+            prom: backends.prom.clone(),
+            clock,
+        },
+        settings: Arc::new(settings.clone()),
+        roles,
+    })
+}
+
+/// A server of `/metrics` alone on `addr`.
+fn metrics_server(
+    addr: std::net::SocketAddr,
+    state: web::Data<AppState>,
+    gauges: web::Data<crate::metrics::StoreGauges>,
+) -> anyhow::Result<(u16, Server)> {
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("binding the metrics listener {addr}"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(crate::error::catch_panics))
+            .app_data(state.clone())
+            .app_data(gauges.clone())
+            .configure(api::metrics_routes)
+    })
+    .workers(1)
+    .listen(listener)?
+    .disable_signals()
+    .run();
+    tracing::info!(port, "metrics listening");
+    Ok((port, server))
+}
+
+/// `/metrics` for a process without the HTTP role (`promsync import`, `poll`, `publish`)
+/// when `PROMSYNC_METRICS_LISTEN` gives it an address: the import lag, the outbound lag
+/// and the Prom calls are measured in those processes, and only they can tell.
+pub struct MetricsServer {
+    port: u16,
+    server: Server,
+}
+
+impl MetricsServer {
+    /// Binds the metrics listener, if the settings ask for one.
+    pub fn build(
+        settings: &Settings,
+        backends: &Backends,
+        roles: RoleHealth,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(addr) = settings.http.metrics_listen else {
+            return Ok(None);
+        };
+        crate::metrics::init();
+        let state = app_state(settings, backends, Arc::new(SystemClock), roles);
+        let gauges = web::Data::new(crate::metrics::StoreGauges::new());
+        let (port, server) = metrics_server(addr, state, gauges)?;
+        Ok(Some(Self { port, server }))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        serve_until(self.server.handle(), self.server, shutdown)
+            .await
+            .context("metrics server")
     }
 }
 

@@ -1,5 +1,8 @@
 //! Tracing setup: human-readable or JSON lines on stderr (stdout carries command output
-//! such as `account create`'s JSON), filtered by `RUST_LOG`.
+//! such as `account create`'s JSON), filtered by `RUST_LOG`. Colour only on a terminal:
+//! logs piped to a file or a collector stay plain text.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
@@ -21,7 +24,11 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .try_init(),
         LogFormat::Pretty => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     // A subscriber already installed (tests) is fine: keep the first.

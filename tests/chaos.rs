@@ -1,8 +1,9 @@
 //! The fault-injection suite (ARCHITECTURE.md, 'How it is tested'): real `promsync`
 //! processes against private PostgreSQL and RabbitMQ instances that each scenario breaks on
-//! purpose — importers SIGKILLed under load, the broker stopped mid-ingress, the database
-//! crashed mid-import, the publisher killed while Prom fails a fifth of its calls, a poison
-//! message.
+//! purpose — importers SIGKILLed under load, the broker stopped mid-ingress, the broker
+//! and the database each made silent (a partition: a TCP proxy that stops forwarding),
+//! the database crashed mid-import, the publisher killed while Prom fails a fifth of its
+//! calls (statuses and waybills), a poison message.
 //!
 //! It is not part of `cargo test --all-targets` (the `[[test]]` entry says `test =
 //! false`): `deploy/test.sh` runs it last and serially with
@@ -13,6 +14,10 @@
 
 mod chaos {
     pub mod cluster;
+    // The integration suite's proxy; this suite only silences and restores.
+    #[path = "../it/support/proxy.rs"]
+    #[allow(dead_code)]
+    pub mod proxy;
     pub mod services;
 }
 
@@ -26,7 +31,8 @@ use std::{
 };
 
 use chaos::cluster::{
-    accepted_ids, document_notification, order_notification, Cluster, Notification, Report,
+    accepted_ids, document_notification, order_notification, Cluster, Notification, Proc, Report,
+    Tally,
 };
 use futures::{stream, StreamExt};
 use promsync::broker::{Lane, Topology};
@@ -129,103 +135,281 @@ async fn importers_sigkilled_every_few_seconds_import_every_order_once_at_its_ne
     assert!(dead.is_empty(), "dead letters: {dead:?}");
 }
 
+/// One request of a paced load: its index, when it was due, what it sent, the answer
+/// (status or transport error) and how long the answer took.
+struct Paced {
+    i: usize,
+    at: tokio::time::Instant,
+    note: Notification,
+    result: Result<u16, String>,
+    took: Duration,
+}
+
+/// Paced load of fresh orders from `base_id`: request i leaves at i / `rate_per_s`
+/// seconds, whatever the answers do, until the instant `load_end` is set to (however
+/// slow breaking and mending the service was). Answers in request order.
+async fn paced_load(
+    cluster: &Cluster,
+    rate_per_s: u64,
+    base_id: i64,
+    load_end: &OnceLock<tokio::time::Instant>,
+) -> Vec<Paced> {
+    let load_start = tokio::time::Instant::now();
+    let mut answers = stream::iter(0..rate_per_s as usize * 120)
+        .map(|i| async move {
+            let at = load_start + Duration::from_millis(i as u64 * 1000 / rate_per_s);
+            if load_end.get().is_some_and(|end| at > *end) {
+                return None;
+            }
+            tokio::time::sleep_until(at).await;
+            if load_end.get().is_some_and(|end| at > *end) {
+                return None;
+            }
+            let note = order_notification(base_id + i as i64, 1);
+            let sent = Instant::now();
+            let result = cluster.send(&note).await;
+            let took = sent.elapsed();
+            Some(Paced {
+                i,
+                at,
+                note,
+                result,
+                took,
+            })
+        })
+        .buffer_unordered(1024)
+        .filter_map(|answer| async move { answer })
+        .collect::<Vec<_>>()
+        .await;
+    answers.sort_by_key(|a| a.i);
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rabbitmq_stopped_for_ten_seconds_mid_ingress_imports_every_accepted_notification() {
     const RATE_PER_S: u64 = 200;
-    /// Load keeps flowing this long after the broker is back (the recovery window).
-    const AFTER: Duration = Duration::from_secs(10);
     let started = Instant::now();
     let cluster = Cluster::start("rabbitmq-outage", &["--orders", "0"]).await;
     let importer = cluster.spawn("import", &["import"]);
 
-    // Paced load: request i leaves at i / RATE seconds, whatever the answers do, until
-    // AFTER past the broker's return (however slow stopping and starting it was).
     let load_end: OnceLock<tokio::time::Instant> = OnceLock::new();
-    let load_start = tokio::time::Instant::now();
-    let load = stream::iter(0..RATE_PER_S as usize * 120)
-        .map(|i| {
-            let (cluster, load_end) = (&cluster, &load_end);
-            async move {
-                let at = load_start + Duration::from_millis(i as u64 * 1000 / RATE_PER_S);
-                if load_end.get().is_some_and(|end| at > *end) {
-                    return None;
-                }
-                tokio::time::sleep_until(at).await;
-                if load_end.get().is_some_and(|end| at > *end) {
-                    return None;
-                }
-                let note = order_notification(800_000_000 + i as i64, 1);
-                let result = cluster.send(&note).await;
-                Some((i, at, note, result))
-            }
-        })
-        .buffer_unordered(1024)
-        .filter_map(|answer| async move { answer })
-        .collect::<Vec<_>>();
-    let outage = async {
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        cluster.rabbit.stop_app().await;
-        let stopped = tokio::time::Instant::now();
-        // The outage itself: ten seconds without a broker.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        cluster.rabbit.start_app().await;
-        let restarted = tokio::time::Instant::now();
-        load_end.set(restarted + AFTER).expect("set once");
-        (stopped, restarted)
-    };
-    let (mut answers, (stopped, restarted)) = tokio::join!(load, outage);
-    answers.sort_by_key(|(i, _, _, _)| *i);
-    let notes: Vec<Notification> = answers.iter().map(|(_, _, n, _)| n.clone()).collect();
-    let results: Vec<Result<u16, String>> = answers.iter().map(|(_, _, _, r)| r.clone()).collect();
+    let load = paced_load(&cluster, RATE_PER_S, 800_000_000, &load_end);
+    // The outage itself: ten seconds without a broker.
+    let outage = fault_window(
+        &load_end,
+        Duration::from_secs(10),
+        cluster.rabbit.stop_app(),
+        cluster.rabbit.start_app(),
+    );
+    let (answers, (stopped, restarted)) = tokio::join!(load, outage);
+    let settled = settle_paced(&cluster, &answers).await;
+    let reconnects = cluster.log_lines("import", "consumer lost its broker connection");
+    settled.report(
+        "rabbitmq-outage",
+        &answers,
+        started,
+        format!(
+            " outage_s={:.1} importer_reconnects={reconnects}",
+            (restarted - stopped).as_secs_f64()
+        ),
+    );
+    assert!(reconnects > 0, "the importer never noticed the outage");
+    assert_paced_recovery(
+        &answers,
+        restarted,
+        "the broker came back",
+        &[&cluster.serve, &importer],
+        &settled,
+    );
+}
 
+/// Breaks a service (`fault`) 8 s into a paced load, mends it (`mend`) `lasting` later,
+/// and ends the load 10 s past the mending (the recovery window), however long breaking
+/// and mending took. Answers when the fault began and when the service was mended.
+async fn fault_window(
+    load_end: &OnceLock<tokio::time::Instant>,
+    lasting: Duration,
+    fault: impl std::future::Future<Output = ()>,
+    mend: impl std::future::Future<Output = ()>,
+) -> (tokio::time::Instant, tokio::time::Instant) {
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    fault.await;
+    let broken = tokio::time::Instant::now();
+    tokio::time::sleep(lasting).await;
+    mend.await;
+    let mended = tokio::time::Instant::now();
+    load_end
+        .set(mended + Duration::from_secs(10))
+        .expect("set once");
+    (broken, mended)
+}
+
+/// What a paced load left behind once the importers caught up.
+struct Settled {
+    accepted: usize,
+    refused: usize,
+    tally: Tally,
+    dead: Vec<serde_json::Value>,
+}
+
+impl Settled {
+    /// Prints the scenario's `chaos:` line, with the 503s and `extra`.
+    fn report(&self, name: &'static str, answers: &[Paced], started: Instant, extra: String) {
+        Report {
+            name,
+            sent: answers.len(),
+            accepted: self.accepted,
+            imported: self.tally.imported,
+            duplicates: self.tally.duplicates,
+            lost: self.tally.lost,
+            started,
+            extra: format!(
+                " refused_503={} slowest_answer_s={:.2} deadline_s={:.1}{extra}",
+                self.refused,
+                slowest(answers).as_secs_f64(),
+                publish_timeout().as_secs_f64()
+            ),
+        }
+        .print();
+    }
+}
+
+/// Waits until every accepted notification of `answers` is imported (or three minutes
+/// passed) and counts what the load got.
+async fn settle_paced(cluster: &Cluster, answers: &[Paced]) -> Settled {
+    let notes: Vec<Notification> = answers.iter().map(|a| a.note.clone()).collect();
+    let results: Vec<Result<u16, String>> = answers.iter().map(|a| a.result.clone()).collect();
     let accepted = results.iter().filter(|r| matches!(r, Ok(202))).count();
     let refused = results.iter().filter(|r| matches!(r, Ok(503))).count();
     let expected = newest_accepted(&notes, &results);
     let tally = cluster
         .settle(&expected, accepted, Duration::from_secs(180))
         .await;
-    let dead = cluster.dead_letters().await;
-    let reconnects = cluster.log_lines("import", "consumer lost its broker connection");
-    Report {
-        name: "rabbitmq-outage",
-        sent: notes.len(),
+    Settled {
         accepted,
-        imported: tally.imported,
-        duplicates: tally.duplicates,
-        lost: tally.lost,
-        started,
-        extra: format!(
-            " refused_503={refused} outage_s={:.1} importer_reconnects={reconnects}",
-            (restarted - stopped).as_secs_f64()
-        ),
+        refused,
+        tally,
+        dead: cluster.dead_letters().await,
     }
-    .print();
-    let other: Vec<_> = results
+}
+
+/// The longest any request of `answers` waited for its answer.
+fn slowest(answers: &[Paced]) -> Duration {
+    answers.iter().map(|a| a.took).max().unwrap_or_default()
+}
+
+/// `PROMSYNC_PUBLISH_TIMEOUT_MS` of the scenarios (the default).
+fn publish_timeout() -> Duration {
+    promsync::config::Settings::defaults()
+        .expect("defaults")
+        .broker
+        .publish_timeout
+}
+
+/// What a paced scenario proves once its fault was mended at `mended`: every answer 202
+/// or 503, within the publish timeout and a second, and some 503; from 5 s after,
+/// everything 202 again from the same (never restarted) `processes`; every accepted
+/// notification imported once; no dead letter.
+fn assert_paced_recovery(
+    answers: &[Paced],
+    mended: tokio::time::Instant,
+    what: &str,
+    processes: &[&Proc],
+    Settled { tally, dead, .. }: &Settled,
+) {
+    let other: Vec<_> = answers
         .iter()
+        .map(|a| &a.result)
         .filter(|r| !matches!(r, Ok(202) | Ok(503)))
         .take(5)
         .collect();
     assert!(other.is_empty(), "answers other than 202/503: {other:?}");
-    assert!(refused > 0, "no request saw the broker outage");
-    // Recovered without a restart: well after the broker came back, everything is 202.
-    let late: Vec<_> = answers
+    let bound = publish_timeout() + Duration::from_secs(1);
+    let late_answers: Vec<_> = answers
         .iter()
-        .filter(|(_, at, _, _)| *at > restarted + Duration::from_secs(5))
+        .filter(|a| a.took > bound)
+        .map(|a| (a.note.order_id, a.took))
+        .take(5)
         .collect();
     assert!(
-        !late.is_empty(),
-        "the load ended before the broker came back"
+        late_answers.is_empty(),
+        "answered after the publish timeout and a second: {late_answers:?}"
     );
     assert!(
-        late.iter().all(|(_, _, _, r)| matches!(r, Ok(202))),
-        "the ingress still refused requests 5 s after the broker came back"
+        answers.iter().any(|a| matches!(a.result, Ok(503))),
+        "no request saw the fault"
     );
-    cluster.serve.assert_running();
-    importer.assert_running();
-    assert!(reconnects > 0, "the importer never noticed the outage");
+    let late: Vec<_> = answers
+        .iter()
+        .filter(|a| a.at > mended + Duration::from_secs(5))
+        .collect();
+    assert!(!late.is_empty(), "the load ended before {what}");
+    assert!(
+        late.iter().all(|a| matches!(a.result, Ok(202))),
+        "the ingress still refused requests 5 s after {what}"
+    );
+    for process in processes {
+        process.assert_running();
+    }
     assert_eq!(tally.lost, 0, "accepted notifications not imported");
     assert_eq!(tally.duplicates, 0, "orders imported more than once");
     assert!(dead.is_empty(), "dead letters: {dead:?}");
+}
+
+/// Which service a partition scenario silences.
+#[derive(Clone, Copy)]
+enum Silenced {
+    RabbitMq,
+    PostgreSql,
+}
+
+/// A service made silent (its connections stay open, nothing gets through: a network
+/// partition, not a stop) for fifteen seconds under paced load, then reachable again.
+/// Every request must be answered 202 or 503 within the publish timeout and a second,
+/// with no transport error; everything accepted is imported once; the same processes
+/// recover without a restart.
+async fn silent_for_fifteen_seconds(name: &'static str, silenced: Silenced, base_id: i64) {
+    const RATE_PER_S: u64 = 100;
+    const SILENCE: Duration = Duration::from_secs(15);
+    let started = Instant::now();
+    let cluster = Cluster::start_behind_proxies(name, &["--orders", "0"]).await;
+    let proxies = cluster.proxies.as_ref().expect("proxies");
+    let proxy = match silenced {
+        Silenced::RabbitMq => &proxies.rabbit,
+        Silenced::PostgreSql => &proxies.pg,
+    };
+    let importer = cluster.spawn("import", &["import"]);
+
+    let load_end: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let load = paced_load(&cluster, RATE_PER_S, base_id, &load_end);
+    let partition = fault_window(&load_end, SILENCE, async { proxy.silence() }, async {
+        proxy.restore()
+    });
+    let (answers, (silenced_at, healed)) = tokio::join!(load, partition);
+    let settled = settle_paced(&cluster, &answers).await;
+    settled.report(
+        name,
+        &answers,
+        started,
+        format!(" silent_s={:.1}", (healed - silenced_at).as_secs_f64()),
+    );
+    assert_paced_recovery(
+        &answers,
+        healed,
+        "the partition healed",
+        &[&cluster.serve, &importer],
+        &settled,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_silent_for_fifteen_seconds_answers_every_request_in_time_and_loses_nothing() {
+    silent_for_fifteen_seconds("rabbitmq-silent", Silenced::RabbitMq, 820_000_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgresql_silent_for_fifteen_seconds_answers_every_request_in_time_and_loses_nothing() {
+    silent_for_fifteen_seconds("postgres-silent", Silenced::PostgreSql, 840_000_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -353,28 +537,43 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
         .expect("forget calls");
     let mut publisher = cluster.spawn("publish-0", &["publish"]);
 
-    // Every order changes status in RO App; every fifth one twice in quick succession.
+    // Every order changes status in RO App and gets a waybill; every fifth one both
+    // twice in quick succession.
     let mut rng = StdRng::seed_from_u64(4);
-    let plans: Vec<(String, Vec<String>)> = orders
+    let plans: Vec<(String, Vec<String>, Vec<String>)> = orders
         .iter()
         .enumerate()
         .map(|(i, (id, _))| {
             let pick = rng.random_range(0..2);
             let mut steps = vec![targets[pick].clone()];
+            let mut waybills = vec![format!("2045{:010}", 2 * i)];
             if i % 5 == 0 {
                 steps.insert(0, targets[1 - pick].clone());
+                waybills.push(format!("2045{:010}", 2 * i + 1));
             }
-            (id.clone(), steps)
+            (id.clone(), steps, waybills)
         })
         .collect();
-    let changes: usize = plans.iter().map(|(_, steps)| steps.len()).sum();
+    let changes: usize = plans.iter().map(|(_, steps, _)| steps.len()).sum();
+    let waybills: usize = plans.iter().map(|(_, _, w)| w.len()).sum();
     let finished = AtomicBool::new(false);
     let change = async {
         let answers: Vec<u16> = stream::iter(&plans)
-            .map(|(id, steps)| {
+            .map(|(id, steps, waybills)| {
                 let cluster = &cluster;
                 async move {
                     let mut codes = Vec::new();
+                    for number in waybills {
+                        let response = cluster
+                            .http
+                            .post(format!("{}/api/orders/{id}/waybill", cluster.serve_url))
+                            .bearer_auth(&cluster.admin_token)
+                            .json(&serde_json::json!({"number": number, "carrier": "nova_poshta"}))
+                            .send()
+                            .await
+                            .expect("waybill");
+                        codes.push(response.status().as_u16());
+                    }
                     for status_id in steps {
                         let response = cluster
                             .http
@@ -434,23 +633,34 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
     let calls = calls["calls"].as_array().expect("calls");
     let failed = calls.iter().filter(|c| c["status"] != 200).count();
     let resent = resent_statuses(calls);
+    let waybill_calls = cluster
+        .get_json(&sim(
+            "/_sim/calls?path=/api/v1/delivery/save_declaration_id",
+        ))
+        .await;
+    let waybill_calls = waybill_calls["calls"].as_array().expect("calls").len();
     Report {
         name: "publisher-kill",
-        sent: changes,
-        accepted: answers.iter().filter(|c| **c == 200).count(),
+        sent: changes + waybills,
+        accepted: answers.iter().filter(|c| **c == 200 || **c == 202).count(),
         imported: orders.len() - mismatches.len(),
         duplicates: resent,
         lost: mismatches.len(),
         started,
         extra: format!(
-            " kills={kills} prom_calls={} prom_failed={failed}",
+            " kills={kills} prom_calls={} prom_failed={failed} waybills={waybills} waybill_calls={waybill_calls}",
             calls.len()
         ),
     }
     .print();
-    assert_eq!(answers.len(), changes);
+    assert_eq!(answers.len(), changes + waybills);
+    assert_eq!(
+        answers.iter().filter(|c| **c == 202).count(),
+        waybills,
+        "waybills refused: {answers:?}"
+    );
     assert!(
-        answers.iter().all(|c| *c == 200),
+        answers.iter().all(|c| *c == 200 || *c == 202),
         "status changes refused: {answers:?}"
     );
     assert_eq!(kills, 3, "the publisher was not killed mid-batch");
@@ -468,13 +678,13 @@ async fn publisher_killed_mid_batch_while_prom_fails_a_fifth_of_calls_leaves_pro
     );
     assert!(
         mismatches.is_empty(),
-        "(order, RO App's status, Prom's status): {:?}",
+        "(order, RO App's status and waybill, Prom's): {:?}",
         &mismatches[..mismatches.len().min(10)]
     );
 }
 
-/// Orders whose status on "Prom" is not what RO App's status maps to, as
-/// `(prom id, RO App's mapped status, Prom's status)`.
+/// Orders whose status on "Prom" is not what RO App's status maps to, or whose waybill
+/// is not RO App's, as `(prom id, RO App's mapped status and waybill, Prom's)`.
 async fn prom_mismatches(
     cluster: &Cluster,
     outbound: &HashMap<String, String>,
@@ -483,7 +693,8 @@ async fn prom_mismatches(
     let by_status: HashMap<&String, &String> = outbound.iter().map(|(p, s)| (s, p)).collect();
     let ro_app = cluster
         .rows(&format!(
-            "SELECT external_id, status_id::text FROM orders WHERE shop_id = {}",
+            "SELECT external_id, status_id::text || ' ' || COALESCE(delivery_declaration_number, '-') \
+             FROM orders WHERE shop_id = {}",
             cluster.shop_id
         ))
         .await?;
@@ -494,17 +705,30 @@ async fn prom_mismatches(
         .map(|o| {
             (
                 o["id"].to_string(),
-                o["status"].as_str().unwrap_or("").to_owned(),
+                format!(
+                    "{} {}",
+                    o["status"].as_str().unwrap_or(""),
+                    o["delivery_provider_data"]["declaration_number"]
+                        .as_str()
+                        .unwrap_or("-")
+                ),
             )
         })
         .collect();
     Some(
         ro_app
             .into_iter()
-            .filter_map(|(id, status)| {
-                let want = by_status.get(&status).map(|s| s.as_str()).unwrap_or("?");
+            .filter_map(|(id, state)| {
+                let (status, waybill) = state.split_once(' ').unwrap_or((&state, "-"));
+                let want = format!(
+                    "{} {waybill}",
+                    by_status
+                        .get(&status.to_owned())
+                        .map(|s| s.as_str())
+                        .unwrap_or("?")
+                );
                 let has = prom.get(&id).map(String::as_str).unwrap_or("missing");
-                (want != has).then(|| (id, want.to_owned(), has.to_owned()))
+                (want != has).then(|| (id, want, has.to_owned()))
             })
             .collect(),
     )

@@ -190,10 +190,29 @@ string_enum!(
 );
 
 string_enum!(
-    /// What an outbox row asks the relay to publish. Only status messages exist; the
-    /// column is there so that another kind of message can share the outbox later.
+    /// Whether a Prom order status is one of Prom's own (`pending`, `received`, …) or one a
+    /// seller made (`custom-<id>`).
+    PromStatusKind, "Prom status kind" {
+        Standard,
+        Custom,
+    }
+);
+
+string_enum!(
+    /// What an outbox row asks the relay to publish: the order's status, or its waybill.
     OutboxKind, "outbox kind" {
         OrderStatus,
+        Waybill,
+    }
+);
+
+string_enum!(
+    /// The carriers a waybill (ТТН) set in RO App can be for, spelled as Prom's
+    /// `delivery_type` of `POST /delivery/save_declaration_id`.
+    Carrier, "carrier" {
+        NovaPoshta,
+        Ukrposhta,
+        Meest,
     }
 );
 
@@ -364,7 +383,9 @@ mod tests {
             "failed",
         ]);
         assert_spelled::<Direction>(&["inbound", "outbound"]);
-        assert_spelled::<OutboxKind>(&["order_status"]);
+        assert_spelled::<OutboxKind>(&["order_status", "waybill"]);
+        assert_spelled::<Carrier>(&["nova_poshta", "ukrposhta", "meest"]);
+        assert_spelled::<PromStatusKind>(&["standard", "custom"]);
         assert_spelled::<Lane>(&["inbound", "outbound"]);
     }
 

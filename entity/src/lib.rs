@@ -21,6 +21,7 @@ pub mod outbound_claims;
 pub mod outbound_sync_log;
 pub mod outbox;
 pub mod products;
+pub mod prom_status_options;
 pub mod shops;
 pub mod status_mappings;
 pub mod ui_sessions;
@@ -41,6 +42,7 @@ pub mod prelude {
     pub use super::outbound_sync_log::Entity as OutboundSyncEntry;
     pub use super::outbox::Entity as OutboxRow;
     pub use super::products::Entity as Product;
+    pub use super::prom_status_options::Entity as PromStatusOption;
     pub use super::shops::Entity as Shop;
     pub use super::status_mappings::Entity as StatusMapping;
     pub use super::ui_sessions::Entity as UiSession;

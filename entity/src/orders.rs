@@ -3,6 +3,8 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::enums::Carrier;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "orders")]
 pub struct Model {
@@ -42,6 +44,33 @@ pub struct Model {
     pub delivery_cost: Option<Decimal>,
     pub payment_method: Option<String>,
     pub payment_status: Option<String>,
+    /// The waybill an employee set in RO App (also shown as `delivery_declaration_number`).
+    pub waybill_number: Option<String>,
+    pub waybill_carrier: Option<Carrier>,
+    /// The waybill Prom last took from promsync; `None` while Prom has none of ours, or
+    /// after a call whose outcome is unknown.
+    pub waybill_sent_number: Option<String>,
+    pub waybill_sent_carrier: Option<Carrier>,
+    /// The publisher sending the waybill now, and until when it may.
+    pub waybill_claim_id: Option<String>,
+    pub waybill_claimed_until: Option<DateTimeUtc>,
+    /// The reason (one of Prom's) an employee gave with a status change sent to Prom as
+    /// `canceled`, and its text; null: promsync's default reason and text.
+    pub cancellation_reason: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub cancellation_text: Option<String>,
+}
+
+impl Model {
+    /// The waybill set in RO App that Prom has not taken yet, if any
+    /// (ARCHITECTURE.md, 'Waybills reach Prom').
+    pub fn pending_waybill(&self) -> Option<(&str, Carrier)> {
+        let number = self.waybill_number.as_deref()?;
+        let carrier = self.waybill_carrier?;
+        let taken = self.waybill_sent_number.as_deref() == Some(number)
+            && self.waybill_sent_carrier == Some(carrier);
+        (!taken).then_some((number, carrier))
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

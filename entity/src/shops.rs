@@ -29,6 +29,10 @@ pub struct Model {
     pub token_rejected_at: Option<DateTimeUtc>,
     pub order_url_template: Option<String>,
     pub created_at: DateTimeUtc,
+    /// Why the last fetch of the shop's Prom statuses failed (cleared by a good one).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub prom_statuses_error: Option<String>,
+    pub prom_statuses_error_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -43,6 +47,8 @@ pub enum Relation {
     StatusMappings,
     #[sea_orm(has_many = "super::orders::Entity")]
     Orders,
+    #[sea_orm(has_many = "super::prom_status_options::Entity")]
+    PromStatusOptions,
 }
 
 impl Related<super::accounts::Entity> for Entity {
@@ -60,6 +66,12 @@ impl Related<super::status_mappings::Entity> for Entity {
 impl Related<super::orders::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Orders.def()
+    }
+}
+
+impl Related<super::prom_status_options::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::PromStatusOptions.def()
     }
 }
 

@@ -14,6 +14,8 @@ mod m20261130_000004_outbound_claims;
 mod m20261130_000007_enum_checks;
 mod m20261130_000010_remote_status_title;
 mod m20261130_000011_delivery_payment;
+mod m20261130_000012_waybill;
+mod m20261130_000013_prom_status_options;
 
 pub struct Migrator;
 
@@ -30,6 +32,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000007_enum_checks::Migration),
             Box::new(m20261130_000010_remote_status_title::Migration),
             Box::new(m20261130_000011_delivery_payment::Migration),
+            Box::new(m20261130_000012_waybill::Migration),
+            Box::new(m20261130_000013_prom_status_options::Migration),
         ]
     }
 }

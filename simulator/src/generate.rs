@@ -15,6 +15,15 @@ use serde_json::{json, Value};
 pub const CUSTOM_STATUSES: [(i64, &str); 2] =
     [(137639, "Очікує оплату"), (137640, "Передано в доставку")];
 
+/// Prom's standard statuses as `order_status_options/list` numbers them.
+pub const STANDARD_STATUSES: [(i64, &str); 5] = [
+    (0, "pending"),
+    (1, "received"),
+    (3, "delivered"),
+    (4, "canceled"),
+    (6, "paid"),
+];
+
 /// The Prom id of a product that is in old orders but was deleted from the catalogue:
 /// `GET /products/{id}` answers 404 for it.
 pub const DELETED_PRODUCT_ID: i64 = 2_555_900_013;

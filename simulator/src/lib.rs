@@ -7,9 +7,11 @@
 //! it is a check of both.
 //!
 //! It serves the Prom endpoints promsync uses — `GET /api/v1/orders/list`, `GET
-//! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status` —
-//! over generated, realistic orders ([`generate`]), validates `set_status` bodies as Prom
-//! does ([`validate`]), injects faults on demand (a 429/5xx rate, latency, or scripted
+//! /api/v1/orders/{id}`, `GET /api/v1/products/{id}`, `POST /api/v1/orders/set_status`,
+//! `POST /api/v1/delivery/save_declaration_id`, `GET /api/v1/order_status_options/list` —
+//! over generated, realistic orders ([`generate`]), validates `set_status` and waybill
+//! bodies as Prom does ([`validate`], [`delivery`]), injects faults on demand (a 429/5xx
+//! rate, latency, or scripted
 //! answers for the next calls), and can push signed notifications of new and changed
 //! orders to a promsync webhook ([`push`]). Every API call is recorded, so tests and people
 //! can see what "Prom" was told: `GET /_sim/calls`. Operator endpoints under `/_sim/` change
@@ -19,6 +21,7 @@
 //! works), then [`Simulator::run_until_stopped`] serves; [`SimHandle`] reads and drives
 //! the state from the same process.
 
+pub mod delivery;
 pub mod generate;
 pub mod push;
 pub mod shops;
@@ -43,7 +46,7 @@ use serde_json::{json, Value};
 
 use self::{
     generate::parse_prom_time,
-    validate::{validate_set_status, SetStatusError},
+    validate::{validate_set_status_for, SetStatusError},
 };
 
 /// First id of generated orders; later ones count up from the highest.
@@ -97,6 +100,9 @@ pub struct SimConfig {
     pub faults: Faults,
     pub push: Option<PushConfig>,
     pub workers: usize,
+    /// The seller's own statuses `(id, title)`: listed by `order_status_options/list` as
+    /// `custom-<id>`, and the only custom ones `set_status` accepts.
+    pub custom_statuses: Vec<(i64, String)>,
 }
 
 impl Default for SimConfig {
@@ -109,6 +115,10 @@ impl Default for SimConfig {
             faults: Faults::default(),
             push: None,
             workers: 1,
+            custom_statuses: generate::CUSTOM_STATUSES
+                .iter()
+                .map(|(id, title)| (*id, (*title).to_owned()))
+                .collect(),
         }
     }
 }
@@ -131,7 +141,8 @@ pub struct Call {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Scripted {
-    /// `set_status`, `get_order`, `list_orders`, `get_product`, or `any`.
+    /// `set_status`, `save_declaration`, `get_order`, `list_orders`, `get_product`, or
+    /// `any`.
     pub endpoint: String,
     /// HTTP status to answer; 200 means "handle normally" unless a body is given.
     pub status: u16,
@@ -167,6 +178,8 @@ struct Inner {
     changed: VecDeque<i64>,
     pushed: u64,
     push_failures: u64,
+    /// `SimConfig::custom_statuses`, changeable as a seller would on Prom.
+    custom_statuses: Vec<(i64, String)>,
 }
 
 /// The simulator's state, shared by its HTTP workers, its pusher and in-process callers.
@@ -201,6 +214,7 @@ impl SimHandle {
                 changed: VecDeque::new(),
                 pushed: 0,
                 push_failures: 0,
+                custom_statuses: config.custom_statuses.clone(),
             })),
             tokens: Arc::new(config.tokens.clone()),
             shops: shops::ShopActivity::default(),
@@ -222,6 +236,14 @@ impl SimHandle {
         self.calls()
             .into_iter()
             .filter(|c| c.path == "/api/v1/orders/set_status")
+            .collect()
+    }
+
+    /// The `delivery/save_declaration_id` calls received so far.
+    pub fn save_declaration_calls(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == "/api/v1/delivery/save_declaration_id")
             .collect()
     }
 
@@ -259,9 +281,10 @@ impl SimHandle {
     /// Changes an order as the seller would on Prom; `None` if there is no such order.
     pub fn change_order(&self, id: i64, change: &OrderChange) -> Option<Value> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         let order = inner.orders.get_mut(&id)?;
         if let Some(status) = &change.status {
-            set_order_status(order, status);
+            set_order_status(order, status, &inner.custom_statuses);
         }
         if let Some(quantities) = &change.quantities {
             if let Some(lines) = order["products"].as_array_mut() {
@@ -275,6 +298,24 @@ impl SimHandle {
         let order = order.clone();
         inner.changed.push_back(id);
         Some(order)
+    }
+
+    /// Replaces the shop's own statuses `(id, title)`, as a seller editing them on Prom.
+    pub fn set_custom_statuses(&self, statuses: Vec<(i64, String)>) {
+        self.lock().custom_statuses = statuses;
+    }
+
+    /// `GET /order_status_options/list`: Prom's standard statuses, then the shop's own.
+    fn status_options(&self) -> Value {
+        let inner = self.lock();
+        let standard = generate::STANDARD_STATUSES.iter().map(
+            |(id, name)| json!({"id": id, "name": name, "title": generate::status_name(name)}),
+        );
+        let custom = inner
+            .custom_statuses
+            .iter()
+            .map(|(id, title)| json!({"id": id, "name": format!("custom-{id}"), "title": title}));
+        json!({ "order_status_options": standard.chain(custom).collect::<Vec<_>>() })
     }
 
     /// Queues scripted answers for the next matching calls.
@@ -440,7 +481,13 @@ impl SimHandle {
     }
 
     fn set_status(&self, body: &Value, omit_processed: bool) -> HttpResponse {
-        let change = match validate_set_status(body) {
+        let custom: Vec<i64> = self
+            .lock()
+            .custom_statuses
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        let change = match validate_set_status_for(body, &custom) {
             Ok(change) => change,
             Err(SetStatusError::BadRequest(m)) => {
                 return HttpResponse::BadRequest().json(json!({ "error": m }))
@@ -453,11 +500,12 @@ impl SimHandle {
         let mut processed = Vec::new();
         if !omit_processed {
             let mut inner = self.lock();
+            let inner = &mut *inner;
             for id in &change.ids {
                 let Some(order) = inner.orders.get_mut(id) else {
                     continue;
                 };
-                set_order_status(order, &change.status);
+                set_order_status(order, &change.status, &inner.custom_statuses);
                 // Real orders carry a cancellation as `cancellation: {title, initiator}`
                 // (or null), never as the request's reason code. Which initiators Prom
                 // reports is not documented; a seller's API call is the seller's.
@@ -479,9 +527,37 @@ impl SimHandle {
     }
 }
 
-fn set_order_status(order: &mut Value, status: &str) {
+impl SimHandle {
+    /// `delivery/save_declaration_id` ([`delivery`]): the waybill shows on the order.
+    fn save_declaration(&self, body: &Value) -> HttpResponse {
+        let refused = |m: &str| HttpResponse::Ok().json(json!({"status": "error", "message": m}));
+        let declaration = match delivery::validate_declaration(body) {
+            Ok(declaration) => declaration,
+            Err(SetStatusError::BadRequest(m)) => return error(StatusCode::BAD_REQUEST, &m),
+            Err(SetStatusError::Refused(m)) => return refused(&m),
+        };
+        let mut inner = self.lock();
+        let Some(order) = inner.orders.get_mut(&declaration.order_id) else {
+            return refused("Order not found");
+        };
+        if let Err(m) = delivery::apply(order, &declaration) {
+            return refused(&m);
+        }
+        touch(order);
+        inner.changed.push_back(declaration.order_id);
+        HttpResponse::Ok().json(json!({"status": "success"}))
+    }
+}
+
+/// Sets an order's status and Prom's title for it (a custom status's the shop's own).
+fn set_order_status(order: &mut Value, status: &str, custom: &[(i64, String)]) {
+    let own = status
+        .strip_prefix("custom-")
+        .and_then(|id| id.parse::<i64>().ok())
+        .and_then(|id| custom.iter().find(|(c, _)| *c == id))
+        .map(|(_, title)| title.clone());
     order["status"] = json!(status);
-    order["status_name"] = json!(generate::status_name(status));
+    order["status_name"] = json!(own.unwrap_or_else(|| generate::status_name(status)));
 }
 
 /// Moves `date_modified` on, strictly past its previous value even within a microsecond.
@@ -578,8 +654,10 @@ async fn serve_api(
     let endpoint = match (req.method().as_str(), segments.as_slice()) {
         ("GET", ["orders", "list"]) => "list_orders",
         ("POST", ["orders", "set_status"]) => "set_status",
+        ("POST", ["delivery", "save_declaration_id"]) => "save_declaration",
         ("GET", ["orders", _]) => "get_order",
         ("GET", ["products", _]) => "get_product",
+        ("GET", ["order_status_options", "list"]) => "list_status_options",
         _ => return error(StatusCode::NOT_FOUND, "Not found"),
     };
     let mut omit_processed = false;
@@ -615,11 +693,13 @@ async fn serve_api(
             },
             Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         },
-        "set_status" => match body {
-            Some(body) => sim.set_status(body, omit_processed),
+        "set_status" | "save_declaration" => match body {
+            Some(body) if endpoint == "set_status" => sim.set_status(body, omit_processed),
+            Some(body) => sim.save_declaration(body),
             None if raw_body.is_empty() => error(StatusCode::BAD_REQUEST, "empty body"),
             None => error(StatusCode::BAD_REQUEST, "body is not JSON"),
         },
+        "list_status_options" => HttpResponse::Ok().json(sim.status_options()),
         "get_order" => match segments[1].parse::<i64>().ok().and_then(|id| sim.order(id)) {
             Some(order) => HttpResponse::Ok().json(json!({ "order": order })),
             None => error(StatusCode::NOT_FOUND, "Order not found"),

@@ -61,7 +61,19 @@ pub enum SetStatusError {
     Refused(String),
 }
 
+/// [`validate_set_status_for`] a shop with the default custom statuses
+/// ([`CUSTOM_STATUSES`]).
 pub fn validate_set_status(body: &Value) -> Result<StatusChange, SetStatusError> {
+    let ids: Vec<i64> = CUSTOM_STATUSES.iter().map(|(id, _)| *id).collect();
+    validate_set_status_for(body, &ids)
+}
+
+/// `custom_statuses`: the ids of the shop's own statuses, the only custom ones accepted
+/// (Prom refuses a custom status the shop does not have).
+pub fn validate_set_status_for(
+    body: &Value,
+    custom_statuses: &[i64],
+) -> Result<StatusChange, SetStatusError> {
     let bad = |m: &str| Err(SetStatusError::BadRequest(m.to_owned()));
     let refused = |m: String| Err(SetStatusError::Refused(m));
     let Some(object) = body.as_object() else {
@@ -83,7 +95,7 @@ pub fn validate_set_status(body: &Value) -> Result<StatusChange, SetStatusError>
             let Some(id) = custom.as_i64() else {
                 return bad("custom_status_id must be an integer");
             };
-            if !CUSTOM_STATUSES.iter().any(|(c, _)| *c == id) {
+            if !custom_statuses.contains(&id) {
                 return refused(format!("Unknown custom status {id}"));
             }
             return Ok(StatusChange {
@@ -211,6 +223,17 @@ mod tests {
         assert_eq!(change.status, "custom-137639");
         refused(json!({"custom_status_id": 999, "ids": [1]}));
         bad_request(json!({"custom_status_id": 137639, "status": "received", "ids": [1]}));
+    }
+
+    #[test]
+    fn a_custom_status_is_accepted_only_if_the_shop_has_it() {
+        let body = json!({"custom_status_id": 555, "ids": [1]});
+
+        let has_it = validate_set_status_for(&body, &[555]);
+        let lacks_it = validate_set_status_for(&body, &[137639]);
+
+        assert_eq!(has_it.unwrap().status, "custom-555");
+        assert!(matches!(lacks_it, Err(SetStatusError::Refused(m)) if m.contains("555")));
     }
 
     #[test]

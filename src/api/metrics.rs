@@ -1,6 +1,8 @@
-//! `GET /metrics` (Prometheus text format) and the middleware that counts webhook answers
-//! by result, so the ingress itself stays free of bookkeeping: every answer of
+//! `GET /metrics` (Prometheus text format) and the middleware that counts and times webhook
+//! answers by result, so the ingress itself stays free of bookkeeping: every answer of
 //! `/webhooks/…` is counted by its HTTP status, named like the error codes.
+
+use std::time::Instant;
 
 use actix_web::{
     body::MessageBody,
@@ -8,41 +10,32 @@ use actix_web::{
     middleware::Next,
     web, HttpResponse,
 };
-use chrono::{DateTime, Utc};
-use entity::outbox;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::http::AppState;
+use crate::{http::AppState, metrics::StoreGauges, roles::RoleState, service};
 
-/// Refreshes the gauges read from the database; a failure leaves their last values (the
-/// counters still answer, and `/readyz` reports the database).
-async fn measure_outbox(state: &AppState) -> Result<(), sea_orm::DbErr> {
-    let waiting = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
-    let pending = waiting.clone().count(&state.services.db).await?;
-    let oldest = waiting
-        .select_only()
-        .column(outbox::Column::CreatedAt)
-        .order_by_asc(outbox::Column::Id)
-        .into_tuple::<DateTime<Utc>>()
-        .one(&state.services.db)
-        .await?;
-    let lag = oldest.map_or(0, |at| (Utc::now() - at).num_seconds());
-    crate::metrics::outbox_backlog(pending as i64, lag);
-    Ok(())
-}
-
-/// The counters of every role in this process.
+/// Every metric of this process, with the store's gauges measured first (at most every
+/// few seconds, bounded in time: see `metrics::StoreGauges`).
 #[utoipa::path(
     get, path = "/metrics", operation_id = "getMetrics", tag = "probes",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
 )]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = measure_outbox(&state).await {
-        tracing::warn!(error = %e, "outbox backlog not measured");
-    }
+pub async fn metrics(state: web::Data<AppState>, gauges: web::Data<StoreGauges>) -> HttpResponse {
+    gauges
+        .refresh(service::backlog::measure(&state.services))
+        .await;
+    let roles = state.roles.snapshot();
+    // A process without a supervisor (an `Application` started alone) is its HTTP role,
+    // which is up since it is answering.
+    let http_up = roles.is_empty().then_some(("http", true));
+    gauges.set_roles(
+        roles
+            .iter()
+            .map(|(role, role_state)| (*role, *role_state == RoleState::Running))
+            .chain(http_up),
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render())
+        .body(crate::metrics::render(Some(gauges.get_ref())))
 }
 
 /// The metric label of a webhook answer.
@@ -64,10 +57,12 @@ pub async fn count_webhook_answers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let is_webhook = req.path().starts_with("/webhooks/");
+    let started = Instant::now();
     let response = next.call(req).await?;
     if is_webhook {
         let (accepted, reason) = webhook_reason(response.status().as_u16());
         crate::metrics::notification(accepted, reason);
+        crate::metrics::webhook_answered(accepted, started.elapsed());
     }
     Ok(response)
 }

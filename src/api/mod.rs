@@ -47,7 +47,7 @@ pub struct ErrorDetail {
 }
 
 /// Every `code` an error answers (`error::ApiError`; a test keeps them in step).
-pub const ERROR_CODES: [&str; 10] = [
+pub const ERROR_CODES: [&str; 11] = [
     "bad_request",
     "unauthorized",
     "forbidden",
@@ -57,6 +57,7 @@ pub const ERROR_CODES: [&str; 10] = [
     "unsupported_media_type",
     "too_many_requests",
     "broker_unavailable",
+    "bad_gateway",
     "internal",
 ];
 
@@ -101,6 +102,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/orders/{id}", web::get().to(orders::get))
                 .route("/orders/{id}/status", web::post().to(orders::change_status))
                 .route("/orders/{id}/write-off", web::post().to(orders::write_off))
+                .route("/orders/{id}/waybill", web::post().to(orders::set_waybill))
                 .route("/orders/{id}/sync-log", web::get().to(sync_log::order_log))
                 .route("/sync-log", web::get().to(sync_log::account_log))
                 .route("/dead-letters", web::get().to(dead_letters::list))
@@ -123,6 +125,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/shops/{id}/status-mapping",
                     web::put().to(shops::put_mapping),
+                )
+                .route(
+                    "/shops/{id}/prom-statuses",
+                    web::get().to(shops::get_prom_statuses),
+                )
+                .route(
+                    "/shops/{id}/prom-statuses/refresh",
+                    web::post().to(shops::refresh_prom_statuses),
                 )
                 .route("/statuses", web::get().to(lookups::statuses))
                 .route("/products", web::get().to(lookups::products))

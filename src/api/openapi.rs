@@ -33,7 +33,7 @@ use super::{dead_letters, employees, lookups, metrics, orders, shops, sync_log, 
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "Not enqueued: the broker (or the database holding the shop's keys) is down or did not answer within `PROMSYNC_PUBLISH_TIMEOUT_MS`; retry after `Retry-After`", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -133,6 +133,7 @@ impl Modify for Conventions {
         orders::get,
         orders::change_status,
         orders::write_off,
+        orders::set_waybill,
         orders::refresh,
         sync_log::order_log,
         sync_log::account_log,
@@ -145,6 +146,8 @@ impl Modify for Conventions {
         shops::rotate_secret,
         shops::get_mapping,
         shops::put_mapping,
+        shops::get_prom_statuses,
+        shops::refresh_prom_statuses,
         lookups::statuses,
         lookups::products,
         lookups::clients,
@@ -400,6 +403,10 @@ mod tests {
             ["queued", "deferred_until_write_off", "not_mapped", "none"]
         );
         assert_eq!(
+            field("WaybillBody", "carrier"),
+            ["nova_poshta", "ukrposhta", "meest"]
+        );
+        assert_eq!(
             field("RefreshResult", "result"),
             ["queued", "too_soon", "not_imported"]
         );
@@ -448,6 +455,7 @@ mod tests {
                 results: None,
             },
             ApiError::BrokerUnavailable { retry_after_s: 1 },
+            ApiError::BadGateway(String::new()),
             ApiError::Internal(anyhow::anyhow!("test")),
         ];
         let mut answered = BTreeSet::new();
@@ -464,6 +472,7 @@ mod tests {
                 | ApiError::UnsupportedMediaType
                 | ApiError::TooManyRequests { .. }
                 | ApiError::BrokerUnavailable { .. }
+                | ApiError::BadGateway(_)
                 | ApiError::Internal(_) => {}
             }
             let response = actix_web::ResponseError::error_response(error);

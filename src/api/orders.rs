@@ -10,9 +10,10 @@ use super::{auth::Caller, ErrorBody};
 pub use crate::service::orders::{
     ClientView, ItemView, ListQuery, NewClient, NewItem, NewOrder, OrderList, OrderSource,
     OrderView, Outbound, RefreshOutcome, RefreshResult, ShopRef, SourceFilter, StatusChanged,
-    StatusView,
+    StatusView, WaybillSet,
 };
 use crate::{
+    domain::{waybill::Waybill, Carrier},
     error::ApiError,
     http::AppState,
     service::orders::{self as service, REFRESH_INTERVAL_S},
@@ -81,6 +82,15 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     pub status_id: i64,
+    /// Only with a status the shop sends to Prom as `canceled`: one of Prom's reasons
+    /// (`not_available`, `price_changed`, `buyers_request`, `not_enough_fields`,
+    /// `duplicate`, `invalid_phone_number`, `less_than_minimal_price`, `another`); left
+    /// out, promsync sends `another` with its configured text.
+    #[schema(example = "buyers_request")]
+    pub cancellation_reason: Option<String>,
+    /// Required with `another`, `price_changed` and `not_enough_fields`; one line, at most
+    /// 500 characters.
+    pub cancellation_text: Option<String>,
 }
 
 /// Changes an order's status; for an imported order the mapped Prom status is queued in the
@@ -91,6 +101,7 @@ pub struct StatusChange {
     request_body = StatusChange,
     responses(
         (status = 200, body = StatusChanged),
+        (status = 400, description = "a cancellation reason or text Prom would refuse, or one with a status not sent as `canceled`", body = ErrorBody),
         (status = 403, description = "imported order, no `goods_without_write_off`", body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
@@ -102,7 +113,13 @@ pub async fn change_status(
     body: web::Json<StatusChange>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<StatusChanged>, ApiError> {
-    let changed = service::set_status(&state.services, &caller, *id, body.status_id).await?;
+    let body = body.into_inner();
+    let cancellation = service::CancellationRequest {
+        reason: body.cancellation_reason,
+        text: body.cancellation_text,
+    };
+    let changed =
+        service::set_status(&state.services, &caller, *id, body.status_id, cancellation).await?;
     Ok(web::Json(changed))
 }
 
@@ -126,6 +143,42 @@ pub async fn write_off(
 ) -> Result<web::Json<StatusChanged>, ApiError> {
     let changed = service::write_off_goods(&state.services, &caller, *id).await?;
     Ok(web::Json(changed))
+}
+
+/// A waybill (ТТН): Nova Poshta numbers are exactly 14 digits, the others' 8–20 Latin
+/// letters or digits.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // the request's schema; the body is parsed by `Waybill::try_from`
+pub struct WaybillBody {
+    #[schema(example = "20450000000001")]
+    pub number: String,
+    pub carrier: Carrier,
+}
+
+/// Sets the order's waybill. It is stored at once (`delivery.declaration_number`) and, for
+/// an imported order, sent to Prom through the outbox: the latest waybill wins, and one
+/// Prom has taken is not sent again (ARCHITECTURE.md, 'Waybills reach Prom').
+#[utoipa::path(
+    post, path = "/api/orders/{id}/waybill", operation_id = "setOrderWaybill", tag = "orders",
+    params(("id" = i64, Path, description = "Order id")),
+    request_body = WaybillBody,
+    responses(
+        (status = 202, body = WaybillSet),
+        (status = 400, description = "malformed JSON, unknown carrier, or a number that does not fit the carrier; the message names the field", body = ErrorBody),
+        (status = 403, description = "imported order, no `goods_without_write_off`", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn set_waybill(
+    caller: Caller,
+    id: web::Path<i64>,
+    body: web::Json<serde_json::Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let waybill = Waybill::try_from(&*body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let set = service::set_waybill(&state.services, &caller, *id, waybill).await?;
+    Ok(HttpResponse::Accepted().json(set))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::{auth::Caller, ErrorBody};
 pub use crate::service::shops::{
-    CreatedShop, NewShopBody, RotatedSecret, ShopPatch, ShopView, StatusMapping,
+    CreatedShop, NewShopBody, PromStatuses, RotatedSecret, ShopPatch, ShopView, StatusMapping,
 };
 use crate::{error::ApiError, http::AppState, service::shops as service};
 
@@ -145,15 +145,16 @@ pub async fn get_mapping(
     Ok(web::Json(mapping))
 }
 
-/// Replaces the whole mapping, after checking every Prom status against the known set and
-/// every RO App status against the account's.
+/// Replaces the whole mapping, after checking every Prom status against Prom's standard
+/// set and the shop's own statuses on Prom (as last fetched), and every RO App status
+/// against the account's.
 #[utoipa::path(
     put, path = "/api/shops/{id}/status-mapping", operation_id = "replaceShopStatusMapping", tag = "shops",
     params(("id" = i64, Path, description = "Shop id")),
     request_body = StatusMapping,
     responses(
         (status = 200, body = StatusMapping),
-        (status = 400, description = "an unknown Prom status or a malformed id", body = ErrorBody),
+        (status = 400, description = "an unknown Prom status (a custom one the shop does not have on Prom included) or a malformed id", body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, description = "the shop, or a status not of the account", body = ErrorBody),
     ),
@@ -168,4 +169,47 @@ pub async fn put_mapping(
     let mapping =
         service::replace_status_mapping(&state.services, &caller, *id, body.into_inner()).await?;
     Ok(web::Json(mapping))
+}
+
+/// The shop's order statuses on Prom as last fetched (when the shop was connected, its
+/// Prom URL or token changed, or on a refresh), with the last fetch's failure if any.
+#[utoipa::path(
+    get, path = "/api/shops/{id}/prom-statuses", operation_id = "getShopPromStatuses", tag = "shops",
+    params(("id" = i64, Path, description = "Shop id")),
+    responses(
+        (status = 200, body = PromStatuses),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_prom_statuses(
+    caller: Caller,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<PromStatuses>, ApiError> {
+    let statuses = service::prom_statuses(&state.services.db, &caller, *id).await?;
+    Ok(web::Json(statuses))
+}
+
+/// Fetches the shop's order statuses from Prom now (`GET /order_status_options/list`) and
+/// keeps them; a Prom failure answers 502 naming it and is kept as the last fetch error.
+#[utoipa::path(
+    post, path = "/api/shops/{id}/prom-statuses/refresh", operation_id = "refreshShopPromStatuses", tag = "shops",
+    params(("id" = i64, Path, description = "Shop id")),
+    responses(
+        (status = 200, body = PromStatuses),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 502, description = "Prom failed or refused; the message says why", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn refresh_prom_statuses(
+    caller: Caller,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<PromStatuses>, ApiError> {
+    let statuses = service::refresh_prom_statuses(&state.services, &caller, *id).await?;
+    Ok(web::Json(statuses))
 }

@@ -28,7 +28,7 @@ use sea_orm::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Broker, BrokerError, Lane};
+use super::{Backlog, Broker, BrokerError, Lane};
 
 /// Longest `last_error` kept, in characters.
 pub const LAST_ERROR_MAX_CHARS: usize = 1000;
@@ -396,6 +396,19 @@ pub async fn requeue_in_lane(
 }
 
 /// Deletes every dead letter of a lane (every account's); returns how many.
+/// How many dead letters `lane` holds and when the oldest died (for `/metrics`). Dead
+/// letters are few by nature; the count walks the `(lane, message_id)` index.
+pub async fn backlog(db: &DatabaseConnection, lane: Lane) -> Result<Backlog, DbErr> {
+    let letters = dead_letters::Entity::find().filter(dead_letters::Column::Lane.eq(lane));
+    Backlog::of_rows(
+        db,
+        letters,
+        dead_letters::Column::Id,
+        dead_letters::Column::DeadAt,
+    )
+    .await
+}
+
 pub async fn purge_lane(db: &DatabaseConnection, lane: Lane) -> Result<u64, DbErr> {
     let result = dead_letters::Entity::delete_many()
         .filter(dead_letters::Column::Lane.eq(lane))

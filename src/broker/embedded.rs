@@ -9,6 +9,8 @@
 //! A consumer that dies keeps its claim only until the lease runs out; then another one
 //! takes the message again (the importer's inbox makes that safe).
 
+mod replay;
+
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
@@ -18,13 +20,13 @@ use entity::{broker_log, broker_messages};
 use futures::StreamExt;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    replay_rewrite, retry_delay, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest,
+    retry_delay, Backlog, Broker, BrokerError, Disposition, Handler, Lane, ReplayRequest,
     ReplaySummary,
 };
 use crate::{
@@ -42,6 +44,7 @@ pub struct EmbeddedBroker {
     db: DatabaseConnection,
     retry_delays: Vec<Duration>,
     max_attempts: u32,
+    publish_timeout: Duration,
     published: Notify,
 }
 
@@ -62,6 +65,7 @@ impl EmbeddedBroker {
             db,
             retry_delays: settings.import.retry_delays.clone(),
             max_attempts: settings.import.max_attempts.get(),
+            publish_timeout: settings.broker.publish_timeout,
             published: Notify::new(),
         }
     }
@@ -73,22 +77,10 @@ impl EmbeddedBroker {
         message_id: &str,
         payload: String,
     ) -> Result<(), BrokerError> {
-        let now = now_ms();
-        broker_messages::ActiveModel {
-            lane: Set(lane),
-            message_id: Set(message_id.to_owned()),
-            payload: Set(payload),
-            attempts: Set(0),
-            available_at_ms: Set(now),
-            locked_until_ms: Set(None),
-            dead: Set(false),
-            last_error: Set(None),
-            created_at_ms: Set(now),
-            ..Default::default()
-        }
-        .insert(txn)
-        .await
-        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        ready_message(lane, message_id, payload, now_ms())
+            .insert(txn)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         Ok(())
     }
 
@@ -118,6 +110,27 @@ impl EmbeddedBroker {
         txn.commit().await.map_err(unavailable)?;
         self.published.notify_waiters();
         Ok(())
+    }
+
+    /// `lane`'s queued messages (not the dead ones) and the oldest's arrival.
+    async fn backlog(&self, lane: Lane) -> Result<Backlog, BrokerError> {
+        // Walks the `(lane, dead, available_at_ms)` index; retries keep their first
+        // `created_at_ms`, so the oldest is the longest waiting.
+        let (messages, oldest_ms) = broker_messages::Entity::find()
+            .select_only()
+            .column_as(broker_messages::Column::Id.count(), "messages")
+            .column_as(broker_messages::Column::CreatedAtMs.min(), "oldest")
+            .filter(broker_messages::Column::Lane.eq(lane))
+            .filter(broker_messages::Column::Dead.eq(false))
+            .into_tuple::<(i64, Option<i64>)>()
+            .one(&self.db)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?
+            .unwrap_or_default();
+        Ok(Backlog {
+            messages: u64::try_from(messages).unwrap_or_default(),
+            oldest: oldest_ms.and_then(chrono::DateTime::from_timestamp_millis),
+        })
     }
 
     /// Claims up to `limit` ready messages of `lane` for this consumer.
@@ -266,6 +279,27 @@ impl EmbeddedBroker {
 }
 
 /// Messages of this backend are text; every producer writes JSON.
+/// A message of `lane` ready to be claimed now.
+fn ready_message(
+    lane: Lane,
+    message_id: &str,
+    payload: String,
+    now: i64,
+) -> broker_messages::ActiveModel {
+    broker_messages::ActiveModel {
+        lane: Set(lane),
+        message_id: Set(message_id.to_owned()),
+        payload: Set(payload),
+        attempts: Set(0),
+        available_at_ms: Set(now),
+        locked_until_ms: Set(None),
+        dead: Set(false),
+        last_error: Set(None),
+        created_at_ms: Set(now),
+        ..Default::default()
+    }
+}
+
 fn utf8(payload: &[u8]) -> Result<String, BrokerError> {
     String::from_utf8(payload.to_vec())
         .map_err(|_| BrokerError::NotConfirmed("payload is not UTF-8".into()))
@@ -279,8 +313,21 @@ impl Broker for EmbeddedBroker {
         message_id: &str,
         payload: &[u8],
     ) -> Result<(), BrokerError> {
-        self.enqueue(lane, message_id, payload, lane == Lane::Inbound)
-            .await
+        // A database that stops answering would hold the ingress's request (and a
+        // pooled connection) for as long as TCP keeps trying; past the bound the insert
+        // is abandoned (rolled back, or at worst committed unseen: at least once) and the
+        // caller answers 503.
+        tokio::time::timeout(
+            self.publish_timeout,
+            self.enqueue(lane, message_id, payload, lane == Lane::Inbound),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(BrokerError::NoAnswer(format!(
+                "the database did not take the message within {} ms",
+                self.publish_timeout.as_millis()
+            )))
+        })
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
@@ -289,6 +336,14 @@ impl Broker for EmbeddedBroker {
             .await
             .map(|_| ())
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        let mut backlogs = Vec::new();
+        for lane in Lane::ALL {
+            backlogs.push((lane, self.backlog(lane).await?));
+        }
+        Ok(backlogs)
     }
 
     async fn consume(
@@ -331,35 +386,7 @@ impl Broker for EmbeddedBroker {
         request: &ReplayRequest,
         progress: &(dyn Fn(ReplaySummary) + Send + Sync),
     ) -> anyhow::Result<ReplaySummary> {
-        let mut summary = ReplaySummary::default();
-        let mut after_id = 0_i64;
-        let until = request.until.map(|u| u.timestamp_millis());
-        loop {
-            let mut query = broker_log::Entity::find()
-                .filter(broker_log::Column::Id.gt(after_id))
-                .filter(broker_log::Column::CreatedAtMs.gte(request.since.timestamp_millis()));
-            if let Some(until) = until {
-                query = query.filter(broker_log::Column::CreatedAtMs.lte(until));
-            }
-            let page = sea_orm::QuerySelect::limit(query.order_by_asc(broker_log::Column::Id), 500)
-                .all(&self.db)
-                .await
-                .context("reading the replay log")?;
-            let Some(last) = page.last() else { break };
-            after_id = last.id;
-            for entry in page {
-                summary.read += 1;
-                match replay_rewrite(entry.payload.as_bytes(), request) {
-                    Ok(Some((id, payload))) => {
-                        self.enqueue(Lane::Inbound, &id, &payload, false).await?;
-                        summary.requeued += 1;
-                    }
-                    Ok(None) | Err(_) => summary.skipped += 1,
-                }
-            }
-            progress(summary);
-        }
-        Ok(summary)
+        self.replay_log(request, progress).await
     }
 
     async fn drain_dead(

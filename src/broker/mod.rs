@@ -9,12 +9,15 @@
 pub mod dead_letters;
 pub mod embedded;
 pub mod rabbitmq;
+mod replay;
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QuerySelect, Select,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -45,11 +48,47 @@ pub enum BrokerError {
     /// The broker cannot be reached or refused the connection: callers answer 503.
     #[error("message broker unavailable: {0}")]
     Unavailable(String),
-    /// The broker was reached but did not take the message (nack, return, no confirm).
+    /// The broker was reached but did not take the message (nack, return).
     #[error("message not accepted by the broker: {0}")]
     NotConfirmed(String),
+    /// The broker said nothing in time (no confirm, a database that stopped answering):
+    /// callers answer 503, and the connection it was awaited on is suspect.
+    #[error("no answer from the message broker: {0}")]
+    NoAnswer(String),
 }
 
+/// A queue's backlog: how many messages wait, and when the oldest arrived if the store
+/// can tell (RabbitMQ reports a queue's length, not its messages' ages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub messages: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+impl Backlog {
+    /// The rows `query` selects, counted by `id`, and the earliest `at` among them.
+    pub async fn of_rows<E: EntityTrait>(
+        db: &impl ConnectionTrait,
+        query: Select<E>,
+        id: E::Column,
+        at: E::Column,
+    ) -> Result<Self, DbErr> {
+        let (messages, oldest) = query
+            .select_only()
+            .column_as(id.count(), "messages")
+            .column_as(at.min(), "oldest")
+            .into_tuple::<(i64, Option<DateTime<Utc>>)>()
+            .one(db)
+            .await?
+            .unwrap_or_default();
+        Ok(Self {
+            messages: u64::try_from(messages).unwrap_or_default(),
+            oldest,
+        })
+    }
+}
+
+pub use self::replay::{replay_rewrite, ReplayRequest, ReplaySummary, Replayed};
 /// The two message flows (defined with the dead-letter and embedded-queue columns that
 /// store them).
 pub use entity::enums::Lane;
@@ -93,6 +132,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker is reachable now (readiness).
     async fn check(&self) -> Result<(), BrokerError>;
+
+    /// How many messages each lane's work queue holds (ready, or waiting in a retry tier),
+    /// and when the oldest was published if the backend can tell (for `/metrics`), in the
+    /// order of `Lane::ALL`.
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError>;
 
     /// Consumes `lane` with `concurrency` messages in flight until `shutdown` fires; then
     /// stops taking messages, lets the in-flight ones finish, and returns. Connection
@@ -138,43 +182,6 @@ pub trait Broker: Send + Sync + 'static {
         payload: &[u8],
         txn: &DatabaseTransaction,
     ) -> Result<(), BrokerError>;
-}
-
-/// What `promsync replay` asks for.
-#[derive(Debug, Clone)]
-pub struct ReplayRequest {
-    pub since: DateTime<Utc>,
-    pub until: Option<DateTime<Utc>>,
-    pub shop: Option<ShopId>,
-    /// Re-apply events the inbox already holds (under fresh event ids); the importer's
-    /// `date_modified` check still keeps every order monotonic.
-    pub force: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ReplaySummary {
-    pub read: u64,
-    pub requeued: u64,
-    pub skipped: u64,
-}
-
-/// What replay does with one logged notification: `Ok(None)` skips it (another shop),
-/// otherwise the message id and payload to re-feed. Shared by both backends so replay
-/// means the same everywhere.
-pub fn replay_rewrite(
-    payload: &[u8],
-    request: &ReplayRequest,
-) -> Result<Option<(String, Vec<u8>)>, serde_json::Error> {
-    let mut message: InboundMessage = serde_json::from_slice(payload)?;
-    if request.shop.is_some_and(|shop| shop != message.shop_id) {
-        return Ok(None);
-    }
-    message.source = Source::Replay;
-    if request.force {
-        message.event_id = EventId::random();
-    }
-    let id = message.event_id.to_string();
-    Ok(Some((id, serde_json::to_vec(&message)?)))
 }
 
 impl dyn Broker {

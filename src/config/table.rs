@@ -88,12 +88,17 @@ define_settings! {
         "prefix of every exchange and queue";
     publish_confirm_timeout_ms: u64 = "5000",
         "wait for a publisher confirm";
+    publish_timeout_ms: u64 = "5000",
+        "longest one publish may take, reconnecting to the broker or writing the embedded \
+         queue included; past it the ingress answers `503` with `Retry-After` (and a \
+         confirm still missing drops the broker connection for a new one), the relay and \
+         the poller try again later";
     listen: String = "127.0.0.1:8080",
         "HTTP address (`:0` picks a free port)";
     metrics_listen: Option<String> = unset,
         "when set, `/metrics` (every tenant's totals) is served only on this address and \
-         not on `PROMSYNC_LISTEN`; give it an address your monitoring reaches and the \
-         internet does not";
+         not on `PROMSYNC_LISTEN`, and `import`, `poll` and `publish` serve theirs there \
+         too; give it an address your monitoring reaches and the internet does not";
     http_workers: usize = "0",
         "HTTP worker threads of `serve`/`run`; `0` = one per CPU core";
     log_format: LogFormat = "pretty",

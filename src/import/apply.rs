@@ -451,9 +451,11 @@ async fn update_order(
         update.total = Set(plan.total);
         changes.push("total updated".into());
     }
-    // Delivery and payment are not goods: they follow Prom after the write-off too.
-    if shipping_of(&order) != plan.shipping {
-        set_shipping(&mut update, &plan.shipping);
+    // Delivery and payment are not goods: they follow Prom after the write-off too, but
+    // a waybill set in RO App that Prom has not taken yet is not overwritten.
+    let shipping = shipping_beside_waybill(&order, &plan.shipping, &mut update, &mut changes);
+    if shipping_of(&order) != shipping {
+        set_shipping(&mut update, &shipping);
         changes.push("delivery/payment updated".into());
     }
     let now = Utc::now();
@@ -469,6 +471,38 @@ async fn update_order(
         ..Applied::new(outcome, order_id, changes.join("; "))
     };
     Ok((applied, updated))
+}
+
+/// Prom's delivery as this import should store it (ARCHITECTURE.md, 'Waybills reach
+/// Prom'). While a waybill set in RO App waits for Prom, Prom's number is an older one
+/// (or none): ours stays, the publisher brings Prom to it. Once Prom took ours, a
+/// different number on Prom is a later edit made there: it wins, and our waybill is
+/// dropped so that nothing sends it back over Prom's.
+fn shipping_beside_waybill(
+    order: &orders::Model,
+    from_prom: &Shipping,
+    update: &mut orders::ActiveModel,
+    changes: &mut Vec<String>,
+) -> Shipping {
+    let mut shipping = from_prom.clone();
+    let Some(ours) = order.waybill_number.as_deref() else {
+        return shipping;
+    };
+    let theirs = from_prom.declaration_number.as_deref();
+    if theirs == Some(ours) {
+        return shipping;
+    }
+    if order.pending_waybill().is_some() {
+        shipping.declaration_number = order.delivery_declaration_number.clone();
+        changes.push("Prom's waybill left aside: the one set in RO App is not on Prom yet".into());
+    } else {
+        update.waybill_number = Set(None);
+        update.waybill_carrier = Set(None);
+        update.waybill_sent_number = Set(None);
+        update.waybill_sent_carrier = Set(None);
+        changes.push("waybill changed on Prom: Prom's replaces the one set in RO App".into());
+    }
+    shipping
 }
 
 fn set_shipping(order: &mut orders::ActiveModel, s: &Shipping) {

@@ -201,6 +201,7 @@ impl Importer {
             Ok(_) => {
                 tracing::info!(outcome = %outcome, %detail, "recorded");
                 crate::metrics::import_outcome(outcome);
+                crate::metrics::import_lag(msg.source, msg.received_at);
                 Disposition::Done
             }
             Err(e) => Disposition::Retry {
@@ -272,6 +273,7 @@ impl Importer {
                         self.products.insert((ctx.account_id, key.clone()), *id);
                     }
                     log_applied(&applied);
+                    crate::metrics::import_lag(msg.source, msg.received_at);
                     return Disposition::Done;
                 }
                 Err(e) => {

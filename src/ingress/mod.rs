@@ -235,14 +235,31 @@ async fn receive(
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_limited(&req, payload, settings.webhook.body_limit).await?;
+    // From here on the request is ours: whatever the database or the broker do, it is
+    // answered within the publish timeout (ARCHITECTURE.md, 'Bounded answers').
+    let deadline = tokio::time::Instant::now() + settings.broker.publish_timeout;
+    let unavailable = ApiError::BrokerUnavailable {
+        retry_after_s: BROKER_RETRY_AFTER_S,
+    };
     // An unparseable id and an unknown shop answer exactly like a bad signature, so the
     // endpoint does not reveal which shops exist.
     let shop: ShopId = path.parse().map_err(|_| ApiError::Unauthorized)?;
-    let keys = ingress
-        .webhook_keys
-        .get(&state.services.db, shop)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
+    let keys =
+        match tokio::time::timeout_at(deadline, ingress.webhook_keys.get(&state.services.db, shop))
+            .await
+        {
+            Ok(Ok(keys)) => keys.ok_or(ApiError::Unauthorized)?,
+            // The keys cannot be read now (the database is down or silent): like a broker
+            // outage, a transient refusal the sender retries, never a 500.
+            Ok(Err(e)) => {
+                tracing::warn!(error = format!("{e:#}"), "webhook keys not loaded");
+                return Err(unavailable);
+            }
+            Err(_) => {
+                tracing::warn!("webhook keys not loaded before the deadline");
+                return Err(unavailable);
+            }
+        };
     let message = SignedMessage {
         id: header_str(&req, "webhook-id"),
         timestamp: header_str(&req, "webhook-timestamp"),
@@ -279,11 +296,24 @@ async fn receive(
         order_id,
         order,
     };
-    if let Err(e) = state.services.broker.publish_inbound(&notification).await {
-        tracing::warn!(error = %e, "notification not enqueued");
-        return Err(ApiError::BrokerUnavailable {
-            retry_after_s: BROKER_RETRY_AFTER_S,
-        });
+    // The broker bounds its own publish by the same timeout (dropping a link that never
+    // confirmed); this bound only keeps the whole request within the deadline when the
+    // keys took part of it.
+    match tokio::time::timeout_at(
+        deadline,
+        state.services.broker.publish_inbound(&notification),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "notification not enqueued");
+            return Err(unavailable);
+        }
+        Err(_) => {
+            tracing::warn!("notification not enqueued before the deadline");
+            return Err(unavailable);
+        }
     }
     Ok(HttpResponse::Accepted().json(serde_json::json!({"event_id": event_id})))
 }

@@ -1,5 +1,5 @@
-//! Outbound (ARCHITECTURE.md, 'From RO App back to Prom'): status changes made in RO App
-//! reach Prom through a transactional outbox.
+//! Outbound (ARCHITECTURE.md, 'From RO App back to Prom'): status changes and waybills
+//! made in RO App reach Prom through a transactional outbox.
 //!
 //! Whoever changes an imported order's status (or writes its goods off) calls
 //! [`enqueue_status_change`] in the same transaction, so the change and the intent to tell
@@ -11,11 +11,13 @@
 //!
 //! [`evaluate`] is the one decision of what Prom should be told; the REST API can use it
 //! to answer what a status change will do (`queued`, `deferred_until_write_off`, …).
+//! Waybills go the same way with their own kind of message ([`enqueue_waybill`]): the
+//! message names the order, and the publisher sends its current waybill.
 
 pub mod publisher;
 pub mod relay;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{
     enums::{Direction, OutboxKind},
     orders, outbox, status_mappings,
@@ -38,6 +40,8 @@ pub enum OutboxReason {
     /// The order's goods were written off: a deferred `delivered` may go now
     /// ('Delivered waits for the write-off').
     WrittenOff,
+    /// An employee set the order's waybill.
+    WaybillSet,
     /// A reason this version does not know (written by a newer one): handled the same way.
     #[serde(other)]
     Other,
@@ -48,6 +52,7 @@ impl OutboxReason {
         match self {
             OutboxReason::StatusChanged => "status_changed",
             OutboxReason::WrittenOff => "written_off",
+            OutboxReason::WaybillSet => "waybill_set",
             OutboxReason::Other => "other",
         }
     }
@@ -71,6 +76,18 @@ pub struct OutboundMessage {
     pub shop_id: i64,
     pub account_id: i64,
     pub reason: OutboxReason,
+    /// What to bring up to date on Prom; messages from before waybills carry none and
+    /// are status messages.
+    #[serde(default = "status_kind")]
+    pub kind: OutboxKind,
+    /// When the outbox row was written (the change in RO App), for the outbound lag;
+    /// absent in messages of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+fn status_kind() -> OutboxKind {
+    OutboxKind::OrderStatus
 }
 
 impl OutboundMessage {
@@ -90,6 +107,24 @@ pub async fn enqueue_status_change<C: ConnectionTrait>(
     order: &orders::Model,
     reason: OutboxReason,
 ) -> Result<Option<i64>, DbErr> {
+    enqueue(txn, order, OutboxKind::OrderStatus, reason).await
+}
+
+/// Records in `txn` that Prom must get `order`'s current waybill, like
+/// [`enqueue_status_change`] (call it in the transaction that stored the waybill).
+pub async fn enqueue_waybill<C: ConnectionTrait>(
+    txn: &C,
+    order: &orders::Model,
+) -> Result<Option<i64>, DbErr> {
+    enqueue(txn, order, OutboxKind::Waybill, OutboxReason::WaybillSet).await
+}
+
+async fn enqueue<C: ConnectionTrait>(
+    txn: &C,
+    order: &orders::Model,
+    kind: OutboxKind,
+    reason: OutboxReason,
+) -> Result<Option<i64>, DbErr> {
     let (Some(shop_id), Some(_)) = (order.shop_id, order.external_id.as_ref()) else {
         return Ok(None);
     };
@@ -103,7 +138,7 @@ pub async fn enqueue_status_change<C: ConnectionTrait>(
         account_id: Set(order.account_id),
         shop_id: Set(shop_id),
         order_id: Set(order.id),
-        kind: Set(OutboxKind::OrderStatus),
+        kind: Set(kind),
         payload: Set(serde_json::to_string(&payload).expect("payload serializes")),
         created_at: Set(Utc::now()),
         published_at: Set(None),
@@ -235,6 +270,14 @@ mod tests {
             delivery_cost: None,
             payment_method: None,
             payment_status: None,
+            waybill_number: None,
+            waybill_carrier: None,
+            waybill_sent_number: None,
+            waybill_sent_carrier: None,
+            waybill_claim_id: None,
+            waybill_claimed_until: None,
+            cancellation_reason: None,
+            cancellation_text: None,
         }
     }
 
@@ -292,5 +335,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unknown.reason, OutboxReason::Other);
+    }
+
+    #[test]
+    fn a_message_from_before_waybills_is_a_status_message() {
+        let old: OutboundMessage = serde_json::from_str(
+            r#"{"event_id": "outbox-1", "order_id": 5, "shop_id": 2, "account_id": 1, "reason": "status_changed"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.kind, OutboxKind::OrderStatus);
+        let waybill: OutboundMessage = serde_json::from_str(
+            r#"{"event_id": "outbox-2", "order_id": 5, "shop_id": 2, "account_id": 1, "reason": "waybill_set", "kind": "waybill"}"#,
+        )
+        .unwrap();
+        assert_eq!(waybill.kind, OutboxKind::Waybill);
     }
 }

@@ -1,5 +1,6 @@
 //! The Prom publisher: consumes the outbound lane and makes Prom show each order's current
-//! mapped status (ARCHITECTURE.md, 'From RO App back to Prom').
+//! mapped status (ARCHITECTURE.md, 'From RO App back to Prom'), and its current waybill
+//! (messages of kind `waybill`, in [`waybill`], the same way).
 //!
 //! No transaction is open while Prom is called: Prom may take seconds to answer, and a
 //! transaction held that long would pin a pooled connection per message, so a slow Prom
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use entity::{orders, outbound_claims, outbound_sync_log, shops};
+use entity::{enums::OutboxKind, orders, outbound_claims, outbound_sync_log, shops};
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
@@ -49,6 +50,8 @@ use crate::{
         source,
     },
 };
+
+mod waybill;
 
 /// Stripes of the in-process order lock used where the database has no advisory locks
 /// (SQLite, where one process does all the work).
@@ -74,14 +77,15 @@ pub struct Publisher {
     lease: Duration,
 }
 
-/// What the first step found.
-enum Step {
+/// What the first step found; `C` is what was claimed (a status or a waybill).
+enum Step<C> {
     /// Nothing (more) to do for this message.
     Settled(Disposition),
-    /// Another publisher is sending this order's status: decide once it is done.
+    /// Another publisher is sending this order's status (or waybill): decide once it is
+    /// done.
     Busy,
     /// The order is claimed by this publisher for sending.
-    Send(Box<Claim>),
+    Send(Box<C>),
 }
 
 /// A send this publisher has claimed.
@@ -91,6 +95,8 @@ struct Claim {
     shop: shops::Model,
     prom_id: i64,
     status: PromStatus,
+    /// For `canceled`: the reason and text Prom gets.
+    cancellation: Option<(CancellationReason, Option<String>)>,
 }
 
 impl Claim {
@@ -138,10 +144,14 @@ impl Publisher {
     #[tracing::instrument(
         name = "outbound_message",
         skip_all,
-        fields(event_id = %msg.event_id, order_id = msg.order_id, shop_id = msg.shop_id, reason = msg.reason.as_str(), attempt = attempt)
+        fields(event_id = %msg.event_id, order_id = msg.order_id, shop_id = msg.shop_id, kind = msg.kind.as_str(), reason = msg.reason.as_str(), attempt = attempt)
     )]
     async fn publish(&self, msg: OutboundMessage, attempt: u32) -> Disposition {
-        match self.try_publish(&msg).await {
+        let published = match msg.kind {
+            OutboxKind::OrderStatus => self.try_publish(&msg).await,
+            OutboxKind::Waybill => self.try_publish_waybill(&msg).await,
+        };
+        match published {
             Ok(disposition) => disposition,
             Err(e) => Disposition::Retry {
                 reason: format!("{e:#}"),
@@ -150,26 +160,41 @@ impl Publisher {
         }
     }
 
-    async fn try_publish(&self, msg: &OutboundMessage) -> anyhow::Result<Disposition> {
+    /// Decides (`decide`) until the order is claimed or there is nothing to send, waiting
+    /// while another publisher holds the order: `Err` carries the message's disposition.
+    async fn claim_when_free<C, Fut>(
+        &self,
+        mut decide: impl FnMut() -> Fut,
+    ) -> anyhow::Result<Result<Box<C>, Disposition>>
+    where
+        Fut: std::future::Future<Output = anyhow::Result<Step<C>>>,
+    {
         let waiting_since = Instant::now();
         let mut pause = WAIT_FIRST;
-        let claim = loop {
-            match self.decide(msg).await? {
-                Step::Settled(disposition) => return Ok(disposition),
-                Step::Send(claim) => break claim,
+        loop {
+            match decide().await? {
+                Step::Settled(disposition) => return Ok(Err(disposition)),
+                Step::Send(claim) => return Ok(Ok(claim)),
                 Step::Busy => {
                     // Each claim ends within a lease; waiting longer means a stream of
                     // other senders, and the delivery is better retried than held.
                     if waiting_since.elapsed() > self.lease * 2 {
-                        return Ok(Disposition::Retry {
+                        return Ok(Err(Disposition::Retry {
                             reason: "other publishers kept the order busy".to_owned(),
                             after: None,
-                        });
+                        }));
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(WAIT_MAX);
                 }
             }
+        }
+    }
+
+    async fn try_publish(&self, msg: &OutboundMessage) -> anyhow::Result<Disposition> {
+        let claim = match self.claim_when_free(|| self.decide(msg)).await? {
+            Ok(claim) => claim,
+            Err(disposition) => return Ok(disposition),
         };
         let answer = self.call(&claim).await;
         match self.record(msg, &claim, answer).await {
@@ -186,18 +211,14 @@ impl Publisher {
     }
 
     /// Step 1, one short transaction: what Prom should be told now, and the claim to tell it.
-    async fn decide(&self, msg: &OutboundMessage) -> anyhow::Result<Step> {
+    async fn decide(&self, msg: &OutboundMessage) -> anyhow::Result<Step<Claim>> {
         let (_local, txn) = self.begin(msg.order_id).await?;
-        let Some(order) = orders::Entity::find_by_id(msg.order_id)
-            .one(&txn)
-            .await
-            .context("loading the order")?
+        let Some(Imported {
+            order,
+            shop,
+            external_id,
+        }) = load_imported(&txn, msg.order_id).await?
         else {
-            tracing::info!("order no longer exists: nothing to send");
-            return Ok(Step::Settled(Disposition::Done));
-        };
-        let (Some(shop_id), Some(external_id)) = (order.shop_id, order.external_id.clone()) else {
-            tracing::info!("not an imported order: nothing to send");
             return Ok(Step::Settled(Disposition::Done));
         };
         let now = Utc::now();
@@ -210,24 +231,13 @@ impl Publisher {
             tracing::debug!("another publisher is sending this order's status: waiting");
             return Ok(Step::Busy);
         }
-        let Some(shop) = shops::Entity::find_by_id(shop_id)
-            .one(&txn)
-            .await
-            .context("loading the shop")?
-        else {
-            tracing::info!("the order's shop no longer exists: nothing to send");
-            return Ok(Step::Settled(Disposition::Done));
-        };
         let log = SyncLog {
-            shop_id,
+            shop_id: shop.id,
             order_id: order.id,
             event_id: &msg.event_id,
         };
         if !shop.enabled {
-            log.write(&txn, None, Outcome::Skipped, "shop is disabled: not sent")
-                .await?;
-            txn.commit().await.context("committing the sync log")?;
-            return Ok(Step::Settled(Disposition::Done));
+            return skip_disabled_shop(txn, &log).await;
         }
         let decision = match evaluate(&txn, &order).await {
             Ok(decision) => decision,
@@ -272,6 +282,7 @@ impl Publisher {
             shop,
             prom_id,
             status,
+            cancellation: (status == PromStatus::Canceled).then(|| self.cancellation_of(&order)),
         };
         if !self.take(&txn, &claim, unsettled.is_some(), now).await? {
             return Ok(Step::Busy);
@@ -323,17 +334,29 @@ impl Publisher {
         }
     }
 
+    /// The reason and text an employee gave with the change (ARCHITECTURE.md, 'Canceled
+    /// carries a reason'), else `another` with the configured text, which Prom requires
+    /// for it.
+    fn cancellation_of(&self, order: &orders::Model) -> (CancellationReason, Option<String>) {
+        match order
+            .cancellation_reason
+            .as_deref()
+            .and_then(|reason| reason.parse::<CancellationReason>().ok())
+        {
+            Some(reason) => (reason, order.cancellation_text.clone()),
+            None => (
+                CancellationReason::Another,
+                Some(self.cancellation_text.clone()),
+            ),
+        }
+    }
+
     /// Step 2, no transaction open: the call to Prom.
     async fn call(&self, claim: &Claim) -> Result<SetStatusResponse, PromError> {
         let request = SetStatusRequest {
             ids: vec![claim.prom_id],
             status: claim.status,
-            cancellation: (claim.status == PromStatus::Canceled).then(|| {
-                (
-                    CancellationReason::Another,
-                    Some(self.cancellation_text.clone()),
-                )
-            }),
+            cancellation: claim.cancellation.clone(),
         };
         let creds =
             source::credentials(&claim.shop).map_err(|e| PromError::Invalid(e.to_string()))?;
@@ -392,6 +415,9 @@ impl Publisher {
                 }
                 log.write(&txn, Some(status), Outcome::Sent, detail).await?;
                 tracing::info!(prom_status = %status, "status sent to Prom");
+                if let Some(created_at) = msg.created_at {
+                    crate::metrics::outbound_lag(msg.reason.as_str(), created_at);
+                }
                 Disposition::Done
             }
             Ok(answer) => {
@@ -504,6 +530,57 @@ impl Publisher {
             .context("taking the order's publish lock")?;
         Ok((local, txn))
     }
+}
+
+/// An imported order, its shop and its Prom id as text.
+struct Imported {
+    order: orders::Model,
+    shop: shops::Model,
+    external_id: String,
+}
+
+/// The order `order_id` with its shop; `None` (nothing to send, said in the log) when the
+/// order or its shop no longer exists or the order was not imported from Prom.
+async fn load_imported(
+    txn: &DatabaseTransaction,
+    order_id: i64,
+) -> anyhow::Result<Option<Imported>> {
+    let Some(order) = orders::Entity::find_by_id(order_id)
+        .one(txn)
+        .await
+        .context("loading the order")?
+    else {
+        tracing::info!("order no longer exists: nothing to send");
+        return Ok(None);
+    };
+    let (Some(shop_id), Some(external_id)) = (order.shop_id, order.external_id.clone()) else {
+        tracing::info!("not an imported order: nothing to send");
+        return Ok(None);
+    };
+    let Some(shop) = shops::Entity::find_by_id(shop_id)
+        .one(txn)
+        .await
+        .context("loading the shop")?
+    else {
+        tracing::info!("the order's shop no longer exists: nothing to send");
+        return Ok(None);
+    };
+    Ok(Some(Imported {
+        order,
+        shop,
+        external_id,
+    }))
+}
+
+/// A disabled shop's message: recorded as skipped, nothing sent.
+async fn skip_disabled_shop<C>(
+    txn: DatabaseTransaction,
+    log: &SyncLog<'_>,
+) -> anyhow::Result<Step<C>> {
+    log.write(&txn, None, Outcome::Skipped, "shop is disabled: not sent")
+        .await?;
+    txn.commit().await.context("committing the sync log")?;
+    Ok(Step::Settled(Disposition::Done))
 }
 
 /// Failures after which Prom may show the status anyway: the request may have been

@@ -244,6 +244,8 @@ fn message_of(row: &outbox::Model) -> OutboundMessage {
         shop_id: row.shop_id,
         account_id: row.account_id,
         reason,
+        kind: row.kind,
+        created_at: Some(row.created_at),
     }
 }
 
@@ -272,6 +274,20 @@ mod tests {
         assert_eq!(m.event_id, "outbox-42");
         assert_eq!((m.order_id, m.shop_id, m.account_id), (3, 2, 1));
         assert_eq!(m.reason, OutboxReason::WrittenOff);
+    }
+
+    #[test]
+    fn a_message_carries_its_rows_kind() {
+        let mut waybill =
+            row(r#"{"order_id":3,"shop_id":2,"account_id":1,"reason":"waybill_set"}"#);
+        waybill.kind = entity::enums::OutboxKind::Waybill;
+        let m = message_of(&waybill);
+        assert_eq!(m.kind, entity::enums::OutboxKind::Waybill);
+        assert_eq!(m.reason, OutboxReason::WaybillSet);
+        assert_eq!(
+            message_of(&row("{}")).kind,
+            entity::enums::OutboxKind::OrderStatus
+        );
     }
 
     #[test]

@@ -93,6 +93,8 @@ mod tests {
             token_rejected_at: None,
             order_url_template: None,
             created_at: chrono::Utc::now(),
+            prom_statuses_error: None,
+            prom_statuses_error_at: None,
         }
     }
 

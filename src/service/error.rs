@@ -31,6 +31,10 @@ pub enum ServiceError {
     /// The message broker did not take a publish: retry after `retry_after_s`.
     #[error("the message broker is unavailable")]
     BrokerUnavailable { retry_after_s: u64 },
+    /// Prom did not give what was asked of it; the message says why (Prom's texts are
+    /// already safe to show: see `PromError`).
+    #[error("{0}")]
+    Prom(String),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }

@@ -10,8 +10,10 @@
 //!
 //! Modules: `caller` (who is acting, permissions), `error`, `orders` (views, list, create,
 //! status and write-off, refresh), `shops` (settings, secrets, status mapping),
-//! `employees`, `dead_letters`, `lookups` (statuses, products, clients, categories), `sync_log`.
+//! `employees`, `dead_letters`, `lookups` (statuses, products, clients, categories), `sync_log`,
+//! and `backlog` (the queue and shop figures `/metrics` shows).
 
+pub mod backlog;
 pub mod caller;
 pub mod dead_letters;
 pub mod employees;
@@ -26,7 +28,12 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 pub use self::{caller::Caller, error::ServiceError};
-use crate::{broker::Broker, clock::Clock, keyring::Keyring, prom::origin::OriginPolicy};
+use crate::{
+    broker::Broker,
+    clock::Clock,
+    keyring::Keyring,
+    prom::{client::PromClient, origin::OriginPolicy},
+};
 
 /// What a service call may return.
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -41,6 +48,9 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     /// Which Prom URLs a shop may be given (the Prom client calls by the same policy).
     pub prom_origins: Arc<OriginPolicy>,
+    /// The process's Prom client, for what an employee asks of Prom directly (a shop's
+    /// status list).
+    pub prom: PromClient,
     /// Time for rules that depend on it (refresh limit, secret grace); tests inject one.
     pub clock: Arc<dyn Clock>,
 }

@@ -4,6 +4,8 @@
 
 use actix_web::HttpRequest;
 
+use crate::prom::client::CancellationReason;
+
 /// The cookie that remembers the chosen language.
 pub const LANG_COOKIE: &str = "promsync_lang";
 
@@ -107,6 +109,11 @@ pub struct Texts {
     pub delivery_address: &'static str,
     pub recipient: &'static str,
     pub waybill: &'static str,
+    pub waybill_number: &'static str,
+    pub carrier: &'static str,
+    pub set_waybill: &'static str,
+    pub waybill_queued: &'static str,
+    pub waybill_saved: &'static str,
     pub delivery_cost: &'static str,
     pub payment: &'static str,
     pub no_payment: &'static str,
@@ -126,6 +133,9 @@ pub struct Texts {
     pub write_off: &'static str,
     pub status: &'static str,
     pub change_status: &'static str,
+    pub cancellation_reason: &'static str,
+    pub cancellation_default: &'static str,
+    pub cancellation_text: &'static str,
     pub outbound_queued: &'static str,
     pub outbound_deferred: &'static str,
     pub outbound_not_mapped: &'static str,
@@ -163,6 +173,11 @@ pub struct Texts {
     pub mapping_inbound: &'static str,
     pub mapping_outbound: &'static str,
     pub unmapped: &'static str,
+    pub prom_statuses: &'static str,
+    pub prom_statuses_fetched: &'static str,
+    pub refresh_prom_statuses: &'static str,
+    pub prom_statuses_refreshed: &'static str,
+    pub not_on_prom: &'static str,
     pub secret: &'static str,
     pub rotate_secret: &'static str,
     pub new_secret_once: &'static str,
@@ -249,6 +264,11 @@ pub static UK: Texts = Texts {
     delivery_address: "Адреса",
     recipient: "Отримувач",
     waybill: "ТТН",
+    waybill_number: "Номер ТТН",
+    carrier: "Перевізник",
+    set_waybill: "Зберегти ТТН",
+    waybill_queued: "ТТН збережено; надсилається до Prom.",
+    waybill_saved: "ТТН збережено.",
     delivery_cost: "Вартість доставки",
     payment: "Оплата",
     no_payment: "Без даних про оплату",
@@ -268,6 +288,9 @@ pub static UK: Texts = Texts {
     write_off: "Списати товари",
     status: "Статус",
     change_status: "Змінити статус",
+    cancellation_reason: "Причина скасування для Prom",
+    cancellation_default: "— типова (інша, з текстом налаштувань) —",
+    cancellation_text: "Текст скасування",
     outbound_queued: "Статус змінено; надіслано до Prom.",
     outbound_deferred: "Статус змінено; до Prom буде надіслано після списання товарів.",
     outbound_not_mapped: "Статус змінено; для Prom статус не зіставлено, нічого не надіслано.",
@@ -306,6 +329,11 @@ pub static UK: Texts = Texts {
     mapping_inbound: "Prom → RO App",
     mapping_outbound: "RO App → Prom",
     unmapped: "— не зіставлено —",
+    prom_statuses: "Статуси магазину на Prom",
+    prom_statuses_fetched: "Отримано з Prom",
+    refresh_prom_statuses: "Оновити з Prom",
+    prom_statuses_refreshed: "Статуси магазину отримано з Prom.",
+    not_on_prom: "немає на Prom",
     secret: "Секрет вебхука",
     rotate_secret: "Змінити секрет",
     new_secret_once: "Новий секрет (показується один раз):",
@@ -392,6 +420,11 @@ pub static EN: Texts = Texts {
     delivery_address: "Address",
     recipient: "Recipient",
     waybill: "Waybill",
+    waybill_number: "Waybill number",
+    carrier: "Carrier",
+    set_waybill: "Save waybill",
+    waybill_queued: "Waybill saved; queued for Prom.",
+    waybill_saved: "Waybill saved.",
     delivery_cost: "Delivery cost",
     payment: "Payment",
     no_payment: "No payment information",
@@ -411,6 +444,9 @@ pub static EN: Texts = Texts {
     write_off: "Write off goods",
     status: "Status",
     change_status: "Change status",
+    cancellation_reason: "Cancellation reason for Prom",
+    cancellation_default: "— default (another, with the configured text) —",
+    cancellation_text: "Cancellation text",
     outbound_queued: "Status changed; sent to Prom.",
     outbound_deferred: "Status changed; it will be sent to Prom after the write-off.",
     outbound_not_mapped: "Status changed; not mapped to a Prom status, nothing sent.",
@@ -449,6 +485,11 @@ pub static EN: Texts = Texts {
     mapping_inbound: "Prom → RO App",
     mapping_outbound: "RO App → Prom",
     unmapped: "— not mapped —",
+    prom_statuses: "The shop's statuses on Prom",
+    prom_statuses_fetched: "Fetched from Prom",
+    refresh_prom_statuses: "Refresh from Prom",
+    prom_statuses_refreshed: "The shop's statuses were fetched from Prom.",
+    not_on_prom: "not on Prom",
     secret: "Webhook secret",
     rotate_secret: "Rotate secret",
     new_secret_once: "New secret (shown once):",
@@ -497,6 +538,26 @@ pub fn order_prom_status(lang: Lang, status: &str, title: Option<&str>) -> Strin
     known_prom_status(lang, status)
         .or_else(|| title.map(str::to_owned))
         .unwrap_or_else(|| status.to_owned())
+}
+
+/// Prom's cancellation reasons as operators know them.
+pub fn cancellation_reason(lang: Lang, reason: CancellationReason) -> &'static str {
+    let (uk, en) = match reason {
+        CancellationReason::NotAvailable => ("Немає в наявності", "Not available"),
+        CancellationReason::PriceChanged => ("Змінилася ціна", "Price changed"),
+        CancellationReason::BuyersRequest => ("На прохання покупця", "Buyer's request"),
+        CancellationReason::NotEnoughFields => ("Бракує даних", "Not enough details"),
+        CancellationReason::Duplicate => ("Дублікат замовлення", "Duplicate order"),
+        CancellationReason::InvalidPhoneNumber => ("Невірний телефон", "Invalid phone number"),
+        CancellationReason::LessThanMinimalPrice => {
+            ("Менше мінімальної суми", "Below the minimum order")
+        }
+        CancellationReason::Another => ("Інша причина", "Another reason"),
+    };
+    match lang {
+        Lang::Uk => uk,
+        Lang::En => en,
+    }
 }
 
 fn known_prom_status(lang: Lang, status: &str) -> Option<String> {

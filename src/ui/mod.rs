@@ -49,12 +49,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders/{id}", web::get().to(orders::show))
             .route("/orders/{id}/status", web::post().to(orders::change_status))
             .route("/orders/{id}/write-off", web::post().to(orders::write_off))
+            .route("/orders/{id}/waybill", web::post().to(orders::set_waybill))
             .route("/orders/{id}/refresh", web::post().to(orders::refresh_one))
             .route("/shops", web::get().to(shops::list))
             .route("/shops/{id}", web::get().to(shops::show))
             .route("/shops/{id}", web::post().to(shops::save))
             .route("/shops/{id}/mapping", web::post().to(shops::save_mapping))
             .route("/shops/{id}/rotate-secret", web::post().to(shops::rotate))
+            .route(
+                "/shops/{id}/prom-statuses/refresh",
+                web::post().to(shops::refresh_prom_statuses),
+            )
             .route("/problems", web::get().to(problems::show))
             .route("/problems/requeue", web::post().to(problems::requeue))
             .route("/employees", web::get().to(employees::list))

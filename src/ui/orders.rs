@@ -1,22 +1,24 @@
 //! The orders screens: the list (source/shop filter, paging, "Other actions → Update
 //! orders" with per-order results) and one order (items, buyer, the four integration
-//! fields with a refresh button, status change with its Prom outcome, write-off, sync
-//! log). Every read and action goes through the service layer, as the JSON API's do, so
+//! fields with a refresh button, status change with its Prom outcome, the waybill form,
+//! write-off, sync log). Every read and action goes through the service layer, as the JSON API's do, so
 //! the rules (10-minute refresh, outbox, permissions, account scoping) are the same.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
 use maud::{html, Markup};
+use sea_orm::Iterable;
 use serde::Deserialize;
 
 use super::{
-    i18n::{order_prom_status, with_n, Texts},
+    i18n::{cancellation_reason, order_prom_status, with_n, Texts},
     page::{button, csrf, frame, html_response, lacks, notice, respond, when},
     session::{Operator, Posted},
 };
 use crate::{
-    domain::Permission,
+    domain::{waybill::Waybill, Carrier, Permission},
     error::ApiError,
     http::AppState,
+    prom::client::CancellationReason,
     service::{
         lookups,
         orders::{
@@ -253,6 +255,7 @@ pub async fn refresh_many(
 /// What happened on the order page just before it was shown.
 enum Notice {
     Status(Outbound),
+    Waybill(Outbound),
     WrittenOff,
     Refreshed(RefreshResult),
 }
@@ -289,6 +292,8 @@ async fn order_page(
             notice(t.outbound_not_mapped, "warn outbound-not-mapped")
         }
         Notice::Status(Outbound::None) => notice(t.outbound_none, "ok outbound-none"),
+        Notice::Waybill(Outbound::Queued) => notice(t.waybill_queued, "ok waybill-queued"),
+        Notice::Waybill(_) => notice(t.waybill_saved, "ok waybill-saved"),
         Notice::WrittenOff => notice(t.written_off_done, "ok"),
         Notice::Refreshed(r) => {
             let kind = if r.result == RefreshOutcome::Queued {
@@ -326,6 +331,21 @@ async fn order_page(
                         option value=(s.id) selected[s.id == order.status.id] { (s.name) }
                     }
                 }
+                @if order.external_id.is_some() {
+                    " "
+                    select name="cancellation_reason" aria-label=(t.cancellation_reason) disabled[refused.is_some()] {
+                        option value="" { (t.cancellation_default) }
+                        @for reason in CancellationReason::ALL {
+                            option value=(reason.as_str())
+                                selected[order.cancellation.as_ref().is_some_and(|c| c.reason == reason.as_str())] {
+                                (cancellation_reason(op.lang, reason)) }
+                        }
+                    }
+                    " "
+                    input name="cancellation_text" aria-label=(t.cancellation_text) placeholder=(t.cancellation_text)
+                        maxlength="500" disabled[refused.is_some()]
+                        value=(order.cancellation.as_ref().and_then(|c| c.text.as_deref()).unwrap_or_default());
+                }
                 " "
                 (button(t.change_status, refused, None))
             }
@@ -361,6 +381,20 @@ async fn order_page(
                     @if let Some(cost) = &d.cost { dt { (t.delivery_cost) } dd { (cost) " " (order.currency) } }
                 },
                 None => p { (t.no_delivery) },
+            }
+            form.waybill-form method="post" action=(format!("/ui/orders/{id}/waybill")) {
+                (csrf(op))
+                input type="text" name="number" aria-label=(t.waybill_number) placeholder=(t.waybill_number)
+                    maxlength="20" required disabled[refused.is_some()]
+                    value=(order.delivery.as_ref().and_then(|d| d.declaration_number.as_deref()).unwrap_or_default());
+                " "
+                select name="carrier" aria-label=(t.carrier) disabled[refused.is_some()] {
+                    @for carrier in Carrier::iter() {
+                        option value=(carrier.as_str()) { (carrier_name(carrier)) }
+                    }
+                }
+                " "
+                (button(t.set_waybill, refused, None))
             }
         }
         section.payment {
@@ -453,11 +487,52 @@ pub async fn change_status(
     let op = &posted.op;
     let result = async {
         let status_id = field_id(&posted, "status_id")?;
-        let changed = service::set_status(&state.services, &op.caller, *id, status_id).await?;
+        let given = |name| {
+            posted
+                .fields
+                .get(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_owned)
+        };
+        let cancellation = service::CancellationRequest {
+            reason: given("cancellation_reason"),
+            text: given("cancellation_text"),
+        };
+        let changed =
+            service::set_status(&state.services, &op.caller, *id, status_id, cancellation).await?;
         order_page(op, *id, &state, Some(Notice::Status(changed.outbound))).await
     }
     .await;
     respond(op, result)
+}
+
+/// `POST /ui/orders/{id}/waybill`: the waybill form; a bad number or carrier is a 400
+/// naming the field, like the API's. Blanks around a typed or pasted number are dropped
+/// here (the API, for programs, takes the number exactly as sent).
+pub async fn set_waybill(
+    posted: Posted,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let op = &posted.op;
+    let result = async {
+        let field = |name: &str| posted.fields.get(name).unwrap_or_default();
+        let waybill = Waybill::parse(field("number").trim(), field("carrier"))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let set = service::set_waybill(&state.services, &op.caller, *id, waybill).await?;
+        order_page(op, *id, &state, Some(Notice::Waybill(set.outbound))).await
+    }
+    .await;
+    respond(op, result)
+}
+
+/// A carrier as people know it (the same in both languages).
+fn carrier_name(carrier: Carrier) -> &'static str {
+    match carrier {
+        Carrier::NovaPoshta => "Nova Poshta",
+        Carrier::Ukrposhta => "Ukrposhta",
+        Carrier::Meest => "Meest",
+    }
 }
 
 /// `POST /ui/orders/{id}/write-off`

@@ -1,21 +1,22 @@
 //! Shop settings for employees with `manage_integrations`: Prom URL, the write-only
-//! token, language, product and client matching, polling, the status mapping editor,
-//! webhook secret rotation, and the shop's health. Reads and writes go through the shop
+//! token, language, product and client matching, polling, the shop's statuses on Prom
+//! (refreshed on demand), the status mapping editor offering Prom's titles, webhook secret
+//! rotation, and the shop's health. Reads and writes go through the shop
 //! services the JSON API uses too (validation, write-only token, rotation grace), never
 //! to the credential columns directly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{http::StatusCode, web, HttpResponse};
 use maud::{html, Markup};
 
 use super::{
-    i18n::{prom_status, Texts},
+    i18n::{order_prom_status, Texts},
     page::{button, csrf, frame, html_response, lacks, notice, respond, when},
     session::{Operator, Posted},
 };
 use crate::{
-    domain::{Permission, Spelled},
+    domain::{Permission, PromStatusKind, Spelled},
     error::ApiError,
     http::AppState,
     service::{
@@ -25,6 +26,7 @@ use crate::{
             mapping::{INBOUND_PROM_STATUSES, OUTBOUND_PROM_STATUSES},
             ShopPatch, StatusMapping,
         },
+        ServiceError,
     },
 };
 
@@ -88,17 +90,41 @@ async fn shop_page(
     let health = service::shop_health(db, &op.caller, id).await?;
     let mapping = service::status_mapping(db, &op.caller, id).await?;
     let statuses = lookups::account_statuses(db, &op.caller).await?;
-    // Offered in the mapping editor: the known Prom statuses and the custom ones mapped.
+    let prom = service::prom_statuses(db, &op.caller, id).await?;
+    let titles: HashMap<&str, &str> = prom
+        .statuses
+        .iter()
+        .map(|s| (s.code.as_str(), s.title.as_str()))
+        .collect();
+    let custom = || {
+        prom.statuses
+            .iter()
+            .filter(|s| s.kind == PromStatusKind::Custom)
+            .map(|s| s.code.as_str())
+    };
+    // Offered in the mapping editor: Prom's standard statuses, the shop's own ones on
+    // Prom, and whatever is mapped now (a custom status gone from Prom says so).
     let inbound: BTreeSet<&str> = INBOUND_PROM_STATUSES
         .iter()
         .copied()
+        .chain(custom())
         .chain(mapping.inbound.keys().map(String::as_str))
         .collect();
     let outbound: BTreeSet<&str> = OUTBOUND_PROM_STATUSES
         .iter()
         .copied()
+        .chain(custom())
         .chain(mapping.outbound.values().map(String::as_str))
         .collect();
+    let label = |code: &str| {
+        let title = order_prom_status(op.lang, code, titles.get(code).copied());
+        let standard = INBOUND_PROM_STATUSES.contains(&code);
+        if standard || titles.contains_key(code) {
+            title
+        } else {
+            format!("{title} ({})", t.not_on_prom)
+        }
+    };
     let body = html! {
         (done.unwrap_or_default())
         section.health {
@@ -137,6 +163,17 @@ async fn shop_page(
                 button type="submit" { (t.save) }
             }
         }
+        section #prom-statuses {
+            h2 { (t.prom_statuses) }
+            p { (t.prom_statuses_fetched) ": " (when(prom.fetched_at, t)) }
+            @if !prom.statuses.is_empty() {
+                ul { @for status in &prom.statuses { li { (label(&status.code)) } } }
+            }
+            form method="post" action=(format!("/ui/shops/{id}/prom-statuses/refresh")) {
+                (csrf(op))
+                (button(t.refresh_prom_statuses, None, None))
+            }
+        }
         section {
             h2 { (t.mapping) }
             form.settings method="post" action=(format!("/ui/shops/{id}/mapping")) {
@@ -144,7 +181,7 @@ async fn shop_page(
                 h3 { (t.mapping_inbound) }
                 table { tbody {
                     @for prom in &inbound {
-                        tr { td { (prom_status(op.lang, prom)) " (" (prom) ")" } td {
+                        tr { td { (label(prom)) } td {
                             select name=(format!("in:{prom}")) {
                                 option value="" { (t.unmapped) }
                                 @for s in &statuses {
@@ -163,7 +200,7 @@ async fn shop_page(
                                 option value="" { (t.unmapped) }
                                 @for prom in &outbound {
                                     option value=(prom) selected[current.map(String::as_str) == Some(*prom)] {
-                                        (prom_status(op.lang, prom)) " (" (prom) ")" }
+                                        (label(prom)) }
                                 }
                             }
                         } }
@@ -264,6 +301,27 @@ pub async fn save_mapping(
         service::replace_status_mapping(&state.services, &op.caller, *id, mapping_of(&posted)?)
             .await?;
         shop_page(op, *id, &state, Some(notice(op.lang.texts().saved, "ok"))).await
+    }
+    .await;
+    respond(op, result)
+}
+
+/// `POST /ui/shops/{id}/prom-statuses/refresh`: Prom failing is said on the shop's page
+/// (and kept in its health), not as an error page.
+pub async fn refresh_prom_statuses(
+    posted: Posted,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let op = &posted.op;
+    let result = async {
+        let t = op.lang.texts();
+        let done = match service::refresh_prom_statuses(&state.services, &op.caller, *id).await {
+            Ok(_) => notice(t.prom_statuses_refreshed, "ok"),
+            Err(ServiceError::Prom(why)) => notice(&why, "error"),
+            Err(e) => return Err(e.into()),
+        };
+        shop_page(op, *id, &state, Some(done)).await
     }
     .await;
     respond(op, result)

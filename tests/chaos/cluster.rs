@@ -20,7 +20,10 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use super::services::{free_port, PrivatePostgres, PrivateRabbit, Scratch};
+use super::{
+    proxy::Proxy,
+    services::{free_port, PrivatePostgres, PrivateRabbit, Scratch},
+};
 
 const FIXTURE: &str = include_str!("../fixtures/prom/order-pending-cash-on-delivery.json");
 const PROMSYNC: &str = env!("CARGO_BIN_EXE_promsync");
@@ -194,15 +197,34 @@ pub struct Cluster {
     pub admin_token: String,
     key: SigningKey,
     launcher: Launcher,
+    /// In front of PostgreSQL and RabbitMQ for every promsync process, when the scenario
+    /// asked for them (`start_behind_proxies`); the scenario's own checks go direct.
+    pub proxies: Option<Proxies>,
     pub pg: PrivatePostgres,
     pub rabbit: PrivateRabbit,
     _scratch: Scratch,
+}
+
+/// The proxies promsync reaches its services through, which a scenario can silence.
+pub struct Proxies {
+    pub pg: std::sync::Arc<Proxy>,
+    pub rabbit: std::sync::Arc<Proxy>,
 }
 
 impl Cluster {
     /// Private services, the simulator (`sim_args` added) as Prom, migrations, an
     /// account, a shop, and `promsync serve`.
     pub async fn start(name: &str, sim_args: &[&str]) -> Self {
+        Self::start_with(name, sim_args, false).await
+    }
+
+    /// As `start`, with every promsync process reaching PostgreSQL and RabbitMQ through
+    /// a TCP proxy of its own, so the scenario can make either silent (a partition).
+    pub async fn start_behind_proxies(name: &str, sim_args: &[&str]) -> Self {
+        Self::start_with(name, sim_args, true).await
+    }
+
+    async fn start_with(name: &str, sim_args: &[&str], proxied: bool) -> Self {
         super::services::require_tooling();
         let scratch = Scratch::new(name);
         let (pg, rabbit) = {
@@ -216,14 +238,26 @@ impl Cluster {
                 )
             })
         };
+        let proxies = if proxied {
+            Some(Proxies {
+                pg: Proxy::start(([127, 0, 0, 1], pg.port).into()).await,
+                rabbit: Proxy::start(([127, 0, 0, 1], rabbit.port).into()).await,
+            })
+        } else {
+            None
+        };
+        let (pg_url, rabbit_url) = match &proxies {
+            Some(p) => (pg.url_via(p.pg.port), rabbit.url_via(p.rabbit.port)),
+            None => (pg.url(), rabbit.url()),
+        };
         let sim_port = free_port();
         let sim_url = format!("http://127.0.0.1:{sim_port}");
         let env = vec![
-            ("PROMSYNC_DATABASE_URL".to_owned(), pg.url()),
+            ("PROMSYNC_DATABASE_URL".to_owned(), pg_url),
             // The simulator stands in for Prom on plain http and loopback: allowed
             // explicitly, as a deployment would list it.
             ("PROMSYNC_PROM_ALLOWED_ORIGINS".to_owned(), sim_url.clone()),
-            ("PROMSYNC_BROKER_URL".to_owned(), rabbit.url()),
+            ("PROMSYNC_BROKER_URL".to_owned(), rabbit_url),
             ("PROMSYNC_LOG_FORMAT".to_owned(), "json".to_owned()),
             ("RUST_LOG".to_owned(), "warn".to_owned()),
             // Short tiers keep a scenario within minutes; the attempts stay the default.
@@ -289,6 +323,7 @@ impl Cluster {
         Self {
             _sim: sim,
             _scratch: scratch,
+            proxies,
             pg,
             rabbit,
             launcher,

@@ -212,7 +212,12 @@ impl PrivatePostgres {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_via(self.port)
+    }
+
+    /// The URL as seen through something listening on `port` that forwards here.
+    pub fn url_via(&self, port: u16) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
     }
 
     fn ctl(&self, action: &[&str]) {
@@ -344,7 +349,12 @@ impl PrivateRabbit {
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        self.url_via(self.port)
+    }
+
+    /// The URL as seen through something listening on `port` that forwards here.
+    pub fn url_via(&self, port: u16) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
     }
 
     fn ctl_command(&self, args: &[&str]) -> Command {

@@ -297,6 +297,11 @@ async fn every_endpoint_answers_404_for_another_accounts_ids() {
             None,
         ),
         (
+            Method::POST,
+            format!("/api/orders/{foreign_order}/waybill"),
+            Some(json!({"number": "20450000000001", "carrier": "nova_poshta"})),
+        ),
+        (
             Method::GET,
             format!("/api/orders/{foreign_order}/sync-log"),
             None,
@@ -343,6 +348,16 @@ async fn every_endpoint_answers_404_for_another_accounts_ids() {
             Method::PUT,
             format!("/api/shops/{foreign_shop}/status-mapping"),
             Some(json!({"inbound": {}, "outbound": {}})),
+        ),
+        (
+            Method::GET,
+            format!("/api/shops/{foreign_shop}/prom-statuses"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/shops/{foreign_shop}/prom-statuses/refresh"),
+            None,
         ),
         (
             Method::POST,
@@ -735,6 +750,20 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
     assert_eq!(status, 200);
     assert_eq!(default["inbound"]["pending"], kinds["new"]);
     assert_eq!(default["outbound"][kinds["done"].to_string()], "delivered");
+    // The shop has the custom status on Prom.
+    app.prom_status_options(ResponseTemplate::new(200).set_body_json(json!({
+        "order_status_options": [{"id": 137639, "name": "custom-137639", "title": "Підтверджено"}]
+    })))
+    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/shops/{}/prom-statuses/refresh", app.shop.shop_id),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
     let mapping = json!({
         "inbound": {"pending": kinds["new"], "custom-137639": kinds["in_progress"]},
         "outbound": {kinds["canceled"].to_string(): "canceled", kinds["in_progress"].to_string(): "custom-137639"},
@@ -752,6 +781,7 @@ async fn the_status_mapping_is_replaced_whole_and_validated() {
     for bad in [
         json!({"inbound": {"draft": kinds["new"]}, "outbound": {}}),
         json!({"inbound": {"custom-x": kinds["new"]}, "outbound": {}}),
+        json!({"inbound": {"custom-137640": kinds["new"]}, "outbound": {}}),
         json!({"inbound": {}, "outbound": {"abc": "delivered"}}),
         json!({"inbound": {}, "outbound": {kinds["new"].to_string(): "pending"}}),
     ] {
@@ -992,6 +1022,8 @@ async fn the_openapi_document_describes_every_route() {
         ("post", "/api/shops/{id}/rotate-secret"),
         ("get", "/api/shops/{id}/status-mapping"),
         ("put", "/api/shops/{id}/status-mapping"),
+        ("get", "/api/shops/{id}/prom-statuses"),
+        ("post", "/api/shops/{id}/prom-statuses/refresh"),
         ("get", "/api/statuses"),
         ("get", "/api/products"),
         ("get", "/api/clients"),
@@ -1238,4 +1270,172 @@ async fn an_order_created_in_ro_app_has_no_delivery_nor_payment() {
     // Assert
     assert_eq!(order["delivery"], Value::Null, "{order}");
     assert_eq!(order["payment"], Value::Null, "{order}");
+}
+
+// Waybills (ARCHITECTURE.md, 'Waybills reach Prom').
+
+/// `POST /api/orders/{order}/waybill` with `body` as `token`.
+async fn post_waybill(app: &TestApp, order: i64, token: &str, body: Value) -> (u16, Value) {
+    app.call(
+        Method::POST,
+        &format!("/api/orders/{order}/waybill"),
+        token,
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_waybill_that_does_not_fit_its_carrier_is_a_400_naming_the_field_and_changes_nothing() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let cases = [
+        (
+            json!({"number": "2045000000000", "carrier": "nova_poshta"}),
+            "number",
+        ),
+        (
+            json!({"number": "2045000000000X", "carrier": "nova_poshta"}),
+            "number",
+        ),
+        (
+            json!({"number": " 20450000000001", "carrier": "nova_poshta"}),
+            "number",
+        ),
+        (
+            json!({"number": "1234567", "carrier": "ukrposhta"}),
+            "number",
+        ),
+        (
+            json!({"number": "RR12345678ÜA", "carrier": "meest"}),
+            "number",
+        ),
+        (json!({"carrier": "meest"}), "number"),
+        (
+            json!({"number": "20450000000001", "carrier": "justin"}),
+            "carrier",
+        ),
+        (json!({"number": "20450000000001"}), "carrier"),
+        (json!({"number": "20450000000001", "carrier": 1}), "carrier"),
+    ];
+
+    for (body, field) in cases {
+        // Act
+        let (status, answer) = post_waybill(&app, order, &app.admin_token, body.clone()).await;
+
+        // Assert
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "bad_request");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{field}: ")),
+            "{body}: {message}"
+        );
+    }
+    let malformed = app
+        .api(
+            Method::POST,
+            &format!("/api/orders/{order}/waybill"),
+            &app.admin_token,
+        )
+        .header("content-type", "application/json")
+        .body("{\"number\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let (_, shown) = app
+        .call(
+            Method::GET,
+            &format!("/api/orders/{order}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(shown["delivery"], Value::Null);
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 0);
+}
+
+#[tokio::test]
+async fn a_waybill_is_stored_at_once_and_queued_for_prom_in_the_same_transaction() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+
+    // Act
+    let (status, answer) = post_waybill(
+        &app,
+        order,
+        &app.admin_token,
+        json!({"number": "RR123456789UA", "carrier": "ukrposhta"}),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["outbound"], "queued");
+    assert_eq!(answer["order"]["id"], order);
+    assert_eq!(
+        answer["order"]["delivery"]["declaration_number"],
+        "RR123456789UA"
+    );
+    let (_, shown) = app
+        .call(
+            Method::GET,
+            &format!("/api/orders/{order}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(shown["delivery"]["declaration_number"], "RR123456789UA");
+    assert_eq!(
+        app.text(&format!("SELECT kind FROM outbox WHERE order_id = {order}"))
+            .await
+            .as_deref(),
+        Some("waybill")
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT waybill_carrier FROM orders WHERE id = {order}"
+        ))
+        .await
+        .as_deref(),
+        Some("ukrposhta")
+    );
+}
+
+#[tokio::test]
+async fn a_waybill_of_an_imported_order_needs_the_goods_permission_and_an_ro_app_order_none() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "1001").await;
+    let clerk = employee(&app, &[]).await;
+    let own = roapp_order(&app, &clerk).await["id"].as_i64().unwrap();
+    let waybill = json!({"number": "20450000000001", "carrier": "nova_poshta"});
+
+    // Act
+    let (refused, answer) = post_waybill(&app, order, &clerk, waybill.clone()).await;
+    let (accepted, roapp) = post_waybill(&app, own, &clerk, waybill).await;
+
+    // Assert
+    assert_eq!(refused, 403, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("goods_without_write_off"));
+    assert_eq!(
+        app.text(&format!(
+            "SELECT waybill_number FROM orders WHERE id = {order}"
+        ))
+        .await,
+        None
+    );
+    assert_eq!(accepted, 202, "{roapp}");
+    assert_eq!(roapp["outbound"], "none");
+    assert_eq!(
+        roapp["order"]["delivery"]["declaration_number"],
+        "20450000000001"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 0);
 }

@@ -6,12 +6,14 @@ use std::{num::NonZeroUsize, time::Duration};
 
 use chrono::{TimeZone, Utc};
 use entity::{
-    enums::{Direction, OutboxKind},
+    enums::{Carrier, Direction, OutboxKind},
     order_items, orders, shops,
 };
 use promsync::{
     broker::Lane,
-    domain::{ClientMatching, Language, MatchProductsBy, Outcome, Source, StatusKind},
+    domain::{
+        ClientMatching, Language, MatchProductsBy, Outcome, PromStatusKind, Source, StatusKind,
+    },
 };
 use rust_decimal_macros::dec;
 use sea_orm::{sea_query::Expr, ActiveEnum, ConnectionTrait, EntityTrait, QueryOrder};
@@ -944,8 +946,14 @@ async fn a_value_outside_an_enum_is_refused_even_from_plain_sql() {
                 ("ck_inbound_events_outcome", stored_values::<Outcome>()),
                 ("ck_outbound_sync_log_outcome", stored_values::<Outcome>()),
                 ("ck_outbox_kind", stored_values::<OutboxKind>()),
+                ("ck_orders_waybill_carrier", stored_values::<Carrier>()),
+                ("ck_orders_waybill_sent_carrier", stored_values::<Carrier>()),
                 ("ck_dead_letters_lane", stored_values::<Lane>()),
                 ("ck_broker_messages_lane", stored_values::<Lane>()),
+                (
+                    "ck_prom_status_options_kind",
+                    stored_values::<PromStatusKind>(),
+                ),
             ];
             for (constraint, values) in checks {
                 let definition = app

@@ -1,6 +1,6 @@
-//! RO App status changes reaching Prom (ARCHITECTURE.md, 'From RO App back to Prom')
-//! against real PostgreSQL, RabbitMQ and the Prom simulator: the current mapped status,
-//! once, in the shape Prom accepts, whatever Prom answers in between.
+//! RO App status changes and waybills reaching Prom (ARCHITECTURE.md, 'From RO App back
+//! to Prom') against real PostgreSQL, RabbitMQ and the Prom simulator: the current mapped
+//! status or waybill, once, in the shape Prom accepts, whatever Prom answers in between.
 
 use std::time::Duration;
 
@@ -159,6 +159,74 @@ fn prom_status(sim: &SimHandle, prom_id: i64) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+#[tokio::test]
+async fn a_cancellation_reason_given_with_the_status_change_reaches_prom_and_stays_on_the_order() {
+    // Arrange
+    let (app, sim) = with_simulator_as_prom(TestApp::builder()).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "pending").await;
+    let canceled = status_id(&app, "Canceled").await;
+    let in_progress = status_id(&app, "In progress").await;
+    let url = format!("/api/orders/{order_id}/status");
+    let token = app.admin_token.clone();
+
+    // Act: refusals first, then a cancellation with a reason and a text.
+    let refusals = [
+        json!({"status_id": in_progress, "cancellation_reason": "duplicate"}),
+        json!({"status_id": canceled, "cancellation_reason": "bored"}),
+        json!({"status_id": canceled, "cancellation_reason": "another"}),
+        json!({"status_id": canceled, "cancellation_text": "no reason"}),
+    ];
+    let mut refused = Vec::new();
+    for body in refusals {
+        refused.push(
+            app.call(reqwest::Method::POST, &url, &token, Some(body))
+                .await,
+        );
+    }
+    let (status, changed) = app
+        .call(
+            reqwest::Method::POST,
+            &url,
+            &token,
+            Some(
+                json!({"status_id": canceled, "cancellation_reason": "buyers_request",
+                        "cancellation_text": "Покупець передумав"}),
+            ),
+        )
+        .await;
+
+    // Assert: each refusal is a 400 naming the field, and changed nothing.
+    for (status, body) in &refused {
+        assert_eq!(*status, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cancellation_"),
+            "{body}"
+        );
+    }
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["outbound"], "queued");
+    assert_eq!(
+        changed["order"]["cancellation"],
+        json!({"reason": "buyers_request", "text": "Покупець передумав"})
+    );
+    eventually("Prom to show canceled", WAIT, || async {
+        (prom_status(&sim, prom_id) == "canceled").then_some(())
+    })
+    .await;
+    let calls = calls_for(&sim, prom_id);
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the accepted change was sent: {calls:?}"
+    );
+    let body = calls[0].body.as_ref().unwrap();
+    assert_eq!(body["cancellation_reason"], "buyers_request");
+    assert_eq!(body["cancellation_text"], "Покупець передумав");
 }
 
 #[tokio::test]
@@ -863,4 +931,333 @@ async fn applied_by_a_slow_prom(
     )
     .await;
     (app, sim, prom_id, order_id)
+}
+
+// Waybills (ARCHITECTURE.md, 'Waybills reach Prom').
+
+const WAYBILL: &str = "20450000000001";
+const LATER_WAYBILL: &str = "20450000000002";
+
+/// An imported order (Prom status `received`) and the app sending its waybills to the
+/// simulator, which answers the next `save_declaration_id` calls as `answers` say. Gives
+/// the app, Prom, the Prom id and the order id.
+async fn waybill_order(
+    app: TestAppBuilder,
+    answers: impl IntoIterator<Item = Scripted>,
+) -> (TestApp, SimHandle, i64, i64) {
+    let (app, sim) = with_simulator_as_prom(app).await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    sim.script(answers);
+    (app, sim, prom_id, order_id)
+}
+
+/// Prom's next `save_declaration_id` answered with HTTP `status` and `body`.
+fn waybill_answer(status: u16, body: Option<Value>) -> Scripted {
+    Scripted {
+        endpoint: "save_declaration".into(),
+        status,
+        body,
+        ..Default::default()
+    }
+}
+
+/// `POST /api/orders/{id}/waybill` as the admin; the answer's body.
+async fn set_waybill(app: &TestApp, order_id: i64, number: &str, carrier: &str) -> Value {
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/orders/{order_id}/waybill"),
+            &app.admin_token,
+            Some(json!({"number": number, "carrier": carrier})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
+/// The `save_declaration_id` calls that named `prom_id`.
+fn waybill_calls_for(sim: &SimHandle, prom_id: i64) -> Vec<Call> {
+    sim.save_declaration_calls()
+        .into_iter()
+        .filter(|c| c.body.as_ref().is_some_and(|b| b["order_id"] == prom_id))
+        .collect()
+}
+
+fn waybill_on_prom(sim: &SimHandle, prom_id: i64) -> Option<String> {
+    sim.order(prom_id).unwrap()["delivery_provider_data"]["declaration_number"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+async fn wait_for_waybill_on_prom(sim: &SimHandle, prom_id: i64, number: &str) {
+    eventually(&format!("Prom to show waybill {number}"), WAIT, || async {
+        (waybill_on_prom(sim, prom_id).as_deref() == Some(number)).then_some(())
+    })
+    .await;
+}
+
+/// The sync-log details of the order's entries with `outcome`, oldest first.
+async fn details(app: &TestApp, order_id: i64, outcome: &str) -> Vec<String> {
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            format!(
+                "SELECT detail FROM outbound_sync_log \
+                 WHERE order_id = {order_id} AND outcome = '{outcome}' ORDER BY id"
+            ),
+        ))
+        .await
+        .expect("query");
+    rows.into_iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect()
+}
+
+fn outcomes(log: &[(String, Option<String>)]) -> Vec<&str> {
+    log.iter().map(|(o, _)| o.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_waybill_is_stored_at_once_and_reaches_prom_as_save_declaration_id() {
+    // Arrange
+    let (app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), []).await;
+
+    // Act
+    let answer = set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
+
+    // Assert: stored before Prom heard of it, then on Prom, once, as Prom wants it.
+    assert_eq!(answer["outbound"], "queued");
+    assert_eq!(answer["order"]["delivery"]["declaration_number"], WAYBILL);
+    wait_for_waybill_on_prom(&sim, prom_id, WAYBILL).await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+    let calls = waybill_calls_for(&sim, prom_id);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].body.as_ref().unwrap(),
+        &json!({"order_id": prom_id, "declaration_id": WAYBILL, "delivery_type": "nova_poshta"})
+    );
+    let stored = order(&app, order_id).await;
+    assert_eq!(stored.waybill_sent_number.as_deref(), Some(WAYBILL));
+    assert!(details(&app, order_id, "sent").await[0].contains(WAYBILL));
+}
+
+#[tokio::test]
+async fn of_two_waybills_set_quickly_prom_ends_with_the_later() {
+    // Arrange
+    let (app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), []).await;
+
+    // Act
+    set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
+    let answer = set_waybill(&app, order_id, LATER_WAYBILL, "nova_poshta").await;
+
+    // Assert
+    assert_eq!(
+        answer["order"]["delivery"]["declaration_number"],
+        LATER_WAYBILL
+    );
+    eventually("Prom to hold the later waybill, recorded", WAIT, || async {
+        let stored = order(&app, order_id).await;
+        (stored.waybill_sent_number.as_deref() == Some(LATER_WAYBILL)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        waybill_on_prom(&sim, prom_id).as_deref(),
+        Some(LATER_WAYBILL)
+    );
+    let sent: Vec<Value> = waybill_calls_for(&sim, prom_id)
+        .iter()
+        .map(|c| c.body.as_ref().unwrap()["declaration_id"].clone())
+        .collect();
+    assert_eq!(sent.last(), Some(&json!(LATER_WAYBILL)), "{sent:?}");
+    assert!(sent.len() <= 2, "nothing sent twice: {sent:?}");
+}
+
+#[tokio::test]
+async fn a_redelivered_waybill_message_sends_nothing_once_prom_took_it() {
+    // Arrange: Prom took the waybill.
+    let (app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), []).await;
+    set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Act: the same message again, as a redelivery would bring it.
+    let txn = app.db.begin().await.unwrap();
+    promsync::outbound::enqueue_waybill(&txn, &order(&app, order_id).await)
+        .await
+        .unwrap()
+        .expect("an imported order is queued");
+    txn.commit().await.unwrap();
+    wait_for_outcome(&app, order_id, "skipped", 1).await;
+
+    // Assert
+    assert_eq!(waybill_calls_for(&sim, prom_id).len(), 1);
+    assert_eq!(
+        outcomes(&sync_log(&app, order_id).await),
+        ["sent", "skipped"]
+    );
+    assert!(details(&app, order_id, "skipped").await[0].contains("not sent again"));
+}
+
+#[tokio::test]
+async fn a_waybill_refused_in_a_200_is_failed_with_prom_s_message_and_retried() {
+    // Arrange
+    let refusal = json!({"status": "error", "message": "ЕН не знайдено у перевізника"});
+    let (app, sim, prom_id, order_id) =
+        waybill_order(TestApp::builder(), [waybill_answer(200, Some(refusal))]).await;
+
+    // Act
+    set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert
+    assert_eq!(
+        outcomes(&sync_log(&app, order_id).await),
+        ["failed", "sent"]
+    );
+    let failed = &details(&app, order_id, "failed").await[0];
+    assert!(failed.contains("ЕН не знайдено у перевізника"), "{failed}");
+    assert_eq!(waybill_calls_for(&sim, prom_id).len(), 2);
+    assert_eq!(waybill_on_prom(&sim, prom_id).as_deref(), Some(WAYBILL));
+}
+
+#[tokio::test]
+async fn a_waybill_prom_keeps_refusing_is_a_dead_letter_after_the_attempts() {
+    // Arrange
+    let refusal = waybill_answer(200, Some(json!({"error": "Access denied"})));
+    let (app, sim, prom_id, order_id) = waybill_order(
+        TestApp::builder().max_attempts(2),
+        [refusal.clone(), refusal],
+    )
+    .await;
+
+    // Act
+    set_waybill(&app, order_id, WAYBILL, "ukrposhta").await;
+    eventually("the waybill in the outbound dead letters", WAIT, || async {
+        (app.dead_letters(Lane::Outbound).await.len() == 1).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(
+        outcomes(&sync_log(&app, order_id).await),
+        ["failed", "failed"]
+    );
+    assert_eq!(waybill_calls_for(&sim, prom_id).len(), 2);
+    assert_eq!(waybill_on_prom(&sim, prom_id), None);
+    let stored = order(&app, order_id).await;
+    assert_eq!(stored.delivery_declaration_number.as_deref(), Some(WAYBILL));
+    assert_eq!(stored.waybill_sent_number, None);
+}
+
+/// Prom's version of order `prom_id` carrying waybill `number`, newer than any before.
+fn prom_edit_with_waybill(sim: &SimHandle, prom_id: i64, number: &str) -> Value {
+    let mut edited = sim.order(prom_id).unwrap();
+    edited["delivery_provider_data"] =
+        json!({"provider": "nova_poshta", "declaration_number": number});
+    edited["date_modified"] = json!(promsync_simulator::generate::prom_time(
+        Utc::now() + chrono::Duration::seconds(5)
+    ));
+    edited
+}
+
+#[tokio::test]
+async fn an_import_keeps_a_pending_waybill_and_follows_prom_once_prom_took_ours() {
+    // Arrange: no publisher yet, so the waybill set in RO App waits.
+    let mut app = TestApp::builder().spawn().await;
+    let sim = app
+        .start_simulator(SimConfig {
+            orders: 0,
+            ..Default::default()
+        })
+        .await;
+    let (prom_id, order_id) = import_new_prom_order(&app, &sim, "received").await;
+    set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
+
+    // Act 1: Prom's order arrives with another (older) number.
+    app.push_order(&prom_edit_with_waybill(&sim, prom_id, "20459999999999"))
+        .await;
+    app.wait_for_events(2).await;
+
+    // Assert 1: ours stays (the sync log says so), and the publisher then brings Prom to it.
+    let stored = order(&app, order_id).await;
+    assert_eq!(stored.delivery_declaration_number.as_deref(), Some(WAYBILL));
+    let (_, detail) = app.outcomes().await.pop().expect("the edit's import");
+    assert!(detail.unwrap_or_default().contains("waybill left aside"));
+    app.start_publisher();
+    wait_for_waybill_on_prom(&sim, prom_id, WAYBILL).await;
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Act 2: later, the seller changes the number on Prom.
+    let mut edited = prom_edit_with_waybill(&sim, prom_id, LATER_WAYBILL);
+    edited["date_modified"] = json!(promsync_simulator::generate::prom_time(
+        Utc::now() + chrono::Duration::seconds(10)
+    ));
+    app.push_order(&edited).await;
+
+    // Assert 2: Prom's edit wins, and nothing sends ours back over it.
+    eventually("Prom's new waybill in RO App", WAIT, || async {
+        let stored = order(&app, order_id).await;
+        (stored.delivery_declaration_number.as_deref() == Some(LATER_WAYBILL)).then_some(stored)
+    })
+    .await;
+    let stored = order(&app, order_id).await;
+    assert_eq!(stored.waybill_number, None);
+    assert_eq!(stored.pending_waybill(), None);
+    assert_eq!(waybill_calls_for(&sim, prom_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_publisher_killed_while_prom_takes_a_waybill_resends_it_once_and_prom_s_already_added_settles_it(
+) {
+    // Arrange: Prom takes the waybill but answers only 2 s later.
+    let slow = Scripted {
+        answer_delay_ms: Some(2_000),
+        ..waybill_answer(200, None)
+    };
+    let (mut app, sim, prom_id, order_id) = waybill_order(TestApp::builder(), [slow]).await;
+    set_waybill(&app, order_id, WAYBILL, "nova_poshta").await;
+    wait_for_waybill_on_prom(&sim, prom_id, WAYBILL).await;
+
+    // Act: the publisher dies before Prom's answer arrives, and another one starts.
+    app.kill_publishers().await;
+    assert_eq!(order(&app, order_id).await.waybill_sent_number, None);
+    app.start_publisher();
+    wait_for_outcome(&app, order_id, "sent", 1).await;
+
+    // Assert: one resend, which Prom refuses as already there: that is success.
+    let calls = waybill_calls_for(&sim, prom_id);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1].status, 200);
+    assert_eq!(outcomes(&sync_log(&app, order_id).await), ["sent"]);
+    let stored = order(&app, order_id).await;
+    assert_eq!(stored.waybill_sent_number.as_deref(), Some(WAYBILL));
+    assert_eq!(stored.waybill_claim_id, None);
+    assert_eq!(waybill_on_prom(&sim, prom_id).as_deref(), Some(WAYBILL));
+}
+
+#[tokio::test]
+async fn a_rejected_token_flags_the_shop_and_dead_letters_the_waybill_at_once() {
+    // Arrange
+    let (app, sim, prom_id, order_id) = waybill_order(
+        TestApp::builder().max_attempts(5),
+        [waybill_answer(401, None)],
+    )
+    .await;
+
+    // Act
+    set_waybill(&app, order_id, WAYBILL, "meest").await;
+    eventually("the waybill in the outbound dead letters", WAIT, || async {
+        (app.dead_letters(Lane::Outbound).await.len() == 1).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(waybill_calls_for(&sim, prom_id).len(), 1);
+    assert_eq!(outcomes(&sync_log(&app, order_id).await), ["failed"]);
+    let shop = shops::Entity::find_by_id(app.shop.shop_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(shop.token_rejected_at.is_some());
 }

@@ -116,23 +116,23 @@ async fn wipe_books(app: &TestApp) {
     }
 }
 
+/// An app whose `importers` import every logged order (Prom knows none of the products).
+async fn importing_app(importers: usize) -> TestApp {
+    TestApp::builder()
+        .importers(importers)
+        .prom_products_missing()
+        .spawn()
+        .await
+}
+
 fn everything() -> ReplayRequest {
-    ReplayRequest {
-        since: Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(),
-        until: None,
-        shop: None,
-        force: false,
-    }
+    ReplayRequest::new(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap(), None)
 }
 
 #[tokio::test]
 async fn replaying_a_2000_event_log_into_an_empty_database_rebuilds_the_same_books() {
     // Arrange: 2,000 notifications, 200 orders in 10 versions each, out of order.
-    let app = TestApp::builder()
-        .importers(2)
-        .prom_products_missing()
-        .spawn()
-        .await;
+    let app = importing_app(2).await;
     let mut bodies = Vec::new();
     for v in 1..=10_u32 {
         for o in 0..200_i64 {
@@ -140,12 +140,7 @@ async fn replaying_a_2000_event_log_into_an_empty_database_rebuilds_the_same_boo
             bodies.push(json!({"order": version(500_000 + o, v, v, &format!("R{}", o % 13))}));
         }
     }
-    for chunk in bodies.chunks(100) {
-        let sends = chunk.iter().map(|b| app.notify(b));
-        for r in futures::future::join_all(sends).await {
-            assert_eq!(r.status(), 202);
-        }
-    }
+    log_all(&app, &bodies).await;
     app.wait_for_events(2000).await;
     let original = canonical_dump(&app).await;
     assert!(original.len() > 200, "{}", original.len());
@@ -162,10 +157,7 @@ async fn replaying_a_2000_event_log_into_an_empty_database_rebuilds_the_same_boo
     assert_eq!(summary.read, 2000);
     assert_eq!(summary.requeued, 2000);
     app.wait_for_events(2000).await;
-    eventually("the replay to drain", WAIT, || async {
-        (app.queue_depth(Lane::Inbound).await == 0).then_some(())
-    })
-    .await;
+    drained(&app).await;
     let rebuilt = canonical_dump(&app).await;
     let first_difference = original
         .iter()
@@ -178,11 +170,7 @@ async fn replaying_a_2000_event_log_into_an_empty_database_rebuilds_the_same_boo
 
 #[tokio::test]
 async fn replaying_a_window_while_importers_run_creates_no_duplicate() {
-    let app = TestApp::builder()
-        .importers(2)
-        .prom_products_missing()
-        .spawn()
-        .await;
+    let app = importing_app(2).await;
     for o in 0..100_i64 {
         app.push_order(&version(700_000 + o, 1, 1, "W")).await;
     }
@@ -196,10 +184,7 @@ async fn replaying_a_window_while_importers_run_creates_no_duplicate() {
     }
     let summary = replay.await.unwrap().expect("replay");
     app.wait_for_events(200).await;
-    eventually("the queue to drain", WAIT, || async {
-        (app.queue_depth(Lane::Inbound).await == 0).then_some(())
-    })
-    .await;
+    drained(&app).await;
 
     assert!(summary.requeued >= 100, "{summary:?}");
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 100);
@@ -216,11 +201,7 @@ async fn replaying_a_window_while_importers_run_creates_no_duplicate() {
 
 #[tokio::test]
 async fn a_forced_replay_re_applies_events_without_moving_orders_back() {
-    let app = TestApp::builder()
-        .importers(2)
-        .prom_products_missing()
-        .spawn()
-        .await;
+    let app = importing_app(2).await;
     app.push_order(&version(800_001, 5, 5, "F")).await;
     app.wait_for_events(1).await;
 
@@ -414,4 +395,233 @@ async fn purging_removes_every_dead_letter_and_listing_leaves_them_in_place() {
 
     assert_eq!(purged, 1);
     assert!(app.dead_letters(Lane::Inbound).await.is_empty());
+}
+
+/// Logs `bodies` through the webhook door, `chunk` at a time, each one accepted.
+async fn log_all(app: &TestApp, bodies: &[Value]) {
+    for chunk in bodies.chunks(100) {
+        let sends = chunk.iter().map(|b| app.notify(b));
+        for r in futures::future::join_all(sends).await {
+            assert_eq!(r.status(), 202);
+        }
+    }
+}
+
+async fn drained(app: &TestApp) {
+    eventually("the import queue to drain", WAIT, || async {
+        (app.queue_depth(Lane::Inbound).await == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replay_through_a_narrow_confirm_window_keeps_each_order_at_its_newest_version_and_loses_or_doubles_nothing(
+) {
+    // Arrange: 60 orders in 10 versions each, the newest logged first for a third of
+    // them; then the books are lost.
+    let app = importing_app(2).await;
+    let mut bodies = Vec::new();
+    for v in 1..=10_u32 {
+        for o in 0..60_i64 {
+            let v = if o % 3 == 0 { 11 - v } else { v };
+            bodies.push(json!({"order": version(610_000 + o, v, v, "N")}));
+        }
+    }
+    log_all(&app, &bodies).await;
+    app.wait_for_events(600).await;
+    drained(&app).await;
+    wipe_books(&app).await;
+    let mut request = everything();
+    request.in_flight = std::num::NonZeroUsize::new(16).unwrap();
+
+    // Act: the window wraps ~40 times.
+    let summary = app
+        .broker()
+        .replay(&request, &|_| {})
+        .await
+        .expect("replay");
+
+    // Assert
+    assert_eq!(summary.read, 600, "{summary:?}");
+    assert_eq!(summary.requeued, 600, "{summary:?}");
+    assert_eq!(summary.skipped, 0, "{summary:?}");
+    app.wait_for_events(600).await;
+    drained(&app).await;
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 600);
+    assert_eq!(
+        app.count("SELECT count(DISTINCT id) FROM inbound_events")
+            .await,
+        600,
+        "each logged event applied exactly once"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 60);
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_items WHERE quantity = 10")
+            .await,
+        60,
+        "every order at its newest version"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM order_items").await, 60);
+}
+
+#[tokio::test]
+async fn until_is_exact_below_a_second_so_an_event_logged_just_after_the_bound_is_not_replayed() {
+    // Arrange: one order logged before the bound, one right after it (the same second).
+    let app = importing_app(1).await;
+    app.push_order(&version(620_001, 1, 1, "U")).await;
+    let bound = Utc::now();
+    app.push_order(&version(620_002, 1, 1, "U")).await;
+    app.wait_for_events(2).await;
+    drained(&app).await;
+    wipe_books(&app).await;
+    let mut request = everything();
+    request.until = Some(bound);
+
+    // Act
+    let summary = app
+        .broker()
+        .replay(&request, &|_| {})
+        .await
+        .expect("replay");
+
+    // Assert
+    assert_eq!(summary.read, 1, "{summary:?}");
+    assert_eq!(summary.requeued, 1, "{summary:?}");
+    app.wait_for_events(1).await;
+    drained(&app).await;
+    let replayed = app
+        .text("SELECT external_id FROM orders")
+        .await
+        .expect("one order");
+    assert_eq!(replayed, "620001");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+}
+
+#[tokio::test]
+async fn a_replay_ends_by_itself_at_the_end_it_saw_at_start_while_notifications_keep_arriving() {
+    // Arrange: 200 notifications logged, then a sender that never pauses.
+    let app = std::sync::Arc::new(importing_app(2).await);
+    let bodies: Vec<Value> = (0..200_i64)
+        .map(|o| json!({"order": version(630_000 + o, 1, 1, "E")}))
+        .collect();
+    log_all(&app, &bodies).await;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sender = tokio::spawn({
+        let (app, sent, stop) = (app.clone(), sent.clone(), stop.clone());
+        async move {
+            let mut o = 0_i64;
+            while !stop.is_cancelled() {
+                app.push_order(&version(640_000 + o, 1, 1, "E")).await;
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                o += 1;
+            }
+        }
+    });
+    eventually("live traffic to flow", WAIT, || async {
+        (sent.load(std::sync::atomic::Ordering::SeqCst) >= 20).then_some(())
+    })
+    .await;
+    let logged_before = 200 + sent.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Act
+    let summary = tokio::time::timeout(WAIT, app.broker().replay(&everything(), &|_| {}))
+        .await
+        .expect("the replay ended while traffic kept coming")
+        .expect("replay");
+
+    // Assert: everything logged before the replay began, nothing logged after it ended.
+    let logged_after = 200 + sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(!sender.is_finished(), "traffic never stopped");
+    stop.cancel();
+    sender.await.expect("sender");
+    assert!(
+        (logged_before..=logged_after).contains(&summary.read),
+        "{logged_before} <= {summary:?} <= {logged_after}"
+    );
+    assert_eq!(summary.requeued, summary.read);
+}
+
+#[tokio::test]
+async fn replay_writes_json_progress_lines_on_stderr_when_it_is_not_a_terminal() {
+    // Arrange
+    let app = importing_app(1).await;
+    let bodies: Vec<Value> = (0..30_i64)
+        .map(|o| json!({"order": version(650_000 + o, 1, 1, "J")}))
+        .collect();
+    log_all(&app, &bodies).await;
+    app.wait_for_events(30).await;
+
+    // Act: the replay command with stderr piped.
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_promsync"));
+    command
+        .args([
+            "replay",
+            "--since",
+            "2020-01-01T00:00:00Z",
+            "--in-flight",
+            "8",
+        ])
+        .env("PROMSYNC_DATABASE_URL", &app.settings.database.url)
+        .env("PROMSYNC_BROKER_NAMESPACE", &app.settings.broker.namespace)
+        .env("PROMSYNC_RETRY_DELAYS_MS", "50,100,200")
+        // No logs: stderr holds the progress alone.
+        .env("RUST_LOG", "off")
+        .env_remove("PROMSYNC_BROKER_URL");
+    if let Some(url) = &app.settings.broker.url {
+        command.env("PROMSYNC_BROKER_URL", url);
+    }
+    let output = tokio::time::timeout(WAIT, command.output())
+        .await
+        .expect("replay finished")
+        .expect("running promsync replay");
+
+    // Assert
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let last = lines
+        .last()
+        .unwrap_or_else(|| panic!("no progress line: {stderr}"));
+    assert_eq!(last["done"], true, "{stderr}");
+    assert_eq!(last["replay"]["read"], 30, "{stderr}");
+    assert_eq!(last["replay"]["requeued"], 30, "{stderr}");
+    assert!(last["per_s"].as_f64().is_some(), "{stderr}");
+    let stdout: Value = serde_json::from_slice(&output.stdout).expect("the summary on stdout");
+    assert_eq!(stdout, json!({"read": 30, "requeued": 30, "skipped": 0}));
+}
+
+#[tokio::test]
+async fn a_second_replay_counts_the_same_notifications_and_passes_over_the_first_ones_end() {
+    // Arrange: a replay already ran over the log (on RabbitMQ it left its end mark there).
+    let app = importing_app(1).await;
+    let bodies: Vec<Value> = (0..5_i64)
+        .map(|o| json!({"order": version(660_000 + o, 1, 1, "S")}))
+        .collect();
+    log_all(&app, &bodies).await;
+    app.wait_for_events(5).await;
+    let first = app
+        .broker()
+        .replay(&everything(), &|_| {})
+        .await
+        .expect("first replay");
+
+    // Act
+    let second = app
+        .broker()
+        .replay(&everything(), &|_| {})
+        .await
+        .expect("second replay");
+
+    // Assert: the end mark is no notification, not even a skipped one.
+    let expected = promsync::broker::ReplaySummary {
+        read: 5,
+        requeued: 5,
+        skipped: 0,
+    };
+    assert_eq!(first, expected);
+    assert_eq!(second, expected);
 }

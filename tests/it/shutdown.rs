@@ -32,17 +32,7 @@ async fn sigterm_during_load_loses_no_acknowledged_message() {
         .env("PROMSYNC_DATABASE_URL", &app.settings.database.url)
         .env("PROMSYNC_BROKER_NAMESPACE", &app.settings.broker.namespace)
         .env("PROMSYNC_RETRY_DELAYS_MS", "50,100")
-        // The Prom stand-in is plain http on loopback: allowed as the in-process app allows it.
-        .env(
-            "PROMSYNC_PROM_ALLOWED_ORIGINS",
-            app.settings
-                .prom
-                .allowed_origins
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        )
+        .env("PROMSYNC_PROM_ALLOWED_ORIGINS", app.prom_allowed_origins())
         .env("RUST_LOG", "warn")
         .env_remove("PROMSYNC_BROKER_URL")
         .stdout(Stdio::null())

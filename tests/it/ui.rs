@@ -1,7 +1,7 @@
 //! The operator UI over plain HTTP (cheaper than a browser): sign-in and its cookie flags,
 //! CSRF on every form, the orders table's filter and Prom links, bulk refresh results,
-//! status outcomes, permission refusals, shop settings, sync problems and employees, in
-//! Ukrainian by default and English on request.
+//! status outcomes, the waybill form, permission refusals, shop settings, sync problems
+//! and employees, in Ukrainian by default and English on request.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -236,6 +236,58 @@ async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
 }
 
 #[tokio::test]
+async fn the_order_page_sends_a_cancellation_reason_and_text_with_a_canceled_status() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let canceled = statuses(&app, &app.admin_token).await["canceled"].to_string();
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    let page = ui.get(&format!("/ui/orders/{order}?lang=en")).await;
+    assert!(
+        page.body
+            .contains(r#"<option value="buyers_request">Buyer's request</option>"#),
+        "{}",
+        page.body
+    );
+
+    // Act
+    let changed = ui
+        .post(
+            &format!("/ui/orders/{order}/status?lang=en"),
+            &[
+                ("csrf", &page.csrf()),
+                ("status_id", &canceled),
+                ("cancellation_reason", "buyers_request"),
+                ("cancellation_text", "Покупець передумав"),
+            ],
+        )
+        .await;
+
+    // Assert
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert!(
+        changed
+            .body
+            .contains(r#"<option value="buyers_request" selected>"#),
+        "{}",
+        changed.body
+    );
+    let (_, view) = app
+        .call(
+            Method::GET,
+            &format!("/api/orders/{order}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        view["cancellation"],
+        serde_json::json!({"reason": "buyers_request", "text": "Покупець передумав"})
+    );
+}
+
+#[tokio::test]
 async fn signing_out_ends_the_session_for_every_copy_of_the_cookie() {
     let app = TestApp::builder().prom_products_missing().spawn().await;
     let mut ui = Ui::new(&app);
@@ -342,6 +394,109 @@ async fn the_orders_pages_show_a_custom_prom_status_by_its_title_or_by_its_code_
         untitled_page.body.contains(": custom-137639</p>"),
         "{}",
         untitled_page.body
+    );
+}
+
+#[tokio::test]
+async fn an_order_prom_sent_no_title_for_shows_the_shop_s_title_for_its_status() {
+    // Arrange: the shop's statuses fetched from Prom; an order in a custom status without
+    // a title of its own (as after promsync set it on Prom).
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    app.prom_status_options(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "order_status_options": [{"id": 137639, "name": "custom-137639", "title": "Підтверджено"}]
+    })))
+    .await;
+    let shop = app.shop.shop_id;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/shops/{shop}/prom-statuses/refresh"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let order = insert_imported_order(&app, app.account_id, shop, "101").await;
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE orders SET remote_status = 'custom-137639', remote_status_title = NULL \
+             WHERE id = {order}"
+        ))
+        .await
+        .unwrap();
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+
+    // Act
+    let list = ui.get("/ui/orders?source=all&shop_id=").await;
+    let page = ui.get(&format!("/ui/orders/{order}")).await;
+
+    // Assert
+    assert!(list.body.contains("<td>Підтверджено</td>"), "{}", list.body);
+    assert!(page.body.contains(": Підтверджено</p>"), "{}", page.body);
+    assert!(!page.body.contains("custom-137639"));
+}
+
+#[tokio::test]
+async fn the_shop_page_refreshes_prom_statuses_and_offers_their_titles_in_the_mapping_editor() {
+    // Arrange: Prom fails first, then lists a custom status.
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let shop = app.shop.shop_id;
+    let mut ui = Ui::new(&app);
+    ui.sign_in(&app.admin_token).await;
+    let page = ui.get(&format!("/ui/shops/{shop}?lang=en")).await;
+    assert!(page.body.contains("Refresh from Prom"), "{}", page.body);
+    let csrf = page.csrf();
+    app.prom_status_options_once(ResponseTemplate::new(503))
+        .await;
+    let path = format!("/ui/shops/{shop}/prom-statuses/refresh?lang=en");
+
+    // Act: a refresh Prom fails.
+    let failed = ui.post(&path, &[("csrf", &csrf)]).await;
+
+    // Assert: said on the page and kept as the shop's last error.
+    assert_eq!(failed.status, 200, "{}", failed.body);
+    let last_error = &failed.body[failed.body.find(r#"id="last-error""#).unwrap()..];
+    assert!(
+        last_error[..400.min(last_error.len())].contains("HTTP 503"),
+        "{last_error}"
+    );
+
+    // Act: a refresh Prom answers.
+    app.prom_status_options(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "order_status_options": [
+            {"id": 0, "name": "pending", "title": "Нове"},
+            {"id": 137639, "name": "custom-137639", "title": "Підтверджено"},
+        ]
+    })))
+    .await;
+    let refreshed = ui.post(&path, &[("csrf", &csrf)]).await;
+
+    // Assert: the editor offers the custom status by its title, in both directions.
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert!(
+        refreshed.body.contains("were fetched from Prom"),
+        "{}",
+        refreshed.body
+    );
+    assert!(
+        refreshed
+            .body
+            .contains(r#"<select name="in:custom-137639">"#),
+        "{}",
+        refreshed.body
+    );
+    assert!(
+        refreshed
+            .body
+            .contains(r#"<option value="custom-137639">Підтверджено</option>"#),
+        "{}",
+        refreshed.body
+    );
+    assert!(
+        !refreshed.body.contains(">custom-137639<"),
+        "{}",
+        refreshed.body
     );
 }
 
@@ -508,6 +663,85 @@ async fn without_the_permission_actions_are_shown_disabled_and_the_server_refuse
         .await
         .as_deref(),
         Some("Test shop")
+    );
+}
+
+#[tokio::test]
+async fn the_waybill_form_saves_the_number_says_it_is_queued_and_refuses_without_the_permission() {
+    // Arrange
+    let app = TestApp::builder().prom_products_missing().spawn().await;
+    let order = insert_imported_order(&app, app.account_id, app.shop.shop_id, "338390710").await;
+    let path = format!("/ui/orders/{order}");
+    let mut admin = Ui::new(&app);
+    admin.sign_in(&app.admin_token).await;
+    let shown = admin.get(&format!("{path}?lang=en")).await;
+    assert!(
+        shown.body.contains(&format!(r#"action="{path}/waybill""#)),
+        "{}",
+        shown.body
+    );
+    let csrf = shown.csrf();
+    let mut clerk_ui = Ui::new(&app);
+    clerk_ui.sign_in(&employee(&app, &[]).await).await;
+    let clerk_page = clerk_ui.get(&format!("{path}?lang=en")).await;
+
+    // Act
+    let bad = admin
+        .post(
+            &format!("{path}/waybill"),
+            &[
+                ("csrf", &csrf),
+                ("number", "123"),
+                ("carrier", "nova_poshta"),
+            ],
+        )
+        .await;
+    let saved = admin
+        .post(
+            &format!("{path}/waybill"),
+            &[
+                ("csrf", &csrf),
+                ("number", " 20450000000001 "),
+                ("carrier", "nova_poshta"),
+            ],
+        )
+        .await;
+    let refused = clerk_ui
+        .post(
+            &format!("{path}/waybill"),
+            &[
+                ("csrf", &clerk_page.csrf()),
+                ("number", "20450000000002"),
+                ("carrier", "nova_poshta"),
+            ],
+        )
+        .await;
+
+    // Assert
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("number: "), "{}", bad.body);
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("waybill-queued"), "{}", saved.body);
+    assert!(saved.body.contains("queued for Prom"), "{}", saved.body);
+    assert!(saved.body.contains("20450000000001"));
+    let waybill_form = clerk_page
+        .body
+        .split(r#"class="waybill-form""#)
+        .nth(1)
+        .expect("the waybill form");
+    assert!(waybill_form
+        .split("</form>")
+        .next()
+        .unwrap()
+        .contains("disabled"));
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        app.text(&format!(
+            "SELECT waybill_number FROM orders WHERE id = {order}"
+        ))
+        .await
+        .as_deref(),
+        Some("20450000000001")
     );
 }
 

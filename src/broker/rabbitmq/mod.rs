@@ -16,21 +16,24 @@
 
 mod connection;
 mod dead_letters;
+mod depth;
 mod replay;
 mod settle;
 mod topology;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use lapin::BasicProperties;
 use sea_orm::DatabaseTransaction;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use self::connection::PublisherState;
 pub use self::topology::{declare_topology, delete_topology, topology_definitions};
-use super::{Broker, BrokerError, Handler, Lane, ReplayRequest, ReplaySummary, Topology};
+use super::{Backlog, Broker, BrokerError, Handler, Lane, ReplayRequest, ReplaySummary, Topology};
 use crate::{broker::dead_letters::DeadLetterSink, config::Settings};
 
 pub struct RabbitBroker {
@@ -39,7 +42,8 @@ pub struct RabbitBroker {
     retry_delays: Vec<Duration>,
     max_attempts: u32,
     confirm_timeout: Duration,
-    publisher: Mutex<PublisherState>,
+    publish_timeout: Duration,
+    publisher: Arc<Mutex<PublisherState>>,
 }
 
 impl RabbitBroker {
@@ -50,7 +54,8 @@ impl RabbitBroker {
             retry_delays: settings.import.retry_delays.clone(),
             max_attempts: settings.import.max_attempts.get(),
             confirm_timeout: settings.broker.confirm_timeout,
-            publisher: Mutex::new(PublisherState::default()),
+            publish_timeout: settings.broker.publish_timeout,
+            publisher: Arc::new(Mutex::new(PublisherState::default())),
         }
     }
 
@@ -73,7 +78,12 @@ impl Broker for RabbitBroker {
     }
 
     async fn check(&self) -> Result<(), BrokerError> {
-        self.publish_channel(false).await.map(|_| ())
+        let deadline = tokio::time::Instant::now() + self.publish_timeout;
+        self.publish_channel(deadline, false).await.map(|_| ())
+    }
+
+    async fn backlogs(&self) -> Result<Vec<(Lane, Backlog)>, BrokerError> {
+        self.measure_backlogs().await
     }
 
     async fn replay(

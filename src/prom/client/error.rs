@@ -160,6 +160,18 @@ impl Answer {
         })
     }
 
+    /// An answer longer than the call reads (`limit` bytes): a success is refused as
+    /// malformed, anything else means what its status says.
+    pub(super) fn too_large<T: DeserializeOwned>(&self, limit: usize) -> Result<T, PromError> {
+        if !self.status.is_success() {
+            return self.interpret(&[]);
+        }
+        Err(PromError::Malformed(self.describe(&format!(
+            "{} of at most {limit} bytes",
+            self.expected
+        ))))
+    }
+
     /// `Prom answered 200 with text/plain; expected JSON`.
     fn describe(&self, expected: &str) -> String {
         format!(

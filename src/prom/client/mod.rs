@@ -19,8 +19,10 @@
 //! throttle, sending). `requests` has one method per endpoint with its request and answer
 //! types; `error` says what a failure, or an answer that is not a success, means.
 
+mod calls;
 mod error;
 mod requests;
+mod status_options;
 
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -31,9 +33,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use url::Url;
 
+pub use self::calls::CallObserver;
 pub use self::error::PromError;
 use self::error::{error_chain, request_error, Answer};
-pub use self::requests::{CancellationReason, OrderListQuery, SetStatusRequest, SetStatusResponse};
+pub use self::requests::{
+    CancellationReason, OrderListQuery, SetStatusRequest, SetStatusResponse, UnknownReason,
+};
+pub use self::status_options::{PromStatusOption, MAX_STATUS_TITLE_CHARS};
 use super::origin::{OriginError, OriginPolicy, PromOrigin};
 use super::throttle::{Throttle, TokenKey};
 use crate::keyring::{Keyring, StoredSecret};
@@ -66,6 +72,8 @@ pub struct PromClient {
     keyring: Arc<Keyring>,
     /// Where calls may go; the HTTP client's resolver enforces the same policy.
     policy: Arc<OriginPolicy>,
+    /// Told of every call sent (metrics live above this layer).
+    observer: Option<CallObserver>,
 }
 
 impl PromClient {
@@ -89,6 +97,7 @@ impl PromClient {
             throttle: Arc::new(Throttle::new(DEFAULT_RATE_PER_S)),
             keyring: Arc::default(),
             policy: Arc::new(policy),
+            observer: None,
         })
     }
 
@@ -96,6 +105,14 @@ impl PromClient {
     pub fn with_rate(self, rate_per_s: NonZeroU32) -> Self {
         Self {
             throttle: Arc::new(Throttle::new(rate_per_s)),
+            ..self
+        }
+    }
+
+    /// The same client telling `observer` of every call it sends.
+    pub fn with_observer(self, observer: CallObserver) -> Self {
+        Self {
+            observer: Some(observer),
             ..self
         }
     }
@@ -114,6 +131,21 @@ impl PromClient {
         url: Url,
         body: Option<&B>,
         expected: &'static str,
+    ) -> Result<T, PromError> {
+        self.call_bounded(creds, method, url, body, expected, None)
+            .await
+    }
+
+    /// [`Self::call`], reading at most `max_body` bytes of the answer when given: a
+    /// longer answer is refused without being read further.
+    async fn call_bounded<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        creds: &PromCredentials,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        expected: &'static str,
+        max_body: Option<usize>,
     ) -> Result<T, PromError> {
         // IP literals never reach the client's resolver: the origin is checked here, and
         // a name's addresses by the resolver when it connects. User info would be sent as
@@ -157,8 +189,9 @@ impl PromClient {
         let result = match req.send().await {
             Ok(resp) => {
                 let answer = Answer::of(&resp, expected);
-                match resp.bytes().await {
-                    Ok(bytes) => answer.interpret(&bytes),
+                match read_body(resp, max_body).await {
+                    Ok(Some(bytes)) => answer.interpret(&bytes),
+                    Ok(None) => answer.too_large(max_body.unwrap_or_default()),
                     Err(e) => Err(request_error(&e)),
                 }
             }
@@ -168,7 +201,15 @@ impl PromClient {
             self.throttle
                 .pause(key, retry_after.unwrap_or(DEFAULT_429_PAUSE));
         }
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        if let Some(observe) = self.observer {
+            observe(
+                calls::endpoint(url.path()),
+                calls::outcome(&result),
+                elapsed,
+            );
+        }
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(_) => tracing::debug!(%method, path = url.path(), elapsed_ms, "prom call ok"),
             Err(e) => {
@@ -177,6 +218,31 @@ impl PromClient {
         }
         result
     }
+}
+
+/// The answer's body, or `None` when it is longer than `max` bytes (then read no
+/// further: a hostile answer cannot make promsync hold more than `max`).
+async fn read_body(
+    mut resp: reqwest::Response,
+    max: Option<usize>,
+) -> Result<Option<bytes::Bytes>, reqwest::Error> {
+    let Some(max) = max else {
+        return resp.bytes().await.map(Some);
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Ok(None);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
 }
 
 /// `{origin}/api/v1/{segments...}`. Segments are percent-encoded by `url`, so an id can

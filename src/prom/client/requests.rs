@@ -1,13 +1,14 @@
 //! One [`PromClient`] method per Prom endpoint promsync calls (`orders/list`,
-//! `orders/{id}`, `products/{id}`, `orders/set_status`), with the request and answer types
+//! `orders/{id}`, `products/{id}`, `orders/set_status`, `delivery/save_declaration_id`), with the request and answer types
 //! that are the client's own; the order and product documents are in `prom::order`.
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 
 use super::{api_url, error::prom_message, PromClient, PromCredentials, PromError};
-use crate::prom::order::{
-    OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus,
+use crate::{
+    domain::waybill::Waybill,
+    prom::order::{OrderEnvelope, OrderList, ProductEnvelope, PromOrder, PromProduct, PromStatus},
 };
 
 /// Query of `GET /orders/list`. Dates go out as UTC `YYYY-MM-DDTHH:MM:SS`, as Prom wants;
@@ -69,6 +70,18 @@ pub enum CancellationReason {
 }
 
 impl CancellationReason {
+    /// Every reason Prom documents (see PROM_API.md, 'Statuses').
+    pub const ALL: [CancellationReason; 8] = [
+        CancellationReason::NotAvailable,
+        CancellationReason::PriceChanged,
+        CancellationReason::BuyersRequest,
+        CancellationReason::NotEnoughFields,
+        CancellationReason::Duplicate,
+        CancellationReason::InvalidPhoneNumber,
+        CancellationReason::LessThanMinimalPrice,
+        CancellationReason::Another,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             CancellationReason::NotAvailable => "not_available",
@@ -90,6 +103,22 @@ impl CancellationReason {
                 | CancellationReason::NotEnoughFields
                 | CancellationReason::Another
         )
+    }
+}
+
+/// A cancellation reason that is not one of Prom's, with the ones it could be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not one of Prom's cancellation reasons ({reasons})", reasons = CancellationReason::ALL.map(CancellationReason::as_str).join(", "))]
+pub struct UnknownReason(pub String);
+
+impl std::str::FromStr for CancellationReason {
+    type Err = UnknownReason;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CancellationReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == s.trim())
+            .ok_or_else(|| UnknownReason(s.to_owned()))
     }
 }
 
@@ -262,6 +291,49 @@ impl PromClient {
     }
 }
 
+/// Prom's words for "this waybill is already on this order" (live, on sending the same
+/// number again): the number is there, which is what was asked.
+const ALREADY_ADDED: &[&str] = &["уже добавлен", "вже додан"];
+
+impl PromClient {
+    /// `POST /delivery/save_declaration_id`: puts `waybill` on Prom order `order_id`.
+    /// Prom answers `{"status": "success"}`; a refusal is a 200 with `status: "error"` and
+    /// a message, a failure here ([`PromError::Api`]) — except Prom saying the number is
+    /// already on the order, which is success.
+    pub async fn save_declaration(
+        &self,
+        creds: &PromCredentials,
+        order_id: i64,
+        waybill: &Waybill,
+    ) -> Result<(), PromError> {
+        let url = api_url(&creds.base_url, &["delivery", "save_declaration_id"])?;
+        let body = serde_json::json!({
+            "order_id": order_id,
+            "declaration_id": waybill.number.as_str(),
+            "delivery_type": waybill.carrier.as_str(),
+        });
+        let answer = self
+            .call::<serde::de::IgnoredAny, _>(
+                creds,
+                Method::POST,
+                url,
+                Some(&body),
+                "JSON with a status",
+            )
+            .await;
+        match answer {
+            Err(PromError::Api(message))
+                if ALREADY_ADDED
+                    .iter()
+                    .any(|m| message.to_lowercase().contains(m)) =>
+            {
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -278,6 +350,18 @@ mod tests {
             status: PromStatus::Received,
             cancellation: None,
         }
+    }
+
+    #[test]
+    fn a_cancellation_reason_is_one_of_prom_s_spelled_as_prom_spells_it() {
+        for reason in CancellationReason::ALL {
+            assert_eq!(reason.as_str().parse::<CancellationReason>(), Ok(reason));
+        }
+        let unknown = "bored".parse::<CancellationReason>().unwrap_err();
+        assert!(
+            unknown.to_string().contains("`bored`") && unknown.to_string().contains("duplicate")
+        );
+        assert!("Another".parse::<CancellationReason>().is_err());
     }
 
     #[test]
@@ -469,6 +553,56 @@ mod tests {
         assert!(!answer.processed(1));
     }
 
+    fn waybill() -> Waybill {
+        Waybill::parse("20450000000001", "nova_poshta").unwrap()
+    }
+
+    #[tokio::test]
+    async fn save_declaration_posts_the_order_number_and_carrier() {
+        // Arrange
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/delivery/save_declaration_id"))
+            .and(header("Authorization", "Bearer secret-token-123"))
+            .and(body_json(json!({
+                "order_id": 338390710,
+                "declaration_id": "20450000000001",
+                "delivery_type": "nova_poshta"
+            })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "success"})))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        // Act
+        let answer = client(&server)
+            .save_declaration(&creds(&server), 338390710, &waybill())
+            .await;
+
+        // Assert
+        assert_eq!(answer, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn prom_saying_the_waybill_is_already_on_the_order_is_success() {
+        // Arrange: the refusal Prom gives to the same number sent again.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "status": "error", "message": "Этот ЭН уже добавлен к данному заказу"
+            })))
+            .mount(&server)
+            .await;
+
+        // Act
+        let answer = client(&server)
+            .save_declaration(&creds(&server), 5, &waybill())
+            .await;
+
+        // Assert
+        assert_eq!(answer, Ok(()));
+    }
+
     /// What each endpoint the client calls makes of one answer of Prom's.
     async fn every_endpoint_answering(template: ResponseTemplate) -> Vec<Result<(), PromError>> {
         let server = MockServer::start().await;
@@ -485,6 +619,7 @@ mod tests {
             c.get_order(&creds, 5).await.map(drop),
             c.get_product(&creds, 5).await.map(drop),
             c.set_status(&creds, &request).await.map(drop),
+            c.save_declaration(&creds, 5, &waybill()).await,
         ]
     }
 

@@ -1,7 +1,8 @@
 //! Orders (ARCHITECTURE.md, 'Business rules' from 'Status changes reach Prom' on): the
 //! view every door shows (`views`), the list with its filters (`list`), one order,
 //! creating an RO App order (`create`), changing a status and writing off the goods
-//! (`status`) and the manual refresh from Prom (`refresh`).
+//! (`status`), setting the waybill (`waybill`) and the manual refresh from Prom
+//! (`refresh`).
 //!
 //! A status change and the outbox row that carries it to Prom are written in one
 //! transaction, so a change is never lost between the database and the broker; the outbox
@@ -14,6 +15,7 @@ pub mod list;
 pub mod refresh;
 pub mod status;
 pub mod views;
+pub mod waybill;
 
 use entity::{order_statuses, orders};
 use sea_orm::{
@@ -24,11 +26,14 @@ pub use self::{
     create::{create_order, NewClient, NewItem, NewOrder},
     list::{list_orders, ListQuery, SourceFilter},
     refresh::{refresh_orders, RefreshOutcome, RefreshResult, REFRESH_INTERVAL_S},
-    status::{set_status, write_off_goods, Outbound, StatusChanged},
+    status::{
+        set_status, write_off_goods, Cancellation, CancellationRequest, Outbound, StatusChanged,
+    },
     views::{
         money, quantity, views, ClientView, ItemView, OrderList, OrderSource, OrderView, ShopRef,
         StatusView,
     },
+    waybill::{set_waybill, WaybillSet},
 };
 use crate::{
     domain::Permission,

@@ -14,8 +14,11 @@ use utoipa::ToSchema;
 use super::{account_status, find_order, require_for_synced, views::view, OrderView};
 use crate::{
     outbound::{self, Decision, OutboxReason},
-    prom::order::PromStatus,
-    service::{Caller, ServiceResult, Services},
+    prom::{
+        client::{CancellationReason, UnknownReason},
+        order::PromStatus,
+    },
+    service::{Caller, ServiceError, ServiceResult, Services},
 };
 
 /// What became of the Prom side of a status change (ARCHITECTURE.md,
@@ -23,7 +26,8 @@ use crate::{
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Outbound {
-    /// An outbox row will carry the order's mapped status to Prom.
+    /// An outbox row will carry the change to Prom (the order's mapped status, or its
+    /// waybill).
     Queued,
     /// Maps to Prom `delivered`, which waits until the goods are written off (see
     /// ARCHITECTURE.md, 'Delivered waits for the write-off').
@@ -42,6 +46,66 @@ impl Outbound {
             Outbound::NotMapped => "not_mapped",
             Outbound::None => "none",
         }
+    }
+}
+
+/// Longest cancellation text accepted, in characters.
+const MAX_CANCELLATION_TEXT: usize = 500;
+
+/// A cancellation's reason and text as a status change request spells them; both may be
+/// left out (then promsync's default reason and text go to Prom).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancellationRequest {
+    pub reason: Option<String>,
+    pub text: Option<String>,
+}
+
+/// A cancellation Prom takes: one of its reasons, with a text where that reason needs one
+/// (ARCHITECTURE.md, 'Canceled carries a reason').
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancellation {
+    pub reason: CancellationReason,
+    /// One line, at most 500 characters.
+    pub text: Option<String>,
+}
+
+impl CancellationRequest {
+    /// The cancellation asked for, if any, or a refusal naming the field.
+    pub fn parse(self) -> ServiceResult<Option<Cancellation>> {
+        let text = self
+            .text
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty());
+        if let Some(text) = &text {
+            if text.chars().any(char::is_control) {
+                return Err(ServiceError::Invalid(
+                    "`cancellation_text` must be one line without control characters".into(),
+                ));
+            }
+            if text.chars().count() > MAX_CANCELLATION_TEXT {
+                return Err(ServiceError::Invalid(format!(
+                    "`cancellation_text` must be at most {MAX_CANCELLATION_TEXT} characters"
+                )));
+            }
+        }
+        let Some(reason) = self.reason else {
+            return match text {
+                Some(_) => Err(ServiceError::Invalid(
+                    "`cancellation_text` needs a `cancellation_reason`".into(),
+                )),
+                None => Ok(None),
+            };
+        };
+        let reason: CancellationReason = reason.parse().map_err(|e: UnknownReason| {
+            ServiceError::Invalid(format!("`cancellation_reason`: {e}"))
+        })?;
+        if reason.requires_text() && text.is_none() {
+            return Err(ServiceError::Invalid(format!(
+                "`cancellation_reason` `{}` needs a `cancellation_text`, as Prom requires",
+                reason.as_str()
+            )));
+        }
+        Ok(Some(Cancellation { reason, text }))
     }
 }
 
@@ -88,23 +152,46 @@ async fn outbound_for_status(
     })
 }
 
-/// Changes an order's status and decides, in the same transaction, what goes to Prom.
+/// Changes an order's status and decides, in the same transaction, what goes to Prom. A
+/// cancellation reason and text may come with a status sent to Prom as `canceled`; they
+/// are kept on the order (what is sent is decided from its state) and cleared by a
+/// change without them.
 #[tracing::instrument(skip_all, fields(account_id = caller.account_id, order_id = id, outbound = tracing::field::Empty))]
 pub async fn set_status(
     services: &Services,
     caller: &Caller,
     id: i64,
     status_id: i64,
+    cancellation: CancellationRequest,
 ) -> ServiceResult<StatusChanged> {
     let now = services.clock.now();
     let txn = services.db.begin().await?;
     let order = find_order(&txn, caller.account_id, id, true).await?;
     require_for_synced(caller, &order, "changing the status of an imported order")?;
     let status = account_status(&txn, caller.account_id, status_id).await?;
+    let cancellation = cancellation.parse()?;
     let mut update: orders::ActiveModel = order.into();
     update.status_id = Set(status.id);
     update.updated_at = Set(now);
+    update.cancellation_reason = Set(cancellation.as_ref().map(|c| c.reason.as_str().to_owned()));
+    update.cancellation_text = Set(cancellation.as_ref().and_then(|c| c.text.clone()));
     let order = update.update(&txn).await?;
+    if cancellation.is_some() {
+        let decision = outbound::evaluate(&txn, &order)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if !matches!(
+            decision,
+            Decision::Send(PromStatus::Canceled) | Decision::AlreadyThere(PromStatus::Canceled)
+        ) {
+            // Dropping the transaction undoes the change.
+            return Err(ServiceError::Invalid(
+                "`cancellation_reason` goes only with a status the shop sends to Prom as \
+                 `canceled`"
+                    .into(),
+            ));
+        }
+    }
     let outbound = outbound_for_status(&txn, &order, now).await?;
     txn.commit().await?;
     crate::metrics::outbound(outbound.as_str());
@@ -155,4 +242,57 @@ pub async fn write_off_goods(
     tracing::info!("goods written off");
     let order = view(&services.db, caller.account_id, order).await?;
     Ok(StatusChanged { order, outbound })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(reason: Option<&str>, text: Option<&str>) -> ServiceResult<Option<Cancellation>> {
+        CancellationRequest {
+            reason: reason.map(str::to_owned),
+            text: text.map(str::to_owned),
+        }
+        .parse()
+    }
+
+    #[test]
+    fn a_cancellation_is_a_prom_reason_with_a_text_where_prom_needs_one() {
+        assert_eq!(asked(None, None).unwrap(), None);
+        assert_eq!(asked(None, Some("  ")).unwrap(), None);
+        assert_eq!(
+            asked(Some("duplicate"), None).unwrap(),
+            Some(Cancellation {
+                reason: CancellationReason::Duplicate,
+                text: None
+            })
+        );
+        assert_eq!(
+            asked(Some("another"), Some(" Покупець передумав ")).unwrap(),
+            Some(Cancellation {
+                reason: CancellationReason::Another,
+                text: Some("Покупець передумав".into())
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_cancellation_is_refused_naming_the_field() {
+        let long = "x".repeat(MAX_CANCELLATION_TEXT + 1);
+        for (reason, text, field) in [
+            (Some("bored"), None, "`cancellation_reason`"),
+            (Some("another"), None, "`cancellation_text`"),
+            (Some("price_changed"), Some(" "), "`cancellation_text`"),
+            (None, Some("why"), "`cancellation_reason`"),
+            (Some("duplicate"), Some("two\nlines"), "`cancellation_text`"),
+            (
+                Some("duplicate"),
+                Some(long.as_str()),
+                "`cancellation_text`",
+            ),
+        ] {
+            let refused = asked(reason, text).unwrap_err().to_string();
+            assert!(refused.contains(field), "{reason:?} {text:?}: {refused}");
+        }
+    }
 }

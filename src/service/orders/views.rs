@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use entity::{clients, order_items, order_statuses, orders, shops};
+use entity::{clients, order_items, order_statuses, orders, prom_status_options, shops};
 use rust_decimal::Decimal;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -135,6 +135,15 @@ pub struct PaymentView {
     pub status: Option<String>,
 }
 
+/// The cancellation reason and text an employee gave with the order's status change, sent
+/// to Prom with `canceled`.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct CancellationView {
+    /// One of Prom's cancellation reasons (`buyers_request`, `duplicate`, …).
+    pub reason: String,
+    pub text: Option<String>,
+}
+
 /// The delivery of `order`; `None` when it has no delivery field at all (orders created
 /// in RO App).
 fn delivery(order: &orders::Model) -> Option<DeliveryView> {
@@ -190,7 +199,8 @@ pub struct OrderView {
     pub prom_url: Option<String>,
     pub status: StatusView,
     pub remote_status: Option<String>,
-    /// Prom's own name of `remote_status` (e.g. "Підтверджено" for `custom-137639`); null
+    /// Prom's own name of `remote_status` (e.g. "Підтверджено" for `custom-137639`): the
+    /// one the order came with, else the shop's title for it on Prom; null
     /// for orders created in RO App and when Prom sent none.
     #[schema(example = "Підтверджено")]
     pub remote_status_title: Option<String>,
@@ -205,6 +215,9 @@ pub struct OrderView {
     pub delivery: Option<DeliveryView>,
     /// `null` when the order has no payment information (created in RO App).
     pub payment: Option<PaymentView>,
+    /// `null` unless a status change gave one: Prom then gets `another` with promsync's
+    /// configured text when the order is canceled.
+    pub cancellation: Option<CancellationView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -250,6 +263,7 @@ pub async fn views<C: ConnectionTrait>(
             .map(|(id, name, prom_url, template)| (id, (name, prom_url, template)))
             .collect()
     };
+    let prom_titles = prom_titles(db, &shops, &rows).await?;
     let statuses: HashMap<i64, order_statuses::Model> = order_statuses::Entity::find()
         .filter(order_statuses::Column::AccountId.eq(account_id))
         .filter(order_statuses::Column::Id.is_in(status_ids))
@@ -311,9 +325,17 @@ pub async fn views<C: ConnectionTrait>(
         };
         let delivery = delivery(&order);
         let payment = payment(&order);
+        let cancellation = order
+            .cancellation_reason
+            .clone()
+            .map(|reason| CancellationView {
+                reason,
+                text: order.cancellation_text.clone(),
+            });
         views.push(OrderView {
             delivery,
             payment,
+            cancellation,
             id: order.id,
             number: order.number,
             source: if order.external_id.is_some() {
@@ -330,8 +352,11 @@ pub async fn views<C: ConnectionTrait>(
             last_synced_at: order.last_synced_at,
             prom_url,
             status,
+            remote_status_title: order.remote_status_title.or_else(|| {
+                let key = (order.shop_id?, order.remote_status.clone()?);
+                prom_titles.get(&key).cloned()
+            }),
             remote_status: order.remote_status,
-            remote_status_title: order.remote_status_title,
             written_off: order.written_off_at.is_some(),
             client: order
                 .client_id
@@ -344,6 +369,34 @@ pub async fn views<C: ConnectionTrait>(
         });
     }
     Ok(views)
+}
+
+/// The titles the orders' shops have on Prom for the statuses of `rows` whose own title
+/// is missing (an order imported before titles were kept), by (shop, Prom status). Only
+/// shops of the account (`shops`) are asked for.
+async fn prom_titles<C: ConnectionTrait>(
+    db: &C,
+    shops: &HashMap<i64, (String, String, Option<String>)>,
+    rows: &[orders::Model],
+) -> Result<HashMap<(i64, String), String>, DbErr> {
+    let wanted: BTreeSet<(i64, &str)> = rows
+        .iter()
+        .filter(|o| o.remote_status_title.is_none())
+        .filter_map(|o| Some((o.shop_id?, o.remote_status.as_deref()?)))
+        .filter(|(shop, _)| shops.contains_key(shop))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(prom_status_options::Entity::find()
+        .filter(prom_status_options::Column::ShopId.is_in(wanted.iter().map(|(shop, _)| *shop)))
+        .filter(prom_status_options::Column::Code.is_in(wanted.iter().map(|(_, code)| *code)))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter(|row| wanted.contains(&(row.shop_id, row.code.as_str())))
+        .map(|row| ((row.shop_id, row.code), row.title))
+        .collect())
 }
 
 /// The Order view of one order of `account_id`.

@@ -13,7 +13,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{find_shop, seal, shop_for_manager};
+use super::{find_shop, prom_statuses, seal, shop_for_manager};
 use crate::{
     domain::{
         ClientMatching, Language, MatchProductsBy, Outcome, Permission, Spelled, UnknownValue,
@@ -210,6 +210,8 @@ pub async fn create_shop(
     tracing::Span::current().record("shop_id", created.shop_id);
     tracing::info!("shop connected");
     let shop = find_shop(&services.db, caller.account_id, created.shop_id).await?;
+    prom_statuses::fetch_after_connect(services, &shop).await;
+    let shop = find_shop(&services.db, caller.account_id, created.shop_id).await?;
     Ok(CreatedShop {
         shop: shop.into(),
         shop_id: created.shop_id,
@@ -233,7 +235,8 @@ pub async fn get_shop(
 pub struct ShopHealth {
     /// How far the poller has read Prom's orders (its watermark).
     pub polled_until: Option<DateTime<Utc>>,
-    /// The newest rejected or failed sync-log entry: when, and why.
+    /// The newest rejected or failed sync-log entry, or failed fetch of the shop's Prom
+    /// statuses: when, and why.
     pub last_error: Option<(DateTime<Utc>, String)>,
     /// When Prom last refused the shop's token (cleared by a new token).
     pub token_rejected_at: Option<DateTime<Utc>>,
@@ -262,11 +265,13 @@ pub async fn shop_health(
         .one(db)
         .await?
         .map(|e| (e.at, e.detail.unwrap_or(e.outcome.to_string())));
+    let statuses = shop.prom_statuses_error_at.zip(shop.prom_statuses_error);
     Ok(ShopHealth {
         polled_until: shop.poll_watermark,
         last_error: inbound
             .into_iter()
             .chain(outbound)
+            .chain(statuses)
             .max_by_key(|(at, _)| *at),
         token_rejected_at: shop.token_rejected_at,
     })
@@ -307,6 +312,8 @@ pub async fn patch_shop(
     let shop_id = shop.id;
     let shop_prom_url = shop.prom_url.clone();
     let mut update: shops::ActiveModel = shop.into();
+    // New credentials may reach another Prom shop, with statuses of its own.
+    let mut reconnected = p.prom_token.is_some();
     if let Some(name) = &p.name {
         update.name = Set(non_empty("name", name)?);
     }
@@ -319,6 +326,7 @@ pub async fn patch_shop(
                 "`prom_token` is required when `prom_url` changes".into(),
             ));
         }
+        reconnected |= origin != shop_prom_url;
         update.prom_url = Set(origin);
     }
     if let Some(token) = &p.prom_token {
@@ -367,5 +375,8 @@ pub async fn patch_shop(
     }
     let shop = update.update(&services.db).await?;
     tracing::info!("shop changed");
+    if reconnected {
+        prom_statuses::fetch_after_connect(services, &shop).await;
+    }
     Ok(shop.into())
 }

@@ -1,9 +1,10 @@
 //! A shop's status mapping: which RO App status an imported Prom status becomes
 //! (inbound) and which Prom status an RO App status is sent as (outbound). A mapping is
-//! read and replaced whole, after checking every Prom status against the known set and
-//! every RO App status against the account's.
+//! read and replaced whole, after checking every Prom status against Prom's standard set
+//! and the shop's own statuses as last fetched from Prom, and every RO App status against
+//! the account's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use entity::{enums::Direction, order_statuses, status_mappings};
 use sea_orm::{
@@ -13,7 +14,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::shop_for_manager;
+use super::{prom_statuses::custom_codes, shop_for_manager};
 use crate::service::{Caller, ServiceError, ServiceResult, Services};
 
 /// Prom statuses an inbound mapping may name (`draft` orders are never imported).
@@ -93,13 +94,31 @@ fn is_custom(status: &str) -> bool {
         .is_some_and(|id| id > 0)
 }
 
-fn check_prom_status(status: &str, known: &[&str], direction: &str) -> ServiceResult<()> {
-    if known.contains(&status) || is_custom(status) {
+/// A standard Prom status of `known` always passes; a custom one only if the shop has it
+/// on Prom (`custom`, as last fetched), since Prom refuses the others.
+fn check_prom_status(
+    status: &str,
+    known: &[&str],
+    custom: &BTreeSet<String>,
+    direction: &str,
+) -> ServiceResult<()> {
+    if known.contains(&status) || custom.contains(status) {
         return Ok(());
+    }
+    if is_custom(status) {
+        return Err(ServiceError::Invalid(format!(
+            "`{status}` is not one of the shop's statuses on Prom (it has {}); refresh the \
+             shop's Prom statuses if it was added there",
+            if custom.is_empty() {
+                "no custom statuses".to_owned()
+            } else {
+                custom.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
+        )));
     }
     Err(ServiceError::Invalid(format!(
         "`{status}` is not a Prom status an {direction} mapping can use; expected one of {} \
-         or custom-<id>",
+         or one of the shop's custom-<id> statuses",
         known.join(", ")
     )))
 }
@@ -163,9 +182,10 @@ pub async fn replace_status_mapping(
             )))
         }
     };
+    let custom = custom_codes(&services.db, shop.id).await?;
     let mut rows = Vec::new();
     for (prom, status_id) in &mapping.inbound {
-        check_prom_status(prom, &INBOUND_PROM_STATUSES, "inbound")?;
+        check_prom_status(prom, &INBOUND_PROM_STATUSES, &custom, "inbound")?;
         known(*status_id)?;
         rows.push((Direction::Inbound, prom.clone(), *status_id));
     }
@@ -175,7 +195,7 @@ pub async fn replace_status_mapping(
                 "outbound keys are RO App status ids; `{status_id}` is not one"
             ))
         })?;
-        check_prom_status(prom, &OUTBOUND_PROM_STATUSES, "outbound")?;
+        check_prom_status(prom, &OUTBOUND_PROM_STATUSES, &custom, "outbound")?;
         known(status_id)?;
         rows.push((Direction::Outbound, prom.clone(), status_id));
     }
@@ -205,15 +225,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prom_statuses_are_the_known_set_or_custom() {
-        assert!(check_prom_status("paid", &INBOUND_PROM_STATUSES, "inbound").is_ok());
-        assert!(check_prom_status("custom-137639", &INBOUND_PROM_STATUSES, "inbound").is_ok());
+    fn a_standard_status_always_passes_and_a_custom_one_only_if_the_shop_has_it() {
+        let custom = BTreeSet::from(["custom-137639".to_owned()]);
+        let none = BTreeSet::new();
+        let check =
+            |status, custom| check_prom_status(status, &INBOUND_PROM_STATUSES, custom, "inbound");
+
+        assert!(check("paid", &none).is_ok());
+        assert!(check("custom-137639", &custom).is_ok());
+        let unknown = check("custom-137640", &custom).unwrap_err().to_string();
+        assert!(
+            unknown.contains("`custom-137640`") && unknown.contains("custom-137639"),
+            "{unknown}"
+        );
+        assert!(check("custom-137639", &none).is_err());
         for bad in ["draft", "custom-", "custom-x", "custom-0", "Pending"] {
-            assert!(
-                check_prom_status(bad, &INBOUND_PROM_STATUSES, "inbound").is_err(),
-                "{bad}"
-            );
+            assert!(check(bad, &custom).is_err(), "{bad}");
         }
-        assert!(check_prom_status("pending", &OUTBOUND_PROM_STATUSES, "outbound").is_err());
+        assert!(
+            check_prom_status("pending", &OUTBOUND_PROM_STATUSES, &custom, "outbound").is_err()
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! Connected Prom shops (ARCHITECTURE.md, 'HTTP contract'), for employees with
-//! `manage_integrations`: their settings (`crud`), their webhook secrets (`secrets`) and
-//! their status mappings (`mapping`). The Prom token and the webhook secrets are
+//! `manage_integrations`: their settings (`crud`), their webhook secrets (`secrets`),
+//! their status mappings (`mapping`) and their statuses on Prom (`prom_statuses`). The Prom token and the webhook secrets are
 //! write-only: no shop view carries them.
 
 pub mod crud;
 pub mod mapping;
+pub mod prom_statuses;
 pub mod secrets;
 
 use entity::shops;
@@ -16,6 +17,7 @@ pub use self::{
         NewShopBody, ShopHealth, ShopPatch, ShopView,
     },
     mapping::{replace_status_mapping, status_mapping, StatusMapping},
+    prom_statuses::{prom_statuses, refresh_prom_statuses, PromStatusView, PromStatuses},
     secrets::{rotate_shop_secret, RotatedSecret},
 };
 use crate::{

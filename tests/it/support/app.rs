@@ -51,6 +51,7 @@ pub struct TestAppBuilder {
     extra_proms: usize,
     prom_products_missing: bool,
     capture_logs: bool,
+    publish_timeout: Option<Duration>,
 }
 
 impl TestAppBuilder {
@@ -122,6 +123,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// `PROMSYNC_PUBLISH_TIMEOUT_MS` of the test's processes (default: the default).
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = Some(timeout);
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         logs::init();
         let logs = self.capture_logs.then(logs::capture_logs);
@@ -158,6 +165,9 @@ impl TestAppBuilder {
         settings.database.url = database.url();
         settings.broker.url = broker;
         settings.broker.namespace = namespace.clone();
+        if let Some(timeout) = self.publish_timeout {
+            settings.broker.publish_timeout = timeout;
+        }
         settings.http.listen = "127.0.0.1:0".parse().expect("a listen address");
         settings.import.retry_delays = [50, 100, 200].map(Duration::from_millis).to_vec();
         settings.import.max_attempts =
@@ -301,6 +311,7 @@ impl TestApp {
             extra_proms: 0,
             prom_products_missing: false,
             capture_logs: false,
+            publish_timeout: None,
         }
     }
 
@@ -426,6 +437,18 @@ impl TestApp {
     }
 
     /// The keyring the test's processes seal and open shop secrets with.
+    /// `PROMSYNC_PROM_ALLOWED_ORIGINS` for a `promsync` process started beside the app: the
+    /// Prom stand-ins are plain http on loopback, allowed as the in-process app allows them.
+    pub fn prom_allowed_origins(&self) -> String {
+        self.settings
+            .prom
+            .allowed_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn keyring(&self) -> Arc<promsync::keyring::Keyring> {
         self.backends.keyring.clone()
     }

@@ -12,6 +12,7 @@ pub mod db;
 pub mod logs;
 pub mod process;
 pub mod prom;
+pub mod proxy;
 pub mod records;
 pub mod services;
 pub mod wait;

@@ -45,6 +45,26 @@ impl TestApp {
             .await;
     }
 
+    /// Mounts Prom's answer for `GET /api/v1/order_status_options/list`; an answer
+    /// mounted earlier and not used up is given first.
+    pub async fn prom_status_options(&self, answer: ResponseTemplate) {
+        self.status_options_mock(answer).mount(&self.prom).await;
+    }
+
+    /// Like `prom_status_options`, for the next call only.
+    pub async fn prom_status_options_once(&self, answer: ResponseTemplate) {
+        self.status_options_mock(answer)
+            .up_to_n_times(1)
+            .mount(&self.prom)
+            .await;
+    }
+
+    fn status_options_mock(&self, answer: ResponseTemplate) -> Mock {
+        Mock::given(method("GET"))
+            .and(path_regex("^/api/v1/order_status_options/list$"))
+            .respond_with(answer)
+    }
+
     /// Answers every product lookup 404, so imports never wait on a product fetch.
     pub async fn prom_products_missing(&self) {
         Mock::given(method("GET"))
