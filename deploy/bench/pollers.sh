@@ -185,7 +185,7 @@ for pollers in $POLLERS_LIST; do
     log "$pollers poller(s): $row"
 done
 
-HEADER="| pollers | shops | sweeps/s needed | sweeps/s | shops swept | late sweeps | p99 late by (s) | max late by (s) | Prom calls/sweep | DB statements/sweep | poller CPU ms/sweep | shops swept twice at once |"
+HEADER="| pollers | shops | sweeps/s needed | sweeps/s | shops swept | sweeps late by more than a tick | p99 gap over the interval (s) | max gap over the interval (s) | Prom calls/sweep | DB statements/sweep | poller CPU ms/sweep | shops swept twice at once |"
 RULE="|---|---|---|---|---|---|---|---|---|---|---|---|"
 echo
 echo "$HEADER"
@@ -200,7 +200,8 @@ if [ "$RESULTS" != "-" ]; then
         echo "the same machine: $SHOPS shops every ${INTERVAL_S} s, measured for ${MEASURE_S} s after a"
         echo "${WARMUP_S} s warm-up; poll concurrency ${PROMSYNC_POLL_CONCURRENCY:-default}, tick ${TICK_S} s."
         echo "A sweep is late when the gap since the shop's previous sweep exceeds the interval"
-        echo "by more than one tick; \"late by\" is that excess at the 99th percentile and at most."
+        echo "by more than one tick (an idle poller looks for due shops once a tick); the gap over"
+        echo "the interval is how late a sweep came, at the 99th percentile and at most."
         echo
         echo "$HEADER"
         echo "$RULE"
