@@ -11,7 +11,7 @@
 //! Times are this process's clock, passed as values (portable between PostgreSQL and
 //! SQLite); pollers' clocks only need to agree to well within a lease length.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use entity::shops;
@@ -23,6 +23,16 @@ use sea_orm::{
 
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A shop whose lease a poller has just taken, with the time it was due: the schedule the
+/// next sweep keeps to, whatever time this one starts (see `poll::sweep::next_due`).
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub shop: shops::Model,
+    /// `lease_until` before the take: when the shop fell due (or its dead poller's lease
+    /// ran out); `None` for a shop never swept.
+    pub due: Option<DateTime<Utc>>,
 }
 
 /// One poller's view of the leases.
@@ -79,7 +89,7 @@ impl Leases {
         now: DateTime<Utc>,
         limit: u64,
         sweeping: &[i64],
-    ) -> Result<Vec<shops::Model>, DbErr> {
+    ) -> Result<Vec<Taken>, DbErr> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -87,6 +97,7 @@ impl Leases {
         let mut due = shops::Entity::find()
             .select_only()
             .column(shops::Column::Id)
+            .column(shops::Column::LeaseUntil)
             .filter(self.takeable(now))
             .filter(shops::Column::Id.is_not_in(sweeping.iter().copied()))
             .order_by_asc(shops::Column::LeaseUntil)
@@ -95,22 +106,28 @@ impl Leases {
         if txn.get_database_backend() == DbBackend::Postgres {
             due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
-        let ids: Vec<i64> = due.into_tuple().all(&txn).await?;
-        if ids.is_empty() {
+        let due: HashMap<i64, Option<DateTime<Utc>>> =
+            due.into_tuple().all(&txn).await?.into_iter().collect();
+        if due.is_empty() {
             return Ok(Vec::new());
         }
+        // The lease runs from now, not from `now`: the choice may have waited on locks.
+        let until = Utc::now().max(now) + chrono(self.length);
         let taken = shops::Entity::update_many()
             .col_expr(shops::Column::LeaseOwner, Expr::value(self.owner.clone()))
-            .col_expr(
-                shops::Column::LeaseUntil,
-                Expr::value(now + chrono(self.length)),
-            )
-            .filter(shops::Column::Id.is_in(ids))
+            .col_expr(shops::Column::LeaseUntil, Expr::value(until))
+            .filter(shops::Column::Id.is_in(due.keys().copied()))
             .filter(self.takeable(now))
             .exec_with_returning(&txn)
             .await?;
         txn.commit().await?;
-        Ok(taken)
+        Ok(taken
+            .into_iter()
+            .map(|shop| Taken {
+                due: due.get(&shop.id).copied().flatten(),
+                shop,
+            })
+            .collect())
     }
 
     /// Extends a lease this poller holds; `false` when another poller has taken it.

@@ -121,14 +121,14 @@ impl Poller {
                 }
             };
             more_due = taken.len() == free;
-            for shop in taken {
-                let shop_id = shop.id;
+            for taken in taken {
+                let shop_id = taken.shop.id;
                 let previously = published.remove(&shop_id).unwrap_or_default();
                 let sweeper = sweeper.clone();
                 let shutdown = shutdown.clone();
                 let task = sweeps.spawn(async move {
                     let (outcome, now_published) =
-                        sweeper.sweep(shop, &previously, &shutdown).await;
+                        sweeper.sweep(taken, &previously, &shutdown).await;
                     let keep = match outcome {
                         Outcome::Complete(_) => now_published,
                         // A partial sweep's confirmed publishes still count.

@@ -16,7 +16,7 @@ use promsync::{
     prom::parse_prom_datetime,
     provision::{self, NewShop},
 };
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::{json, Value};
 use wiremock::{
     matchers::{method, path, path_regex},
@@ -823,7 +823,7 @@ async fn take_due(leases: &Leases, limit: u64, sweeping: &[i64]) -> HashSet<i64>
         .await
         .expect("taking due shops")
         .into_iter()
-        .map(|shop| shop.id)
+        .map(|taken| taken.shop.id)
         .collect()
 }
 
@@ -881,4 +881,44 @@ async fn pollers_taking_due_shops_at_the_same_moment_never_take_the_same_shop() 
             leases.release_all().await.expect("releasing");
         }
     }
+}
+
+#[tokio::test]
+async fn a_sweep_that_starts_late_schedules_the_next_one_interval_after_the_shop_was_due() {
+    // Arrange: the shop fell due five seconds ago (its poller was busy), an hour's interval.
+    let app = fast_polling_app().await;
+    StandIn::mount(&app.prom, Vec::new(), Duration::ZERO).await;
+    set_interval(&app, 3600).await;
+    let due = Utc::now() - chrono::Duration::seconds(5);
+    entity::shops::Entity::update_many()
+        .col_expr(
+            entity::shops::Column::LeaseUntil,
+            sea_orm::sea_query::Expr::value(due),
+        )
+        .exec(&app.db)
+        .await
+        .expect("scheduling the shop");
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_count(
+        &app,
+        "the sweep complete",
+        "SELECT count(*) FROM shops WHERE poll_watermark IS NOT NULL",
+        1,
+    )
+    .await;
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+
+    // Assert: due again an hour after it was due, not an hour after the sweep began.
+    let shop = entity::shops::Entity::find()
+        .one(&app.db)
+        .await
+        .expect("reading the shop")
+        .expect("the shop");
+    assert_eq!(
+        shop.lease_until.map(|t| t.timestamp_micros()),
+        Some((due + chrono::Duration::seconds(3600)).timestamp_micros())
+    );
 }
