@@ -656,7 +656,7 @@ mod tests {
         assert_eq!(s.poll.overlap, secs(300));
         assert_eq!(s.poll.backfill, Duration::ZERO);
         assert_eq!(s.poll.page_size.get(), 100);
-        assert_eq!(s.poll.concurrency.get(), 4);
+        assert_eq!(s.poll.concurrency.get(), 32);
         assert_eq!(s.poll.retry_base, secs(1));
         assert_eq!(s.poll.page_attempts.get(), 8);
         let s = load(&[

@@ -24,6 +24,7 @@
 pub mod delivery;
 pub mod generate;
 pub mod push;
+pub mod shops;
 pub mod signature;
 #[cfg(test)]
 mod tests;
@@ -186,6 +187,7 @@ struct Inner {
 pub struct SimHandle {
     inner: Arc<Mutex<Inner>>,
     tokens: Arc<Vec<String>>,
+    shops: shops::ShopActivity,
 }
 
 impl SimHandle {
@@ -215,6 +217,7 @@ impl SimHandle {
                 custom_statuses: config.custom_statuses.clone(),
             })),
             tokens: Arc::new(config.tokens.clone()),
+            shops: shops::ShopActivity::default(),
         }
     }
 
@@ -244,8 +247,10 @@ impl SimHandle {
             .collect()
     }
 
+    /// Forgets the calls received, and the per-shop activity counted from them.
     pub fn clear_calls(&self) {
         self.lock().calls.clear();
+        self.shops.reset();
     }
 
     /// An order as Prom has it now.
@@ -357,13 +362,7 @@ impl SimHandle {
     }
 
     fn authorized(&self, req: &HttpRequest) -> bool {
-        let token = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
+        let token = bearer(req);
         !token.is_empty() && (self.tokens.is_empty() || self.tokens.iter().any(|t| t == token))
     }
 
@@ -591,6 +590,16 @@ struct ListQuery {
     last_id: Option<i64>,
 }
 
+/// The call's bearer token, or "" without one.
+fn bearer(req: &HttpRequest) -> &str {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default()
+}
+
 /// What Prom answers for an unknown path or a missing order: its HTML error page.
 const NOT_FOUND_PAGE: &str = "<!DOCTYPE html><html lang=\"uk\"><head><meta charset=\"utf-8\">\
 <title>Сторінку не знайдено</title></head><body><h1>404</h1></body></html>";
@@ -614,6 +623,14 @@ async fn api(req: HttpRequest, body: web::Bytes, sim: web::Data<SimHandle>) -> H
         serde_json::from_slice(&body).ok()
     };
     let index = sim.record(&req, json_body.clone());
+    let sweep = req.path() == "/api/v1/orders/list"
+        && !req
+            .query_string()
+            .split('&')
+            .any(|pair| pair.starts_with("last_id="));
+    let _in_flight = sim
+        .shops
+        .enter(bearer(&req), sweep, std::time::Instant::now());
     let response = serve_api(&req, &body, json_body.as_ref(), &sim).await;
     sim.record_answer(index, response.status());
     response
@@ -784,8 +801,15 @@ async fn sim_faults(faults: web::Json<Faults>, sim: web::Data<SimHandle>) -> Htt
     HttpResponse::Ok().json(faults)
 }
 
-async fn sim_stats(sim: web::Data<SimHandle>) -> HttpResponse {
-    HttpResponse::Ok().json(sim.stats())
+#[derive(Debug, Deserialize)]
+struct StatsQuery {
+    late_after_s: Option<f64>,
+}
+
+async fn sim_stats(query: web::Query<StatsQuery>, sim: web::Data<SimHandle>) -> HttpResponse {
+    let mut stats = sim.stats();
+    stats["shops"] = json!(sim.shops.stats(query.late_after_s));
+    HttpResponse::Ok().json(stats)
 }
 
 pub struct Simulator {

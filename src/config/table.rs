@@ -161,8 +161,9 @@ define_settings! {
     poll_page_size: u32 = "100",
         "orders per `orders/list` page, 2 to 1000 (Prom may repeat a page's last order at \
          the top of the next, so a page of one would never move on)";
-    poll_concurrency: usize = "4",
-        "shops one poller process sweeps at once";
+    poll_concurrency: usize = "32",
+        "shops one poller process sweeps at once (a sweep mostly waits on Prom: at 60 s \
+         intervals, 32 keep about 10,000 shops on time when Prom answers in 0.2 s)";
     poll_retry_base_ms: u64 = "1000",
         "first retry delay of a failing page (doubles, at most 30 s; `Retry-After` wins)";
     poll_page_attempts: u32 = "8",

@@ -11,17 +11,28 @@
 //! Times are this process's clock, passed as values (portable between PostgreSQL and
 //! SQLite); pollers' clocks only need to agree to well within a lease length.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use entity::shops;
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    sea_query::{Expr, LockBehavior, LockType},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A shop whose lease a poller has just taken, with the time it was due: the schedule the
+/// next sweep keeps to, whatever time this one starts (see `poll::sweep::next_due`).
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub shop: shops::Model,
+    /// `lease_until` before the take: when the shop fell due (or its dead poller's lease
+    /// ran out); `None` for a shop never swept.
+    pub due: Option<DateTime<Utc>>,
 }
 
 /// One poller's view of the leases.
@@ -57,33 +68,66 @@ impl Leases {
             )
     }
 
-    /// Up to `limit` shops that may be taken now, the longest overdue first.
-    pub async fn due(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<i64>, DbErr> {
-        shops::Entity::find()
+    /// Takes the leases of up to `limit` shops that may be taken now, the longest overdue
+    /// first, and returns those shops as they are after the take: one transaction per
+    /// batch however large, so a poller with thousands of shops spends a couple of
+    /// statements per batch, not two per shop (and no further read of the shop row in
+    /// the sweep).
+    ///
+    /// On PostgreSQL the choice locks the rows it picks and skips rows another poller is
+    /// taking right now, so two pollers split the due shops instead of queueing on each
+    /// other. The update repeats the condition, so a row taken by another poller between
+    /// the two statements (SQLite, or an expired lock) is left out: a shop is never taken
+    /// twice. (One statement, `… WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`,
+    /// is not a safe shortcut: PostgreSQL may run the subquery more than once and update
+    /// more than `n` rows.)
+    ///
+    /// `sweeping` are the shops this poller is sweeping now: its own leases are takeable
+    /// (a restarted poller resumes them), but never a second time while it holds them.
+    pub async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+        sweeping: &[i64],
+    ) -> Result<Vec<Taken>, DbErr> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin().await?;
+        let mut due = shops::Entity::find()
             .select_only()
             .column(shops::Column::Id)
+            .column(shops::Column::LeaseUntil)
             .filter(self.takeable(now))
+            .filter(shops::Column::Id.is_not_in(sweeping.iter().copied()))
             .order_by_asc(shops::Column::LeaseUntil)
             .order_by_asc(shops::Column::Id)
-            .limit(limit)
-            .into_tuple::<i64>()
-            .all(&self.db)
-            .await
-    }
-
-    /// Takes the shop's lease if it is still takeable; `true` when this poller won it.
-    pub async fn take(&self, shop_id: i64, now: DateTime<Utc>) -> Result<bool, DbErr> {
-        let result = shops::Entity::update_many()
+            .limit(limit);
+        if txn.get_database_backend() == DbBackend::Postgres {
+            due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let due: HashMap<i64, Option<DateTime<Utc>>> =
+            due.into_tuple().all(&txn).await?.into_iter().collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The lease runs from now, not from `now`: the choice may have waited on locks.
+        let until = Utc::now().max(now) + chrono(self.length);
+        let taken = shops::Entity::update_many()
             .col_expr(shops::Column::LeaseOwner, Expr::value(self.owner.clone()))
-            .col_expr(
-                shops::Column::LeaseUntil,
-                Expr::value(now + chrono(self.length)),
-            )
-            .filter(shops::Column::Id.eq(shop_id))
+            .col_expr(shops::Column::LeaseUntil, Expr::value(until))
+            .filter(shops::Column::Id.is_in(due.keys().copied()))
             .filter(self.takeable(now))
-            .exec(&self.db)
+            .exec_with_returning(&txn)
             .await?;
-        Ok(result.rows_affected == 1)
+        txn.commit().await?;
+        Ok(taken
+            .into_iter()
+            .map(|shop| Taken {
+                due: due.get(&shop.id).copied().flatten(),
+                shop,
+            })
+            .collect())
     }
 
     /// Extends a lease this poller holds; `false` when another poller has taken it.

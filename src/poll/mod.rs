@@ -2,9 +2,10 @@
 //! orders are fetched from `GET /orders/list` and fed into the same inbound lane as a
 //! webhook (ARCHITECTURE.md, 'The poller'), as full order notifications with source `poll`.
 //!
-//! Every tick the poller asks the database which shops are due, takes each one's lease
-//! (one conditional UPDATE, so with several `poll` processes a shop is swept by one at a
-//! time) and sweeps it in a task (`sweep`). The watermark and the schedule live in the
+//! Every tick, and whenever sweeps finish while more shops are waiting, the poller takes
+//! the leases of as many due shops as it has free slots (one conditional UPDATE for the
+//! batch, so with several `poll` processes a shop is swept by one at a time) and sweeps
+//! each in a task (`sweep`). The watermark and the schedule live in the
 //! shop row (`lease`), so a dead poller's shops are taken over by the others and a
 //! crashed sweep is repeated, never skipped. On shutdown it stops taking shops, lets each
 //! running sweep finish the page it is publishing, and releases its leases.
@@ -85,53 +86,49 @@ impl Poller {
         let mut published: HashMap<i64, Published> = HashMap::new();
         let mut tick = tokio::time::interval(settings.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let concurrency = settings.concurrency.get();
+        // Between ticks, slots are refilled in batches of this many, and only while shops
+        // are known to be waiting: a busy poller spends one query per batch, not one per
+        // finished sweep, and an idle one asks only on its tick.
+        let refill_batch = (concurrency / 4).max(1);
+        let mut more_due = false;
         loop {
-            tokio::select! {
+            let ticked = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(done) = sweeps.join_next_with_id(), if !sweeps.is_empty() => {
                     settle(done, &mut running, &mut published);
-                    continue;
+                    false
                 }
-                _ = tick.tick() => {}
-            }
-            let free = settings.concurrency.get().saturating_sub(running.len());
-            if free == 0 {
+                _ = tick.tick() => true,
+            };
+            let free = concurrency.saturating_sub(running.len());
+            if free == 0 || !(ticked || (more_due && free >= refill_batch)) {
                 continue;
             }
-            let now = Utc::now();
-            let due = match sweeper
+            let sweeping: Vec<i64> = running.values().copied().collect();
+            let taken = match sweeper
                 .leases
-                .due(now, (free + running.len()) as u64)
+                .take_due(Utc::now(), free as u64, &sweeping)
                 .await
-                .context("listing due shops")
+                .context("taking the leases of due shops")
             {
-                Ok(due) => due,
+                Ok(taken) => taken,
                 Err(e) => {
                     // The database may be back next tick; the poller keeps running.
+                    more_due = false;
                     tracing::warn!(error = format!("{e:#}"), "poll tick failed");
                     continue;
                 }
             };
-            let due: Vec<i64> = due
-                .into_iter()
-                .filter(|id| !running.values().any(|r| r == id))
-                .take(free)
-                .collect();
-            for shop_id in due {
-                match sweeper.leases.take(shop_id, now).await {
-                    Ok(true) => {}
-                    Ok(false) => continue, // another poller was quicker
-                    Err(e) => {
-                        tracing::warn!(shop_id, error = %e, "taking a poll lease failed");
-                        continue;
-                    }
-                }
+            more_due = taken.len() == free;
+            for taken in taken {
+                let shop_id = taken.shop.id;
                 let previously = published.remove(&shop_id).unwrap_or_default();
                 let sweeper = sweeper.clone();
                 let shutdown = shutdown.clone();
                 let task = sweeps.spawn(async move {
                     let (outcome, now_published) =
-                        sweeper.sweep(shop_id, &previously, &shutdown).await;
+                        sweeper.sweep(taken, &previously, &shutdown).await;
                     let keep = match outcome {
                         Outcome::Complete(_) => now_published,
                         // A partial sweep's confirmed publishes still count.

@@ -12,14 +12,14 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use entity::shops;
 use futures::{stream, StreamExt};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     cursor::{self, Cursor, Listed, Verdict},
-    lease::Leases,
+    lease::{Leases, Taken},
     PollSettings,
 };
 use crate::{
@@ -95,34 +95,26 @@ pub struct Sweeper {
 pub type Published = HashSet<EventId>;
 
 impl Sweeper {
-    /// Sweeps one shop whose lease this poller holds, and settles the lease.
-    #[tracing::instrument(skip_all, fields(shop_id))]
+    /// Sweeps one shop whose lease this poller holds (the row as the take returned it),
+    /// and settles the lease.
+    #[tracing::instrument(skip_all, fields(shop_id = taken.shop.id))]
     pub async fn sweep(
         &self,
-        shop_id: i64,
+        taken: Taken,
         previously: &Published,
         shutdown: &CancellationToken,
     ) -> (Outcome, Published) {
-        tracing::Span::current().record("shop_id", shop_id);
+        let Taken { shop, due } = taken;
+        let shop_id = shop.id;
         let started = tokio::time::Instant::now();
         let wall_start = Utc::now();
         let mut published = Published::new();
-        let shop = match shops::Entity::find_by_id(shop_id).one(&self.db).await {
-            Ok(Some(shop)) => shop,
-            Ok(None) => return (Outcome::Failed("the shop was deleted".into()), published),
-            Err(e) => {
-                let reason = format!("loading the shop: {e}");
-                // The lease runs out by itself if the database is gone.
-                let _ = self.leases.release(shop_id, None).await;
-                return (Outcome::Failed(reason), published);
-            }
-        };
         // The lease is kept by its own loop, so no step of the sweep (a slow publish, a
         // long `Retry-After`) can outlast it; if another poller took it anyway, the walk
         // is dropped where it is, like a crash, and the watermark stays.
         let result = tokio::select! {
             result = self.walk(&shop, previously, &mut published, shutdown) => result,
-            lost = self.keep_lease(shop_id) => Err(lost),
+            lost = self.keep_lease(shop_id, shop.lease_until) => Err(lost),
         };
         let outcome = match result {
             Ok((summary, window, newest)) => {
@@ -133,7 +125,7 @@ impl Sweeper {
                     started.elapsed(),
                     self.settings.overlap,
                 );
-                let next_due = wall_start + interval_of(&shop);
+                let next_due = next_due(due, wall_start, interval_of(&shop));
                 match self.leases.complete(shop_id, watermark, next_due).await {
                     Ok(true) => {
                         tracing::info!(
@@ -273,8 +265,15 @@ impl Sweeper {
     /// Renews the lease every third of its length until another poller has taken it
     /// (the only way this returns). A database error is retried at the next renewal: the
     /// lease only lapses if the database stays unreachable for its whole length.
-    async fn keep_lease(&self, shop_id: i64) -> Stop {
+    async fn keep_lease(&self, shop_id: i64, taken_until: Option<DateTime<Utc>>) -> Stop {
         let every = (self.settings.lease / 3).max(Duration::from_millis(10));
+        // The take set a whole lease length, so most sweeps end before the first renewal
+        // and cost none; that renewal is a third of a lease after the take, not after this
+        // sweep began, however long the sweep waited to start.
+        let first = taken_until
+            .and_then(|until| (until - Utc::now()).to_std().ok())
+            .map_or(Duration::ZERO, |left| left.saturating_sub(every * 2));
+        tokio::time::sleep(first).await;
         loop {
             match self.leases.renew(shop_id, Utc::now()).await {
                 Ok(true) => {}
@@ -372,7 +371,57 @@ fn readable(doc: &Value) -> Option<Listed> {
     }
 }
 
+/// When a shop that fell due at `due` and was swept from `started` is due next: one
+/// interval after it was due, not after the sweep began, so a poller that starts sweeps a
+/// little late (up to a tick) does not push every shop's schedule back by that much each
+/// time; but never sooner than half an interval after this sweep, so a poller that fell
+/// far behind (an outage) catches up over a few sweeps instead of sweeping back to back.
+pub fn next_due(
+    due: Option<DateTime<Utc>>,
+    started: DateTime<Utc>,
+    interval: chrono::Duration,
+) -> DateTime<Utc> {
+    // A lease still running (a restarted poller resuming its own shop) is no schedule.
+    let anchor = due.map_or(started, |due| due.min(started));
+    (anchor + interval).max(started + interval / 2)
+}
+
 /// The shop's own poll interval; a value below one second is taken as one second.
 pub fn interval_of(shop: &shops::Model) -> chrono::Duration {
     chrono::Duration::seconds(i64::from(shop.poll_interval_s.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn a_sweep_started_late_keeps_the_shop_on_its_schedule() {
+        assert_eq!(next_due(Some(at(0)), at(1), Duration::seconds(60)), at(60));
+    }
+
+    #[test]
+    fn a_shop_never_swept_is_due_one_interval_after_its_first_sweep() {
+        assert_eq!(next_due(None, at(5), Duration::seconds(60)), at(65));
+    }
+
+    #[test]
+    fn a_shop_far_behind_its_schedule_waits_at_least_half_an_interval() {
+        assert_eq!(next_due(Some(at(0)), at(50), Duration::seconds(60)), at(80));
+    }
+
+    #[test]
+    fn a_lease_still_running_is_not_taken_for_the_schedule() {
+        // A restarted poller resumes its own shop while its lease has 20 s to go.
+        assert_eq!(
+            next_due(Some(at(30)), at(10), Duration::seconds(60)),
+            at(70)
+        );
+    }
 }

@@ -12,10 +12,11 @@ use std::{
 use chrono::{DateTime, NaiveDateTime, Utc};
 use promsync::{
     domain::{ClientMatching, Language, MatchProductsBy},
+    poll::lease::Leases,
     prom::parse_prom_datetime,
     provision::{self, NewShop},
 };
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::{json, Value};
 use wiremock::{
     matchers::{method, path, path_regex},
@@ -784,4 +785,140 @@ async fn pages_of_two_against_the_inclusive_last_id_import_every_order_once() {
 async fn pages_of_the_default_size_against_the_inclusive_last_id_import_every_order_once() {
     // 130 orders by 100: two pages and the boundary alone.
     the_simulator_is_swept_once_per_order(100, 130, 3).await;
+}
+
+#[tokio::test]
+async fn a_poller_refills_its_free_slots_as_sweeps_end_instead_of_waiting_for_the_next_tick() {
+    // Arrange: twelve shops on one Prom, a poller sweeping two at a time whose tick comes
+    // once an hour: only refilling as sweeps end can reach the ten others.
+    let mut app = fast_polling_app().await;
+    for k in 2..=12 {
+        add_shop(&app, &app.prom, &format!("token-{k}")).await;
+    }
+    let prom = StandIn::mount(&app.prom, Vec::new(), Duration::ZERO).await;
+    set_interval(&app, 3600).await;
+    app.settings.poll.tick = Duration::from_secs(3600);
+    app.settings.poll.concurrency = std::num::NonZeroUsize::new(2).unwrap();
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_count(
+        &app,
+        "every shop swept",
+        "SELECT count(*) FROM shops WHERE poll_watermark IS NOT NULL",
+        12,
+    )
+    .await;
+
+    // Assert: one sweep each, none repeated.
+    assert_eq!(prom.sweeps_started(), 12);
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+}
+
+/// Shop ids taken by `leases` now, at most `limit`, none of `sweeping`.
+async fn take_due(leases: &Leases, limit: u64, sweeping: &[i64]) -> HashSet<i64> {
+    leases
+        .take_due(Utc::now(), limit, sweeping)
+        .await
+        .expect("taking due shops")
+        .into_iter()
+        .map(|taken| taken.shop.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_poller_never_takes_a_shop_it_is_sweeping_a_second_time() {
+    // Arrange: eight shops; the poller holds the leases of five, which stay takeable by
+    // their owner (a restarted poller resumes them).
+    let app = fast_polling_app().await;
+    for k in 2..=8 {
+        add_shop(&app, &app.prom, &format!("token-{k}")).await;
+    }
+    let leases = Leases::new(app.db.clone(), "poller-a".into(), Duration::from_secs(30));
+    let sweeping: Vec<i64> = take_due(&leases, 5, &[]).await.into_iter().collect();
+
+    // Act
+    let again = take_due(&leases, 8, &sweeping).await;
+
+    // Assert
+    assert_eq!(sweeping.len(), 5);
+    assert_eq!(again.len(), 3, "only the three others");
+    assert!(again.iter().all(|id| !sweeping.contains(id)), "{again:?}");
+}
+
+#[tokio::test]
+async fn pollers_taking_due_shops_at_the_same_moment_never_take_the_same_shop() {
+    // Arrange: forty shops, four pollers each asking for twenty at once, many times.
+    let app = fast_polling_app().await;
+    for k in 2..=40 {
+        add_shop(&app, &app.prom, &format!("token-{k}")).await;
+    }
+    let pollers: Vec<Leases> = (0..4)
+        .map(|p| {
+            Leases::new(
+                app.db.clone(),
+                format!("poller-{p}"),
+                Duration::from_secs(30),
+            )
+        })
+        .collect();
+
+    for round in 0..5 {
+        // Act
+        let taken = futures::future::join_all(pollers.iter().map(|l| take_due(l, 20, &[]))).await;
+
+        // Assert: disjoint, and every shop taken by someone.
+        let all: Vec<i64> = taken.iter().flatten().copied().collect();
+        let distinct: HashSet<i64> = all.iter().copied().collect();
+        assert_eq!(
+            all.len(),
+            distinct.len(),
+            "round {round}: a shop taken twice"
+        );
+        assert_eq!(distinct.len(), 40, "round {round}");
+        for leases in &pollers {
+            leases.release_all().await.expect("releasing");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_that_starts_late_schedules_the_next_one_interval_after_the_shop_was_due() {
+    // Arrange: the shop fell due five seconds ago (its poller was busy), an hour's interval.
+    let app = fast_polling_app().await;
+    StandIn::mount(&app.prom, Vec::new(), Duration::ZERO).await;
+    set_interval(&app, 3600).await;
+    let due = Utc::now() - chrono::Duration::seconds(5);
+    entity::shops::Entity::update_many()
+        .col_expr(
+            entity::shops::Column::LeaseUntil,
+            sea_orm::sea_query::Expr::value(due),
+        )
+        .exec(&app.db)
+        .await
+        .expect("scheduling the shop");
+
+    // Act
+    let (stop, poller) = app.spawn_poller("poller-a");
+    wait_count(
+        &app,
+        "the sweep complete",
+        "SELECT count(*) FROM shops WHERE poll_watermark IS NOT NULL",
+        1,
+    )
+    .await;
+    stop.cancel();
+    poller.await.unwrap().unwrap();
+
+    // Assert: due again an hour after it was due, not an hour after the sweep began.
+    let shop = entity::shops::Entity::find()
+        .one(&app.db)
+        .await
+        .expect("reading the shop")
+        .expect("the shop");
+    assert_eq!(
+        shop.lease_until.map(|t| t.timestamp_micros()),
+        Some((due + chrono::Duration::seconds(3600)).timestamp_micros())
+    );
 }
