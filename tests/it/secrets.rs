@@ -240,7 +240,13 @@ async fn rotation_moves_every_secret_to_the_new_key_after_which_the_old_key_can_
 
 #[tokio::test]
 async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports() {
-    let app = TestApp::builder().secret_key(KEY_A).spawn().await;
+    // The importer starts after the token is sealed under the unknown key: an importer
+    // caches its shops as it starts (for their cache period), as any running one would.
+    let mut app = TestApp::builder()
+        .secret_key(KEY_A)
+        .importers(0)
+        .spawn()
+        .await;
 
     // The other shop's webhook secret was sealed under a key no process has: its
     // webhooks get exactly what an unknown shop gets.
@@ -275,6 +281,7 @@ async fn a_secret_under_an_unknown_key_answers_401_and_dead_letters_its_imports(
     // The test shop's Prom token under that key: the import that needs it is dead-lettered
     // with the reason, and Prom is never called with anything.
     store_under_unknown_key(&app, Slot::prom_token(app.shop.shop_id), "prom-token-1").await;
+    app.start_importer();
     let r = app.notify(&json!({ "order_id": THIN_ORDER_ID })).await;
     assert_eq!(r.status(), 202);
     let letters = eventually("a dead letter", Duration::from_secs(30), || async {
