@@ -390,8 +390,15 @@ fn importer_role_pausing(
     async move {
         // Before consuming, so the first messages find their shops cached.
         match importer.warm_up().await {
-            Ok(shops) => tracing::info!(shops, "importer warmed up"),
-            Err(e) => tracing::warn!(error = %e, "importer warm-up failed; starting cold"),
+            Ok(warmed) => tracing::info!(
+                shops = warmed.shops,
+                connections = warmed.connections,
+                "importer warmed up"
+            ),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "importer warm-up failed; starting cold"
+            ),
         }
         let (consumed, drained) = tokio::join!(
             broker.consume_inbound(concurrency, importer, shutdown.clone()),

@@ -120,7 +120,9 @@ define_settings! {
          from these, so it bounds the batch size too";
     import_batch_size: usize = "32",
         "most messages an importer applies in one transaction (group commit: each in its \
-         own savepoint, all acked after the one commit); `1` = a transaction per message";
+         own savepoint, all acked after the one commit), and never more than half of \
+         `import_concurrency`, so the next batch gathers while one commits; `1` = a \
+         transaction per message";
     import_batch_linger_ms: u64 = "2",
         "how long a batch waits for more messages before committing (0 = only what is \
          already waiting)";

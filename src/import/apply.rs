@@ -28,6 +28,7 @@ use super::{
 };
 use crate::{
     broker::InboundMessage,
+    db::advisory_xact_locks,
     domain::{ClientMatching, Outcome},
     prom::order::PromProduct,
 };
@@ -147,21 +148,7 @@ pub async fn record_only(
 pub fn lock_names(ctx: &ShopContext, plan: &ImportPlan, prepared: &Prepared) -> Vec<String> {
     let account = ctx.account_id;
     let mut names = vec![format!("order:{}:{}", ctx.shop_id, plan.external_id)];
-    let language = ctx.language.as_str();
-    for line in &plan.lines {
-        if prepared.known.contains_key(&line.key) {
-            continue;
-        }
-        names.push(line.key.lock_name(account));
-        let category = line
-            .prom_id
-            .and_then(|id| prepared.fetched.get(&id))
-            .and_then(Option::as_ref)
-            .and_then(|p| p.category_name(language));
-        if let Some(name) = category {
-            names.push(format!("category:{account}:{name}"));
-        }
-    }
+    names.extend(product_lock_names(ctx, &plan.lines, prepared));
     if ctx.client_matching == ClientMatching::PhoneOrEmail {
         let buyer = &plan.buyer;
         names.extend(
@@ -178,6 +165,57 @@ pub fn lock_names(ctx: &ShopContext, plan: &ImportPlan, prepared: &Prepared) -> 
         );
     }
     names
+}
+
+/// The locks creating the products of `lines` not yet known may need: the product's own
+/// and its category's.
+fn product_lock_names(
+    ctx: &ShopContext,
+    lines: &[PlannedLine],
+    prepared: &Prepared,
+) -> Vec<String> {
+    let account = ctx.account_id;
+    let language = ctx.language.as_str();
+    let mut names = Vec::new();
+    for line in lines {
+        if prepared.known.contains_key(&line.key) {
+            continue;
+        }
+        names.push(line.key.lock_name(account));
+        let category = line
+            .prom_id
+            .and_then(|id| prepared.fetched.get(&id))
+            .and_then(Option::as_ref)
+            .and_then(|p| p.category_name(language));
+        if let Some(name) = category {
+            names.push(format!("category:{account}:{name}"));
+        }
+    }
+    names
+}
+
+/// Finds or creates the product of `line` ('Products matched, never duplicated') in a
+/// transaction of its own, under the locks that serialize creating it, so the batches
+/// that import its orders need neither those locks nor the wait for them. `prom` is
+/// Prom's answer about the line's product (`None` inside: Prom no longer has it).
+pub async fn create_product(
+    db: &DatabaseConnection,
+    ctx: &ShopContext,
+    line: &PlannedLine,
+    prom: Option<(i64, Option<PromProduct>)>,
+) -> Result<i64, DbErr> {
+    let prepared = Prepared {
+        known: HashMap::new(),
+        fetched: prom.into_iter().collect(),
+    };
+    let lines = std::slice::from_ref(line);
+    let txn = db.begin().await?;
+    advisory_xact_locks(&txn, product_lock_names(ctx, lines, &prepared)).await?;
+    let ids = resolve_products(&txn, ctx, lines, &prepared).await?;
+    txn.commit().await?;
+    ids.get(&line.key)
+        .copied()
+        .ok_or_else(|| DbErr::Custom("the product was neither found nor created".into()))
 }
 
 /// Applies one order version inside the batch's transaction, whose locks it relies on,

@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod batch;
 pub mod plan;
+pub mod warm;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -72,10 +73,35 @@ pub struct Importer {
     db: DatabaseConnection,
     prom: PromClient,
     shops: Cache<i64, Arc<ShopContext>>,
-    /// Product ids by match key. Products are never deleted, so a committed id stays
-    /// right; knowing it spares the transaction a lock and a lookup per line.
-    products: moka::sync::Cache<(i64, ProductKey), i64>,
+    /// Product ids by (account, match key). Products are never deleted, so a committed
+    /// id stays right; knowing it spares the transaction a lock and a lookup per line.
+    /// A product not yet known is resolved once however many messages in flight need it
+    /// (`try_get_with` lets one find or create it while the others wait): after a new
+    /// product's first sale, the orders in flight would otherwise each look it up, each
+    /// ask Prom about it (queueing behind the per-token throttle) and each wait, batch
+    /// after batch, for the lock of the one transaction creating it.
+    products: Cache<(i64, ProductKey), i64>,
     batcher: Batcher,
+    /// Connections the batches hold at once: as many are warmed before consuming.
+    batch_workers: usize,
+}
+
+/// What [`Importer::warm_up`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warmed {
+    /// Shops loaded into the cache.
+    pub shops: usize,
+    /// Connections that ran a whole import once ([`warm`]).
+    pub connections: usize,
+}
+
+/// Why a product could not be resolved before the transaction.
+#[derive(Debug, thiserror::Error)]
+enum ProductError {
+    #[error(transparent)]
+    Prom(#[from] PromError),
+    #[error("creating a product: {0}")]
+    Db(#[from] DbErr),
 }
 
 /// Why loading a shop failed.
@@ -105,21 +131,24 @@ impl Importer {
     ) -> Self {
         Self {
             batcher: Batcher::start(db.clone(), batch, pause),
+            batch_workers: batch.workers.max(1),
             db,
             prom,
             shops: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(SHOP_CACHE_TTL)
                 .build(),
-            products: moka::sync::Cache::new(100_000),
+            products: Cache::new(100_000),
         }
     }
 
     /// Loads up to [`WARM_SHOPS`] enabled shops into the cache, most recently created
-    /// first, and says how many it loaded. A shop that cannot be loaded is left for its
-    /// first order to report; only failing to list the shops is an error, which the
-    /// caller logs and starts anyway.
-    pub async fn warm_up(&self) -> Result<usize, DbErr> {
+    /// first, then has as many connections as batches run at once import a made-up order
+    /// of the first of them, rolled back ([`warm`]). A shop that cannot be loaded is left
+    /// for its first order to report; with no shop, no connection is warmed. An error
+    /// (the shops could not be listed, or a connection failed its warm-up) is for the
+    /// caller to log: the importer works all the same, only colder.
+    pub async fn warm_up(&self) -> anyhow::Result<Warmed> {
         let ids: Vec<i64> = shops::Entity::find()
             .select_only()
             .column(shops::Column::Id)
@@ -128,14 +157,24 @@ impl Importer {
             .limit(WARM_SHOPS)
             .into_tuple()
             .all(&self.db)
-            .await?;
-        let mut loaded = 0;
+            .await
+            .context("listing the shops")?;
+        let mut loaded = Vec::new();
         for shop_id in ids {
-            if self.shop(shop_id).await.is_ok() {
-                loaded += 1;
+            if let Ok(ctx) = self.shop(shop_id).await {
+                loaded.push(ctx);
             }
         }
-        Ok(loaded)
+        let connections = match loaded.first() {
+            Some(ctx) => warm::warm_connections(&self.db, ctx, self.batch_workers)
+                .await
+                .context("warming the database connections")?,
+            None => 0,
+        };
+        Ok(Warmed {
+            shops: loaded.len(),
+            connections,
+        })
     }
 
     async fn shop(&self, shop_id: i64) -> Result<Arc<ShopContext>, Arc<ShopError>> {
@@ -165,8 +204,8 @@ impl Importer {
         }
     }
 
-    /// What the transaction needs to know beforehand: the products already known (from
-    /// the cache, or found in the database) and Prom's data for those that may be new.
+    /// What the transaction needs to know beforehand: the id of every product of the
+    /// order, found or, for one new to the books, created with Prom's data about it.
     async fn prepare(
         &self,
         ctx: &ShopContext,
@@ -178,7 +217,7 @@ impl Importer {
             if prepared.known.contains_key(&line.key) || unknown.iter().any(|l| l.key == line.key) {
                 continue;
             }
-            match self.products.get(&(ctx.account_id, line.key.clone())) {
+            match self.products.get(&(ctx.account_id, line.key.clone())).await {
                 Some(id) => {
                     prepared.known.insert(line.key.clone(), id);
                 }
@@ -188,7 +227,8 @@ impl Importer {
         if unknown.is_empty() {
             return Ok(Ok(prepared));
         }
-        // A version the order already has changes nothing: Prom need not be asked.
+        // A version the order already has changes nothing: no product need be made for
+        // it, nor Prom asked.
         let stored = apply::stored_version(&self.db, ctx, &plan.external_id)
             .await
             .context("reading the stored order version")?;
@@ -196,26 +236,47 @@ impl Importer {
             return Ok(Ok(prepared));
         }
         for line in unknown {
-            if let Some(product) = apply::find_product(&self.db, ctx.account_id, &line.key)
-                .await
-                .context("looking up a product")?
-            {
-                self.products
-                    .insert((ctx.account_id, line.key.clone()), product.id);
-                prepared.known.insert(line.key.clone(), product.id);
-                continue;
-            }
-            let Some(prom_id) = line.prom_id else {
-                continue;
-            };
-            match self.prom.get_product(&ctx.credentials, prom_id).await {
-                Ok(product) => {
-                    prepared.fetched.insert(prom_id, product);
+            match self.product(ctx, line).await {
+                Ok(id) => {
+                    prepared.known.insert(line.key.clone(), id);
                 }
-                Err(e) => return Ok(Err(e)),
+                // Every message that waited on the failed attempt gets its error; none
+                // is kept, so the next message tries again.
+                Err(e) => match e.as_ref() {
+                    ProductError::Prom(e) => return Ok(Err(e.clone())),
+                    ProductError::Db(e) => {
+                        return Err(anyhow::anyhow!("{e}")).context("finding or creating a product")
+                    }
+                },
             }
         }
         Ok(Ok(prepared))
+    }
+
+    /// The product of `line`: found in the books, or created there (with Prom's data
+    /// about it) in a short transaction of its own, once for all the messages in flight.
+    async fn product(
+        &self,
+        ctx: &ShopContext,
+        line: &plan::PlannedLine,
+    ) -> Result<i64, Arc<ProductError>> {
+        self.products
+            .try_get_with((ctx.account_id, line.key.clone()), async {
+                if let Some(product) =
+                    apply::find_product(&self.db, ctx.account_id, &line.key).await?
+                {
+                    return Ok(product.id);
+                }
+                let prom = match line.prom_id {
+                    Some(prom_id) => Some((
+                        prom_id,
+                        self.prom.get_product(&ctx.credentials, prom_id).await?,
+                    )),
+                    None => None,
+                };
+                Ok(apply::create_product(&self.db, ctx, line, prom).await?)
+            })
+            .await
     }
 
     async fn record(
@@ -298,7 +359,9 @@ impl Importer {
             match applied {
                 Ok(applied) => {
                     for (key, id) in &applied.products {
-                        self.products.insert((ctx.account_id, key.clone()), *id);
+                        self.products
+                            .insert((ctx.account_id, key.clone()), *id)
+                            .await;
                     }
                     log_applied(&applied);
                     crate::metrics::import_lag(msg.source, msg.received_at);
@@ -310,7 +373,8 @@ impl Importer {
                     // database again.
                     for line in &plan.lines {
                         self.products
-                            .invalidate(&(ctx.account_id, line.key.clone()));
+                            .invalidate(&(ctx.account_id, line.key.clone()))
+                            .await;
                     }
                     tracing::debug!(error = %e, "import transaction failed; trying again");
                     last_error = Some(e);

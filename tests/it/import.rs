@@ -709,6 +709,59 @@ async fn new_products_take_description_and_category_from_prom_and_reuse_categori
 }
 
 #[tokio::test]
+async fn orders_in_flight_for_one_new_product_ask_prom_about_it_once_and_create_it_once() {
+    // Arrange: 30 orders of one product new to the books wait in the queue, so that the
+    // importer takes them all at once; Prom answers about the product slowly.
+    let mut app = TestApp::builder()
+        .prom_products_missing()
+        .importers(0)
+        .spawn()
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/products/777"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"product": {"id": 777, "name": "Товар", "description": "Опис"}}),
+                )
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&app.prom)
+        .await;
+    for id in 0..30 {
+        app.push_order(&order(
+            500 + id,
+            1,
+            "pending",
+            &[(777, "S7", "Товар", 1.0, 100)],
+        ))
+        .await;
+    }
+
+    // Act
+    app.start_importer();
+    app.wait_for_events(30).await;
+
+    // Assert
+    let asked = app
+        .prom
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/api/v1/products/777")
+        .count();
+    assert_eq!(asked, 1, "Prom was asked about the product once");
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 30);
+    assert_eq!(
+        app.count("SELECT count(*) FROM products WHERE description = 'Опис'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM products").await, 1);
+}
+
+#[tokio::test]
 async fn prom_statuses_apply_only_when_changed_and_unmapped_ones_keep_the_status() {
     let app = TestApp::builder().prom_products_missing().spawn().await;
     let kind =

@@ -1,13 +1,14 @@
 //! Warm before ready: `serve` opens its broker link by itself and `/readyz` says 503
 //! until it is up; every process opens its minimum of database connections when it
-//! connects; an importer caches the shops before it consumes, and starts all the same
-//! when there are none.
+//! connects; an importer caches the shops and runs a rolled-back import on each
+//! connection its batches use before it consumes, and starts all the same when there
+//! are no shops.
 
 use std::time::Duration;
 
 use promsync::{
     db,
-    import::{batch::BatchSettings, Importer},
+    import::{batch::BatchSettings, Importer, Warmed},
     startup::Backends,
 };
 use sea_orm::ConnectionTrait;
@@ -127,7 +128,49 @@ async fn an_importer_caches_the_enabled_shops_before_it_consumes() {
     let warmed = importer.warm_up().await.expect("warm-up");
 
     // Assert
-    assert_eq!(warmed, 1);
+    assert_eq!(warmed.shops, 1);
+}
+
+/// Rows in every table an import writes.
+async fn imported_rows(app: &TestApp) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in [
+        "orders",
+        "order_items",
+        "clients",
+        "products",
+        "categories",
+        "inbound_events",
+        "outbound_sync_log",
+        "outbox",
+    ] {
+        counts.push(app.count(&format!("SELECT count(*) FROM {table}")).await);
+    }
+    counts
+}
+
+#[tokio::test]
+async fn an_importer_imports_a_made_up_order_on_each_connection_its_batches_use_and_keeps_none_of_it(
+) {
+    // Arrange
+    let app = TestApp::builder().importers(0).spawn().await;
+    let importer = importer(&app).await;
+    let before = imported_rows(&app).await;
+
+    // Act
+    let warmed = importer.warm_up().await.expect("warm-up");
+
+    // Assert: as many connections as batches run at once went through a whole import,
+    // and every row they wrote was rolled back.
+    let batches = BatchSettings::new(&app.settings.import, app.settings.database.is_sqlite(), 1);
+    assert_eq!(
+        warmed,
+        Warmed {
+            shops: 1,
+            connections: batches.workers
+        }
+    );
+    assert_eq!(imported_rows(&app).await, before, "nothing is kept");
 }
 
 #[tokio::test]
@@ -143,7 +186,13 @@ async fn an_importer_starts_on_a_database_without_shops_and_imports_once_one_is_
         .warm_up()
         .await
         .expect("warming up with no shop is no error");
-    assert_eq!(warmed, 0);
+    assert_eq!(
+        warmed,
+        Warmed {
+            shops: 0,
+            connections: 0
+        }
+    );
 
     // Act: the importer starts with nothing to warm; then the shop is enabled and
     // notifies an order.
