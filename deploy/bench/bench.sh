@@ -28,6 +28,10 @@
 #   BENCH_N=20000 BENCH_CONCURRENCY=64 BENCH_ORDERS=<BENCH_N> BENCH_IMPORTERS="1 2 4"
 #   BENCH_IMPORT_CONCURRENCY=<import_concurrency setting> BENCH_SQL_S=10
 #   BENCH_E2E_IMPORTERS=2 BENCH_E2E_S=20 BENCH_DRAIN_TIMEOUT_S=300 BENCH_STALL_S=60
+#   BENCH_E2E_RATE=<req/s> (a fixed end-to-end rate instead of 50% of the capacity;
+#     with BENCH_IMPORTERS="" no capacity is measured, only the end-to-end run)
+#   BENCH_E2E_WARMUP=<requests> (sent at a tenth of the rate and applied before the
+#     measured load, by the same processes: connections used, products in the books)
 #   BENCH_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2f
 #   BENCH_PG_URL_BASE=postgres://postgres@127.0.0.1:5432
 #   BENCH_PROM_URL=<a local stub answering 404 to every product lookup; allowed as a Prom
@@ -50,7 +54,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 N="${BENCH_N:-20000}"
 CONCURRENCY="${BENCH_CONCURRENCY:-64}"
 ORDERS="${BENCH_ORDERS:-$N}"
-IMPORTERS_LIST="${BENCH_IMPORTERS:-1 2 4}"
+IMPORTERS_LIST="${BENCH_IMPORTERS-1 2 4}"
 IMPORT_CONCURRENCY="${BENCH_IMPORT_CONCURRENCY:-}"
 SQL_S="${BENCH_SQL_S:-10}"
 E2E_IMPORTERS="${BENCH_E2E_IMPORTERS:-2}"
@@ -544,6 +548,12 @@ run_e2e() {
     local capacity target count
     capacity="$(awk -v a="$ing" -v b="$imp" 'BEGIN { if (b + 0 > 0 && b + 0 < a + 0) print b; else print a }')"
     target="$(awk -v c="$capacity" 'BEGIN { printf "%d", c / 2 }')"
+    if [ -n "${BENCH_E2E_RATE:-}" ]; then
+        # A fixed rate, to compare builds at the same load (BENCH_IMPORTERS="" skips the
+        # rounds that measure the capacity).
+        capacity="$((BENCH_E2E_RATE * 2))"
+        target="$BENCH_E2E_RATE"
+    fi
     [ "${target:-0}" -gt 0 ] || die "no capacity measured for the end-to-end run"
     count=$((target * E2E_S))
     echo
@@ -561,6 +571,19 @@ run_e2e() {
     start_role "$tag" poll
     local poll_pid=$ROLE_PID
     wait_consumers "$NS.inbound.import" "$k"
+    # Optionally, traffic before the measured load (BENCH_E2E_WARMUP requests at a tenth of
+    # the rate, applied before the load starts): the same processes then meet the load
+    # with their connections used and the orders' products in the books, which tells the
+    # cost of cold processes apart from that of the first sale of new products.
+    local warm="${BENCH_E2E_WARMUP:-0}" since="-infinity"
+    if [ "$warm" -gt 0 ]; then
+        "$LOADGEN" --url "http://$LISTEN" --shop-id "$SHOP_ID" --secret "$SECRET" --count "$warm" \
+            --concurrency "$CONCURRENCY" --orders "$warm" --order-base 600000000 \
+            --rate "$(( target / 10 + 1 ))" >"$WORK/$tag-warmup.out"
+        wait_events "$warm"
+        since="$(psql_db "$DB" "select now()")"
+        log "warm-up: $warm requests applied before the measured load"
+    fi
     timeout $((E2E_S + DRAIN_TIMEOUT_S)) "$LOADGEN" --url "http://$LISTEN" --shop-id "$SHOP_ID" \
         --secret "$SECRET" --count "$count" --concurrency "$CONCURRENCY" --orders "$count" \
         --order-base 700000000 --rate "$target" >"$WORK/$tag-loadgen.out"
@@ -568,18 +591,20 @@ run_e2e() {
     lg="$(sed -n 's/^loadgen-json: //p' "$WORK/$tag-loadgen.out" | tail -n 1)"
     accepted="$(jq -r '.accepted' <<<"$lg")"
     sent_rps="$(jq -r '.rps | . * 10 | round / 10' <<<"$lg")"
-    wait_events "$accepted"
+    wait_events "$((accepted + warm))"
+    # Only the measured load's events count (the warm-up's, if any, came before `since`).
+    local measured="(select * from inbound_events where received_at >= '$since') e"
     local lat
     lat="$(psql_db "$DB" "select round(percentile_cont(0.5) within group (order by ms)::numeric, 1) || ' ' ||
         round(percentile_cont(0.99) within group (order by ms)::numeric, 1) || ' ' || round(max(ms)::numeric, 1)
-        from (select extract(epoch from processed_at - received_at) * 1000 as ms from inbound_events) t")"
+        from (select extract(epoch from processed_at - received_at) * 1000 as ms from $measured) t")"
     local e50 e99 emax w99
     read -r e50 e99 emax <<<"$lat"
     # The same without the first 2 seconds, when the importers' caches are cold (shop,
     # products: the first orders look their products up and fetch them from "Prom").
     w99="$(psql_db "$DB" "select round(percentile_cont(0.99) within group (order by ms)::numeric, 1)
-        from (select extract(epoch from processed_at - received_at) * 1000 as ms from inbound_events
-              where received_at >= (select min(received_at) + interval '2 seconds' from inbound_events)) t")"
+        from (select extract(epoch from processed_at - received_at) * 1000 as ms from $measured
+              where received_at >= (select min(received_at) + interval '2 seconds' from $measured)) t")"
     # By second since the first request: where in the run the slow ones are (a cold
     # start shows as the first seconds' p99).
     E2E_SECONDS=()
@@ -588,8 +613,8 @@ run_e2e() {
         E2E_SECONDS+=("| ${row[0]} | ${row[1]} | ${row[2]} | ${row[3]} | ${row[4]} |")
     done < <(psql_db "$DB" "select s, count(*), round(percentile_cont(0.5) within group (order by ms)::numeric, 1),
             round(percentile_cont(0.99) within group (order by ms)::numeric, 1), round(max(ms)::numeric, 1)
-        from (select floor(extract(epoch from received_at - (select min(received_at) from inbound_events)))::int as s,
-                     extract(epoch from processed_at - received_at) * 1000 as ms from inbound_events) t
+        from (select floor(extract(epoch from received_at - (select min(received_at) from $measured)))::int as s,
+                     extract(epoch from processed_at - received_at) * 1000 as ms from $measured) t
         group by s order by s")
     log "end to end by second since the first request (second | events | p50 | p99 | max ms):"
     printf '  %s\n' "${E2E_SECONDS[@]}"
