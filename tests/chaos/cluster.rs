@@ -279,6 +279,9 @@ impl Cluster {
         ];
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            // Below the server's keep-alive, as a well-behaved webhook sender's: the
+            // client closes an idle connection before the server does.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("HTTP client");
         let launcher = Launcher {

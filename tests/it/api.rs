@@ -1439,3 +1439,35 @@ async fn a_waybill_of_an_imported_order_needs_the_goods_permission_and_an_ro_app
     );
     assert_eq!(app.count("SELECT count(*) FROM outbox").await, 0);
 }
+
+/// Sends `GET /healthz` on `stream` and reads the answer's status line and headers.
+async fn get_healthz(stream: &mut tokio::net::TcpStream) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: promsync\r\n\r\n")
+        .await?;
+    let mut answer = vec![0_u8; 4096];
+    let n = stream.read(&mut answer).await?;
+    Ok(String::from_utf8_lossy(&answer[..n]).into_owned())
+}
+
+#[tokio::test]
+async fn an_idle_connection_outlives_the_idle_timeouts_of_the_clients_in_front() {
+    // Arrange: a kept-alive connection that has answered once.
+    let app = TestApp::builder().importers(0).spawn().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connecting");
+    let first = get_healthz(&mut stream).await.expect("first request");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    // Act: the connection idles longer than actix's default keep-alive (5 s). The idle
+    // time is the behaviour under test, so there is no condition to await instead.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let second = get_healthz(&mut stream).await;
+
+    // Assert: the server kept it open; the request on it is answered.
+    let second = second.expect("second request on the idle connection");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second:?}");
+}
