@@ -5,7 +5,9 @@
 //! event id) inserted first, so a redelivered event stops there; a lock on the order's
 //! `(shop, Prom id)` so concurrent versions of one order serialize; and the stored
 //! `date_modified`, so an older version changes nothing. Products, categories and clients
-//! that may be created are locked by their match key. Several messages share one
+//! that may be created are locked by their match key; a new product is normally created
+//! before the batch, in a transaction of its own under the same locks
+//! ([`create_product`]). Several messages share one
 //! transaction (`batch`): each runs inside its own savepoint, and every lock a batch needs
 //! ([`lock_names`]) is taken up front in one global order, so concurrent importers neither
 //! duplicate anything nor deadlock. The orders themselves are read `FOR UPDATE`

@@ -3,10 +3,11 @@
 //!
 //! For each message: load the shop's context; take the order from the message or, for a
 //! thin notification, fetch it from Prom; plan it (parse, validate, reject as a whole);
-//! fetch from Prom the products that will be new; then apply everything in a transaction
+//! resolve its products, creating one new to the books (with Prom's data about it) once
+//! for every message in flight that needs it; then apply everything in a transaction
 //! shared with the other messages in flight (`batch`, `apply`). The broker acks only after
-//! that commit. Failures are sorted
-//! here: Prom or database trouble is transient (retry later), a token Prom refuses or an
+//! that commit. Before consuming, `warm` runs a rolled-back import on each batch
+//! connection. Failures are sorted here: Prom or database trouble is transient (retry later), a token Prom refuses or an
 //! unknown shop is permanent (dead letter), a bad order is a business rejection (recorded
 //! on the sync log and acked).
 
