@@ -17,8 +17,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::Utc;
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use super::{
@@ -206,29 +206,59 @@ async fn apply_all(
     // One time for the whole batch: the moment its transaction applied the messages.
     let processed_at = Utc::now();
     let txn = db.begin().await?;
-    let locks = batch
+    let items: Vec<Item<'_>> = batch
         .iter()
-        .flat_map(|w| apply::lock_names(&w.ctx, &w.plan, &w.prepared));
-    advisory_xact_locks(&txn, locks).await?;
-    let keys = batch
+        .map(|w| Item {
+            ctx: &w.ctx,
+            msg: &w.msg,
+            plan: &w.plan,
+            prepared: &w.prepared,
+        })
+        .collect();
+    let results = apply_items(&txn, &items, processed_at, pause).await?;
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// One message of a batch, ready to apply.
+pub(super) struct Item<'a> {
+    pub ctx: &'a ShopContext,
+    pub msg: &'a InboundMessage,
+    pub plan: &'a ImportPlan,
+    pub prepared: &'a Prepared,
+}
+
+/// The work of a batch inside `txn`, which the caller commits (or, warming up, rolls
+/// back): every lock first, the orders read under their row locks, then each message in
+/// its own savepoint.
+pub(super) async fn apply_items(
+    txn: &DatabaseTransaction,
+    items: &[Item<'_>],
+    processed_at: DateTime<Utc>,
+    pause: Option<&PausePoint>,
+) -> Result<Vec<Result<Applied, BatchError>>, DbErr> {
+    let locks = items
+        .iter()
+        .flat_map(|w| apply::lock_names(w.ctx, w.plan, w.prepared));
+    advisory_xact_locks(txn, locks).await?;
+    let keys = items
         .iter()
         .map(|w| (w.ctx.shop_id, w.plan.external_id.as_str()));
     // Read under the orders' row locks: a write-off or status change (which lock the
     // row) waits for this batch, and this batch sees any that committed before.
-    let mut orders = BatchOrders::load(&txn, keys).await?;
+    let mut orders = BatchOrders::load(txn, keys).await?;
     if let Some(pause) = pause {
         pause.reached.notify_one();
         pause.release.notified().await;
     }
-    let mut results = Vec::with_capacity(batch.len());
-    for w in batch {
-        let (ctx, plan) = (&w.ctx, &w.plan);
+    let mut results = Vec::with_capacity(items.len());
+    for w in items {
         let result = apply::apply_one(
-            &txn,
-            ctx,
-            &w.msg,
-            plan,
-            &w.prepared,
+            txn,
+            w.ctx,
+            w.msg,
+            w.plan,
+            w.prepared,
             processed_at,
             &mut orders,
         )
@@ -236,7 +266,6 @@ async fn apply_all(
         .map_err(|e| BatchError::Message(e.to_string()));
         results.push(result);
     }
-    txn.commit().await?;
     Ok(results)
 }
 

@@ -5,8 +5,8 @@
 //! every table and index the statement touches. After a start, the first orders met that
 //! on every connection at once, with the load already coming in: the first second's
 //! orders waited ~130 ms longer than those of a run whose connections had been used.
-//! Here each connection the batches will use first imports a made-up order, exactly as a
-//! batch would, in a transaction that is rolled back: nothing is kept (sequences aside:
+//! Here each connection the batches will use first imports a made-up order through the
+//! batch's own code (`batch::apply_items`), in a transaction that is rolled back: nothing is kept (sequences aside:
 //! a rolled-back insert still uses up an id).
 
 use anyhow::Context;
@@ -15,12 +15,12 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde_json::json;
 
 use super::{
-    apply::{self, BatchOrders, Prepared},
+    apply::Prepared,
+    batch::{apply_items, Item},
     plan, ShopContext,
 };
 use crate::{
     broker::InboundMessage,
-    db::advisory_xact_locks,
     domain::Source,
     prom::{
         ids::{EventId, ShopId},
@@ -76,18 +76,18 @@ pub async fn warm_connections(
             order: None,
         };
         let prepared = Prepared::default();
+        let item = Item {
+            ctx,
+            msg: &msg,
+            plan: &plan,
+            prepared: &prepared,
+        };
         let txn = db.begin().await.context("beginning")?;
-        advisory_xact_locks(&txn, apply::lock_names(ctx, &plan, &prepared))
+        let mut results = apply_items(&txn, &[item], Utc::now(), None)
             .await
-            .context("locking")?;
-        let mut orders = BatchOrders::load(&txn, [(ctx.shop_id, plan.external_id.as_str())])
-            .await
-            .context("reading the order")?;
-        apply::apply_one(&txn, ctx, &msg, &plan, &prepared, Utc::now(), &mut orders)
-            .await
-            .context("applying")?
             .context("applying")?;
         txn.rollback().await.context("rolling back")?;
+        results.pop().context("no result")?.context("applying")?;
         anyhow::Ok(())
     });
     futures::future::try_join_all(runs).await?;
